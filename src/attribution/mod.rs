@@ -1,0 +1,477 @@
+//! The attribution engine: the notebook's six methods (Guided Backprop, Integrated Gradients,
+//! SmoothGrad, Grad-CAM, LIME, Kernel SHAP) plus the plain gradient, with the reference semantics of
+//! `shared/reference/methods.md`. Explained score = the target class's logit; maps are H x W (channels
+//! reduced by the mean), in model-input resolution, raw (never display-normalised).
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::Tensor;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+pub mod gradcam;
+pub mod gradient;
+pub mod perturbation;
+pub mod segment;
+
+/// The methods, with the names used in config, the database and file names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    GuidedBackprop,
+    IntegratedGradients,
+    Smoothgrad,
+    Gradcam,
+    Lime,
+    KernelShap,
+    /// The plain gradient (Xplique's Saliency without its abs/max reduction).
+    Gradient,
+}
+
+impl Method {
+    /// The notebook's six, in its figure order.
+    pub const SIX: [Method; 6] = [
+        Method::GuidedBackprop,
+        Method::IntegratedGradients,
+        Method::Smoothgrad,
+        Method::Gradcam,
+        Method::Lime,
+        Method::KernelShap,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::GuidedBackprop => "guided_backprop",
+            Method::IntegratedGradients => "integrated_gradients",
+            Method::Smoothgrad => "smoothgrad",
+            Method::Gradcam => "gradcam",
+            Method::Lime => "lime",
+            Method::KernelShap => "kernel_shap",
+            Method::Gradient => "gradient",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Method::GuidedBackprop => "Guided Backprop",
+            Method::IntegratedGradients => "Integrated Gradients",
+            Method::Smoothgrad => "SmoothGrad",
+            Method::Gradcam => "Grad-CAM",
+            Method::Lime => "LIME",
+            Method::KernelShap => "Kernel SHAP",
+            Method::Gradient => "Gradient",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Method> {
+        let all = [Method::SIX.as_slice(), &[Method::Gradient]].concat();
+        all.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            Error::key(
+                "explain.methods",
+                format!("`{s}` is unknown: allowed {}", all_names().join(", ")),
+            )
+        })
+    }
+
+    pub fn is_stochastic(self) -> bool {
+        matches!(self, Method::Smoothgrad | Method::Lime | Method::KernelShap)
+    }
+}
+
+fn all_names() -> Vec<&'static str> {
+    let mut v: Vec<_> = Method::SIX.iter().map(|m| m.name()).collect();
+    v.push(Method::Gradient.name());
+    v
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IgConfig {
+    /// Path points including both ends; `None` = from the profile.
+    pub steps: Option<usize>,
+    /// Constant baseline image, in model-input space (after preprocessing).
+    pub baseline_value: f32,
+}
+impl Default for IgConfig {
+    fn default() -> Self {
+        IgConfig {
+            steps: None,
+            baseline_value: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmoothGradConfig {
+    pub samples: Option<usize>,
+    /// Absolute noise standard deviation in model-input space.
+    pub noise: f32,
+}
+impl Default for SmoothGradConfig {
+    fn default() -> Self {
+        SmoothGradConfig {
+            samples: None,
+            noise: 0.2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GradCamConfig {
+    /// Layer index in the layer list whose output is explained; `None` = the last conv layer (its
+    /// ReLU output when a ReLU follows, as Keras' Conv2D(activation='relu')).
+    pub layer: Option<usize>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimeConfig {
+    pub samples: Option<usize>,
+    pub kernel_width: f32,
+    /// Ridge penalty (the intercept is not penalised).
+    pub alpha: f64,
+}
+impl Default for LimeConfig {
+    fn default() -> Self {
+        LimeConfig {
+            samples: None,
+            kernel_width: 45.0,
+            alpha: 2.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelShapConfig {
+    pub samples: Option<usize>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentationConfig {
+    /// felzenszwalb (reference for grey input), slic, grid, or file (a label PNG).
+    pub method: String,
+    pub scale: f32,
+    pub sigma: f32,
+    pub min_size: usize,
+    /// grid: cells per side.
+    pub grid_cells: usize,
+    /// slic: approximate number of segments and compactness.
+    pub slic_segments: usize,
+    pub slic_compactness: f32,
+    /// file: label image (same segmentation for every image).
+    pub path: Option<std::path::PathBuf>,
+}
+impl Default for SegmentationConfig {
+    fn default() -> Self {
+        SegmentationConfig {
+            method: "felzenszwalb".into(),
+            scale: 1.0,
+            sigma: 0.8,
+            min_size: 20,
+            grid_cells: 8,
+            slic_segments: 150,
+            slic_compactness: 0.1,
+            path: None,
+        }
+    }
+}
+
+/// `explain:` in config.yml.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExplainConfig {
+    /// `default` (CPU budget) or `seed` (the notebook's parameters). Fills the sample counts not set.
+    pub profile: String,
+    pub methods: Vec<Method>,
+    /// `predicted`, `label`, or a class name.
+    pub target: String,
+    /// Run seed; each random draw is seeded from (image id, method, seed).
+    pub seed: u64,
+    /// Batch size for samples (IG steps, SmoothGrad noise, LIME/SHAP perturbations).
+    pub batch_size: usize,
+    /// Reference value for switched-off superpixels; `None` = 0 for one channel, 0.5 for three.
+    pub reference_value: Option<f32>,
+    pub integrated_gradients: IgConfig,
+    pub smoothgrad: SmoothGradConfig,
+    pub gradcam: GradCamConfig,
+    pub lime: LimeConfig,
+    pub kernel_shap: KernelShapConfig,
+    pub segmentation: SegmentationConfig,
+}
+
+impl Default for ExplainConfig {
+    fn default() -> Self {
+        ExplainConfig {
+            profile: "default".into(),
+            methods: Method::SIX.to_vec(),
+            target: "predicted".into(),
+            seed: 0,
+            batch_size: 64,
+            reference_value: None,
+            integrated_gradients: IgConfig::default(),
+            smoothgrad: SmoothGradConfig::default(),
+            gradcam: GradCamConfig::default(),
+            lime: LimeConfig::default(),
+            kernel_shap: KernelShapConfig::default(),
+            segmentation: SegmentationConfig::default(),
+        }
+    }
+}
+
+/// Sample counts per profile: (IG steps, SmoothGrad samples, LIME samples, Kernel SHAP samples).
+/// `seed` = the notebook. `default` keeps IG's completeness error small (32 trapezoid steps) and cuts
+/// the perturbation methods, which are ~80% of the cost, to 300 samples each: about a third of the
+/// seed profile's forward passes, enough for ~150 superpixels (two samples per feature).
+pub fn profile_budget(profile: &str) -> Option<(usize, usize, usize, usize)> {
+    match profile {
+        "seed" => Some((80, 80, 1000, 1000)),
+        "default" => Some((64, 32, 300, 300)),
+        _ => None,
+    }
+}
+
+impl ExplainConfig {
+    /// Fills sample counts left unset from the profile (an unknown profile is caught by `validate`).
+    pub fn apply_profile(&mut self) {
+        if let Some((ig, sg, lime, shap)) = profile_budget(&self.profile) {
+            self.integrated_gradients.steps.get_or_insert(ig);
+            self.smoothgrad.samples.get_or_insert(sg);
+            self.lime.samples.get_or_insert(lime);
+            self.kernel_shap.samples.get_or_insert(shap);
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if profile_budget(&self.profile).is_none() {
+            return Err(Error::key(
+                "explain.profile",
+                format!("`{}` is unknown: allowed default, seed", self.profile),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::key(
+                "explain.batch_size",
+                "0 is not allowed: at least 1",
+            ));
+        }
+        if self.integrated_gradients.steps.is_some_and(|s| s < 2) {
+            return Err(Error::key(
+                "explain.integrated_gradients.steps",
+                "at least 2 (both path ends are included)",
+            ));
+        }
+        for (key, v) in [
+            ("explain.smoothgrad.samples", self.smoothgrad.samples),
+            ("explain.lime.samples", self.lime.samples),
+            ("explain.kernel_shap.samples", self.kernel_shap.samples),
+        ] {
+            if v == Some(0) {
+                return Err(Error::key(key, "0 is not allowed: at least 1"));
+            }
+        }
+        if !(self.smoothgrad.noise >= 0.0 && self.smoothgrad.noise.is_finite()) {
+            return Err(Error::key(
+                "explain.smoothgrad.noise",
+                format!("{} is not allowed: >= 0", self.smoothgrad.noise),
+            ));
+        }
+        if !(self.lime.kernel_width > 0.0) {
+            return Err(Error::key(
+                "explain.lime.kernel_width",
+                format!("{} is not allowed: > 0", self.lime.kernel_width),
+            ));
+        }
+        if !(self.lime.alpha >= 0.0) {
+            return Err(Error::key(
+                "explain.lime.alpha",
+                format!("{} is not allowed: >= 0", self.lime.alpha),
+            ));
+        }
+        let seg = &self.segmentation;
+        match seg.method.as_str() {
+            "felzenszwalb" | "slic" => {}
+            "grid" if seg.grid_cells >= 1 => {}
+            "grid" => return Err(Error::key("explain.segmentation.grid_cells", "at least 1")),
+            "file" if seg.path.is_some() => {}
+            "file" => {
+                return Err(Error::key(
+                    "explain.segmentation.path",
+                    "method `file` needs a label image path",
+                ))
+            }
+            other => {
+                return Err(Error::key(
+                    "explain.segmentation.method",
+                    format!("`{other}` is unknown: allowed felzenszwalb, slic, grid, file"),
+                ))
+            }
+        }
+        if self.target != "predicted" && self.target != "label" && self.target.is_empty() {
+            return Err(Error::key(
+                "explain.target",
+                "allowed: predicted, label, or a class name",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn reference(&self, channels: usize) -> f32 {
+        self.reference_value
+            .unwrap_or(if channels == 1 { 0.0 } else { 0.5 })
+    }
+}
+
+/// One image to explain: its model input and what the perturbation methods need.
+pub struct ImageInput<'a> {
+    /// Content id: seeds the random draws.
+    pub id: &'a str,
+    /// 1 x C x S x S model input.
+    pub x: &'a Tensor,
+    /// S x S grey image in [0, 1] (segmentation input).
+    pub grey: &'a [f32],
+    pub target: i64,
+}
+
+/// A computed map.
+#[derive(Clone, Debug)]
+pub struct Attribution {
+    pub method: Method,
+    /// S x S, row-major, raw values.
+    pub map: Vec<f32>,
+    pub size: usize,
+    /// Integrated Gradients: |sum(IG) - (f(x) - f(b))| / |f(x) - f(b)|.
+    pub completeness_error: Option<f64>,
+    /// LIME / Kernel SHAP: number of superpixels.
+    pub segments: Option<usize>,
+    pub seconds: f64,
+}
+
+/// A seeded generator for (image id, method, run seed): the same triple always gives the same draws,
+/// whichever worker or order computes it.
+pub fn rng_for(image_id: &str, method: Method, seed: u64) -> ChaCha8Rng {
+    let mut h = Sha256::new();
+    h.update(image_id.as_bytes());
+    h.update([0]);
+    h.update(method.name().as_bytes());
+    h.update([0]);
+    h.update(seed.to_le_bytes());
+    let digest: [u8; 32] = h.finalize().into();
+    ChaCha8Rng::from_seed(digest)
+}
+
+/// Computes `method` for one image.
+pub fn explain(
+    model: &Model,
+    cfg: &ExplainConfig,
+    method: Method,
+    input: &ImageInput,
+) -> Result<Attribution> {
+    let t0 = Instant::now();
+    let size = input.x.size()[3] as usize;
+    let mut completeness_error = None;
+    let mut segments = None;
+    let map = match method {
+        Method::Gradient => gradient::gradient(model, input.x, &[input.target])?.remove(0),
+        Method::GuidedBackprop => {
+            let native = model.native().ok_or_else(|| unsupported(method, "a TorchScript module is opaque: its ReLUs cannot be given the guided backward rule"))?;
+            gradient::guided_backprop(native, input.x, &[input.target])?.remove(0)
+        }
+        Method::IntegratedGradients => {
+            let steps = cfg.integrated_gradients.steps.unwrap_or(80);
+            let r = gradient::integrated_gradients(
+                model,
+                input.x,
+                input.target,
+                cfg.integrated_gradients.baseline_value,
+                steps,
+                cfg.batch_size,
+            )?;
+            completeness_error = Some(r.completeness_error);
+            r.map
+        }
+        Method::Smoothgrad => {
+            let mut rng = rng_for(input.id, method, cfg.seed);
+            let n = cfg.smoothgrad.samples.unwrap_or(80);
+            gradient::smoothgrad(
+                model,
+                input.x,
+                input.target,
+                n,
+                cfg.smoothgrad.noise,
+                cfg.batch_size,
+                &mut rng,
+            )?
+        }
+        Method::Gradcam => {
+            let native = model.native().ok_or_else(|| unsupported(method, "a TorchScript module is opaque: its last convolutional layer cannot be reached"))?;
+            gradcam::gradcam(native, input.x, &[input.target], cfg.gradcam.layer)?.remove(0)
+        }
+        Method::Lime | Method::KernelShap => {
+            let seg = perturbation::segment_for(&cfg.segmentation, input.grey, size, input.x)?;
+            segments = Some(seg.n_segments);
+            let mut rng = rng_for(input.id, method, cfg.seed);
+            let reference = cfg.reference(input.x.size()[1] as usize);
+            if method == Method::Lime {
+                let n = cfg.lime.samples.unwrap_or(1000);
+                perturbation::lime(
+                    model,
+                    input.x,
+                    input.target,
+                    &seg,
+                    reference,
+                    n,
+                    &cfg.lime,
+                    cfg.batch_size,
+                    &mut rng,
+                )?
+            } else {
+                let n = cfg.kernel_shap.samples.unwrap_or(1000);
+                perturbation::kernel_shap(
+                    model,
+                    input.x,
+                    input.target,
+                    &seg,
+                    reference,
+                    n,
+                    cfg.batch_size,
+                    &mut rng,
+                )?
+            }
+        }
+    };
+    Ok(Attribution {
+        method,
+        map,
+        size,
+        completeness_error,
+        segments,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+fn unsupported(method: Method, reason: &str) -> Error {
+    Error::Unsupported {
+        method: method.title().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Mean over channels of a [B, C, H, W] tensor -> one Vec per image (H*W).
+pub(crate) fn channel_mean_maps(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let m = t
+        .mean_dim([1i64].as_slice(), false, tch::Kind::Float)
+        .to_device(tch::Device::Cpu)
+        .contiguous();
+    let b = m.size()[0];
+    (0..b)
+        .map(|i| Ok(Vec::<f32>::try_from(m.get(i).flatten(0, -1))?))
+        .collect()
+}

@@ -1,0 +1,319 @@
+//! Perturbation family on superpixels: LIME (weighted ridge on random keep/drop masks) and Kernel SHAP
+//! (coalitions drawn from the Shapley kernel, ordinary least squares). A switched-off superpixel takes
+//! the reference value; each superpixel's coefficient is painted on all its pixels.
+use rand::distributions::{Distribution, WeightedIndex};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+use super::segment::{self, Segmentation};
+use super::{LimeConfig, SegmentationConfig};
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// The segmentation the config asks for. Single-channel input is segmented on its grey image in
+/// [0, 1]; RGB input on the model input min-max scaled to [0, 1] (channel-last).
+pub fn segment_for(
+    cfg: &SegmentationConfig,
+    grey: &[f32],
+    size: usize,
+    x: &Tensor,
+) -> Result<Segmentation> {
+    let channels = x.size()[1] as usize;
+    let rgb;
+    let (img, ch): (&[f32], usize) = if channels == 1 {
+        (grey, 1)
+    } else {
+        let t = x
+            .get(0)
+            .permute([1, 2, 0])
+            .contiguous()
+            .to_device(Device::Cpu);
+        let (lo, hi) = (t.min().double_value(&[]), t.max().double_value(&[]));
+        let t = (t - lo) / (hi - lo).max(1e-12);
+        rgb = Vec::<f32>::try_from(t.flatten(0, -1))?;
+        (&rgb, channels)
+    };
+    Ok(match cfg.method.as_str() {
+        "grid" => segment::grid(size, size, cfg.grid_cells, cfg.grid_cells),
+        "slic" => segment::slic(
+            img,
+            size,
+            size,
+            ch,
+            cfg.slic_segments,
+            cfg.slic_compactness,
+            cfg.sigma,
+        ),
+        "file" => {
+            let path = cfg
+                .path
+                .as_ref()
+                .ok_or_else(|| Error::key("explain.segmentation.path", "missing"))?;
+            segment::from_label_image(path, size, size)
+                .map_err(|e| Error::key("explain.segmentation.path", e.to_string()))?
+        }
+        _ => segment::felzenszwalb(img, size, size, ch, cfg.scale, cfg.sigma, cfg.min_size),
+    })
+}
+
+/// Target logits of the perturbed images: pixel kept where its superpixel's mask entry is 1, reference
+/// elsewhere. `masks` is N x M (row-major, 0/1).
+pub fn perturbed_scores(
+    model: &Model,
+    x: &Tensor,
+    target: i64,
+    seg: &Segmentation,
+    reference: f32,
+    masks: &[f32],
+    batch: usize,
+) -> Result<Vec<f64>> {
+    let m = seg.n_segments;
+    let n = masks.len() / m.max(1);
+    let dev = x.device();
+    let s = x.size();
+    let labels: Vec<i64> = seg.labels.iter().map(|&l| l as i64).collect();
+    let labels = Tensor::from_slice(&labels).to_device(dev);
+    let all = Tensor::from_slice(masks)
+        .to_device(dev)
+        .view([n as i64, m as i64]);
+    let _guard = tch::no_grad_guard();
+    let mut scores = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < n {
+        let len = batch.min(n - start) as i64;
+        let pm = all
+            .narrow(0, start as i64, len)
+            .index_select(1, &labels)
+            .view([len, 1, s[2], s[3]]);
+        let perturbed = x * &pm + (1.0 - &pm) * reference as f64;
+        let logits = model.forward(&perturbed);
+        let col = logits
+            .select(1, target)
+            .to_kind(Kind::Double)
+            .to_device(Device::Cpu);
+        scores.extend(Vec::<f64>::try_from(col)?);
+        start += len as usize;
+    }
+    Ok(scores)
+}
+
+/// Paints per-superpixel coefficients on their pixels.
+fn paint(seg: &Segmentation, coef: &[f64]) -> Vec<f32> {
+    seg.labels
+        .iter()
+        .map(|&l| coef[l as usize] as f32)
+        .collect()
+}
+
+/// Sum over each superpixel of (x - reference)^2 over its pixels and channels: the squared pixel-space
+/// distance a sample gains when it switches that superpixel off.
+fn segment_sq_distance(x: &Tensor, seg: &Segmentation, reference: f32) -> Result<Vec<f64>> {
+    let d =
+        (x - reference as f64)
+            .square()
+            .sum_dim_intlist([0i64, 1].as_slice(), false, Kind::Double);
+    let d = Vec::<f64>::try_from(d.to_device(Device::Cpu).flatten(0, -1))?;
+    let mut per = vec![0f64; seg.n_segments];
+    for (p, &l) in seg.labels.iter().enumerate() {
+        per[l as usize] += d[p];
+    }
+    Ok(per)
+}
+
+/// LIME: each sample keeps every superpixel with probability 1/2; weight = exp(-d^2 / kernel_width^2)
+/// with d the L2 distance between original and perturbed image in pixel space (uniform weights if
+/// all underflow); ridge regression (alpha, intercept unpenalised) of the target logit on the masks.
+#[allow(clippy::too_many_arguments)]
+pub fn lime(
+    model: &Model,
+    x: &Tensor,
+    target: i64,
+    seg: &Segmentation,
+    reference: f32,
+    samples: usize,
+    cfg: &LimeConfig,
+    batch: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<f32>> {
+    let m = seg.n_segments;
+    let masks: Vec<f32> = (0..samples * m)
+        .map(|_| if rng.gen_bool(0.5) { 1.0 } else { 0.0 })
+        .collect();
+    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch)?;
+    let seg_d = segment_sq_distance(x, seg, reference)?;
+    let kw2 = (cfg.kernel_width as f64).powi(2);
+    let mut w: Vec<f64> = masks
+        .chunks(m)
+        .map(|z| {
+            let d2: f64 = z
+                .iter()
+                .zip(&seg_d)
+                .map(|(&zi, &e)| (1.0 - zi as f64) * e)
+                .sum();
+            (-d2 / kw2).exp()
+        })
+        .collect();
+    if w.iter().all(|&v| v == 0.0 || !v.is_finite()) {
+        w.iter_mut().for_each(|v| *v = 1.0);
+    }
+    let coef = ridge(&masks, &y, &w, m, cfg.alpha)?;
+    Ok(paint(seg, &coef))
+}
+
+/// Weighted ridge with an unpenalised intercept (centre by the weighted means, then solve
+/// (Zc' W Zc + alpha I) beta = Zc' W yc), in f64. Returns the M coefficients.
+///
+/// Plain Rust in a fixed summation order (not LAPACK, whose threading changes the last bits): the same
+/// samples give bit-identical coefficients whatever the thread count.
+pub fn ridge(masks: &[f32], y: &[f64], w: &[f64], m: usize, alpha: f64) -> Result<Vec<f64>> {
+    let n = y.len();
+    let wsum: f64 = w.iter().sum();
+    if n == 0 || m == 0 || wsum <= 0.0 {
+        return Err(Error::Other(format!(
+            "regression needs samples and features (n = {n}, m = {m})"
+        )));
+    }
+    let mut zm = vec![0f64; m];
+    let mut ym = 0.0;
+    for (i, z) in masks.chunks(m).enumerate() {
+        for (acc, &v) in zm.iter_mut().zip(z) {
+            *acc += w[i] * v as f64;
+        }
+        ym += w[i] * y[i];
+    }
+    zm.iter_mut().for_each(|v| *v /= wsum);
+    ym /= wsum;
+    // Lower triangle of A = Zc' W Zc, and b = Zc' W yc.
+    let mut a = vec![0f64; m * m];
+    let mut b = vec![0f64; m];
+    let mut zc = vec![0f64; m];
+    for (i, z) in masks.chunks(m).enumerate() {
+        for k in 0..m {
+            zc[k] = z[k] as f64 - zm[k];
+        }
+        let yc = y[i] - ym;
+        for r in 0..m {
+            let wr = w[i] * zc[r];
+            if wr == 0.0 {
+                continue;
+            }
+            b[r] += wr * yc;
+            let row = &mut a[r * m..r * m + r + 1];
+            for (c, cell) in row.iter_mut().enumerate() {
+                *cell += wr * zc[c];
+            }
+        }
+    }
+    for r in 0..m {
+        a[r * m + r] += alpha;
+    }
+    cholesky_solve(&mut a, &mut b, m)?;
+    Ok(b)
+}
+
+/// Solves A x = b in place for symmetric positive definite A (lower triangle used), by Cholesky.
+fn cholesky_solve(a: &mut [f64], b: &mut [f64], m: usize) -> Result<()> {
+    for j in 0..m {
+        let mut d = a[j * m + j];
+        for k in 0..j {
+            d -= a[j * m + k] * a[j * m + k];
+        }
+        if !(d > 0.0) {
+            return Err(Error::Other(format!(
+                "regression matrix is not positive definite (pivot {j}: {d:e})"
+            )));
+        }
+        let d = d.sqrt();
+        a[j * m + j] = d;
+        for i in (j + 1)..m {
+            let mut s = a[i * m + j];
+            for k in 0..j {
+                s -= a[i * m + k] * a[j * m + k];
+            }
+            a[i * m + j] = s / d;
+        }
+    }
+    for i in 0..m {
+        let mut s = b[i];
+        for k in 0..i {
+            s -= a[i * m + k] * b[k];
+        }
+        b[i] = s / a[i * m + i];
+    }
+    for i in (0..m).rev() {
+        let mut s = b[i];
+        for k in (i + 1)..m {
+            s -= a[k * m + i] * b[k];
+        }
+        b[i] = s / a[i * m + i];
+    }
+    Ok(())
+}
+
+/// Kernel SHAP: coalition size k drawn with probability proportional to (M-1) / (k (M-k)), k = 1..M-1,
+/// then a uniformly random subset of that size; ordinary least squares with intercept, unit weights.
+#[allow(clippy::too_many_arguments)]
+pub fn kernel_shap(
+    model: &Model,
+    x: &Tensor,
+    target: i64,
+    seg: &Segmentation,
+    reference: f32,
+    samples: usize,
+    batch: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<f32>> {
+    let m = seg.n_segments;
+    if m < 2 {
+        // One feature: its Shapley value is exactly f(x) - f(reference).
+        let y = perturbed_scores(model, x, target, seg, reference, &[1.0, 0.0], batch)?;
+        return Ok(paint(seg, &[y[0] - y[1]]));
+    }
+    let sizes: Vec<f64> = (1..m)
+        .map(|k| (m - 1) as f64 / (k as f64 * (m - k) as f64))
+        .collect();
+    let dist = WeightedIndex::new(&sizes)
+        .map_err(|e| Error::Other(format!("Kernel SHAP size weights: {e}")))?;
+    let mut masks = vec![0f32; samples * m];
+    let mut idx: Vec<usize> = (0..m).collect();
+    for row in masks.chunks_mut(m) {
+        let k = dist.sample(rng) + 1;
+        // Partial Fisher-Yates: the first k entries become a uniform random k-subset.
+        for i in 0..k {
+            let j = rng.gen_range(i..m);
+            idx.swap(i, j);
+            row[idx[i]] = 1.0;
+        }
+    }
+    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch)?;
+    let coef = least_squares_with_intercept(&masks, &y, m)?;
+    Ok(paint(seg, &coef))
+}
+
+/// OLS of y on [1, Z]: the centred normal equations with a vanishing ridge (1e-9 of the mean
+/// diagonal), which keeps the system solvable when coalitions are fewer than features (the result then
+/// approaches the minimum-norm least-squares solution) and changes a full-rank fit by ~1e-9 relative.
+pub fn least_squares_with_intercept(masks: &[f32], y: &[f64], m: usize) -> Result<Vec<f64>> {
+    let n = y.len();
+    let ones = vec![1f64; n];
+    // Mean diagonal of the centred Gram matrix = mean variance of a feature times n.
+    let mut var = 0f64;
+    for k in 0..m {
+        let mean = masks
+            .iter()
+            .skip(k)
+            .step_by(m)
+            .map(|&v| v as f64)
+            .sum::<f64>()
+            / n as f64;
+        var += masks
+            .iter()
+            .skip(k)
+            .step_by(m)
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>();
+    }
+    let jitter = 1e-9 * (var / m.max(1) as f64).max(1e-12);
+    ridge(masks, y, &ones, m, jitter)
+}

@@ -1,0 +1,21 @@
+//! tumor-audit: audits what CNN brain-tumor MRI classifiers look at.
+//!
+//! Data flow, one module per step:
+//! images ([`dataset`]) -> [`preprocess`] -> [`model`] -> [`attribution`] -> [`metrics`] ->
+//! display ([`display`]); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
+//! [`commands`] wires the steps to the CLI ([`cli`]).
+pub mod attribution;
+pub mod brain_mask;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dataset;
+pub mod display;
+pub mod error;
+pub mod evaluate;
+pub mod metrics;
+pub mod model;
+pub mod preprocess;
+pub mod split;
+
+pub use error::{Error, Result};

@@ -1,0 +1,25 @@
+//! Thin binary: parse the command line, set up logging, call the library, map the result to an exit code.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = tumor_audit::cli::Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn,tumor_audit=info",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match tumor_audit::commands::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! The classifier under audit: a native CNN built from a layer list (parameter names as a PyTorch
+//! `nn.Sequential` state_dict: `0.weight`, `0.bias`, ...; weights in safetensors), or a user's
+//! TorchScript module. Both give logits; the native CNN also exposes its layers, which Grad-CAM and
+//! Guided Backprop need.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+pub mod train;
+
+/// One layer of the native CNN, as written in `config.yml` (`- conv: {out: 16}`, `- relu`, ...).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// 2-D convolution, stride 1, zero padding `kernel / 2` ("same") unless `padding` is given.
+    Conv {
+        out: i64,
+        #[serde(default = "default_kernel")]
+        kernel: i64,
+        #[serde(default)]
+        padding: Option<i64>,
+    },
+    Relu,
+    /// Max pooling with stride = kernel.
+    Maxpool {
+        #[serde(default = "default_pool")]
+        kernel: i64,
+    },
+    Flatten,
+    /// Fully connected layer (PyTorch `nn.Linear`).
+    Dense {
+        out: i64,
+    },
+    Dropout {
+        #[serde(default = "default_dropout")]
+        p: f64,
+    },
+    /// `nn.BatchNorm2d` over the channels of the previous conv.
+    Batchnorm,
+    /// Global average pooling to C x 1 x 1, then flattened.
+    GlobalAvgPool,
+}
+
+fn default_kernel() -> i64 {
+    3
+}
+fn default_pool() -> i64 {
+    2
+}
+fn default_dropout() -> f64 {
+    0.5
+}
+
+impl LayerSpec {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        match self {
+            LayerSpec::Conv {
+                out,
+                kernel,
+                padding,
+            } => {
+                if *out < 1 || *kernel < 1 || padding.is_some_and(|p| p < 0) {
+                    return Err(format!(
+                        "conv needs out >= 1, kernel >= 1, padding >= 0; found out {out}, kernel {kernel}, padding {padding:?}"
+                    ));
+                }
+            }
+            LayerSpec::Maxpool { kernel } if *kernel < 1 => {
+                return Err(format!("maxpool kernel must be >= 1, found {kernel}"))
+            }
+            LayerSpec::Dense { out } if *out < 1 => {
+                return Err(format!("dense out must be >= 1, found {out}"))
+            }
+            LayerSpec::Dropout { p } if !(0.0..1.0).contains(p) => {
+                return Err(format!("dropout p must be in [0, 1), found {p}"))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            LayerSpec::Conv { .. } => "conv",
+            LayerSpec::Relu => "relu",
+            LayerSpec::Maxpool { .. } => "maxpool",
+            LayerSpec::Flatten => "flatten",
+            LayerSpec::Dense { .. } => "dense",
+            LayerSpec::Dropout { .. } => "dropout",
+            LayerSpec::Batchnorm => "batchnorm",
+            LayerSpec::GlobalAvgPool => "global_avg_pool",
+        }
+    }
+}
+
+/// The notebook's pattern Conv-Conv-Pool-Conv-Conv-Pool-Flatten-Dense-Dropout-Dense (ReLU after each
+/// conv and the hidden dense layer), with the given conv widths.
+pub fn preset_layers(widths: [i64; 4], hidden: i64, classes: i64) -> Vec<LayerSpec> {
+    let conv = |out| LayerSpec::Conv {
+        out,
+        kernel: 3,
+        padding: None,
+    };
+    vec![
+        conv(widths[0]),
+        LayerSpec::Relu,
+        conv(widths[1]),
+        LayerSpec::Relu,
+        LayerSpec::Maxpool { kernel: 2 },
+        conv(widths[2]),
+        LayerSpec::Relu,
+        conv(widths[3]),
+        LayerSpec::Relu,
+        LayerSpec::Maxpool { kernel: 2 },
+        LayerSpec::Flatten,
+        LayerSpec::Dense { out: hidden },
+        LayerSpec::Relu,
+        LayerSpec::Dropout { p: 0.5 },
+        LayerSpec::Dense { out: classes },
+    ]
+}
+
+/// A built layer.
+#[derive(Debug)]
+pub enum Layer {
+    Conv(nn::Conv2D),
+    Relu,
+    MaxPool(i64),
+    Flatten,
+    Dense(nn::Linear),
+    Dropout(f64),
+    BatchNorm(nn::BatchNorm),
+    GlobalAvgPool,
+}
+
+impl Layer {
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            Layer::Conv(c) => x.apply(c),
+            Layer::Relu => x.relu(),
+            Layer::MaxPool(k) => x.max_pool2d([*k, *k], [*k, *k], [0, 0], [1, 1], false),
+            Layer::Flatten => x.flatten(1, -1),
+            Layer::Dense(l) => x.apply(l),
+            Layer::Dropout(p) => x.dropout(*p, train),
+            Layer::BatchNorm(b) => x.apply_t(b, train),
+            Layer::GlobalAvgPool => x.mean_dim([2i64, 3].as_slice(), false, Kind::Float),
+        }
+    }
+}
+
+/// Input geometry and classes a model is built for.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InputSpec {
+    pub channels: i64,
+    pub size: i64,
+    pub classes: i64,
+}
+
+/// The native CNN.
+pub struct NativeCnn {
+    pub vs: nn::VarStore,
+    pub specs: Vec<LayerSpec>,
+    pub layers: Vec<Layer>,
+    pub input: InputSpec,
+}
+
+impl NativeCnn {
+    /// Builds the layers, checking shapes as it goes: a layer list that cannot take
+    /// `channels x size x size` or does not end with `classes` outputs is an error naming the layer.
+    pub fn new(specs: &[LayerSpec], input: InputSpec, device: Device) -> Result<NativeCnn> {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let mut layers = Vec::with_capacity(specs.len());
+        // Shape of the activation entering each layer: (channels, h, w) or (features) once flat.
+        let (mut c, mut h, mut w) = (input.channels, input.size, input.size);
+        let mut flat: Option<i64> = None;
+        let bad = |i: usize, m: String| Error::key(format!("model.layers[{i}]"), m);
+        for (i, spec) in specs.iter().enumerate() {
+            let p = &root / i.to_string();
+            let layer = match spec {
+                LayerSpec::Conv {
+                    out,
+                    kernel,
+                    padding,
+                } => {
+                    if flat.is_some() {
+                        return Err(bad(i, "conv after flatten".into()));
+                    }
+                    let pad = padding.unwrap_or(kernel / 2);
+                    let cfg = nn::ConvConfig {
+                        padding: pad,
+                        ..Default::default()
+                    };
+                    let conv = nn::conv2d(&p, c, *out, *kernel, cfg);
+                    h = h + 2 * pad - kernel + 1;
+                    w = w + 2 * pad - kernel + 1;
+                    c = *out;
+                    if h < 1 || w < 1 {
+                        return Err(bad(
+                            i,
+                            format!("conv leaves no pixels at input size {}", input.size),
+                        ));
+                    }
+                    Layer::Conv(conv)
+                }
+                LayerSpec::Relu => Layer::Relu,
+                LayerSpec::Maxpool { kernel } => {
+                    if flat.is_some() {
+                        return Err(bad(i, "maxpool after flatten".into()));
+                    }
+                    h /= kernel;
+                    w /= kernel;
+                    if h < 1 || w < 1 {
+                        return Err(bad(
+                            i,
+                            format!("maxpool leaves no pixels at input size {}", input.size),
+                        ));
+                    }
+                    Layer::MaxPool(*kernel)
+                }
+                LayerSpec::Flatten => {
+                    flat = Some(flat.unwrap_or(c * h * w));
+                    Layer::Flatten
+                }
+                LayerSpec::GlobalAvgPool => {
+                    flat = Some(c);
+                    Layer::GlobalAvgPool
+                }
+                LayerSpec::Dense { out } => {
+                    let inp = flat
+                        .ok_or_else(|| bad(i, "dense before flatten / global_avg_pool".into()))?;
+                    flat = Some(*out);
+                    Layer::Dense(nn::linear(&p, inp, *out, Default::default()))
+                }
+                LayerSpec::Dropout { p: prob } => Layer::Dropout(*prob),
+                LayerSpec::Batchnorm => {
+                    if flat.is_some() {
+                        return Err(bad(i, "batchnorm (2-D) after flatten".into()));
+                    }
+                    Layer::BatchNorm(nn::batch_norm2d(&p, c, Default::default()))
+                }
+            };
+            layers.push(layer);
+        }
+        match flat {
+            Some(n) if n == input.classes => {}
+            Some(n) => {
+                return Err(Error::ModelMismatch(format!(
+                    "the layer list ends with {n} outputs but the data has {} classes",
+                    input.classes
+                )))
+            }
+            None => {
+                return Err(Error::key(
+                    "model.layers",
+                    "must end with flatten/global_avg_pool and dense",
+                ))
+            }
+        }
+        Ok(NativeCnn {
+            vs,
+            specs: specs.to_vec(),
+            layers,
+            input,
+        })
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_range(x, 0, self.layers.len(), train)
+    }
+
+    /// Runs layers `from..to` (eval mode unless `train`).
+    pub fn forward_range(&self, x: &Tensor, from: usize, to: usize, train: bool) -> Tensor {
+        let mut a = x.shallow_clone();
+        for layer in &self.layers[from..to] {
+            a = layer.forward_t(&a, train);
+        }
+        a
+    }
+
+    /// Index of the last convolution, extended over a ReLU that directly follows it (a Keras
+    /// `Conv2D(activation='relu')`, as in the notebook, outputs post-activation values).
+    pub fn last_conv_output(&self) -> Option<usize> {
+        let i = self
+            .specs
+            .iter()
+            .rposition(|s| matches!(s, LayerSpec::Conv { .. }))?;
+        Some(if matches!(self.specs.get(i + 1), Some(LayerSpec::Relu)) {
+            i + 1
+        } else {
+            i
+        })
+    }
+
+    /// Loads safetensors weights, checking every name and shape first so that a wrong-size model fails
+    /// with expected vs found instead of a libtorch message.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let err = |m: String| Error::Model {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        if !path.exists() {
+            return Err(err(
+                "weights file not found (run `make model` or `tumor-audit train`)".into(),
+            ));
+        }
+        let found = Tensor::read_safetensors(path)
+            .map_err(|e| err(format!("not a readable safetensors file: {e}")))?;
+        let found: std::collections::HashMap<String, Tensor> = found.into_iter().collect();
+        let mut vars = self.vs.variables();
+        let mut names: Vec<_> = vars.keys().cloned().collect();
+        names.sort();
+        for name in &names {
+            let expected = vars[name].size();
+            match found.get(name) {
+                None => return Err(err(format!("tensor `{name}` (shape {expected:?}) is missing; the file does not match the configured layer list"))),
+                Some(t) if t.size() != expected => {
+                    return Err(Error::ModelMismatch(format!(
+                        "{}: tensor `{name}` has shape {:?}, the configured model ({} channel(s), {}x{} input, {} classes) expects {expected:?}",
+                        path.display(), t.size(), self.input.channels, self.input.size, self.input.size, self.input.classes
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(extra) = found.keys().find(|k| !vars.contains_key(*k)) {
+            return Err(err(format!(
+                "unexpected tensor `{extra}`: the file has layers the configured model lacks"
+            )));
+        }
+        tch::no_grad(|| {
+            for name in &names {
+                let dst = vars.get_mut(name).expect("listed");
+                dst.copy_(&found[name].to_kind(dst.kind()).to_device(dst.device()));
+            }
+        });
+        Ok(())
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        self.vs.save(path).map_err(|e| Error::Model {
+            path: path.to_path_buf(),
+            message: format!("cannot save: {e}"),
+        })
+    }
+}
+
+/// The model under audit.
+pub enum Model {
+    Native(NativeCnn),
+    TorchScript {
+        module: tch::CModule,
+        path: PathBuf,
+        input: InputSpec,
+    },
+}
+
+impl Model {
+    pub fn input(&self) -> &InputSpec {
+        match self {
+            Model::Native(m) => &m.input,
+            Model::TorchScript { input, .. } => input,
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        match self {
+            Model::Native(m) => m.vs.device(),
+            Model::TorchScript { .. } => Device::Cpu,
+        }
+    }
+
+    /// Logits, eval mode. Gradients flow if `x` requires them.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        match self {
+            Model::Native(m) => m.forward_t(x, false),
+            Model::TorchScript { module, .. } => {
+                module.forward_ts(&[x]).expect("checked at load time")
+            }
+        }
+    }
+
+    pub fn native(&self) -> Option<&NativeCnn> {
+        match self {
+            Model::Native(m) => Some(m),
+            Model::TorchScript { .. } => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Model::Native(m) => {
+                let kinds: Vec<&str> = m.specs.iter().map(|s| s.kind_name()).collect();
+                format!("native CNN [{}]", kinds.join(", "))
+            }
+            Model::TorchScript { path, .. } => format!("TorchScript {}", path.display()),
+        }
+    }
+
+    /// Loads a TorchScript module and checks it on a zero input of the configured shape: wrong input
+    /// channels/size or class count fail here, before any work, with expected vs found.
+    pub fn load_torchscript(path: &Path, input: InputSpec) -> Result<Model> {
+        let err = |m: String| Error::Model {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        if !path.exists() {
+            return Err(err("TorchScript file not found".into()));
+        }
+        let mut module = tch::CModule::load(path)
+            .map_err(|e| err(format!("not a loadable TorchScript module: {e}")))?;
+        module.set_eval();
+        let probe = Tensor::zeros(
+            [1, input.channels, input.size, input.size],
+            (Kind::Float, Device::Cpu),
+        );
+        let out = tch::no_grad(|| module.forward_ts(&[&probe])).map_err(|e| {
+            Error::ModelMismatch(format!(
+                "{} does not accept a 1x{}x{}x{} input (config données.image: {} channel(s), size {}): {}",
+                path.display(), input.channels, input.size, input.size, input.channels, input.size,
+                first_line(&e.to_string())
+            ))
+        })?;
+        if out.size() != [1, input.classes] {
+            return Err(Error::ModelMismatch(format!(
+                "{} outputs shape {:?} for one image; expected [1, {}] (one logit per class)",
+                path.display(),
+                out.size(),
+                input.classes
+            )));
+        }
+        Ok(Model::TorchScript {
+            module,
+            path: path.to_path_buf(),
+            input,
+        })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// sha256 of a file, for the run record and model card.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    Ok(crate::dataset::content_id(&bytes))
+}
+
+/// Chooses the device: `auto` = CUDA when present, else CPU. The one place that decides.
+pub fn choose_device(request: &str) -> Result<Device> {
+    match request {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                Err(Error::key("--device", "cuda requested but no CUDA device is available (is libtorch the CUDA variant?)"))
+            }
+        }
+        "auto" => Ok(Device::cuda_if_available()),
+        other => Err(Error::key(
+            "--device",
+            format!("`{other}` is unknown: allowed auto, cpu, cuda"),
+        )),
+    }
+}

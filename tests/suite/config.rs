@@ -1,0 +1,107 @@
+//! config.yml: the notebook's `données` block parses; each error names its key.
+use tumor_audit::config::Settings;
+
+const NOTEBOOK_BLOCK: &str = "données:\n  image:\n    size: 256\n    normalize: true\n    standardize: false\n    grayscale: true\n";
+
+#[test]
+fn notebook_donnees_block_alone_is_a_valid_config() {
+    let s = Settings::from_yaml(NOTEBOOK_BLOCK, &[]).expect("the notebook's block is valid");
+    assert_eq!(s.donnees.image.size, 256);
+    assert!(s.donnees.image.normalize && !s.donnees.image.standardize && s.donnees.image.grayscale);
+    // Sections not given take their defaults; the explain profile fills the sample counts.
+    assert_eq!(s.explain.integrated_gradients.steps, Some(64));
+}
+
+#[test]
+fn bundled_config_is_valid() {
+    let s = Settings::load(&super::util::repo("config.yml"), &[]).expect("config.yml is valid");
+    assert_eq!(s.data.classes, vec!["no", "yes"]);
+}
+
+#[test]
+fn seed_profile_has_the_notebook_parameters() {
+    let s = Settings::from_yaml(NOTEBOOK_BLOCK, &["explain.profile=seed".into()]).unwrap();
+    let e = &s.explain;
+    assert_eq!(e.integrated_gradients.steps, Some(80));
+    assert_eq!(e.smoothgrad.samples, Some(80));
+    assert_eq!(e.smoothgrad.noise, 0.2);
+    assert_eq!(e.lime.samples, Some(1000));
+    assert_eq!(e.kernel_shap.samples, Some(1000));
+    assert_eq!(e.batch_size, 64);
+    assert_eq!(
+        (
+            e.segmentation.scale,
+            e.segmentation.sigma,
+            e.segmentation.min_size
+        ),
+        (1.0, 0.8, 20)
+    );
+}
+
+fn error_of(yaml: &str, overrides: &[&str]) -> String {
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    match Settings::from_yaml(yaml, &o) {
+        Ok(_) => panic!("expected an error for {overrides:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn each_config_error_names_its_key() {
+    // unknown key
+    let e = error_of(NOTEBOOK_BLOCK, &["données.image.sise=3"]);
+    assert!(e.contains("données.image") && e.contains("sise"), "{e}");
+    // wrong type
+    let e = error_of(NOTEBOOK_BLOCK, &["données.image.normalize=maybe"]);
+    assert!(
+        e.contains("données.image.normalize") || e.contains("normalize"),
+        "{e}"
+    );
+    // impossible values
+    let e = error_of(NOTEBOOK_BLOCK, &["données.image.size=0"]);
+    assert!(e.contains("données.image.size") && e.contains("0"), "{e}");
+    let e = error_of(NOTEBOOK_BLOCK, &["training.epochs=0"]);
+    assert!(e.contains("training.epochs"), "{e}");
+    let e = error_of(NOTEBOOK_BLOCK, &["explain.profile=fast"]);
+    assert!(
+        e.contains("explain.profile") && e.contains("fast") && e.contains("seed"),
+        "{e}"
+    );
+    let e = error_of(NOTEBOOK_BLOCK, &["explain.integrated_gradients.steps=1"]);
+    assert!(e.contains("explain.integrated_gradients.steps"), "{e}");
+    let e = error_of(NOTEBOOK_BLOCK, &["model.architecture=resnet"]);
+    assert!(
+        e.contains("model.architecture") && e.contains("resnet") && e.contains("cnn128"),
+        "{e}"
+    );
+    let e = error_of(NOTEBOOK_BLOCK, &["explain.methods=[lime, shapley]"]);
+    assert!(
+        e.contains("explain.methods") && e.contains("shapley"),
+        "{e}"
+    );
+    let e = error_of(NOTEBOOK_BLOCK, &["explain.segmentation.method=watershed"]);
+    assert!(
+        e.contains("explain.segmentation.method") && e.contains("watershed"),
+        "{e}"
+    );
+    // a missing notebook block
+    let e = error_of("data:\n  root: x\n", &[]);
+    assert!(e.contains("données"), "{e}");
+    // a malformed override
+    let e = error_of(NOTEBOOK_BLOCK, &["données.image.size"]);
+    assert!(e.contains("key.path=value"), "{e}");
+}
+
+#[test]
+fn overrides_replace_file_values() {
+    let s = Settings::from_yaml(
+        NOTEBOOK_BLOCK,
+        &[
+            "données.image.size=64".into(),
+            "explain.lime.samples=10".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.donnees.image.size, 64);
+    assert_eq!(s.explain.lime.samples, Some(10));
+}

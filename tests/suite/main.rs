@@ -1,0 +1,8 @@
+//! Integration tests: real libtorch, small real or synthetic inputs.
+mod attribution;
+mod cli;
+mod config;
+mod dataset;
+mod default_model;
+mod model;
+mod util;
