@@ -8,10 +8,16 @@ FEATURES := $(if $(filter cuda,$(TORCH_VARIANT)),--features cuda,)
 
 .PHONY: audit test setup libtorch data build model explain-samples clean-data
 
-## The main job on the bundled default: evaluate the default CNN on the leak-free Br35H test split and
-## explain the sample images with the six methods.
+## Images of the test split audited by `make audit` (classes taken in turn); empty = the whole split.
+AUDIT_LIMIT ?= 100
+RUN ?=
+
+## The main job on the bundled default: evaluate the default CNN on the leak-free Br35H test split, audit
+## the test images with the six methods into out/audit.sqlite (a rerun the same day resumes), and explain
+## the Kaggle sample images as pictures.
 audit: setup
 	$(BIN) evaluate --split test
+	$(BIN) audit $(if $(AUDIT_LIMIT),--limit $(AUDIT_LIMIT),) $(if $(RUN),--run $(RUN),)
 	$(BIN) explain data/kaggle-sample/Testing --out out/explain/kaggle-sample
 
 ## The test suite (real libtorch, real images).

@@ -59,11 +59,36 @@ pub enum Command {
     ///
     /// Example: tumor-audit explain data/kaggle-sample/Testing --set explain.profile=seed
     Explain(ExplainArgs),
+    /// Audit a whole test set: predictions, every configured attribution, per-image metrics (mass
+    /// inside the brain / background / border band, agreement between methods, ...) stored in SQLite.
+    /// Rerunning with the same --run resumes where a killed run stopped.
+    ///
+    /// Example: tumor-audit audit --run nightly-2026-11-25 --db out/audit.sqlite
+    Audit(AuditArgs),
     /// Benchmark the attribution methods on real test images: seconds per image per method (median
     /// and spread over repeats) and in total. A benchmark, not a test: run it on a quiet machine.
     ///
     /// Example: tumor-audit bench --set explain.profile=seed --images 4 --repeats 3
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Test set: <dir>/<class>/<images> (default: data.root/data.test_dir).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run name (default: nightly-<UTC date>). The same name resumes an interrupted run.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// SQLite database (default: <output.dir>/audit.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Only the first N images (classes taken in turn), for a quick look.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Methods, comma separated (default: explain.methods).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,9 @@ use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use crate::attribution::{self, ExplainConfig, ImageInput, Method};
-use crate::cli::{BenchArgs, Cli, Command, EvaluateArgs, ExplainArgs, SplitArgs, TrainArgs};
+use crate::cli::{
+    AuditArgs, BenchArgs, Cli, Command, EvaluateArgs, ExplainArgs, SplitArgs, TrainArgs,
+};
 use crate::config::{ImageConfig, Settings};
 use crate::dataset::{self, Dataset, Limits, Skipped};
 use crate::display;
@@ -31,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate(args) => cmd_evaluate(&Context::new(&cli)?, args),
         Command::Explain(args) => cmd_explain(&Context::new(&cli)?, args),
         Command::Bench(args) => cmd_bench(&Context::new(&cli)?, args),
+        Command::Audit(args) => cmd_audit(&Context::new(&cli)?, args),
     }
 }
 
@@ -418,6 +421,132 @@ fn methods_override(ctx: &Context, methods: &[String]) -> anyhow::Result<Explain
             .collect::<Result<_, _>>()?;
     }
     Ok(cfg)
+}
+
+fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<()> {
+    use crate::pipeline;
+    use crate::store::{RunRecord, Store, Writer};
+    let cfg = methods_override(ctx, &args.methods)?;
+    let dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| ctx.settings.data.root.join(&ctx.settings.data.test_dir));
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| ctx.settings.output.dir.join("audit.sqlite"));
+    let run_id = args.run.clone().unwrap_or_else(pipeline::default_run_name);
+    let t0 = Instant::now();
+    // Everything that can be wrong with the inputs fails here, before any work.
+    let model = ctx.load_model()?;
+    let (samples, _) = pipeline::test_samples(&dir, &ctx.classes, args.limit)?;
+    if samples.is_empty() {
+        bail!("{}: no image files in the class folders", dir.display());
+    }
+    let model_path = ctx
+        .settings
+        .model
+        .torchscript
+        .clone()
+        .unwrap_or_else(|| ctx.settings.model.weights.clone());
+    let mut snapshot = ctx.settings.clone();
+    snapshot.explain = cfg.clone();
+    let channels = ctx.settings.donnees.image.channels() as usize;
+    let store = Store::open(&db)?;
+    let resuming = store.begin_run(&RunRecord {
+        run_id: run_id.clone(),
+        config_yaml: snapshot.to_yaml(),
+        model_path: model_path.to_string_lossy().to_string(),
+        model_sha256: model::file_sha256(&model_path)?,
+        data_root: dir.to_string_lossy().to_string(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        device: format!("{:?}", ctx.device),
+        seed: cfg.seed as i64,
+        profile: cfg.profile.clone(),
+        methods: cfg.methods.iter().map(|m| m.name().to_string()).collect(),
+        baseline_value: cfg.integrated_gradients.baseline_value as f64,
+        reference_value: cfg.reference(channels) as f64,
+        images_total: samples.len() as i64,
+    })?;
+    let done = store.done_images(&run_id)?;
+    if resuming {
+        println!(
+            "resuming run {run_id}: {} of {} images already done",
+            done.len(),
+            samples.len()
+        );
+    }
+    let writer = Writer::spawn(&db, 16, 64)?;
+    let job = pipeline::AuditJob {
+        run_id: run_id.clone(),
+        classes: &ctx.classes,
+        image_cfg: &ctx.settings.donnees.image,
+        explain: &cfg,
+        limits: ctx.limits(),
+        done,
+    };
+    let pb = progress(samples.len() as u64, "auditing");
+    let result = pipeline::run(&model, &job, samples, &writer.sender(), &pb);
+    pb.finish_and_clear();
+    let written = writer.finish();
+    let stats = match (result, written) {
+        (Ok(stats), Ok(_)) => stats,
+        (r, w) => {
+            let _ = store.finish_run(&run_id, "failed");
+            r?;
+            w?;
+            unreachable!("one of the two is an error")
+        }
+    };
+    store.finish_run(&run_id, "finished")?;
+    let flagged: i64 = store
+        .conn()
+        .query_row(
+            "SELECT COUNT(DISTINCT image_id) FROM v_suspicious WHERE run_id = ?1",
+            [&run_id],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    println!(
+        "run {run_id}: {} images audited, {} resumed as done, {} failed; {:.0} s",
+        stats.images,
+        stats.skipped_done,
+        stats.failed,
+        t0.elapsed().as_secs_f64()
+    );
+    if stats.labelled > 0 {
+        println!(
+            "accuracy {:.2}% ({} / {})",
+            100.0 * stats.correct as f64 / stats.labelled as f64,
+            stats.correct,
+            stats.labelled
+        );
+    }
+    println!(
+        "{:<22} {:>10} {:>10} {:>8}",
+        "method", "s/image", "images/s", "errors"
+    );
+    for m in &cfg.methods {
+        let (sec, n) = stats
+            .method_seconds
+            .get(m.name())
+            .copied()
+            .unwrap_or((0.0, 0));
+        let per = if n > 0 { sec / n as f64 } else { 0.0 };
+        let errs = stats.method_errors.get(m.name()).copied().unwrap_or(0);
+        println!(
+            "{:<22} {:>10.3} {:>10.2} {:>8}",
+            m.title(),
+            per,
+            if per > 0.0 { 1.0 / per } else { 0.0 },
+            errs
+        );
+    }
+    println!(
+        "{flagged} image(s) flagged as suspicious (view v_suspicious); results in {}",
+        db.display()
+    );
+    Ok(())
 }
 
 fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {

@@ -15,7 +15,9 @@ pub mod error;
 pub mod evaluate;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod preprocess;
 pub mod split;
+pub mod store;
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
 //! Integration tests: real libtorch, small real or synthetic inputs.
 mod attribution;
+mod audit;
 mod cli;
 mod config;
 mod dataset;

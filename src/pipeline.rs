@@ -1,0 +1,405 @@
+//! The audit job runner: streams a test set through decode -> brain mask -> prediction -> every
+//! configured attribution -> metrics, and sends one result per image to the single SQLite writer.
+//!
+//! Threads: a producer thread decodes and preprocesses images with rayon (CPU work) into a bounded
+//! channel, the calling thread does the tensor work (libtorch uses its own intra-op threads), and the
+//! writer thread owns the database connection. Memory does not grow with the size of the test set.
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::attribution::{self, ExplainConfig, ImageInput, Method};
+use crate::brain_mask;
+use crate::dataset::{self, Limits, Sample};
+use crate::error::{Error, Result};
+use crate::evaluate::argmax;
+use crate::metrics;
+use crate::model::Model;
+use crate::preprocess::{self, Prepared};
+use crate::store::{
+    AgreementRecord, ErrorRecord, ImageRecord, ImageResult, MapRecord, MetricRecord,
+    PredictionRecord, WriterMessage,
+};
+
+/// Resolution of the stored maps and of the agreement computations.
+pub const MAP_STORE_SIZE: usize = 64;
+pub const AGREEMENT_SIZE: usize = 32;
+/// Width of the border band, as a fraction of the image side.
+pub const BORDER_FRACTION: f32 = 0.1;
+
+/// An image decoded and ready for the model, or the reason it is not.
+pub enum Decoded {
+    Ready {
+        sample: Sample,
+        id: String,
+        prep: Prepared,
+        mask: brain_mask::BrainMask,
+        mask_fallback: bool,
+    },
+    Failed {
+        sample: Sample,
+        id: Option<String>,
+        stage: &'static str,
+        reason: String,
+    },
+    /// Already done in this run (resume).
+    Done,
+}
+
+/// What the runner needs besides the model.
+pub struct AuditJob<'a> {
+    pub run_id: String,
+    pub classes: &'a [String],
+    pub image_cfg: &'a crate::config::ImageConfig,
+    pub explain: &'a ExplainConfig,
+    pub limits: Limits,
+    pub done: HashSet<String>,
+}
+
+/// Per-run counters for the summary.
+#[derive(Default, Debug)]
+pub struct AuditStats {
+    pub images: usize,
+    pub skipped_done: usize,
+    pub failed: usize,
+    pub correct: usize,
+    pub labelled: usize,
+    pub method_seconds: std::collections::BTreeMap<&'static str, (f64, usize)>,
+    pub method_errors: std::collections::BTreeMap<&'static str, usize>,
+}
+
+/// Decodes in chunks on the rayon pool and sends in order over a bounded channel.
+pub fn spawn_decoder(
+    samples: Vec<Sample>,
+    image_cfg: crate::config::ImageConfig,
+    limits: Limits,
+    done: HashSet<String>,
+    chunk: usize,
+) -> (Receiver<Decoded>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = sync_channel::<Decoded>(chunk * 2);
+    let handle = std::thread::spawn(move || {
+        for part in samples.chunks(chunk.max(1)) {
+            let decoded: Vec<Decoded> = part
+                .par_iter()
+                .map(|s| decode_one(s, &image_cfg, limits, &done))
+                .collect();
+            for d in decoded {
+                if tx.send(d).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (rx, handle)
+}
+
+fn decode_one(
+    s: &Sample,
+    cfg: &crate::config::ImageConfig,
+    limits: Limits,
+    done: &HashSet<String>,
+) -> Decoded {
+    // Hash first: a resumed run skips finished images without decoding them.
+    let bytes = match std::fs::read(&s.path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Decoded::Failed {
+                sample: s.clone(),
+                id: None,
+                stage: "decode",
+                reason: format!("cannot read: {e}"),
+            }
+        }
+    };
+    let id = dataset::content_id(&bytes);
+    if done.contains(&id) {
+        return Decoded::Done;
+    }
+    match dataset::read_image(&s.path, limits) {
+        Ok(d) => {
+            let prep = preprocess::prepare(&d.image, cfg);
+            let (mask, fallback) = brain_mask::brain_mask(&prep.grey, prep.size, prep.size);
+            Decoded::Ready {
+                sample: s.clone(),
+                id,
+                prep,
+                mask,
+                mask_fallback: fallback,
+            }
+        }
+        Err(reason) => Decoded::Failed {
+            sample: s.clone(),
+            id: Some(id),
+            stage: "decode",
+            reason,
+        },
+    }
+}
+
+/// Explains one decoded image with every configured method and computes its metrics.
+pub fn audit_image(
+    model: &Model,
+    job: &AuditJob,
+    sample: &Sample,
+    id: &str,
+    prep: &Prepared,
+    mask: &brain_mask::BrainMask,
+    mask_fallback: bool,
+    stats: &mut AuditStats,
+) -> Result<ImageResult> {
+    let t0 = Instant::now();
+    let size = prep.size;
+    let x = crate::commands::stack_inputs(&[prep]).to_device(model.device());
+    let label = sample.label;
+    let image = ImageRecord {
+        image_id: id.to_string(),
+        path: sample.path.to_string_lossy().to_string(),
+        label: label.map(|l| job.classes[l].clone()),
+        width: prep.original_width as i64,
+        height: prep.original_height as i64,
+        brain_area_fraction: mask.area_fraction() as f64,
+        mask_fallback,
+    };
+    let probs = crate::commands::predict_probs(model, &x)
+        .map_err(|e| Error::Other(e.to_string()))?
+        .remove(0);
+    let predicted = argmax(&probs);
+    let target = match job.explain.target.as_str() {
+        "predicted" => predicted,
+        "label" => label.unwrap_or(predicted),
+        name => job
+            .classes
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or(predicted),
+    };
+    let correct = label.map(|l| l == predicted);
+    if let Some(c) = correct {
+        stats.labelled += 1;
+        stats.correct += c as usize;
+    }
+    let prediction = PredictionRecord {
+        predicted: job.classes[predicted].clone(),
+        confidence: probs[predicted] as f64,
+        probabilities: serde_json::to_string(
+            &job.classes
+                .iter()
+                .zip(&probs)
+                .map(|(c, p)| (c.clone(), *p as f64))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        .unwrap_or_default(),
+        target: job.classes[target].clone(),
+        correct,
+    };
+    let border = brain_mask::border_band(size, size, BORDER_FRACTION);
+    let input = ImageInput {
+        id,
+        x: &x,
+        grey: &prep.grey,
+        target: target as i64,
+    };
+    let mut metrics_rows = Vec::new();
+    let mut maps = Vec::new();
+    let mut small: Vec<(Method, Vec<f32>)> = Vec::new();
+    let mut errors = Vec::new();
+    for &method in &job.explain.methods {
+        match attribution::explain(model, job.explain, method, &input) {
+            Ok(a) => {
+                let m = metrics::map_metrics(&a.map, &mask.inside, &border);
+                let e = stats.method_seconds.entry(method.name()).or_default();
+                e.0 += a.seconds;
+                e.1 += 1;
+                metrics_rows.push(MetricRecord {
+                    method: method.name().to_string(),
+                    mass_inside: m.mass_inside as f64,
+                    mass_background: m.mass_background as f64,
+                    mass_border: m.mass_border as f64,
+                    concentration_inside: m.concentration_inside as f64,
+                    concentration_border: m.concentration_border as f64,
+                    top1_inside: m.top1_inside as f64,
+                    top5_inside: m.top5_inside as f64,
+                    gini: m.gini as f64,
+                    empty: m.empty,
+                    completeness_error: a.completeness_error,
+                    segments: a.segments.map(|s| s as i64),
+                    seconds: a.seconds,
+                });
+                maps.push(MapRecord {
+                    method: method.name().to_string(),
+                    width: MAP_STORE_SIZE as i64,
+                    height: MAP_STORE_SIZE as i64,
+                    encoding: "f16le".into(),
+                    data: metrics::compact_map(&a.map, size, size, MAP_STORE_SIZE, MAP_STORE_SIZE),
+                });
+                small.push((
+                    method,
+                    metrics::downsample(&a.map, size, size, AGREEMENT_SIZE, AGREEMENT_SIZE),
+                ));
+            }
+            Err(e) => {
+                *stats.method_errors.entry(method.name()).or_default() += 1;
+                errors.push(ErrorRecord {
+                    run_id: job.run_id.clone(),
+                    image_id: Some(id.to_string()),
+                    path: sample.path.to_string_lossy().to_string(),
+                    stage: format!("attribution:{}", method.name()),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    let mut agreement = Vec::new();
+    for i in 0..small.len() {
+        for j in (i + 1)..small.len() {
+            agreement.push(AgreementRecord {
+                method_a: small[i].0.name().to_string(),
+                method_b: small[j].0.name().to_string(),
+                spearman: metrics::spearman(&small[i].1, &small[j].1) as f64,
+                iou_top10: metrics::top_fraction_iou(&small[i].1, &small[j].1, 0.1) as f64,
+            });
+        }
+    }
+    stats.images += 1;
+    Ok(ImageResult {
+        run_id: job.run_id.clone(),
+        image,
+        prediction: Some(prediction),
+        metrics: metrics_rows,
+        agreement,
+        maps,
+        errors,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs the whole job: every image of `samples` goes to `send` as one message.
+pub fn run(
+    model: &Model,
+    job: &AuditJob,
+    samples: Vec<Sample>,
+    send: &std::sync::mpsc::SyncSender<WriterMessage>,
+    progress: &indicatif::ProgressBar,
+) -> Result<AuditStats> {
+    let mut stats = AuditStats::default();
+    let (rx, handle) = spawn_decoder(
+        samples,
+        job.image_cfg.clone(),
+        job.limits,
+        job.done.clone(),
+        8,
+    );
+    let send_err = |_| Error::Other("the database writer stopped; see the error above".into());
+    for d in rx {
+        match d {
+            Decoded::Done => stats.skipped_done += 1,
+            Decoded::Failed {
+                sample,
+                id,
+                stage,
+                reason,
+            } => {
+                stats.failed += 1;
+                send.send(WriterMessage::Error(ErrorRecord {
+                    run_id: job.run_id.clone(),
+                    image_id: id,
+                    path: sample.path.to_string_lossy().to_string(),
+                    stage: stage.to_string(),
+                    message: reason,
+                }))
+                .map_err(send_err)?;
+            }
+            Decoded::Ready {
+                sample,
+                id,
+                prep,
+                mask,
+                mask_fallback,
+            } => {
+                let r = audit_image(
+                    model,
+                    job,
+                    &sample,
+                    &id,
+                    &prep,
+                    &mask,
+                    mask_fallback,
+                    &mut stats,
+                )?;
+                send.send(WriterMessage::Image(Box::new(r)))
+                    .map_err(send_err)?;
+            }
+        }
+        progress.inc(1);
+    }
+    let _ = handle.join();
+    Ok(stats)
+}
+
+/// Default run name: `nightly-YYYY-MM-DD` (UTC).
+pub fn default_run_name() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("nightly-{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
+/// The samples of a class-folder test set (paths only: decoding happens in the stream).
+pub fn test_samples(
+    dir: &Path,
+    classes: &[String],
+    limit: Option<usize>,
+) -> Result<(Vec<Sample>, Vec<PathBuf>)> {
+    let ds = dataset::Dataset::scan(dir, classes)?;
+    let mut samples = ds.samples;
+    if let Some(n) = limit {
+        // Keep classes balanced in a limited run: take round robin over classes.
+        let mut by_class: Vec<Vec<Sample>> = vec![Vec::new(); classes.len()];
+        samples
+            .into_iter()
+            .for_each(|s| by_class[s.label.unwrap_or(0)].push(s));
+        let mut out = Vec::new();
+        let mut i = 0;
+        while out.len() < n && by_class.iter().any(|c| i < c.len()) {
+            for c in &by_class {
+                if let Some(s) = c.get(i) {
+                    if out.len() < n {
+                        out.push(s.clone());
+                    }
+                }
+            }
+            i += 1;
+        }
+        samples = out;
+    }
+    Ok((samples, ds.skipped.into_iter().map(|s| s.path).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        // 0 = 1970-01-01; 20_000 days later is 2024-10-04 (a known date).
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_000), (2024, 10, 4));
+    }
+}

@@ -1,0 +1,479 @@
+//! The SQLite storage layer: schema migrations, the [`Store`] handle (open, runs, resume) and the record types.
+//!
+//! The schema lives in `migrations/NNNN_*.sql` (embedded at build time), applied in order, one
+//! transaction each, the number applied kept in `PRAGMA user_version`. The database is in WAL mode,
+//! so readers (`open_read_only`, sqlite3, Python, ...) are never blocked by the single [`Writer`]
+//! thread, which owns its own connection and commits results in batches (see `writer.rs`).
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+mod writer;
+pub use writer::{Writer, WriterMessage, WriterStats};
+
+#[cfg(test)]
+mod tests;
+
+/// The migrations, in order; migration `i` (0-based) brings the database to `user_version = i + 1`.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_initial.sql",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        "0002_views.sql",
+        include_str!("../../migrations/0002_views.sql"),
+    ),
+];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a connection waits for a lock held by another connection before failing with "busy".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The statuses a run can have.
+pub const RUN_STATUSES: &[&str] = &["running", "finished", "failed", "interrupted"];
+
+/// Everything that can go wrong in the store; every message names the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("database {path}: cannot create its folder: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("database {path} does not exist")]
+    NotFound { path: PathBuf },
+
+    #[error(
+        "database {path} has schema version {found}, this tumor-audit knows up to {known}; use a newer tumor-audit"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
+    #[error(
+        "database {path} has schema version {found}, this tumor-audit expects {known}; open it once for writing \
+         (e.g. with `tumor-audit audit`) to upgrade it"
+    )]
+    TooOld {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
+    #[error("database {path}: migration {name} failed: {source}")]
+    Migration {
+        path: PathBuf,
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "database {path}: run {run_id} already exists with a different {what}; a run can only be resumed with the \
+         same config and model: choose another run name or delete the old run"
+    )]
+    RunMismatch {
+        path: PathBuf,
+        run_id: String,
+        what: &'static str,
+    },
+
+    #[error("database {path}: there is no run {run_id}")]
+    NoSuchRun { path: PathBuf, run_id: String },
+
+    #[error("database {path}: invalid run status {status:?}, expected one of running, finished, failed, interrupted")]
+    BadStatus { path: PathBuf, status: String },
+
+    #[error("database {path}: the writer thread panicked")]
+    WriterPanicked { path: PathBuf },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Attaches the database path to a rusqlite result.
+pub(crate) trait At<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> At<T> for rusqlite::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// One audit run, as recorded in `runs` when it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub config_yaml: String,
+    pub model_path: String,
+    pub model_sha256: String,
+    pub data_root: String,
+    pub tool_version: String,
+    pub device: String,
+    pub seed: i64,
+    pub profile: String,
+    pub methods: Vec<String>,
+    pub baseline_value: f64,
+    pub reference_value: f64,
+    pub images_total: i64,
+}
+
+/// A row of `images`: one distinct file content (`image_id` = sha256 of the bytes, hex).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub image_id: String,
+    pub path: String,
+    pub label: Option<String>,
+    pub width: i64,
+    pub height: i64,
+    pub brain_area_fraction: f64,
+    pub mask_fallback: bool,
+}
+
+/// A row of `predictions` (run and image come from the [`ImageResult`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRecord {
+    pub predicted: String,
+    pub confidence: f64,
+    /// JSON object class -> probability.
+    pub probabilities: String,
+    /// The class the attribution maps explain.
+    pub target: String,
+    /// `None` when the image has no label.
+    pub correct: Option<bool>,
+}
+
+/// A row of `attribution_metrics` (run and image come from the [`ImageResult`]). NaN is stored as NULL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRecord {
+    pub method: String,
+    pub mass_inside: f64,
+    pub mass_background: f64,
+    pub mass_border: f64,
+    pub concentration_inside: f64,
+    pub concentration_border: f64,
+    pub top1_inside: f64,
+    pub top5_inside: f64,
+    pub gini: f64,
+    pub empty: bool,
+    pub completeness_error: Option<f64>,
+    pub segments: Option<i64>,
+    pub seconds: f64,
+}
+
+/// A row of `agreement` between two methods on one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgreementRecord {
+    pub method_a: String,
+    pub method_b: String,
+    pub spearman: f64,
+    pub iou_top10: f64,
+}
+
+/// A row of `maps`: a downsampled attribution map, `encoding` "f16le" (2 bytes per pixel, row-major).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapRecord {
+    pub method: String,
+    pub width: i64,
+    pub height: i64,
+    pub encoding: String,
+    pub data: Vec<u8>,
+}
+
+/// A row of `errors`; the time is filled in by the database.
+/// `stage`: "decode", "predict", "attribution:<method>", "metrics" or "write".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    pub run_id: String,
+    pub image_id: Option<String>,
+    pub path: String,
+    pub stage: String,
+    pub message: String,
+}
+
+/// Everything computed for one image in one run, written in one go.
+///
+/// The image is recorded in `run_images` as 'done' when `prediction` is `Some`, as 'failed' (and so
+/// retried by a resumed run) when it is `None`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageResult {
+    pub run_id: String,
+    pub image: ImageRecord,
+    pub prediction: Option<PredictionRecord>,
+    pub metrics: Vec<MetricRecord>,
+    pub agreement: Vec<AgreementRecord>,
+    pub maps: Vec<MapRecord>,
+    pub errors: Vec<ErrorRecord>,
+    pub seconds: f64,
+}
+
+/// A connection to an audit database, with its path for error messages.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the database for reading and writing, creating it (and its parent folders) if missing,
+    /// sets the connection pragmas and applies the migrations it lacks.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path).at(path)?;
+        configure(&conn, path, true)?;
+        migrate(&mut conn, path)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing database read-only (`SQLITE_OPEN_READ_ONLY`): every write statement fails
+    /// with SQLite's "attempt to write a readonly database". The schema must be exactly this build's.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.is_file() {
+            return Err(StoreError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).at(path)?;
+        configure(&conn, path, false)?;
+        let found = user_version(&conn).at(path)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if found < SCHEMA_VERSION {
+            return Err(StoreError::TooOld {
+                path: path.to_path_buf(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The number of migrations applied (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64> {
+        user_version(&self.conn).at(&self.path)
+    }
+
+    /// The connection, for queries the store has no method for.
+    pub fn conn(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records the start of a run. Returns `false` for a new run; `true` when `run_id` already exists
+    /// with the same `config_yaml` and `model_sha256` (a resume: its status goes back to 'running' and
+    /// `finished_at` is cleared). A `run_id` that exists with another config or model is an error.
+    pub fn begin_run(&self, run: &RunRecord) -> Result<bool> {
+        let p = &self.path;
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .at(p)?;
+        let existing: Option<(String, String)> = tx
+            .query_row(
+                "SELECT config_yaml, model_sha256 FROM runs WHERE run_id = ?1",
+                [&run.run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .at(p)?;
+        let resuming = match existing {
+            Some((config, model)) => {
+                if model != run.model_sha256 {
+                    return Err(StoreError::RunMismatch {
+                        path: p.clone(),
+                        run_id: run.run_id.clone(),
+                        what: "model (sha256)",
+                    });
+                }
+                if config != run.config_yaml {
+                    return Err(StoreError::RunMismatch {
+                        path: p.clone(),
+                        run_id: run.run_id.clone(),
+                        what: "config",
+                    });
+                }
+                tx.execute(
+                    "UPDATE runs SET status = 'running', finished_at = NULL, tool_version = ?2, device = ?3, \
+                     images_total = ?4 WHERE run_id = ?1",
+                    params![run.run_id, run.tool_version, run.device, run.images_total],
+                )
+                .at(p)?;
+                true
+            }
+            None => {
+                let methods =
+                    serde_json::to_string(&run.methods).expect("a list of strings serializes");
+                tx.execute(
+                    "INSERT INTO runs (run_id, status, config_yaml, model_path, model_sha256, data_root, tool_version, \
+                     device, seed, profile, methods, baseline_value, reference_value, images_total) \
+                     VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    params![
+                        run.run_id,
+                        run.config_yaml,
+                        run.model_path,
+                        run.model_sha256,
+                        run.data_root,
+                        run.tool_version,
+                        run.device,
+                        run.seed,
+                        run.profile,
+                        methods,
+                        run.baseline_value,
+                        run.reference_value,
+                        run.images_total
+                    ],
+                )
+                .at(p)?;
+                false
+            }
+        };
+        tx.commit().at(p)?;
+        Ok(resuming)
+    }
+
+    /// Sets the final status of a run ('finished', 'failed', 'interrupted'; or 'running') and its end time.
+    pub fn finish_run(&self, run_id: &str, status: &str) -> Result<()> {
+        if !RUN_STATUSES.contains(&status) {
+            return Err(StoreError::BadStatus {
+                path: self.path.clone(),
+                status: status.to_string(),
+            });
+        }
+        let n = self
+            .conn
+            .execute(
+                "UPDATE runs SET status = ?2, \
+                 finished_at = CASE WHEN ?2 = 'running' THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now') END \
+                 WHERE run_id = ?1",
+                params![run_id, status],
+            )
+            .at(&self.path)?;
+        if n == 0 {
+            return Err(StoreError::NoSuchRun {
+                path: self.path.clone(),
+                run_id: run_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The images of a run recorded as 'done' (a resumed run skips them).
+    pub fn done_images(&self, run_id: &str) -> Result<HashSet<String>> {
+        let p = &self.path;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT image_id FROM run_images WHERE run_id = ?1 AND status = 'done'")
+            .at(p)?;
+        let ids = stmt.query_map([run_id], |r| r.get::<_, String>(0)).at(p)?;
+        ids.collect::<rusqlite::Result<HashSet<String>>>().at(p)
+    }
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Connection settings; they live outside any transaction (SQLite ignores some of them inside one).
+fn configure(conn: &Connection, path: &Path, writable: bool) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT).at(path)?;
+    if writable {
+        // Persistent in the file: read-only connections find the database already in WAL mode.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .at(path)?;
+        debug_assert!(
+            mode.eq_ignore_ascii_case("wal") || mode.eq_ignore_ascii_case("memory"),
+            "journal_mode {mode}"
+        );
+        conn.pragma_update(None, "synchronous", "NORMAL").at(path)?;
+    }
+    conn.pragma_update(None, "foreign_keys", "ON").at(path)?;
+    Ok(())
+}
+
+/// Applies the migrations the database lacks, each in its own IMMEDIATE transaction that also sets
+/// `user_version` (so a crash leaves the database at the previous version). Returns how many it applied.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<usize> {
+    let found = user_version(conn).at(path)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    let mut applied = 0;
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if found >= version {
+            continue;
+        }
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        // Read again under the write lock: another process may have migrated meanwhile.
+        if user_version(&tx).at(path)? >= version {
+            continue;
+        }
+        let fail = |source| StoreError::Migration {
+            path: path.to_path_buf(),
+            name,
+            source,
+        };
+        tx.execute_batch(sql).map_err(fail)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        applied += 1;
+    }
+    Ok(applied)
+}

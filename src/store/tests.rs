@@ -1,0 +1,735 @@
+//! Tests of the store: migrations, pragmas, read-only access, runs and resume, the writer, the views, foreign keys.
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode};
+
+use super::*;
+
+fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("nested/folder/audit.sqlite")
+}
+
+fn run_record(run_id: &str) -> RunRecord {
+    RunRecord {
+        run_id: run_id.into(),
+        config_yaml: "explain:\n  methods: [saliency, integrated_gradients]\n".into(),
+        model_path: "models/resnet.pt".into(),
+        model_sha256: "ab".repeat(32),
+        data_root: "data/test".into(),
+        tool_version: "0.1.0".into(),
+        device: "Cpu".into(),
+        seed: 7,
+        profile: "fast".into(),
+        methods: vec!["saliency".into(), "integrated_gradients".into()],
+        baseline_value: 0.0,
+        reference_value: -1.5,
+        images_total: 3,
+    }
+}
+
+fn metric(method: &str, background: f64, border: f64) -> MetricRecord {
+    MetricRecord {
+        method: method.into(),
+        mass_inside: 1.0 - background,
+        mass_background: background,
+        mass_border: border,
+        concentration_inside: 1.2,
+        concentration_border: 0.8,
+        top1_inside: 0.9,
+        top5_inside: 0.95,
+        gini: 0.6,
+        empty: false,
+        completeness_error: (method == "integrated_gradients").then_some(0.01),
+        segments: None,
+        seconds: 0.25,
+    }
+}
+
+/// An image result with two methods, their agreement and 4x4 maps.
+fn image_result(
+    run_id: &str,
+    n: usize,
+    label: &str,
+    predicted: &str,
+    confidence: f64,
+    background: f64,
+) -> ImageResult {
+    let id = format!("{n:064x}");
+    let methods = ["saliency", "integrated_gradients"];
+    ImageResult {
+        run_id: run_id.into(),
+        image: ImageRecord {
+            image_id: id.clone(),
+            path: format!("data/test/{label}/img{n}.png"),
+            label: Some(label.into()),
+            width: 512,
+            height: 512,
+            brain_area_fraction: 0.4,
+            mask_fallback: false,
+        },
+        prediction: Some(PredictionRecord {
+            predicted: predicted.into(),
+            confidence,
+            probabilities: format!(r#"{{"{predicted}": {confidence}}}"#),
+            target: predicted.into(),
+            correct: Some(label == predicted),
+        }),
+        metrics: methods.iter().map(|m| metric(m, background, 0.1)).collect(),
+        agreement: vec![AgreementRecord {
+            method_a: methods[0].into(),
+            method_b: methods[1].into(),
+            spearman: 0.5,
+            iou_top10: 0.3,
+        }],
+        maps: methods
+            .iter()
+            .map(|m| MapRecord {
+                method: m.to_string(),
+                width: 4,
+                height: 4,
+                encoding: "f16le".into(),
+                data: vec![0; 32],
+            })
+            .collect(),
+        errors: vec![ErrorRecord {
+            run_id: run_id.into(),
+            image_id: Some(id),
+            path: format!("data/test/{label}/img{n}.png"),
+            stage: "attribution:occlusion".into(),
+            message: "out of memory".into(),
+        }],
+        seconds: 1.5,
+    }
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn migrations_apply_and_set_user_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    assert!(path.is_file(), "open creates the file and its folders");
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
+        .count();
+    assert_eq!(files, MIGRATIONS.len(), "every migration file is embedded");
+    assert_eq!(store.schema_version().unwrap(), files as i64);
+    for (i, (name, _)) in MIGRATIONS.iter().enumerate() {
+        assert!(
+            name.starts_with(&format!("{:04}_", i + 1)),
+            "{name} is out of order"
+        );
+    }
+    let objects: Vec<String> = store
+        .conn()
+        .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    for want in [
+        "runs",
+        "images",
+        "run_images",
+        "predictions",
+        "attribution_metrics",
+        "agreement",
+        "errors",
+        "maps",
+        "v_image_method",
+        "v_suspicious",
+        "v_bias_summary",
+        "v_run_summary",
+    ] {
+        assert!(
+            objects.iter().any(|o| o == want),
+            "{want} missing from {objects:?}"
+        );
+    }
+}
+
+#[test]
+fn reopening_applies_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    {
+        let store = Store::open(&path).unwrap();
+        store.begin_run(&run_record("r1")).unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM runs"),
+        1,
+        "data survives a reopen"
+    );
+    assert_eq!(
+        migrate(&mut store.conn, &path).unwrap(),
+        0,
+        "nothing left to apply"
+    );
+    // A database stopped between migrations gets only the missing ones.
+    store.conn.execute_batch("DROP VIEW v_run_summary; DROP VIEW v_bias_summary; DROP VIEW v_suspicious; DROP VIEW v_image_method; PRAGMA user_version = 1;").unwrap();
+    assert_eq!(migrate(&mut store.conn, &path).unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(Store::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let want = format!(
+        "database {} has schema version 99, this tumor-audit knows up to {SCHEMA_VERSION}; use a newer tumor-audit",
+        path.display()
+    );
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooNew { found: 99, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), want);
+    assert_eq!(Store::open_read_only(&path).unwrap_err().to_string(), want);
+    assert!(Writer::spawn(&path, 4, 4).is_err());
+}
+
+#[test]
+fn pragmas_wal_foreign_keys_synchronous_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    let q = |sql: &str| -> String {
+        store
+            .conn()
+            .query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0))
+            .map(|v| format!("{v:?}"))
+            .unwrap()
+    };
+    assert_eq!(q("PRAGMA journal_mode"), "Text(\"wal\")");
+    assert_eq!(q("PRAGMA foreign_keys"), "Integer(1)");
+    assert_eq!(q("PRAGMA synchronous"), "Integer(1)", "NORMAL");
+    assert_eq!(q("PRAGMA busy_timeout"), "Integer(5000)");
+    let ro = Store::open_read_only(&path).unwrap();
+    let mode: String = ro
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal", "WAL is kept in the file");
+    assert_eq!(count(&ro, "PRAGMA foreign_keys"), 1);
+}
+
+#[test]
+fn reader_is_not_blocked_by_an_open_writer_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    store.begin_run(&run_record("r1")).unwrap();
+    let writer = Writer::spawn(&path, 100, 8).unwrap();
+    writer
+        .sender()
+        .send(WriterMessage::Image(Box::new(image_result(
+            "r1", 1, "glioma", "glioma", 0.8, 0.1,
+        ))))
+        .unwrap();
+    writer.sender().send(WriterMessage::Flush).unwrap();
+    let (held_tx, held_rx) = sync_channel(1);
+    let (release_tx, release_rx) = sync_channel(1);
+    let second = image_result("r1", 2, "glioma", "glioma", 0.8, 0.1);
+    writer
+        .sender()
+        .send(WriterMessage::Hold(Box::new(second), held_tx, release_rx))
+        .unwrap();
+    held_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the writer holds its transaction");
+
+    // The writer now holds the write lock with image 2 written but not committed.
+    let reader = Store::open_read_only(&path).unwrap();
+    let t0 = Instant::now();
+    let done = reader.done_images("r1").unwrap();
+    assert_eq!(
+        done,
+        HashSet::from([format!("{:064x}", 1)]),
+        "the reader sees the last commit only"
+    );
+    assert_eq!(
+        count(
+            &reader,
+            "SELECT count(*) FROM v_image_method WHERE run_id = 'r1'"
+        ),
+        2
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "the reader waited {:?}",
+        t0.elapsed()
+    );
+    // A second writer would wait for the lock (busy_timeout) rather than fail at once; not tested here.
+
+    release_tx.send(()).unwrap();
+    let stats = writer.finish().unwrap();
+    assert_eq!(stats.images, 2);
+    assert_eq!(
+        reader.done_images("r1").unwrap().len(),
+        2,
+        "after the commit the reader sees both"
+    );
+}
+
+#[test]
+fn read_only_store_rejects_writes_and_missing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(Store::open(&path).unwrap());
+    // No other connection is open: the -wal/-shm files are gone, and reading still works.
+    let ro = Store::open_read_only(&path).unwrap();
+    assert_eq!(ro.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(count(&ro, "SELECT count(*) FROM v_run_summary"), 0);
+    let err = ro
+        .conn()
+        .execute("INSERT INTO images (image_id, path) VALUES ('x', 'y')", [])
+        .unwrap_err();
+    assert_eq!(err.sqlite_error_code(), Some(ErrorCode::ReadOnly), "{err}");
+    let err = ro.begin_run(&run_record("r1")).unwrap_err();
+    assert!(err.to_string().contains("readonly"), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+
+    let missing = dir.path().join("nope.sqlite");
+    let err = Store::open_read_only(&missing).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("database {} does not exist", missing.display())
+    );
+    assert!(!missing.exists(), "open_read_only creates nothing");
+}
+
+#[test]
+fn begin_run_resumes_only_the_same_config_and_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    let run = run_record("nightly-2026-11-25");
+    assert!(!store.begin_run(&run).unwrap(), "a new run");
+    store.finish_run(&run.run_id, "interrupted").unwrap();
+    assert!(
+        store.begin_run(&run).unwrap(),
+        "same config and model: resume"
+    );
+    let (status, finished, methods): (String, Option<String>, String) = store
+        .conn()
+        .query_row(
+            "SELECT status, finished_at, methods FROM runs WHERE run_id = ?1",
+            [&run.run_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), finished), ("running", None));
+    assert_eq!(methods, r#"["saliency","integrated_gradients"]"#);
+
+    let other_config = RunRecord {
+        config_yaml: "explain: {}\n".into(),
+        ..run.clone()
+    };
+    let err = store.begin_run(&other_config).unwrap_err();
+    assert!(
+        matches!(err, StoreError::RunMismatch { what: "config", .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("run nightly-2026-11-25 already exists with a different config"),
+        "{err}"
+    );
+    let other_model = RunRecord {
+        model_sha256: "cd".repeat(32),
+        ..run.clone()
+    };
+    let err = store.begin_run(&other_model).unwrap_err();
+    assert!(err.to_string().contains("different model"), "{err}");
+
+    store.finish_run(&run.run_id, "finished").unwrap();
+    let finished: Option<String> = store
+        .conn()
+        .query_row("SELECT finished_at FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert!(finished.is_some_and(|t| t.ends_with('Z')));
+    assert!(matches!(
+        store.finish_run(&run.run_id, "done"),
+        Err(StoreError::BadStatus { .. })
+    ));
+    assert!(matches!(
+        store.finish_run("nope", "finished"),
+        Err(StoreError::NoSuchRun { .. })
+    ));
+}
+
+#[test]
+fn writer_writes_all_rows_and_rewrites_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    store.begin_run(&run_record("r1")).unwrap();
+    let n = 10;
+    let writer = Writer::spawn(&path, 3, 2).unwrap();
+    let send = writer.sender();
+    for i in 0..n {
+        send.send(WriterMessage::Image(Box::new(image_result(
+            "r1",
+            i,
+            "glioma",
+            "meningioma",
+            0.7,
+            0.2,
+        ))))
+        .unwrap();
+    }
+    drop(send);
+    let stats = writer.finish().unwrap();
+    assert_eq!(stats.images, n);
+    assert_eq!(stats.errors, n, "one attribution error per image");
+    assert!(
+        stats.transactions >= n.div_ceil(3) && stats.transactions <= n,
+        "{stats:?}"
+    );
+
+    let counts = |store: &Store| {
+        [
+            "images",
+            "run_images",
+            "predictions",
+            "attribution_metrics",
+            "agreement",
+            "maps",
+            "errors",
+        ]
+        .map(|t| count(store, &format!("SELECT count(*) FROM {t}")))
+    };
+    let n = n as i64;
+    assert_eq!(counts(&store), [n, n, n, 2 * n, n, 2 * n, n]);
+    let done = store.done_images("r1").unwrap();
+    assert_eq!(done.len() as i64, n);
+    assert!(done.contains(&format!("{:064x}", 3)));
+    let (id, path_err): (Option<String>, String) = store
+        .conn()
+        .query_row("SELECT image_id, path FROM errors LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(id.is_some() && path_err.starts_with("data/test/glioma/"));
+
+    // A resumed run recomputes image 3 with one method and a new label: its rows are replaced.
+    let mut again = image_result("r1", 3, "pituitary", "pituitary", 0.99, 0.6);
+    again.metrics.truncate(1);
+    again.maps.truncate(1);
+    again.agreement.clear();
+    again.errors.clear();
+    let writer = Writer::spawn(&path, 3, 2).unwrap();
+    writer
+        .sender()
+        .send(WriterMessage::Image(Box::new(again.clone())))
+        .unwrap();
+    writer
+        .sender()
+        .send(WriterMessage::Image(Box::new(again)))
+        .unwrap();
+    assert_eq!(writer.finish().unwrap().images, 2);
+    assert_eq!(
+        counts(&store),
+        [n, n, n, 2 * n - 1, n - 1, 2 * n - 1, n - 1]
+    );
+    let (label, bg): (String, f64) = store
+        .conn()
+        .query_row(
+            "SELECT label, mass_background FROM v_image_method WHERE image_id = ?1",
+            [format!("{:064x}", 3)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((label.as_str(), bg), ("pituitary", 0.6));
+}
+
+#[test]
+fn writer_records_failed_files_and_bad_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    store.begin_run(&run_record("r1")).unwrap();
+    let unreadable = ErrorRecord {
+        run_id: "r1".into(),
+        image_id: None,
+        path: "data/test/glioma/broken.png".into(),
+        stage: "decode".into(),
+        message: "cannot read: permission denied".into(),
+    };
+    let undecodable = ErrorRecord {
+        image_id: Some("ff".repeat(32)),
+        path: "data/test/glioma/trunc.png".into(),
+        message: "truncated PNG".into(),
+        ..unreadable.clone()
+    };
+    // A result that breaks a constraint (the same method twice) is rolled back and logged, not fatal.
+    let mut bad = image_result("r1", 1, "glioma", "glioma", 0.9, 0.1);
+    bad.metrics.push(bad.metrics[0].clone());
+    let good = image_result("r1", 2, "glioma", "glioma", 0.9, f64::NAN);
+    for _ in 0..2 {
+        // The second round is a rerun: nothing is duplicated.
+        let writer = Writer::spawn(&path, 16, 16).unwrap();
+        let send = writer.sender();
+        send.send(WriterMessage::Error(unreadable.clone())).unwrap();
+        send.send(WriterMessage::Error(undecodable.clone()))
+            .unwrap();
+        send.send(WriterMessage::Image(Box::new(bad.clone())))
+            .unwrap();
+        send.send(WriterMessage::Image(Box::new(good.clone())))
+            .unwrap();
+        drop(send);
+        let stats = writer.finish().unwrap();
+        assert_eq!((stats.images, stats.errors), (1, 4), "{stats:?}");
+    }
+    let stages: Vec<(Option<String>, String)> = store
+        .conn()
+        .prepare("SELECT image_id, stage FROM errors ORDER BY path")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let id = |n: usize| Some(format!("{n:064x}"));
+    assert_eq!(
+        stages,
+        vec![
+            (None, "decode".to_string()),
+            (id(1), "write".to_string()),
+            (id(2), "attribution:occlusion".to_string()),
+            (Some("ff".repeat(32)), "decode".to_string()),
+        ]
+    );
+    assert_eq!(
+        count(
+            &store,
+            &format!(
+                "SELECT count(*) FROM attribution_metrics WHERE image_id = '{}'",
+                id(1).unwrap()
+            )
+        ),
+        0
+    );
+    assert_eq!(
+        store.done_images("r1").unwrap(),
+        HashSet::from([id(2).unwrap()])
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM run_images WHERE status = 'failed'"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM attribution_metrics WHERE mass_background IS NULL"
+        ),
+        2,
+        "NaN -> NULL"
+    );
+    let (failed, errors): (i64, i64) = store
+        .conn()
+        .query_row(
+            "SELECT images_failed, errors FROM v_run_summary WHERE run_id = 'r1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((failed, errors), (3, 4));
+}
+
+#[test]
+fn views_on_a_hand_made_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    store.begin_run(&run_record("r1")).unwrap();
+    let writer = Writer::spawn(&path, 8, 8).unwrap();
+    let send = writer.sender();
+    // 1: glioma, right, background 0.8 -> suspicious (background) for both methods.
+    // 2: glioma, right, clean.
+    // 3: glioma, wrong with confidence 0.95 -> suspicious (confidently wrong) for both methods.
+    // 4: meningioma, right; integrated_gradients has a border mass of 0.3 -> suspicious (border).
+    let mut four = image_result("r1", 4, "meningioma", "meningioma", 0.6, 0.1);
+    four.metrics[1].mass_border = 0.3;
+    for r in [
+        image_result("r1", 1, "glioma", "glioma", 0.7, 0.8),
+        image_result("r1", 2, "glioma", "glioma", 0.7, 0.1),
+        image_result("r1", 3, "glioma", "pituitary", 0.95, 0.1),
+        four,
+    ] {
+        send.send(WriterMessage::Image(Box::new(r))).unwrap();
+    }
+    drop(send);
+    writer.finish().unwrap();
+    store.finish_run("r1", "finished").unwrap();
+
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM v_image_method"),
+        8,
+        "run x image x method"
+    );
+    let rows: Vec<(String, String, String, f64)> = store
+        .conn()
+        .prepare("SELECT image_id, method, reason, score FROM v_suspicious ORDER BY score DESC, image_id, method")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let id = |n: usize| format!("{n:064x}");
+    let ig = "integrated_gradients".to_string();
+    let sal = "saliency".to_string();
+    let bg = "background mass 0.80 > 0.5".to_string();
+    let wrong = "wrong with confidence 0.95 > 0.9".to_string();
+    let border = "border mass 0.30 > 0.25".to_string();
+    assert_eq!(rows.len(), 5, "{rows:#?}");
+    assert_eq!(rows[0], (id(1), ig.clone(), bg.clone(), 1.6));
+    assert_eq!(rows[1], (id(1), sal.clone(), bg, 1.6));
+    assert_eq!(
+        (&rows[2].0, &rows[2].1, &rows[2].2),
+        (&id(4), &ig, &border),
+        "metrics[1] is integrated_gradients"
+    );
+    assert!((rows[2].3 - 1.2).abs() < 1e-9);
+    for (row, method) in [(&rows[3], &ig), (&rows[4], &sal)] {
+        assert_eq!((&row.0, &row.1, &row.2), (&id(3), method, &wrong));
+        assert!((row.3 - 0.95 / 0.9).abs() < 1e-9);
+    }
+
+    let bias: Vec<(String, i64, String, i64, f64, f64)> = store
+        .conn()
+        .prepare(
+            "SELECT label, correct, method, images, mean_mass_background, share_flagged FROM v_bias_summary \
+             ORDER BY label, correct, method",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let g = "glioma".to_string();
+    let m = "meningioma".to_string();
+    assert_eq!(bias.len(), 6, "{bias:#?}");
+    assert_eq!(bias[0], (g.clone(), 0, ig.clone(), 1, 0.1, 1.0));
+    assert_eq!(bias[1], (g.clone(), 0, sal.clone(), 1, 0.1, 1.0));
+    assert_eq!(
+        (&bias[2].0, bias[2].1, &bias[2].2, bias[2].3, bias[2].5),
+        (&g, 1, &ig, 2, 0.5)
+    );
+    assert!((bias[2].4 - 0.45).abs() < 1e-9);
+    assert_eq!(
+        (&bias[3].0, bias[3].1, &bias[3].2, bias[3].3, bias[3].5),
+        (&g, 1, &sal, 2, 0.5)
+    );
+    assert_eq!(bias[4], (m.clone(), 1, ig, 1, 0.1, 1.0));
+    assert_eq!(bias[5], (m, 1, sal, 1, 0.1, 0.0));
+
+    let summary: (String, i64, i64, i64, i64, f64, i64) = store
+        .conn()
+        .query_row(
+            "SELECT status, images_done, images_failed, labelled, correct, accuracy, images_flagged FROM v_run_summary",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .unwrap();
+    assert_eq!(summary, ("finished".into(), 4, 0, 4, 3, 0.75, 3));
+}
+
+#[test]
+fn foreign_keys_are_enforced_and_runs_cascade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    let c = store.conn();
+    c.execute(
+        "INSERT INTO images (image_id, path) VALUES ('i1', 'a.png')",
+        [],
+    )
+    .unwrap();
+    let err = c
+        .execute("INSERT INTO run_images (run_id, image_id, status) VALUES ('no-such-run', 'i1', 'done')", [])
+        .unwrap_err();
+    assert_eq!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::ConstraintViolation),
+        "{err}"
+    );
+    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+    store.begin_run(&run_record("r1")).unwrap();
+    let err = c
+        .execute("INSERT INTO run_images (run_id, image_id, status) VALUES ('r1', 'no-such-image', 'done')", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+
+    let writer = Writer::spawn(&path, 4, 4).unwrap();
+    writer
+        .sender()
+        .send(WriterMessage::Image(Box::new(image_result(
+            "r1", 1, "glioma", "glioma", 0.9, 0.1,
+        ))))
+        .unwrap();
+    writer.finish().unwrap();
+    assert!(count(&store, "SELECT count(*) FROM maps") > 0);
+    c.execute("DELETE FROM runs WHERE run_id = 'r1'", [])
+        .unwrap();
+    for t in [
+        "run_images",
+        "predictions",
+        "attribution_metrics",
+        "agreement",
+        "maps",
+        "errors",
+    ] {
+        assert_eq!(
+            count(&store, &format!("SELECT count(*) FROM {t}")),
+            0,
+            "{t} cascades"
+        );
+    }
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM images"),
+        2,
+        "images outlive runs"
+    );
+
+    // A result for a run that does not exist cannot even be logged: the writer stops with the error.
+    let writer = Writer::spawn(&path, 4, 4).unwrap();
+    let _ = writer
+        .sender()
+        .send(WriterMessage::Image(Box::new(image_result(
+            "nope", 1, "glioma", "glioma", 0.9, 0.1,
+        ))));
+    let err = writer.finish().unwrap_err();
+    assert!(
+        err.to_string().contains("FOREIGN KEY")
+            && err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+}

@@ -1,0 +1,109 @@
+//! The audit job through the real binary on a small real test set: SQLite contents, a bad file recorded,
+//! and a rerun of the same run resuming instead of recomputing.
+use std::process::Command;
+
+use rusqlite::Connection;
+
+use super::util::{repo, tempdir};
+
+fn audit(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--set",
+            "explain.lime.samples=24",
+            "--set",
+            "explain.kernel_shap.samples=24",
+            "--set",
+            "explain.smoothgrad.samples=4",
+            "--set",
+            "explain.integrated_gradients.steps=8",
+            "audit",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn count(db: &Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn audit_stores_every_method_records_bad_files_and_resumes() {
+    let dir = tempdir();
+    let set = dir.path().join("Testing");
+    for class in ["no", "yes"] {
+        std::fs::create_dir_all(set.join(class)).unwrap();
+        let src = repo(&format!("data/raw/br35h/{class}"));
+        let mut files: Vec<_> = std::fs::read_dir(&src).expect("run `make data` first").map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for f in files.iter().take(2) {
+            std::fs::copy(f, set.join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(set.join("yes/broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    let db_path = dir.path().join("audit.sqlite");
+    let db_arg = db_path.to_str().unwrap();
+    let data_arg = set.to_str().unwrap();
+
+    let out = audit(&["--data", data_arg, "--db", db_arg, "--run", "night-1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("4 images audited") && stdout.contains("1 failed"), "{stdout}");
+
+    let db = Connection::open(&db_path).unwrap();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM predictions WHERE run_id = 'night-1'"), 4);
+    // six methods per image, every pair of methods compared, every map stored
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics"), 24);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM agreement"), 4 * 15);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM maps"), 24);
+    assert_eq!(count(&db, "SELECT COUNT(DISTINCT method) FROM attribution_metrics"), 6);
+    // shares are shares; IG has its completeness error; LIME/SHAP their superpixel counts
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics WHERE mass_inside < 0 OR mass_inside > 1 OR abs(mass_inside + mass_background - 1) > 1e-4"), 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics WHERE method = 'integrated_gradients' AND completeness_error IS NOT NULL"), 4);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics WHERE method IN ('lime', 'kernel_shap') AND segments > 20"), 8);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM images WHERE brain_area_fraction > 0.2 AND brain_area_fraction < 0.95"), 4);
+    // the broken file: recorded with its stage and reason, nothing else lost
+    let (stage, message): (String, String) = db
+        .query_row("SELECT stage, message FROM errors WHERE path LIKE '%broken.jpg'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(stage, "decode");
+    assert!(message.contains("corrupt or truncated"), "{message}");
+    let status: String = db.query_row("SELECT status FROM runs WHERE run_id = 'night-1'", [], |r| r.get(0)).unwrap();
+    assert_eq!(status, "finished");
+    // the views answer the same questions from plain SQL
+    assert_eq!(count(&db, "SELECT images_done FROM v_run_summary WHERE run_id = 'night-1'"), 4);
+
+    // A rerun of the same run resumes: nothing is recomputed or duplicated.
+    let out = audit(&["--data", data_arg, "--db", db_arg, "--run", "night-1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("0 images audited, 4 resumed as done"), "{stdout}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics"), 24);
+
+    // The same run name with another config is refused with a clear message.
+    let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["audit", "--data", data_arg, "--db", db_arg, "--run", "night-1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("night-1") && err.contains("different config"), "{err}");
+}
+
+#[test]
+fn a_wrong_size_model_fails_before_any_work() {
+    let dir = tempdir();
+    let db = dir.path().join("a.sqlite");
+    let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--set", "données.image.size=64", "audit", "--db", db.to_str().unwrap(), "--limit", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expects") && err.contains("11.weight"), "{err}");
+    assert!(!db.exists(), "no database is created when the model does not fit");
+}
