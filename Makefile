@@ -9,7 +9,7 @@ FEATURES := $(if $(filter cuda,$(TORCH_VARIANT)),--features cuda,)
 .PHONY: audit test setup libtorch data build model explain-samples clean-data
 
 ## Images of the test split audited by `make audit` (classes taken in turn); empty = the whole split.
-AUDIT_LIMIT ?= 100
+AUDIT_LIMIT ?= 24
 RUN ?=
 
 ## The main job on the bundled default: evaluate the default CNN on the leak-free Br35H test split, audit

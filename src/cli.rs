@@ -61,7 +61,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Audit a whole test set: predictions, every configured attribution, per-image metrics (mass
     /// inside the brain / background / border band, agreement between methods, ...) stored in SQLite.
-    /// Rerunning with the same --run resumes where a killed run stopped.
+    /// Rerunning with the same --run resumes where a killed run stopped (a finished run is a no-op
+    /// unless --force). Exit code 2 when the run finished but some images failed.
     ///
     /// Example: tumor-audit audit --run nightly-2026-11-25 --db out/audit.sqlite
     Audit(AuditArgs),
@@ -86,6 +87,9 @@ pub struct AuditArgs {
     /// Only the first N images (classes taken in turn), for a quick look.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Recompute images a previous attempt of this run already finished (their rows are replaced).
+    #[arg(long)]
+    pub force: bool,
     /// Methods, comma separated (default: explain.methods).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,

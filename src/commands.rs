@@ -20,7 +20,9 @@ use crate::model::{self, InputSpec, Model, NativeCnn};
 use crate::preprocess::{self, Prepared};
 use crate::split;
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a subcommand; the value is the process exit code (0, or 2 when an audit finished but some
+/// images failed).
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Some(n) = cli.threads {
         if n < 1 {
             bail!("--threads must be at least 1, found {n}");
@@ -33,8 +35,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate(args) => cmd_evaluate(&Context::new(&cli)?, args),
         Command::Explain(args) => cmd_explain(&Context::new(&cli)?, args),
         Command::Bench(args) => cmd_bench(&Context::new(&cli)?, args),
-        Command::Audit(args) => cmd_audit(&Context::new(&cli)?, args),
-    }
+        Command::Audit(args) => return cmd_audit(&Context::new(&cli)?, args),
+    }?;
+    Ok(0)
 }
 
 /// Settings, device and class list: what every model command starts from.
@@ -423,7 +426,7 @@ fn methods_override(ctx: &Context, methods: &[String]) -> anyhow::Result<Explain
     Ok(cfg)
 }
 
-fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<()> {
+fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
     use crate::pipeline;
     use crate::store::{RunRecord, Store, Writer};
     let cfg = methods_override(ctx, &args.methods)?;
@@ -468,8 +471,12 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<()> {
         reference_value: cfg.reference(channels) as f64,
         images_total: samples.len() as i64,
     })?;
-    let done = store.done_images(&run_id)?;
-    if resuming {
+    let done = if args.force {
+        Default::default()
+    } else {
+        store.done_images(&run_id)?
+    };
+    if resuming && !args.force {
         println!(
             "resuming run {run_id}: {} of {} images already done",
             done.len(),
@@ -546,7 +553,14 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<()> {
         "{flagged} image(s) flagged as suspicious (view v_suspicious); results in {}",
         db.display()
     );
-    Ok(())
+    if stats.failed > 0 {
+        println!(
+            "{} image(s) failed: see the errors table (exit code 2)",
+            stats.failed
+        );
+        return Ok(2);
+    }
+    Ok(0)
 }
 
 fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {

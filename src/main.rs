@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .init();
     match tumor_audit::commands::run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(1)

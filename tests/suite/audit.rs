@@ -36,29 +36,57 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
     for class in ["no", "yes"] {
         std::fs::create_dir_all(set.join(class)).unwrap();
         let src = repo(&format!("data/raw/br35h/{class}"));
-        let mut files: Vec<_> = std::fs::read_dir(&src).expect("run `make data` first").map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&src)
+            .expect("run `make data` first")
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for f in files.iter().take(2) {
             std::fs::copy(f, set.join(class).join(f.file_name().unwrap())).unwrap();
         }
     }
-    std::fs::write(set.join("yes/broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    std::fs::write(
+        set.join("yes/broken.jpg"),
+        b"\xff\xd8\xff\xe0 not really a jpeg",
+    )
+    .unwrap();
     let db_path = dir.path().join("audit.sqlite");
     let db_arg = db_path.to_str().unwrap();
     let data_arg = set.to_str().unwrap();
 
     let out = audit(&["--data", data_arg, "--db", db_arg, "--run", "night-1"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("4 images audited") && stdout.contains("1 failed"), "{stdout}");
+    // exit code 2: the run finished, but one image failed
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("4 images audited") && stdout.contains("1 failed"),
+        "{stdout}"
+    );
 
     let db = Connection::open(&db_path).unwrap();
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM predictions WHERE run_id = 'night-1'"), 4);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM predictions WHERE run_id = 'night-1'"
+        ),
+        4
+    );
     // six methods per image, every pair of methods compared, every map stored
     assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics"), 24);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM agreement"), 4 * 15);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM maps"), 24);
-    assert_eq!(count(&db, "SELECT COUNT(DISTINCT method) FROM attribution_metrics"), 6);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(DISTINCT method) FROM attribution_metrics"
+        ),
+        6
+    );
     // shares are shares; IG has its completeness error; LIME/SHAP their superpixel counts
     assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics WHERE mass_inside < 0 OR mass_inside > 1 OR abs(mass_inside + mass_background - 1) > 1e-4"), 0);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics WHERE method = 'integrated_gradients' AND completeness_error IS NOT NULL"), 4);
@@ -66,31 +94,54 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM images WHERE brain_area_fraction > 0.2 AND brain_area_fraction < 0.95"), 4);
     // the broken file: recorded with its stage and reason, nothing else lost
     let (stage, message): (String, String) = db
-        .query_row("SELECT stage, message FROM errors WHERE path LIKE '%broken.jpg'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT stage, message FROM errors WHERE path LIKE '%broken.jpg'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!(stage, "decode");
     assert!(message.contains("corrupt or truncated"), "{message}");
-    let status: String = db.query_row("SELECT status FROM runs WHERE run_id = 'night-1'", [], |r| r.get(0)).unwrap();
+    let status: String = db
+        .query_row(
+            "SELECT status FROM runs WHERE run_id = 'night-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(status, "finished");
     // the views answer the same questions from plain SQL
-    assert_eq!(count(&db, "SELECT images_done FROM v_run_summary WHERE run_id = 'night-1'"), 4);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT images_done FROM v_run_summary WHERE run_id = 'night-1'"
+        ),
+        4
+    );
 
     // A rerun of the same run resumes: nothing is recomputed or duplicated.
     let out = audit(&["--data", data_arg, "--db", db_arg, "--run", "night-1"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
-    assert!(stdout.contains("0 images audited, 4 resumed as done"), "{stdout}");
+    assert!(
+        stdout.contains("0 images audited, 4 resumed as done"),
+        "{stdout}"
+    );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics"), 24);
 
     // The same run name with another config is refused with a clear message.
     let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["audit", "--data", data_arg, "--db", db_arg, "--run", "night-1"])
+        .args([
+            "audit", "--data", data_arg, "--db", db_arg, "--run", "night-1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("night-1") && err.contains("different config"), "{err}");
+    assert!(
+        err.contains("night-1") && err.contains("different config"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -99,11 +150,195 @@ fn a_wrong_size_model_fails_before_any_work() {
     let db = dir.path().join("a.sqlite");
     let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--set", "données.image.size=64", "audit", "--db", db.to_str().unwrap(), "--limit", "1"])
+        .args([
+            "--set",
+            "données.image.size=64",
+            "audit",
+            "--db",
+            db.to_str().unwrap(),
+            "--limit",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("expects") && err.contains("11.weight"), "{err}");
-    assert!(!db.exists(), "no database is created when the model does not fit");
+    assert!(
+        err.contains("expects") && err.contains("11.weight"),
+        "{err}"
+    );
+    assert!(
+        !db.exists(),
+        "no database is created when the model does not fit"
+    );
+}
+
+/// A small real test set of `per_class` Br35H images per class.
+fn real_set(root: &std::path::Path, per_class: usize) -> std::path::PathBuf {
+    let set = root.join("Testing");
+    for class in ["no", "yes"] {
+        std::fs::create_dir_all(set.join(class)).unwrap();
+        let src = repo(&format!("data/br35h/Testing/{class}"));
+        let mut files: Vec<_> = std::fs::read_dir(&src)
+            .expect("run `make data` first")
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files.iter().take(per_class) {
+            std::fs::copy(f, set.join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    set
+}
+
+#[test]
+fn a_run_killed_halfway_resumes_with_exactly_one_row_per_image_and_method() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), 4);
+    let db_path = dir.path().join("audit.sqlite");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--set",
+            "explain.lime.samples=200",
+            "--set",
+            "explain.kernel_shap.samples=200",
+            "audit",
+        ])
+        .args([
+            "--data",
+            set.to_str().unwrap(),
+            "--db",
+            db_path.to_str().unwrap(),
+            "--run",
+            "killed",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some, but not all, images are committed, then SIGKILL.
+    let t0 = std::time::Instant::now();
+    let done = loop {
+        let n = Connection::open(&db_path)
+            .ok()
+            .and_then(|db| {
+                db.query_row(
+                    "SELECT COUNT(*) FROM run_images WHERE run_id = 'killed'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .ok()
+            })
+            .unwrap_or(0);
+        if n >= 2 || t0.elapsed().as_secs() > 240 {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!((2..8).contains(&done), "killed after {done} of 8 images");
+    let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--set",
+            "explain.lime.samples=200",
+            "--set",
+            "explain.kernel_shap.samples=200",
+            "audit",
+        ])
+        .args([
+            "--data",
+            set.to_str().unwrap(),
+            "--db",
+            db_path.to_str().unwrap(),
+            "--run",
+            "killed",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("resumed as done"), "{stdout}");
+    let db = Connection::open(&db_path).unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM run_images WHERE run_id = 'killed' AND status = 'done'"
+        ),
+        8
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM attribution_metrics WHERE run_id = 'killed'"
+        ),
+        8 * 6
+    );
+    assert_eq!(count(&db, "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM attribution_metrics GROUP BY image_id, method)"), 1);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM maps WHERE run_id = 'killed'"),
+        8 * 6
+    );
+}
+
+#[test]
+fn results_are_identical_for_1_and_2_worker_threads() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), 2);
+    let run = |threads: &str, name: &str| {
+        let db = dir.path().join(format!("{name}.sqlite"));
+        let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args([
+                "--set",
+                "explain.lime.samples=32",
+                "--set",
+                "explain.kernel_shap.samples=32",
+                "audit",
+            ])
+            .args([
+                "--data",
+                set.to_str().unwrap(),
+                "--db",
+                db.to_str().unwrap(),
+                "--run",
+                "r",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = Connection::open(db).unwrap();
+        let mut st = c
+            .prepare("SELECT m.image_id, m.method, m.mass_inside, m.gini, m.mass_border, p.data FROM attribution_metrics m JOIN maps p USING (run_id, image_id, method) ORDER BY 1, 2")
+            .unwrap();
+        let rows: Vec<(String, String, f64, f64, f64, Vec<u8>)> = st
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        rows
+    };
+    let one = run("1", "one");
+    let two = run("2", "two");
+    assert_eq!(one.len(), 4 * 6);
+    assert!(
+        one == two,
+        "maps or metrics differ between 1 and 2 worker threads"
+    );
 }
