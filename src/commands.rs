@@ -733,6 +733,12 @@ fn cmd_explain(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
             ctx.classes[predicted],
             probs[predicted]
         ));
+        // The brain mask the audit measures against, as a debug picture.
+        let (mask, _) = crate::brain_mask::brain_mask(&prep.grey, prep.size, prep.size);
+        let mask_png = out.join(format!("{stem}__brain_mask.png"));
+        mask.to_debug_image(&prep.grey)
+            .save(&mask_png)
+            .with_context(|| format!("cannot write {}", mask_png.display()))?;
         let input = ImageInput {
             id,
             x: &x,

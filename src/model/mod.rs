@@ -11,9 +11,10 @@ use crate::error::{Error, Result};
 
 pub mod train;
 
-/// One layer of the native CNN, as written in `config.yml` (`- conv: {out: 16}`, `- relu`, ...).
+/// One layer of the native CNN, as written in `config.yml`: a name for layers without arguments
+/// (`- relu`, `- flatten`), a one-key map otherwise (`- conv: {out: 16}`, `- maxpool: {kernel: 2}`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "LayerRepr", into = "LayerRepr")]
 pub enum LayerSpec {
     /// 2-D convolution, stride 1, zero padding `kernel / 2` ("same") unless `padding` is given.
     Conv {
@@ -52,6 +53,132 @@ fn default_pool() -> i64 {
 }
 fn default_dropout() -> f64 {
     0.5
+}
+
+/// The YAML shape of a layer (see [`LayerSpec`]).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum LayerRepr {
+    Name(String),
+    Args(std::collections::BTreeMap<String, LayerArgs>),
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerArgs {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub padding: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
+}
+
+const LAYER_KINDS: &str =
+    "conv, relu, maxpool, flatten, dense, dropout, batchnorm, global_avg_pool";
+
+impl TryFrom<LayerRepr> for LayerSpec {
+    type Error = String;
+    fn try_from(r: LayerRepr) -> std::result::Result<Self, String> {
+        let (name, args) = match r {
+            LayerRepr::Name(n) => (n, LayerArgs::default()),
+            LayerRepr::Args(m) if m.len() == 1 => m.into_iter().next().expect("one entry"),
+            LayerRepr::Args(m) => {
+                return Err(format!(
+                    "a layer is one name or a one-key map, found keys {:?}",
+                    m.keys().collect::<Vec<_>>()
+                ))
+            }
+        };
+        let unexpected = |what: &str| Err(format!("layer `{name}` takes no `{what}`"));
+        let spec = match name.as_str() {
+            "conv" => LayerSpec::Conv {
+                out: args.out.ok_or("conv needs `out` (output channels)")?,
+                kernel: args.kernel.unwrap_or_else(default_kernel),
+                padding: args.padding,
+            },
+            "dense" => LayerSpec::Dense {
+                out: args.out.ok_or("dense needs `out` (output features)")?,
+            },
+            "maxpool" => LayerSpec::Maxpool {
+                kernel: args.kernel.unwrap_or_else(default_pool),
+            },
+            "dropout" => LayerSpec::Dropout {
+                p: args.p.unwrap_or_else(default_dropout),
+            },
+            "relu" => LayerSpec::Relu,
+            "flatten" => LayerSpec::Flatten,
+            "batchnorm" => LayerSpec::Batchnorm,
+            "global_avg_pool" => LayerSpec::GlobalAvgPool,
+            other => return Err(format!("unknown layer `{other}`: allowed {LAYER_KINDS}")),
+        };
+        // Arguments a layer does not take are errors, not silently ignored.
+        match spec {
+            LayerSpec::Conv { .. } if args.p.is_some() => return unexpected("p"),
+            LayerSpec::Dense { .. }
+                if args.kernel.or(args.padding).is_some() || args.p.is_some() =>
+            {
+                return unexpected("kernel/padding/p")
+            }
+            LayerSpec::Maxpool { .. }
+                if args.out.or(args.padding).is_some() || args.p.is_some() =>
+            {
+                return unexpected("out/padding/p")
+            }
+            LayerSpec::Dropout { .. } if args.out.or(args.kernel).or(args.padding).is_some() => {
+                return unexpected("out/kernel/padding")
+            }
+            _ => {}
+        }
+        Ok(spec)
+    }
+}
+
+impl From<LayerSpec> for LayerRepr {
+    fn from(s: LayerSpec) -> LayerRepr {
+        let one = |name: &str, args: LayerArgs| {
+            LayerRepr::Args([(name.to_string(), args)].into_iter().collect())
+        };
+        match s {
+            LayerSpec::Conv {
+                out,
+                kernel,
+                padding,
+            } => one(
+                "conv",
+                LayerArgs {
+                    out: Some(out),
+                    kernel: Some(kernel),
+                    padding,
+                    p: None,
+                },
+            ),
+            LayerSpec::Dense { out } => one(
+                "dense",
+                LayerArgs {
+                    out: Some(out),
+                    ..Default::default()
+                },
+            ),
+            LayerSpec::Maxpool { kernel } => one(
+                "maxpool",
+                LayerArgs {
+                    kernel: Some(kernel),
+                    ..Default::default()
+                },
+            ),
+            LayerSpec::Dropout { p } => one(
+                "dropout",
+                LayerArgs {
+                    p: Some(p),
+                    ..Default::default()
+                },
+            ),
+            other => LayerRepr::Name(other.kind_name().to_string()),
+        }
+    }
 }
 
 impl LayerSpec {

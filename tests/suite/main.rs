@@ -6,4 +6,5 @@ mod config;
 mod dataset;
 mod default_model;
 mod model;
+mod planted_bias;
 mod util;
