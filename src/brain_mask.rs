@@ -144,7 +144,8 @@ pub fn brain_mask(grey: &[f32], width: usize, height: usize) -> (BrainMask, bool
         })
         .collect();
     let sigma = (width.min(height) as f32 / 200.0).max(1.0);
-    let smooth = gaussian_blur(&clean, width, height, sigma);
+    // The segmentation's blur (reflected edges, 4-sigma taps), one channel.
+    let smooth = crate::attribution::segment::gaussian_blur(&clean, width, height, 1, sigma);
     let radius = ((width.min(height) as f32 / 100.0).round() as usize).max(1);
     let ok = |m: &[bool]| {
         let frac = m.iter().filter(|&&b| b).count() as f32 / m.len() as f32;
@@ -320,40 +321,6 @@ fn otsu_lower_of_three(values: &[f32]) -> Option<f32> {
         }
     }
     best.map(|(_, t1)| (t1 + 1) as f32 / 256.0)
-}
-
-/// Separable Gaussian blur with clamped edges.
-fn gaussian_blur(src: &[f32], w: usize, h: usize, sigma: f32) -> Vec<f32> {
-    let r = (3.0 * sigma).ceil() as isize;
-    let mut kernel: Vec<f32> = (-r..=r)
-        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let s: f32 = kernel.iter().sum();
-    kernel.iter_mut().for_each(|k| *k /= s);
-    let mut tmp = vec![0.0f32; w * h];
-    for y in 0..h {
-        let row = &src[y * w..(y + 1) * w];
-        for x in 0..w {
-            let mut acc = 0.0;
-            for (k, &kv) in kernel.iter().enumerate() {
-                let xx = (x as isize + k as isize - r).clamp(0, w as isize - 1) as usize;
-                acc += kv * row[xx];
-            }
-            tmp[y * w + x] = acc;
-        }
-    }
-    let mut out = vec![0.0f32; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let mut acc = 0.0;
-            for (k, &kv) in kernel.iter().enumerate() {
-                let yy = (y as isize + k as isize - r).clamp(0, h as isize - 1) as usize;
-                acc += kv * tmp[yy * w + x];
-            }
-            out[y * w + x] = acc;
-        }
-    }
-    out
 }
 
 /// 8-connected component labelling of `true` pixels: per-pixel label (0 = background, else

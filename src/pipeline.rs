@@ -140,6 +140,7 @@ fn decode_one(
 }
 
 /// Explains one decoded image with every configured method and computes its metrics.
+#[allow(clippy::too_many_arguments)]
 pub fn audit_image(
     model: &Model,
     job: &AuditJob,

@@ -283,13 +283,13 @@ impl ExplainConfig {
                 format!("{} is not allowed: >= 0", self.smoothgrad.noise),
             ));
         }
-        if !(self.lime.kernel_width > 0.0) {
+        if self.lime.kernel_width.is_nan() || self.lime.kernel_width <= 0.0 {
             return Err(Error::key(
                 "explain.lime.kernel_width",
                 format!("{} is not allowed: > 0", self.lime.kernel_width),
             ));
         }
-        if !(self.lime.alpha >= 0.0) {
+        if self.lime.alpha.is_nan() || self.lime.alpha < 0.0 {
             return Err(Error::key(
                 "explain.lime.alpha",
                 format!("{} is not allowed: >= 0", self.lime.alpha),

@@ -219,7 +219,8 @@ fn cholesky_solve(a: &mut [f64], b: &mut [f64], m: usize) -> Result<()> {
         for k in 0..j {
             d -= a[j * m + k] * a[j * m + k];
         }
-        if !(d > 0.0) {
+        // NaN counts as not positive definite too.
+        if d.is_nan() || d <= 0.0 {
             return Err(Error::Other(format!(
                 "regression matrix is not positive definite (pivot {j}: {d:e})"
             )));

@@ -125,7 +125,7 @@ fn gaussian_kernel(sigma: f32) -> Vec<f32> {
 }
 
 /// Separable Gaussian blur of every channel of a channel-last image; a copy when sigma <= 0.
-fn gaussian_blur(
+pub(crate) fn gaussian_blur(
     img: &[f32],
     width: usize,
     height: usize,

@@ -188,12 +188,10 @@ impl LayerSpec {
                 out,
                 kernel,
                 padding,
-            } => {
-                if *out < 1 || *kernel < 1 || padding.is_some_and(|p| p < 0) {
-                    return Err(format!(
-                        "conv needs out >= 1, kernel >= 1, padding >= 0; found out {out}, kernel {kernel}, padding {padding:?}"
-                    ));
-                }
+            } if *out < 1 || *kernel < 1 || padding.is_some_and(|p| p < 0) => {
+                return Err(format!(
+                    "conv needs out >= 1, kernel >= 1, padding >= 0; found out {out}, kernel {kernel}, padding {padding:?}"
+                ))
             }
             LayerSpec::Maxpool { kernel } if *kernel < 1 => {
                 return Err(format!("maxpool kernel must be >= 1, found {kernel}"))

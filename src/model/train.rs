@@ -77,7 +77,7 @@ pub fn augment(x: &Tensor, cfg: &AugmentConfig, rng: &mut ChaCha8Rng) -> Tensor 
         let gains: Vec<f32> = (0..n)
             .map(|_| rng.gen_range(1.0 - i..=1.0 + i) as f32)
             .collect();
-        out = out * Tensor::from_slice(&gains).to_device(dev).view([n, 1, 1, 1]);
+        out *= Tensor::from_slice(&gains).to_device(dev).view([n, 1, 1, 1]);
     }
     out
 }
@@ -107,6 +107,8 @@ pub fn evaluate_loss(model: &NativeCnn, data: &LabelledTensors, batch: usize) ->
     (loss / n as f64, correct / n as f64)
 }
 
+type Best = (f64, usize, f64, Vec<(String, Tensor)>);
+
 /// Trains `model` in place; on return it holds the weights of the best validation epoch.
 pub fn train(
     model: &mut NativeCnn,
@@ -131,7 +133,8 @@ pub fn train(
     .build(&model.vs, cfg.learning_rate)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let n = train.len();
-    let mut best: Option<(f64, usize, f64, Vec<(String, Tensor)>)> = None;
+    // (validation loss, epoch, validation accuracy, weights) of the best epoch so far
+    let mut best: Option<Best> = None;
     let mut log = Vec::new();
     let mut since_best = 0;
     progress.set_length((cfg.epochs * n.div_ceil(cfg.batch_size)) as u64);

@@ -1,28 +1,21 @@
 //! The audit job through the real binary on a small real test set: SQLite contents, a bad file recorded,
 //! and a rerun of the same run resuming instead of recomputing.
-use std::process::Command;
 
 use rusqlite::Connection;
 
 use super::util::{repo, tempdir};
 
 fn audit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "--set",
-            "explain.lime.samples=24",
-            "--set",
-            "explain.kernel_shap.samples=24",
-            "--set",
-            "explain.smoothgrad.samples=4",
-            "--set",
-            "explain.integrated_gradients.steps=8",
-            "audit",
-        ])
-        .args(args)
-        .output()
-        .unwrap()
+    super::util::bin(&[
+        "explain.lime.samples=24",
+        "explain.kernel_shap.samples=24",
+        "explain.smoothgrad.samples=4",
+        "explain.integrated_gradients.steps=8",
+    ])
+    .arg("audit")
+    .args(args)
+    .output()
+    .unwrap()
 }
 
 fn count(db: &Connection, sql: &str) -> i64 {
@@ -129,8 +122,7 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics"), 24);
 
     // The same run name with another config is refused with a clear message.
-    let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let out = super::util::bin(&[])
         .args([
             "audit", "--data", data_arg, "--db", db_arg, "--run", "night-1",
         ])
@@ -148,8 +140,7 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
 fn a_wrong_size_model_fails_before_any_work() {
     let dir = tempdir();
     let db = dir.path().join("a.sqlite");
-    let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let out = super::util::bin(&[])
         .args([
             "--set",
             "données.image.size=64",
@@ -196,8 +187,7 @@ fn a_run_killed_halfway_resumes_with_exactly_one_row_per_image_and_method() {
     let dir = tempdir();
     let set = real_set(dir.path(), 4);
     let db_path = dir.path().join("audit.sqlite");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let mut child = super::util::bin(&[])
         .args([
             "--set",
             "explain.lime.samples=200",
@@ -239,8 +229,7 @@ fn a_run_killed_halfway_resumes_with_exactly_one_row_per_image_and_method() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!((2..8).contains(&done), "killed after {done} of 8 images");
-    let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let out = super::util::bin(&[])
         .args([
             "--set",
             "explain.lime.samples=200",
@@ -289,8 +278,7 @@ fn results_are_identical_for_1_and_2_worker_threads() {
     let set = real_set(dir.path(), 2);
     let run = |threads: &str, name: &str| {
         let db = dir.path().join(format!("{name}.sqlite"));
-        let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+        let out = super::util::bin(&[])
             .env("RAYON_NUM_THREADS", threads)
             .args([
                 "--set",

@@ -1,15 +1,9 @@
 //! The real binary: help texts, and bad input gets a clear error.
-use std::process::Command;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tumor-audit"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
+use super::util::bin;
 
 #[test]
 fn help_says_what_each_command_does_with_an_example() {
-    let out = bin().arg("--help").output().unwrap();
+    let out = bin(&[]).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
@@ -17,7 +11,7 @@ fn help_says_what_each_command_does_with_an_example() {
         "{text}"
     );
     for sub in ["split", "train", "evaluate", "explain"] {
-        let out = bin().args([sub, "--help"]).output().unwrap();
+        let out = bin(&[]).args([sub, "--help"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{sub} --help");
         assert!(
@@ -29,7 +23,7 @@ fn help_says_what_each_command_does_with_an_example() {
 
 #[test]
 fn a_bad_config_key_is_a_clear_error() {
-    let out = bin()
+    let out = bin(&[])
         .args(["--set", "données.image.sise=64", "evaluate"])
         .output()
         .unwrap();
@@ -43,7 +37,7 @@ fn a_bad_config_key_is_a_clear_error() {
 
 #[test]
 fn a_missing_config_file_is_a_clear_error() {
-    let out = bin()
+    let out = bin(&[])
         .args(["--config", "no/such.yml", "evaluate"])
         .output()
         .unwrap();

@@ -2,7 +2,6 @@
 //! background corner learns the square; the audit must show its attributions sitting in the background
 //! far more than those of the same model trained without the marker, and flag the marker images.
 use std::path::Path;
-use std::process::Command;
 
 use image::{GrayImage, Luma};
 use rusqlite::Connection;
@@ -49,12 +48,8 @@ fn make_set(root: &Path, split: &str, n: u32, offset: u32, with_marker: bool) {
 }
 
 fn tool(args: &[&str], sets: &[String]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tumor-audit"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    for s in sets {
-        c.args(["--set", s]);
-    }
-    let out = c.args(args).output().unwrap();
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let out = super::util::bin(&sets).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}\n{}",
@@ -98,9 +93,8 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
     for (root, run) in [(&biased, "biased"), (&clean, "clean")] {
         let sets = common(root);
         tool(&["train"], &sets);
-        let out = Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
+        let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let out = super::util::bin(&refs)
             .args([
                 "audit",
                 "--data",

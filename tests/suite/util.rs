@@ -51,3 +51,13 @@ pub fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
         );
     }
 }
+
+/// The real binary, run from the repository root, with `--set KEY=VALUE` overrides.
+pub fn bin(sets: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tumor-audit"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    c
+}
