@@ -9,8 +9,10 @@ FEATURES := $(if $(filter cuda,$(TORCH_VARIANT)),--features cuda,)
 .PHONY: audit test setup libtorch data build model explain-samples clean-data
 
 ## Images of the test split audited by `make audit` (classes taken in turn); empty = the whole split.
-AUDIT_LIMIT ?= 24
+AUDIT_LIMIT ?= 16
 RUN ?=
+## One real Kaggle image per class for the pictures (the whole sample: EXPLAIN_SAMPLES=data/kaggle-sample/Testing).
+EXPLAIN_SAMPLES ?= $(addprefix data/kaggle-sample/Testing/,glioma/Te-gl_0010.jpg meningioma/Te-me_0016.jpg notumor/Te-no_0021.jpg pituitary/Te-pi_0014.jpg)
 
 ## The main job on the bundled default: evaluate the default CNN on the leak-free Br35H test split, audit
 ## the test images with the six methods into out/audit.sqlite (a rerun the same day resumes), and explain
@@ -18,7 +20,7 @@ RUN ?=
 audit: setup
 	$(BIN) evaluate --split test
 	$(BIN) audit $(if $(AUDIT_LIMIT),--limit $(AUDIT_LIMIT),) $(if $(RUN),--run $(RUN),)
-	$(BIN) explain data/kaggle-sample/Testing --out out/explain/kaggle-sample
+	$(BIN) explain $(EXPLAIN_SAMPLES) --out out/explain/kaggle-sample
 
 ## The test suite (real libtorch, real images).
 test: libtorch data

@@ -123,9 +123,20 @@ impl Dataset {
         let mut skipped = Vec::new();
         for p in paths {
             if p.is_dir() {
-                let (files, skip) = list_files(p)?;
-                skipped.extend(skip);
-                samples.extend(files.into_iter().map(|path| Sample { path, label: None }));
+                // Walk sub-folders too, so a class-folder test set (<dir>/<class>/<image>) can be given.
+                let mut dirs = vec![p.clone()];
+                while let Some(d) = dirs.pop() {
+                    let (files, skip) = list_files(&d)?;
+                    for s in skip {
+                        if s.reason.starts_with("nested folder") {
+                            dirs.push(s.path);
+                        } else {
+                            skipped.push(s);
+                        }
+                    }
+                    samples.extend(files.into_iter().map(|path| Sample { path, label: None }));
+                }
+                samples.sort_by(|a, b| a.path.cmp(&b.path));
             } else if p.exists() {
                 samples.push(Sample {
                     path: p.clone(),
