@@ -261,3 +261,33 @@ fn groups_are_connected_components_of_close_hashes() {
         vec![0, 1, 2, 3]
     );
 }
+
+#[test]
+fn loose_inputs_walk_class_folders() {
+    // `explain data/kaggle-sample/Testing` gets the images inside the class folders, in path order.
+    let dir = super::util::tempdir();
+    for (class, name) in [("glioma", "b.png"), ("notumor", "a.png")] {
+        std::fs::create_dir_all(dir.path().join(class)).unwrap();
+        gradient_image(8, 8, 0)
+            .save(dir.path().join(class).join(name))
+            .unwrap();
+    }
+    let ds = Dataset::from_paths(&[dir.path().to_path_buf()]).unwrap();
+    let names: Vec<_> = ds
+        .samples
+        .iter()
+        .map(|s| s.path.strip_prefix(dir.path()).unwrap().to_path_buf())
+        .collect();
+    assert_eq!(
+        names,
+        vec![Path::new("glioma/b.png"), Path::new("notumor/a.png")]
+    );
+    let e = Dataset::from_paths(&[dir.path().join("missing.jpg")])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("missing.jpg") && e.contains("no such file"),
+        "{e}"
+    );
+}
