@@ -18,7 +18,15 @@ fn main() -> std::process::ExitCode {
     match tumor_audit::commands::run(cli) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Library errors already carry their cause in their text; add a cause only when it says more.
+            let mut text = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !text.contains(&c) {
+                    text = format!("{text}: {c}");
+                }
+            }
+            eprintln!("error: {text}");
             std::process::ExitCode::from(1)
         }
     }

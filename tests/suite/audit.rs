@@ -330,3 +330,45 @@ fn results_are_identical_for_1_and_2_worker_threads() {
         "maps or metrics differ between 1 and 2 worker threads"
     );
 }
+
+#[test]
+fn a_corrupt_database_or_an_unwritable_path_is_a_clear_error_before_any_work() {
+    let dir = tempdir();
+    let bad = dir.path().join("bad.sqlite");
+    std::fs::write(&bad, b"this is not an SQLite database, just text").unwrap();
+    let out = super::util::bin(&[])
+        .args(["audit", "--limit", "1", "--db", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.sqlite") && err.contains("not a database"),
+        "{err}"
+    );
+    // The file is left as it was: nothing partial written into it.
+    assert_eq!(
+        std::fs::read(&bad).unwrap(),
+        b"this is not an SQLite database, just text"
+    );
+
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let unwritable = blocker.join("audit.sqlite");
+    let out = super::util::bin(&[])
+        .args([
+            "audit",
+            "--limit",
+            "1",
+            "--db",
+            unwritable.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("audit.sqlite") && err.contains("cannot create its folder"),
+        "{err}"
+    );
+}
