@@ -514,12 +514,16 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
             |r| r.get(0),
         )
         .unwrap_or(0);
+    let secs = t0.elapsed().as_secs_f64();
     println!(
-        "run {run_id}: {} images audited, {} resumed as done, {} failed; {:.0} s",
+        "run {run_id}: {} images audited, {} resumed as done, {} failed; {:.0} s ({:.3} images/s, {} decode threads, peak memory {})",
         stats.images,
         stats.skipped_done,
         stats.failed,
-        t0.elapsed().as_secs_f64()
+        secs,
+        stats.images as f64 / secs.max(1e-9),
+        rayon::current_num_threads(),
+        peak_memory().map(|kb| format!("{:.0} MiB", kb as f64 / 1024.0)).unwrap_or_else(|| "unknown".into())
     );
     if stats.labelled > 0 {
         println!(
@@ -805,6 +809,13 @@ fn cmd_explain(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Peak resident memory of this process in KiB (Linux `VmHWM`), if the system reports it.
+pub fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub fn median(v: &[f64]) -> Option<f64> {

@@ -187,22 +187,23 @@ fn a_run_killed_halfway_resumes_with_exactly_one_row_per_image_and_method() {
     let dir = tempdir();
     let set = real_set(dir.path(), 4);
     let db_path = dir.path().join("audit.sqlite");
-    let mut child = super::util::bin(&[])
-        .args([
-            "--set",
+    let command = || {
+        let mut c = super::util::bin(&[
             "explain.lime.samples=200",
-            "--set",
             "explain.kernel_shap.samples=200",
+        ]);
+        c.args([
             "audit",
-        ])
-        .args([
             "--data",
             set.to_str().unwrap(),
             "--db",
             db_path.to_str().unwrap(),
             "--run",
             "killed",
-        ])
+        ]);
+        c
+    };
+    let mut child = command()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -229,24 +230,7 @@ fn a_run_killed_halfway_resumes_with_exactly_one_row_per_image_and_method() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!((2..8).contains(&done), "killed after {done} of 8 images");
-    let out = super::util::bin(&[])
-        .args([
-            "--set",
-            "explain.lime.samples=200",
-            "--set",
-            "explain.kernel_shap.samples=200",
-            "audit",
-        ])
-        .args([
-            "--data",
-            set.to_str().unwrap(),
-            "--db",
-            db_path.to_str().unwrap(),
-            "--run",
-            "killed",
-        ])
-        .output()
-        .unwrap();
+    let out = command().output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("resumed as done"), "{stdout}");
