@@ -262,6 +262,14 @@ pub fn decode(bytes: &[u8], limits: Limits) -> std::result::Result<image::Dynami
     if w == 0 || h == 0 {
         return Err(format!("image has zero size ({w}x{h})"));
     }
+    // The JPEG decoder fills a file cut short with grey instead of failing; a real JPEG ends with the
+    // end-of-image marker (FF D9), which cannot occur inside entropy-coded data (byte stuffing).
+    if format == image::ImageFormat::Jpeg {
+        let tail = &bytes[bytes.len().saturating_sub(4096)..];
+        if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+            return Err("corrupt or truncated Jpeg: no end-of-image marker".into());
+        }
+    }
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     reader.limits(l);
     reader

@@ -38,11 +38,16 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
             std::fs::copy(f, set.join(class).join(f.file_name().unwrap())).unwrap();
         }
     }
+    // Four bad files: a JPEG header with garbage, a real JPEG cut in half, an empty file, a text file.
     std::fs::write(
         set.join("yes/broken.jpg"),
         b"\xff\xd8\xff\xe0 not really a jpeg",
     )
     .unwrap();
+    let real = std::fs::read(repo("data/raw/br35h/yes/y1.jpg")).unwrap();
+    std::fs::write(set.join("yes/truncated.jpg"), &real[..real.len() / 2]).unwrap();
+    std::fs::write(set.join("no/empty.jpg"), b"").unwrap();
+    std::fs::write(set.join("no/notes.png"), b"scan notes, not an image\n").unwrap();
     let db_path = dir.path().join("audit.sqlite");
     let db_arg = db_path.to_str().unwrap();
     let data_arg = set.to_str().unwrap();
@@ -57,7 +62,7 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("4 images audited") && stdout.contains("1 failed"),
+        stdout.contains("4 images audited") && stdout.contains("4 failed"),
         "{stdout}"
     );
 
@@ -95,6 +100,24 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
         .unwrap();
     assert_eq!(stage, "decode");
     assert!(message.contains("corrupt or truncated"), "{message}");
+    for (file, reason) in [
+        ("truncated.jpg", "corrupt or truncated"),
+        ("empty.jpg", "empty file"),
+        ("notes.png", "not an image"),
+    ] {
+        let message: String = db
+            .query_row(
+                "SELECT message FROM errors WHERE stage = 'decode' AND path LIKE ?1",
+                [format!("%{file}")],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(message.contains(reason), "{file}: {message}");
+    }
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM errors WHERE run_id = 'night-1'"),
+        4
+    );
     let status: String = db
         .query_row(
             "SELECT status FROM runs WHERE run_id = 'night-1'",
