@@ -6,9 +6,13 @@ use clap::{Args, Parser, Subcommand};
 /// Audit what a CNN brain-tumor MRI classifier looks at: predictions and six attribution methods
 /// (Guided Backprop, Integrated Gradients, SmoothGrad, Grad-CAM, LIME, Kernel SHAP) for whole test sets.
 ///
-/// Example (the bundled default, after `make audit` has set everything up):
-///   tumor-audit evaluate
-///   tumor-audit explain data/kaggle-sample/Testing/glioma/Te-gl_0010.jpg
+/// Examples (the bundled default, after `make audit` has set everything up):
+///
+/// tumor-audit evaluate
+///
+/// tumor-audit audit --limit 16
+///
+/// tumor-audit explain data/kaggle-sample/Testing/glioma/Te-gl_0010.jpg
 #[derive(Debug, Parser)]
 #[command(name = "tumor-audit", version, about, long_about, max_term_width = 110)]
 pub struct Cli {
