@@ -299,7 +299,8 @@ fn cmd_train(ctx: &Context, args: &TrainArgs) -> anyhow::Result<()> {
         "split_hash": split_hash,
         "training": outcome,
         "test": test,
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        // The program's name rather than its path: the card is shared, machine paths are not.
+        "command": std::iter::once("tumor-audit".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "),
         "tool_version": env!("CARGO_PKG_VERSION"),
     });
     let card_path = train::write_model_card(&weights, &card)?;
