@@ -104,6 +104,15 @@ fn image_result(
     }
 }
 
+/// A fresh database in a temp dir with one run begun: the fixture most tests start from.
+fn store_with_run(run_id: &str) -> (tempfile::TempDir, PathBuf, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).unwrap();
+    store.begin_run(&run_record(run_id)).unwrap();
+    (dir, path, store)
+}
+
 fn count(store: &Store, sql: &str) -> i64 {
     store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -237,10 +246,7 @@ fn pragmas_wal_foreign_keys_synchronous_busy_timeout() {
 
 #[test]
 fn reader_is_not_blocked_by_an_open_writer_transaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db_path(&dir);
-    let store = Store::open(&path).unwrap();
-    store.begin_run(&run_record("r1")).unwrap();
+    let (_dir, path, _store) = store_with_run("r1");
     let writer = Writer::spawn(&path, 100, 8).unwrap();
     writer
         .sender()
@@ -385,10 +391,7 @@ fn begin_run_resumes_only_the_same_config_and_model() {
 
 #[test]
 fn writer_writes_all_rows_and_rewrites_replace() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db_path(&dir);
-    let store = Store::open(&path).unwrap();
-    store.begin_run(&run_record("r1")).unwrap();
+    let (_dir, path, store) = store_with_run("r1");
     let n = 10;
     let writer = Writer::spawn(&path, 3, 2).unwrap();
     let send = writer.sender();
@@ -470,10 +473,7 @@ fn writer_writes_all_rows_and_rewrites_replace() {
 
 #[test]
 fn writer_records_failed_files_and_bad_results() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db_path(&dir);
-    let store = Store::open(&path).unwrap();
-    store.begin_run(&run_record("r1")).unwrap();
+    let (_dir, path, store) = store_with_run("r1");
     let unreadable = ErrorRecord {
         run_id: "r1".into(),
         image_id: None,
@@ -566,10 +566,7 @@ fn writer_records_failed_files_and_bad_results() {
 
 #[test]
 fn views_on_a_hand_made_example() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db_path(&dir);
-    let store = Store::open(&path).unwrap();
-    store.begin_run(&run_record("r1")).unwrap();
+    let (_dir, path, store) = store_with_run("r1");
     let writer = Writer::spawn(&path, 8, 8).unwrap();
     let send = writer.sender();
     // 1: glioma, right, background 0.8 -> suspicious (background) for both methods.
