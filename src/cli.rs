@@ -75,6 +75,136 @@ pub enum Command {
     ///
     /// Example: tumor-audit bench --set explain.profile=seed --images 4 --repeats 3
     Bench(BenchArgs),
+    /// Read an audit database: runs, suspicious images, one image, or raw read-only SQL; as an aligned
+    /// table, CSV or JSON.
+    ///
+    /// Example: tumor-audit query suspicious --min-methods 3
+    Query(QueryArgs),
+    /// Write a run's results as CSV files (per image x method metrics, predictions, agreement pairs,
+    /// bias summary, errors) and the mean attribution maps per class x method as PNGs.
+    ///
+    /// Example: tumor-audit export --run nightly-2026-11-25 --out out/nightly-2026-11-25
+    Export(ExportArgs),
+    /// Compare two runs (B - A) on the images both audited: accuracy, per-class precision / recall /
+    /// F1, and per method background / border mass, share flagged and agreement. Exit code 3 when a
+    /// --fail-on rule is crossed.
+    ///
+    /// Example: tumor-audit diff nightly-2026-11-24 nightly-2026-11-25 --fail-on "accuracy down 1"
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// SQLite database (default: <output.dir>/audit.sqlite).
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    pub format: crate::query::Format,
+    #[command(subcommand)]
+    pub what: QueryWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueryWhat {
+    /// Every run, newest first: status, duration, profile, model, images done / failed, accuracy, images
+    /// flagged.
+    Runs,
+    /// Suspicious images of a run, most suspicious first. An image is suspicious when a method puts its
+    /// attribution mostly outside the brain or in the border band, when it is wrong with high
+    /// confidence, or when the methods disagree; score = methods misplaced + wrong + disagree.
+    Suspicious(SuspiciousArgs),
+    /// Everything stored for one image of a run: prediction, leakage check, per-method metrics,
+    /// agreement pairs, errors.
+    Image {
+        /// Image id (or a unique prefix of it), or the end of its path (e.g. a file name).
+        image: String,
+        /// Run (default: the latest; a unique prefix is enough).
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// Per class x method: background / border mass (mean and median), share flagged and agreement,
+    /// correct vs incorrect side by side (--long: one row per class x correctness x method).
+    Bias {
+        /// Run (default: the latest; a unique prefix is enough).
+        #[arg(long)]
+        run: Option<String>,
+        /// Tidy long format instead of the side-by-side table.
+        #[arg(long)]
+        long: bool,
+    },
+    /// One SQL statement on a read-only connection; statements that would write are refused.
+    /// Views: v_image_method, v_suspicious, v_suspicious_images, v_bias_summary, v_run_summary,
+    /// v_method_agreement, v_image_agreement.
+    Sql {
+        /// The statement, e.g. "SELECT method, avg(mass_background) FROM v_image_method GROUP BY method".
+        statement: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SuspiciousArgs {
+    /// Run (default: the latest; a unique prefix is enough).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// A method's map is misplaced when its background mass (share of |map| outside the brain) is
+    /// above this.
+    #[arg(long, default_value_t = 0.5)]
+    pub background: f64,
+    /// ...or when its border-band mass is above this.
+    #[arg(long, default_value_t = 0.25)]
+    pub border: f64,
+    /// A wrong prediction with a confidence above this is suspicious.
+    #[arg(long, default_value_t = 0.9)]
+    pub confidence: f64,
+    /// The methods disagree when the mean Spearman correlation between their maps is below this.
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    pub agreement: f64,
+    /// The location rule needs at least this many misplaced methods on the image.
+    #[arg(long, default_value_t = 1)]
+    pub min_methods: i64,
+    /// Only this method's maps count for the location rule.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// At most this many images (0 = all).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// SQLite database (default: <output.dir>/audit.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Run (default: the latest; a unique prefix is enough).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Output folder (default: <output.dir>/<run>).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The reference run (e.g. last night's).
+    pub run_a: String,
+    /// The run compared with it (e.g. tonight's).
+    pub run_b: String,
+    /// Database of run A (default: <output.dir>/audit.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Database of run B (default: the same as --db).
+    #[arg(long)]
+    pub db_b: Option<PathBuf>,
+    /// Exit with code 3 when B - A crosses this rule: `METRIC[@SCOPE] up|down THRESHOLD` with METRIC
+    /// one of accuracy, precision, recall, f1 (percentage points; SCOPE a class) or mass_background,
+    /// mass_border, share_flagged, agreement (SCOPE a method); SCOPE `any` or left out = any.
+    /// Repeatable. E.g. "accuracy down 1", "mass_background@any up 0.05".
+    #[arg(long = "fail-on", value_name = "RULE")]
+    pub fail_on: Vec<crate::query::diff::Rule>,
+    /// Output format of the comparison table.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::query::Format,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +227,13 @@ pub struct AuditArgs {
     /// Methods, comma separated (default: explain.methods).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
+    /// Training folder for the near-duplicate leakage check (default: data.root/data.train_dir;
+    /// skipped with a note when it does not exist).
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    /// Skip the near-duplicate leakage check.
+    #[arg(long)]
+    pub no_leakage_check: bool,
 }
 
 #[derive(Debug, Args)]

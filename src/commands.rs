@@ -20,6 +20,8 @@ use crate::model::{self, InputSpec, Model, NativeCnn};
 use crate::preprocess::{self, Prepared};
 use crate::split;
 
+mod query;
+
 /// Runs a subcommand; the value is the process exit code (0, or 2 when an audit finished but some
 /// images failed).
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -36,6 +38,15 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Explain(args) => cmd_explain(&Context::new(&cli)?, args),
         Command::Bench(args) => cmd_bench(&Context::new(&cli)?, args),
         Command::Audit(args) => return cmd_audit(&Context::new(&cli)?, args),
+        Command::Query(args) => {
+            query::cmd_query(&Settings::load(&cli.config, &cli.overrides)?, args)
+        }
+        Command::Export(args) => {
+            query::cmd_export(&Settings::load(&cli.config, &cli.overrides)?, args)
+        }
+        Command::Diff(args) => {
+            return query::cmd_diff(&Settings::load(&cli.config, &cli.overrides)?, args)
+        }
     }?;
     Ok(0)
 }
@@ -507,6 +518,9 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         }
     };
     store.finish_run(&run_id, "finished")?;
+    if !args.no_leakage_check {
+        leakage_check(ctx, args, &store, &run_id)?;
+    }
     let flagged: i64 = store
         .conn()
         .query_row(
@@ -566,6 +580,48 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         return Ok(2);
     }
     Ok(0)
+}
+
+/// The near-duplicate check of the run's images against the training folder (see [`crate::leakage`]);
+/// near-duplicate = within the split's Hamming distance (split.json), 2 by default.
+fn leakage_check(
+    ctx: &Context,
+    args: &AuditArgs,
+    store: &crate::store::Store,
+    run_id: &str,
+) -> anyhow::Result<()> {
+    let root = &ctx.settings.data.root;
+    let train = args
+        .train
+        .clone()
+        .unwrap_or_else(|| root.join(&ctx.settings.data.train_dir));
+    if !train.is_dir() {
+        println!(
+            "leakage check skipped: no training folder {} (give --train DIR)",
+            train.display()
+        );
+        return Ok(());
+    }
+    let max_distance = std::fs::read_to_string(root.join("split.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["max_hamming_distance"].as_u64())
+        .unwrap_or(2) as u32;
+    let t0 = Instant::now();
+    let index = crate::leakage::TrainIndex::build(&train, &ctx.classes, ctx.limits())?;
+    let (checked, dupes) =
+        crate::leakage::check_run(store.conn(), run_id, &index, max_distance, ctx.limits())
+            .map_err(|e| {
+                anyhow::anyhow!("database {}: leakage check: {e}", store.path().display())
+            })?;
+    println!(
+        "leakage check: {checked} image(s) against {} training images in {}: {dupes} near-duplicate(s) \
+         (average-hash distance <= {max_distance}); {:.1} s",
+        index.len(),
+        train.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {

@@ -3,7 +3,8 @@
 //! Data flow, one module per step:
 //! images ([`dataset`]) -> [`preprocess`] -> [`model`] -> [`attribution`] -> [`metrics`] ->
 //! display ([`display`]); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
-//! [`commands`] wires the steps to the CLI ([`cli`]).
+//! [`leakage`] checks audited images against the training folder, [`store`] keeps the results in
+//! SQLite and [`query`] reads them back (query, export, diff); [`commands`] wires the steps to the CLI ([`cli`]).
 pub mod attribution;
 pub mod brain_mask;
 pub mod cli;
@@ -13,10 +14,12 @@ pub mod dataset;
 pub mod display;
 pub mod error;
 pub mod evaluate;
+pub mod leakage;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
+pub mod query;
 pub mod split;
 pub mod store;
 

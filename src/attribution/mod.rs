@@ -67,6 +67,16 @@ impl Method {
         }
     }
 
+    /// A label short enough for a picture's column header.
+    pub fn short(self) -> &'static str {
+        match self {
+            Method::GuidedBackprop => "Guided BP",
+            Method::IntegratedGradients => "IG",
+            Method::KernelShap => "SHAP",
+            other => other.title(),
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Method> {
         let all = [Method::SIX.as_slice(), &[Method::Gradient]].concat();
         all.into_iter().find(|m| m.name() == s).ok_or_else(|| {

@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_views.sql",
         include_str!("../../migrations/0002_views.sql"),
     ),
+    (
+        "0003_query.sql",
+        include_str!("../../migrations/0003_query.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

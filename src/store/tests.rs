@@ -191,8 +191,16 @@ fn reopening_applies_nothing_twice() {
         "nothing left to apply"
     );
     // A database stopped between migrations gets only the missing ones.
-    store.conn.execute_batch("DROP VIEW v_run_summary; DROP VIEW v_bias_summary; DROP VIEW v_suspicious; DROP VIEW v_image_method; PRAGMA user_version = 1;").unwrap();
-    assert_eq!(migrate(&mut store.conn, &path).unwrap(), 1);
+    store.conn.execute_batch(
+        "DROP VIEW v_suspicious_images; DROP VIEW v_image_agreement; DROP VIEW v_method_agreement; DROP TABLE leakage;
+         DROP VIEW v_run_summary; DROP VIEW v_bias_summary; DROP VIEW v_suspicious; DROP VIEW v_image_method;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    assert_eq!(
+        migrate(&mut store.conn, &path).unwrap(),
+        SCHEMA_VERSION as usize - 1
+    );
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
 }
 

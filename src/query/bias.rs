@@ -1,0 +1,330 @@
+//! Bias summaries (the notebook's section 3, for a whole run): per class x correctness x method, where
+//! the maps put their mass, and the mean attribution map per class x method as pictures.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use rusqlite::Connection;
+
+use super::table::{Cell, Table};
+use crate::display;
+use crate::metrics;
+
+/// One group's values, kept whole for medians.
+#[derive(Default)]
+struct Group {
+    background: Vec<f64>,
+    border: Vec<f64>,
+    flagged: Vec<f64>,
+    agreement: Vec<f64>,
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+/// Key: (label, correct, method); label "" = unlabelled, correct None = unknown.
+type Key = (String, Option<i64>, String);
+
+fn groups(conn: &Connection, run: &str) -> rusqlite::Result<BTreeMap<Key, Group>> {
+    let mut out: BTreeMap<Key, Group> = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT coalesce(v.label, ''), v.correct, v.method, v.mass_background, v.mass_border, v.flagged,
+                a.mean_spearman
+         FROM v_image_method AS v
+         LEFT JOIN v_method_agreement AS a USING (run_id, image_id, method)
+         WHERE v.run_id = ?1",
+    )?;
+    let mut rows = stmt.query([run])?;
+    while let Some(r) = rows.next()? {
+        let g = out.entry((r.get(0)?, r.get(1)?, r.get(2)?)).or_default();
+        let push = |v: &mut Vec<f64>, x: Option<f64>| {
+            if let Some(x) = x.filter(|x| x.is_finite()) {
+                v.push(x)
+            }
+        };
+        push(&mut g.background, r.get(3)?);
+        push(&mut g.border, r.get(4)?);
+        push(
+            &mut g.flagged,
+            r.get::<_, Option<i64>>(5)?.map(|f| f as f64),
+        );
+        push(&mut g.agreement, r.get(6)?);
+    }
+    Ok(out)
+}
+
+const LONG_COLUMNS: [&str; 11] = [
+    "label",
+    "correct",
+    "method",
+    "images",
+    "mean_mass_background",
+    "median_mass_background",
+    "mean_mass_border",
+    "median_mass_border",
+    "share_flagged",
+    "mean_agreement",
+    "median_agreement",
+];
+
+/// Tidy bias summary: one row per class x correctness x method.
+pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    let mut t = Table::new(LONG_COLUMNS);
+    for ((label, correct, method), g) in groups(conn, run)? {
+        t.push(vec![
+            Cell::Text(label),
+            correct.map_or(Cell::Null, Cell::Int),
+            Cell::Text(method),
+            Cell::Int(g.flagged.len() as i64),
+            Cell::opt_real(mean(&g.background)),
+            Cell::opt_real(median(&g.background)),
+            Cell::opt_real(mean(&g.border)),
+            Cell::opt_real(median(&g.border)),
+            Cell::opt_real(mean(&g.flagged)),
+            Cell::opt_real(mean(&g.agreement)),
+            Cell::opt_real(median(&g.agreement)),
+        ]);
+    }
+    Ok(t)
+}
+
+/// Correct vs incorrect side by side: one row per class x method.
+pub fn side_by_side(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    let all = groups(conn, run)?;
+    let mut keys: Vec<(String, String)> =
+        all.keys().map(|(l, _, m)| (l.clone(), m.clone())).collect();
+    keys.dedup();
+    let mut t = Table::new([
+        "label",
+        "method",
+        "n_right",
+        "bg_mean_right",
+        "bg_median_right",
+        "border_mean_right",
+        "flagged_right",
+        "n_wrong",
+        "bg_mean_wrong",
+        "bg_median_wrong",
+        "border_mean_wrong",
+        "flagged_wrong",
+    ]);
+    for (label, method) in keys {
+        let mut row = vec![Cell::Text(label.clone()), Cell::Text(method.clone())];
+        for correct in [1, 0] {
+            match all.get(&(label.clone(), Some(correct), method.clone())) {
+                Some(g) => row.extend([
+                    Cell::Int(g.flagged.len() as i64),
+                    Cell::opt_real(mean(&g.background)),
+                    Cell::opt_real(median(&g.background)),
+                    Cell::opt_real(mean(&g.border)),
+                    Cell::opt_real(mean(&g.flagged)),
+                ]),
+                None => row.extend([Cell::Int(0), Cell::Null, Cell::Null, Cell::Null, Cell::Null]),
+            }
+        }
+        t.push(row);
+    }
+    Ok(t)
+}
+
+/// The mean attribution map of one class x method: each image's |map| is scaled to sum 1 (its
+/// distribution of attribution mass), then averaged, so every image weighs the same.
+pub struct MeanMap {
+    pub label: String,
+    pub method: String,
+    pub images: usize,
+    pub width: usize,
+    pub height: usize,
+    pub values: Vec<f32>,
+}
+
+/// Mean maps per label x method, plus label "all" per method; labels in class order, methods in
+/// the run's order.
+pub fn mean_maps(conn: &Connection, run: &str) -> rusqlite::Result<Vec<MeanMap>> {
+    let mut acc: BTreeMap<(String, String), MeanMap> = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT coalesce(i.label, 'unlabelled'), m.method, m.width, m.height, m.encoding, m.data
+         FROM maps AS m JOIN images AS i USING (image_id)
+         WHERE m.run_id = ?1",
+    )?;
+    let mut rows = stmt.query([run])?;
+    while let Some(r) = rows.next()? {
+        let (label, method): (String, String) = (r.get(0)?, r.get(1)?);
+        let (w, h): (i64, i64) = (r.get(2)?, r.get(3)?);
+        if r.get::<_, String>(4)? != "f16le" {
+            continue;
+        }
+        let values = metrics::decode_f16(r.get_ref(5)?.as_blob()?);
+        let total: f64 = values
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|v| v.abs() as f64)
+            .sum();
+        if total <= 0.0 {
+            continue;
+        }
+        for key in [
+            (label.clone(), method.clone()),
+            ("all".to_string(), method.clone()),
+        ] {
+            let m = acc.entry(key.clone()).or_insert_with(|| MeanMap {
+                label: key.0.clone(),
+                method: key.1.clone(),
+                images: 0,
+                width: w as usize,
+                height: h as usize,
+                values: vec![0.0; (w * h) as usize],
+            });
+            if m.values.len() != values.len() {
+                continue;
+            }
+            m.images += 1;
+            for (a, v) in m.values.iter_mut().zip(&values) {
+                if v.is_finite() {
+                    *a += (v.abs() as f64 / total) as f32;
+                }
+            }
+        }
+    }
+    let methods: Vec<String> = conn
+        .query_row("SELECT methods FROM runs WHERE run_id = ?1", [run], |r| {
+            r.get::<_, String>(0)
+        })
+        .ok()
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default();
+    let order = |m: &str| methods.iter().position(|x| x == m).unwrap_or(usize::MAX);
+    let mut out: Vec<MeanMap> = acc
+        .into_values()
+        .map(|mut m| {
+            let n = m.images.max(1) as f32;
+            m.values.iter_mut().for_each(|v| *v /= n);
+            m
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (a.label == "all", &a.label, order(&a.method)).cmp(&(
+            b.label == "all",
+            &b.label,
+            order(&b.method),
+        ))
+    });
+    Ok(out)
+}
+
+/// A mean map as a picture: jet colours scaled to the map's own maximum, upscaled to `size`.
+pub fn render(map: &MeanMap, size: u32) -> RgbImage {
+    let max = map.values.iter().cloned().fold(0f32, f32::max);
+    let (w, h) = (map.width as u32, map.height as u32);
+    let small = RgbImage::from_fn(w, h, |x, y| {
+        let v = map.values[(y * w + x) as usize];
+        image::Rgb(display::jet(if max > 0.0 { v / max } else { 0.0 }))
+    });
+    display::upscale(&small, (size / w.max(1)).max(1))
+}
+
+/// Writes one PNG per class x method (`<label>__<method>.png`) and a grid `mean-maps.png` (rows =
+/// classes then "all", columns = methods) into `dir`. Returns the grid's path.
+pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut labels: Vec<String> = Vec::new();
+    let mut methods: Vec<String> = Vec::new();
+    for m in maps {
+        if !labels.contains(&m.label) {
+            labels.push(m.label.clone());
+        }
+        if !methods.contains(&m.method) {
+            methods.push(m.method.clone());
+        }
+        render(m, 192).save(dir.join(format!(
+            "{}__{}.png",
+            file_safe(&m.label),
+            file_safe(&m.method)
+        )))?;
+    }
+    let rows: Vec<Vec<RgbImage>> = labels
+        .iter()
+        .map(|l| {
+            methods
+                .iter()
+                .map(|me| {
+                    maps.iter()
+                        .find(|m| &m.label == l && &m.method == me)
+                        .map(|m| render(m, 128))
+                        .unwrap_or_else(|| {
+                            RgbImage::from_pixel(128, 128, image::Rgb([255, 255, 255]))
+                        })
+                })
+                .collect()
+        })
+        .collect();
+    let row_labels: Vec<String> = labels
+        .iter()
+        .map(|l| {
+            let n = maps.iter().find(|m| &m.label == l).map_or(0, |m| m.images);
+            format!("{l} n={n}")
+        })
+        .collect();
+    let col_labels: Vec<String> = methods
+        .iter()
+        .map(|m| crate::attribution::Method::parse(m).map_or(m.clone(), |m| m.short().to_string()))
+        .collect();
+    let grid = display::montage(&rows, &row_labels, &col_labels);
+    let path = dir.join("mean-maps.png");
+    grid.save(&path)?;
+    Ok(path)
+}
+
+/// A name made safe for a file name: anything but ASCII letters, digits, `-`, `_` and `.` becomes `_`.
+pub fn file_safe(s: &str) -> String {
+    let t: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if t.is_empty() || t.starts_with('.') {
+        format!("_{t}")
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn file_names_are_safe() {
+        assert_eq!(file_safe("no"), "no");
+        assert_eq!(file_safe("a/b c"), "a_b_c");
+        assert_eq!(file_safe("../x"), "_.._x");
+        assert_eq!(file_safe("<img src=x>"), "_img_src_x_");
+    }
+}

@@ -1,0 +1,153 @@
+//! `export`: a run's results as CSV files for pandas / R / spreadsheets (RFC 4180, UTF-8, header row,
+//! spreadsheet-safe text, see [`super::table::spreadsheet_safe`]) plus the mean-map pictures. The
+//! columns are documented in the README ("Export files").
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use rusqlite::Connection;
+
+use super::table::{Cell, Table};
+use super::{bias, Format};
+
+/// Per image x method metrics (tidy long format: one row per image x method).
+pub fn metrics(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT v.run_id, v.image_id, v.path, v.label, v.predicted, v.confidence, v.correct, v.method,
+                v.mass_inside, v.mass_background, v.mass_border, v.concentration_inside,
+                v.concentration_border, v.top1_inside, v.top5_inside, v.gini, v.empty,
+                v.completeness_error, v.segments, a.mean_spearman AS agreement, v.flagged, v.seconds
+         FROM v_image_method AS v
+         LEFT JOIN v_method_agreement AS a USING (run_id, image_id, method)
+         WHERE v.run_id = ?1 ORDER BY v.image_id, v.method",
+        [run],
+    )
+}
+
+/// Per image: the prediction, one probability column per class (`p_<class>`), the leakage check.
+pub fn predictions(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    let base = Table::query(
+        conn,
+        "SELECT p.run_id, p.image_id, i.path, i.label, p.predicted, p.confidence, p.target, p.correct,
+                i.width, i.height, i.brain_area_fraction, i.mask_fallback,
+                l.distance AS train_distance, l.near_duplicate, l.nearest_path AS train_nearest_path,
+                p.probabilities
+         FROM predictions AS p JOIN images AS i USING (image_id)
+         LEFT JOIN leakage AS l ON l.run_id = p.run_id AND l.image_id = p.image_id
+         WHERE p.run_id = ?1 ORDER BY p.image_id",
+        [run],
+    )?;
+    let probs_col = base.columns.len() - 1;
+    let parsed: Vec<serde_json::Map<String, serde_json::Value>> = base
+        .rows
+        .iter()
+        .map(|r| match &r[probs_col] {
+            Cell::Text(s) => serde_json::from_str(s).unwrap_or_default(),
+            _ => Default::default(),
+        })
+        .collect();
+    // Columns in the model's output order (the run's config), then any other key seen.
+    let mut classes: Vec<String> = run_classes(conn, run);
+    for p in &parsed {
+        for k in p.keys() {
+            if !classes.contains(k) {
+                classes.push(k.clone());
+            }
+        }
+    }
+    let mut t = Table::new(
+        base.columns[..probs_col]
+            .iter()
+            .cloned()
+            .chain(classes.iter().map(|c| format!("p_{c}"))),
+    );
+    for (r, p) in base.rows.into_iter().zip(&parsed) {
+        let mut row: Vec<Cell> = r.into_iter().take(probs_col).collect();
+        row.extend(
+            classes
+                .iter()
+                .map(|c| Cell::opt_real(p.get(c).and_then(|v| v.as_f64()))),
+        );
+        t.push(row);
+    }
+    Ok(t)
+}
+
+/// The class list of a run's config snapshot (`data.classes`), empty when it cannot be read.
+pub fn run_classes(conn: &Connection, run: &str) -> Vec<String> {
+    conn.query_row(
+        "SELECT config_yaml FROM runs WHERE run_id = ?1",
+        [run],
+        |r| r.get::<_, String>(0),
+    )
+    .ok()
+    .and_then(|y| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&y).ok())
+    .and_then(|v| {
+        v.get("data")?.get("classes")?.as_sequence().map(|s| {
+            s.iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect()
+        })
+    })
+    .unwrap_or_default()
+}
+
+/// Per image x method pair: Spearman correlation and top-10% overlap of the two maps.
+pub fn agreement(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT g.run_id, g.image_id, i.path, i.label, g.method_a, g.method_b, g.spearman, g.iou_top10
+         FROM agreement AS g JOIN images AS i USING (image_id)
+         WHERE g.run_id = ?1 ORDER BY g.image_id, g.method_a, g.method_b",
+        [run],
+    )
+}
+
+/// Everything that went wrong in the run.
+pub fn errors(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT run_id, image_id, path, stage, message, at FROM errors WHERE run_id = ?1 ORDER BY id",
+        [run],
+    )
+}
+
+/// What `export` wrote.
+pub struct Exported {
+    pub files: Vec<(PathBuf, usize)>,
+    pub mean_map_grid: Option<PathBuf>,
+}
+
+/// Writes `metrics.csv`, `predictions.csv`, `agreement.csv`, `bias_summary.csv`, `errors.csv` and
+/// `mean-maps/` into `dir`. Returns each file with its row count.
+pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> anyhow::Result<Exported> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tables = [
+        ("metrics.csv", metrics(conn, run)?),
+        ("predictions.csv", predictions(conn, run)?),
+        ("agreement.csv", agreement(conn, run)?),
+        ("bias_summary.csv", bias::summary(conn, run)?),
+        ("errors.csv", errors(conn, run)?),
+    ];
+    let mut files = Vec::new();
+    for (name, t) in &tables {
+        let path = dir.join(name);
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        );
+        t.write(Format::Csv, &mut f)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        files.push((path, t.rows.len()));
+    }
+    let maps = bias::mean_maps(conn, run)?;
+    let mean_map_grid = if maps.is_empty() {
+        None
+    } else {
+        Some(bias::write_mean_maps(&maps, &dir.join("mean-maps"))?)
+    };
+    Ok(Exported {
+        files,
+        mean_map_grid,
+    })
+}

@@ -1,0 +1,256 @@
+//! Reading an audit database: the `query` answers (runs, suspicious images, one image, raw SQL), the
+//! bias summaries and mean maps, the CSV export and the run-to-run diff. Everything here reads through
+//! the SQL views of `migrations/`, so sqlite3, Python or R users get the same answers.
+use anyhow::{bail, Context as _};
+use rusqlite::{named_params, Connection};
+
+pub mod bias;
+pub mod diff;
+pub mod export;
+pub mod table;
+
+pub use table::{Cell, Format, Table};
+
+/// The run a query is about: `None` = the most recently started run; otherwise an exact run id or a
+/// prefix that matches exactly one run.
+pub fn resolve_run(conn: &Connection, run: Option<&str>) -> anyhow::Result<String> {
+    let ids: Vec<String> = conn
+        .prepare("SELECT run_id FROM runs ORDER BY started_at DESC, run_id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        bail!("the database has no runs yet: run `tumor-audit audit` first");
+    }
+    let Some(want) = run else {
+        return Ok(ids[0].clone());
+    };
+    if ids.iter().any(|i| i == want) {
+        return Ok(want.to_string());
+    }
+    let matches: Vec<&String> = ids.iter().filter(|i| i.starts_with(want)).collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!("no run {want:?}; runs: {}", ids.join(", ")),
+        many => bail!(
+            "run {want:?} is ambiguous: it starts {}",
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `query runs`: every run, newest first, with its headline figures.
+pub fn runs(conn: &Connection) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT s.run_id, s.status, s.started_at,
+                round((julianday(coalesce(s.finished_at, s.started_at)) - julianday(s.started_at)) * 86400.0, 1)
+                  AS seconds,
+                r.profile, substr(r.model_sha256, 1, 12) AS model, r.device,
+                s.images_total, s.images_done, s.images_failed, s.accuracy, s.images_flagged
+         FROM v_run_summary AS s JOIN runs AS r USING (run_id)
+         ORDER BY s.started_at DESC, s.run_id",
+        [],
+    )
+}
+
+/// Thresholds of `query suspicious`; the defaults are the rules of the `v_suspicious_images` view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    /// A method's map is misplaced when its background mass exceeds this...
+    pub background: f64,
+    /// ...or its border-band mass exceeds this.
+    pub border: f64,
+    /// A wrong prediction above this confidence is suspicious.
+    pub confidence: f64,
+    /// Methods disagree when the mean Spearman correlation between their maps is below this.
+    pub agreement: f64,
+    /// An image needs this many misplaced methods for the location rule to fire.
+    pub min_methods: i64,
+    /// Only this method's maps count for the location rule (None: all methods).
+    pub method: Option<String>,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            background: 0.5,
+            border: 0.25,
+            confidence: 0.9,
+            agreement: 0.05,
+            min_methods: 1,
+            method: None,
+        }
+    }
+}
+
+/// `query suspicious`: one row per suspicious image, most suspicious first (score, then the largest
+/// value-to-threshold ratio), with the rules that fired spelled out in `reasons`.
+pub fn suspicious(conn: &Connection, run: &str, rules: &Rules) -> anyhow::Result<Table> {
+    if rules.background <= 0.0 || rules.border <= 0.0 {
+        bail!("--background and --border must be above 0");
+    }
+    let sql = "
+WITH marked AS (
+    SELECT *,
+        coalesce(mass_background, 0) > :bg AS r_bg,
+        coalesce(mass_border, 0) > :border AS r_border
+    FROM v_image_method
+    WHERE run_id = :run AND (:method IS NULL OR method = :method)
+),
+per_image AS (
+    SELECT run_id, image_id, path, label, predicted, confidence, correct,
+        count(*) AS methods,
+        sum(r_bg OR r_border) AS methods_flagged,
+        group_concat(CASE WHEN r_bg OR r_border THEN method END, ',') AS flagged_by,
+        group_concat(CASE WHEN r_bg OR r_border THEN
+            method || ' ' || trim(
+                CASE WHEN r_bg THEN 'background ' || printf('%.2f', mass_background) ELSE '' END ||
+                CASE WHEN r_bg AND r_border THEN ', ' ELSE ' ' END ||
+                CASE WHEN r_border THEN 'border ' || printf('%.2f', mass_border) ELSE '' END)
+            END, '; ') AS location_reasons,
+        max(max(coalesce(mass_background, 0) / :bg, coalesce(mass_border, 0) / :border)) AS location_ratio
+    FROM marked
+    GROUP BY run_id, image_id
+),
+rules AS (
+    SELECT p.*,
+        a.mean_spearman AS agreement,
+        (coalesce(p.correct, 1) = 0 AND coalesce(p.confidence, 0) > :conf) AS confidently_wrong,
+        (a.mean_spearman IS NOT NULL AND a.mean_spearman < :agree) AS methods_disagree,
+        l.distance AS train_distance,
+        l.near_duplicate
+    FROM per_image AS p
+    LEFT JOIN v_image_agreement AS a ON a.run_id = p.run_id AND a.image_id = p.image_id
+    LEFT JOIN leakage AS l ON l.run_id = p.run_id AND l.image_id = p.image_id
+)
+SELECT
+    CASE WHEN methods_flagged >= :min_methods THEN methods_flagged ELSE 0 END
+      + confidently_wrong + methods_disagree AS score,
+    image_id, path, label, predicted, confidence, correct,
+    methods_flagged, methods, flagged_by, location_ratio, agreement,
+    confidently_wrong, methods_disagree, train_distance, near_duplicate,
+    ltrim(
+        CASE WHEN methods_flagged >= :min_methods THEN '; ' || location_reasons ELSE '' END ||
+        CASE WHEN confidently_wrong THEN '; wrong with confidence ' || printf('%.2f', confidence) ELSE '' END ||
+        CASE WHEN methods_disagree THEN '; methods disagree (mean Spearman ' || printf('%.2f', agreement) || ')'
+             ELSE '' END,
+        '; ') AS reasons
+FROM rules
+WHERE methods_flagged >= :min_methods OR confidently_wrong OR methods_disagree
+ORDER BY score DESC, location_ratio DESC, image_id";
+    let t = Table::query(
+        conn,
+        sql,
+        named_params! {
+            ":run": run,
+            ":bg": rules.background,
+            ":border": rules.border,
+            ":conf": rules.confidence,
+            ":agree": rules.agreement,
+            ":min_methods": rules.min_methods,
+            ":method": rules.method,
+        },
+    )?;
+    Ok(t)
+}
+
+/// Finds one image of a run by id prefix, or by a path ending (`Te-gl_0010.jpg`).
+pub fn find_image(conn: &Connection, run: &str, key: &str) -> anyhow::Result<String> {
+    let ids: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT i.image_id, i.path FROM run_images AS r JOIN images AS i USING (image_id)
+             WHERE r.run_id = ?1 AND (i.image_id LIKE ?2 || '%' ESCAPE '\\' OR i.path = ?3
+                                     OR i.path LIKE '%' || ?2 ESCAPE '\\')
+             ORDER BY i.image_id",
+        )?
+        .query_map(rusqlite::params![run, like_escape(key), key], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    match ids.as_slice() {
+        [(id, _)] => Ok(id.clone()),
+        [] => {
+            bail!("run {run} has no image whose id starts with, or whose path ends with, {key:?}")
+        }
+        many => bail!(
+            "{key:?} matches {} images of run {run}, e.g. {}; give more of the id or path",
+            many.len(),
+            many.iter()
+                .take(3)
+                .map(|(_, p)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// `query image`: everything stored for one image of a run, as named sections.
+pub fn image(conn: &Connection, run: &str, image_id: &str) -> anyhow::Result<Vec<(String, Table)>> {
+    let p = rusqlite::params![run, image_id];
+    let sections = [
+        (
+            "image",
+            "SELECT i.image_id, i.path, i.label, i.width, i.height, i.brain_area_fraction, i.mask_fallback,
+                    ri.status, ri.seconds
+             FROM images AS i JOIN run_images AS ri ON ri.image_id = i.image_id AND ri.run_id = ?1
+             WHERE i.image_id = ?2",
+        ),
+        (
+            "prediction",
+            "SELECT predicted, confidence, target, correct, probabilities FROM predictions
+             WHERE run_id = ?1 AND image_id = ?2",
+        ),
+        (
+            "leakage",
+            "SELECT distance AS train_distance, near_duplicate, max_distance, nearest_path, train_dir
+             FROM leakage WHERE run_id = ?1 AND image_id = ?2",
+        ),
+        (
+            "methods",
+            "SELECT v.method, v.flagged, v.mass_inside, v.mass_background, v.mass_border,
+                    v.concentration_inside, v.top5_inside, v.gini, a.mean_spearman AS agreement,
+                    v.completeness_error, v.segments, v.seconds
+             FROM v_image_method AS v
+             LEFT JOIN v_method_agreement AS a USING (run_id, image_id, method)
+             WHERE v.run_id = ?1 AND v.image_id = ?2 ORDER BY v.method",
+        ),
+        (
+            "agreement",
+            "SELECT method_a, method_b, spearman, iou_top10 FROM agreement
+             WHERE run_id = ?1 AND image_id = ?2 ORDER BY method_a, method_b",
+        ),
+        (
+            "errors",
+            "SELECT stage, message, at FROM errors WHERE run_id = ?1 AND image_id = ?2 ORDER BY id",
+        ),
+    ];
+    sections
+        .iter()
+        .map(|(name, sql)| Ok((name.to_string(), Table::query(conn, sql, p)?)))
+        .collect()
+}
+
+/// `query sql`: one statement on a read-only connection. A statement that would write is refused
+/// before it runs (SQLite's own read-only check), and the connection itself cannot write either.
+pub fn sql(conn: &Connection, text: &str) -> anyhow::Result<Table> {
+    let mut stmt = conn
+        .prepare(text)
+        .with_context(|| format!("SQL: {}", text.trim()))?;
+    if !stmt.readonly() {
+        bail!(
+            "refused: `query sql` is read-only and this statement would change the database ({}); \
+             nothing was changed",
+            text.split_whitespace().next().unwrap_or("").to_uppercase()
+        );
+    }
+    Ok(Table::from_statement(&mut stmt, [])?)
+}
