@@ -247,6 +247,10 @@ pub struct BenchArgs {
     /// Timed repeats per image and method (after one warm-up image).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Also time the whole audit end to end (decode, mask, methods, metrics, SQLite writes) on the
+    /// same images, `--repeats` times, into a throw-away database.
+    #[arg(long)]
+    pub audit: bool,
     /// Methods, comma separated (default: explain.methods).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,

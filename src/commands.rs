@@ -102,6 +102,8 @@ impl Context {
         cnn.load(&self.settings.model.weights)?;
         // Inference only: no weight gradients are ever needed, only input gradients.
         cnn.vs.freeze();
+        // oneDNN's native layout on the CPU: convolutions skip two reorders each (see bench).
+        cnn.weights_channels_last();
         Ok(Model::Native(cnn))
     }
 }
@@ -679,6 +681,7 @@ fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
             x: &x,
             grey: &prep.grey,
             target: evaluate::argmax(&probs) as i64,
+            segmentation: Default::default(),
         };
         let t0 = Instant::now();
         attribution::explain(&model, &cfg, method, &input)?;
@@ -688,11 +691,29 @@ fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
     for &m in &cfg.methods {
         run_one(m, 0)?;
     }
+    let peak = crate::bench::measure_peak(&model, cfg.batch_size as i64);
+    let fwd = model.native().map(crate::bench::forward_flops);
     println!(
-        "{:<22} {:>10} {:>10} {:>10} {:>10}",
-        "method", "median s", "min s", "max s", "images/s"
+        "measured here: matmul 2048^3 {:.1} GFLOP/s; the model's forward alone at batch {} {:.1} GFLOP/s; one forward {}",
+        peak.matmul_gflops,
+        cfg.batch_size,
+        peak.model_forward_gflops,
+        fwd.map_or("n/a (TorchScript)".into(), |f| format!("{:.3} GFLOP", f / 1e9))
+    );
+    println!(
+        "{:<22} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "method",
+        "median s",
+        "min s",
+        "max s",
+        "images/s",
+        "GFLOP/img",
+        "GFLOP/s",
+        "%matmul",
+        "%model"
     );
     let mut total_median = 0.0;
+    let mut total_flops = 0.0;
     for &m in &cfg.methods {
         let mut t = Vec::new();
         for i in 0..ok.len() {
@@ -705,22 +726,128 @@ fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
         let (lo, hi) = t
             .iter()
             .fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+        let flops = fwd.map(|f| crate::bench::method_flops(&cfg, m, f));
+        total_flops += flops.unwrap_or(f64::NAN);
         println!(
-            "{:<22} {:>10.3} {:>10.3} {:>10.3} {:>10.2}",
-            m.title(),
-            med,
-            lo,
-            hi,
-            1.0 / med.max(1e-12)
+            "{}",
+            bench_row(m.title(), med, Some((lo, hi)), flops, &peak)
         );
     }
     println!(
-        "{:<22} {:>10.3} {:>10} {:>10} {:>10.3}",
-        "all methods",
-        total_median,
-        "",
-        "",
-        1.0 / total_median.max(1e-12)
+        "{}",
+        bench_row(
+            "all methods",
+            total_median,
+            None,
+            fwd.map(|_| total_flops),
+            &peak
+        )
+    );
+    if args.audit {
+        bench_audit(
+            ctx,
+            &cfg,
+            &samples,
+            args.repeats,
+            &peak,
+            fwd.map(|_| total_flops),
+        )?;
+    }
+    Ok(())
+}
+
+fn bench_row(
+    name: &str,
+    secs: f64,
+    spread: Option<(f64, f64)>,
+    flops: Option<f64>,
+    peak: &crate::bench::Peak,
+) -> String {
+    let (lo, hi) = spread.map_or((String::new(), String::new()), |(a, b)| {
+        (format!("{a:.3}"), format!("{b:.3}"))
+    });
+    let per_s = flops.map(|f| f / secs.max(1e-12) / 1e9);
+    let fmt = |v: Option<f64>, prec: usize| v.map_or("-".into(), |v| format!("{v:.prec$}"));
+    format!(
+        "{:<22} {:>9.3} {:>8} {:>8} {:>9.3} {:>9} {:>8} {:>8} {:>8}",
+        name,
+        secs,
+        lo,
+        hi,
+        1.0 / secs.max(1e-12),
+        fmt(flops.map(|f| f / 1e9), 1),
+        fmt(per_s, 1),
+        fmt(per_s.map(|g| 100.0 * g / peak.matmul_gflops), 0),
+        fmt(per_s.map(|g| 100.0 * g / peak.model_forward_gflops), 0),
+    )
+}
+
+/// End to end: the whole audit (decode, brain mask, every method, metrics, SQLite writes) on the
+/// benchmark images into a throw-away database, `repeats` times; median seconds per image.
+fn bench_audit(
+    ctx: &Context,
+    cfg: &ExplainConfig,
+    samples: &[dataset::Sample],
+    repeats: usize,
+    peak: &crate::bench::Peak,
+    flops: Option<f64>,
+) -> anyhow::Result<()> {
+    use crate::pipeline;
+    use crate::store::{RunRecord, Store, Writer};
+    let model = ctx.load_model()?;
+    let dir = std::env::temp_dir().join(format!("tumor-audit-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut per_image = Vec::new();
+    for r in 0..repeats.max(1) {
+        let db = dir.join(format!("bench-{r}.sqlite"));
+        let _ = std::fs::remove_file(&db);
+        let store = Store::open(&db)?;
+        let run_id = format!("bench-{r}");
+        store.begin_run(&RunRecord {
+            run_id: run_id.clone(),
+            config_yaml: ctx.settings.to_yaml(),
+            model_path: String::new(),
+            model_sha256: String::new(),
+            data_root: String::new(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            device: format!("{:?}", ctx.device),
+            seed: cfg.seed as i64,
+            profile: cfg.profile.clone(),
+            methods: cfg.methods.iter().map(|m| m.name().to_string()).collect(),
+            baseline_value: cfg.integrated_gradients.baseline_value as f64,
+            reference_value: cfg.reference(ctx.settings.donnees.image.channels() as usize) as f64,
+            images_total: samples.len() as i64,
+        })?;
+        let t0 = Instant::now();
+        let writer = Writer::spawn(&db, 16, 64)?;
+        let job = pipeline::AuditJob {
+            run_id: run_id.clone(),
+            classes: &ctx.classes,
+            image_cfg: &ctx.settings.donnees.image,
+            explain: cfg,
+            limits: ctx.limits(),
+            done: Default::default(),
+        };
+        let stats = pipeline::run(
+            &model,
+            &job,
+            samples.to_vec(),
+            &writer.sender(),
+            &indicatif::ProgressBar::hidden(),
+        )?;
+        writer.finish()?;
+        store.finish_run(&run_id, "finished")?;
+        let secs = t0.elapsed().as_secs_f64();
+        per_image.push(secs / stats.images.max(1) as f64);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let med = median(&per_image).unwrap_or(0.0);
+    let (lo, hi) = per_image
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    println!(
+        "{}",
+        bench_row("full audit (end to end)", med, Some((lo, hi)), flops, peak)
     );
     Ok(())
 }
@@ -805,6 +932,7 @@ fn cmd_explain(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
             x: &x,
             grey: &prep.grey,
             target: target as i64,
+            segmentation: Default::default(),
         };
         for (m, &method) in cfg.methods.iter().enumerate() {
             match attribution::explain(&model, &cfg, method, &input) {

@@ -6,6 +6,7 @@
 //! [`leakage`] checks audited images against the training folder, [`store`] keeps the results in
 //! SQLite and [`query`] reads them back (query, export, diff); [`commands`] wires the steps to the CLI ([`cli`]).
 pub mod attribution;
+pub mod bench;
 pub mod brain_mask;
 pub mod cli;
 pub mod commands;

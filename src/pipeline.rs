@@ -202,6 +202,7 @@ pub fn audit_image(
         x: &x,
         grey: &prep.grey,
         target: target as i64,
+        segmentation: Default::default(),
     };
     let mut metrics_rows = Vec::new();
     let mut maps = Vec::new();

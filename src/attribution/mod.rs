@@ -205,8 +205,11 @@ pub struct ExplainConfig {
     pub target: String,
     /// Run seed; each random draw is seeded from (image id, method, seed).
     pub seed: u64,
-    /// Batch size for samples (IG steps, SmoothGrad noise, LIME/SHAP perturbations).
+    /// Batch size for the gradient methods' samples (IG steps, SmoothGrad noise).
     pub batch_size: usize,
+    /// Batch size for the LIME / Kernel SHAP forward passes (forward only, so larger batches fit;
+    /// bf16 matrix units need them to run at speed).
+    pub perturbation_batch_size: usize,
     /// Reference value for switched-off superpixels; `None` = 0 for one channel, 0.5 for three.
     pub reference_value: Option<f32>,
     pub integrated_gradients: IgConfig,
@@ -215,6 +218,10 @@ pub struct ExplainConfig {
     pub lime: LimeConfig,
     pub kernel_shap: KernelShapConfig,
     pub segmentation: SegmentationConfig,
+    /// Number format of the LIME / Kernel SHAP forward batches: `f32`, `bf16`, or `auto` (bf16 on a
+    /// CPU that multiplies bf16 in hardware, AMX or AVX-512 BF16, with the native CNN; f32 otherwise).
+    /// Gradient methods always run in f32.
+    pub perturbation_precision: String,
 }
 
 impl Default for ExplainConfig {
@@ -225,6 +232,7 @@ impl Default for ExplainConfig {
             target: "predicted".into(),
             seed: 0,
             batch_size: 64,
+            perturbation_batch_size: 256,
             reference_value: None,
             integrated_gradients: IgConfig::default(),
             smoothgrad: SmoothGradConfig::default(),
@@ -232,6 +240,7 @@ impl Default for ExplainConfig {
             lime: LimeConfig::default(),
             kernel_shap: KernelShapConfig::default(),
             segmentation: SegmentationConfig::default(),
+            perturbation_precision: "auto".into(),
         }
     }
 }
@@ -259,18 +268,43 @@ impl ExplainConfig {
         }
     }
 
+    /// Whether the LIME / Kernel SHAP forwards run in bfloat16 for this model (see
+    /// `perturbation_precision`).
+    pub fn bf16_forwards(&self, model: &Model) -> bool {
+        let native_cpu = model.native().is_some() && model.device() == tch::Device::Cpu;
+        match self.perturbation_precision.as_str() {
+            "bf16" => model.native().is_some(),
+            "auto" => native_cpu && crate::model::cpu_has_fast_bf16(),
+            _ => false,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
+        if !["auto", "f32", "bf16"].contains(&self.perturbation_precision.as_str()) {
+            return Err(Error::key(
+                "explain.perturbation_precision",
+                format!(
+                    "`{}` is unknown: allowed auto, f32, bf16",
+                    self.perturbation_precision
+                ),
+            ));
+        }
         if profile_budget(&self.profile).is_none() {
             return Err(Error::key(
                 "explain.profile",
                 format!("`{}` is unknown: allowed default, seed", self.profile),
             ));
         }
-        if self.batch_size == 0 {
-            return Err(Error::key(
-                "explain.batch_size",
-                "0 is not allowed: at least 1",
-            ));
+        for (key, v) in [
+            ("explain.batch_size", self.batch_size),
+            (
+                "explain.perturbation_batch_size",
+                self.perturbation_batch_size,
+            ),
+        ] {
+            if v == 0 {
+                return Err(Error::key(key, "0 is not allowed: at least 1"));
+            }
         }
         if self.integrated_gradients.steps.is_some_and(|s| s < 2) {
             return Err(Error::key(
@@ -348,6 +382,8 @@ pub struct ImageInput<'a> {
     /// S x S grey image in [0, 1] (segmentation input).
     pub grey: &'a [f32],
     pub target: i64,
+    /// The superpixels, computed by the first method that needs them (LIME and Kernel SHAP share them).
+    pub segmentation: std::cell::OnceCell<segment::Segmentation>,
 }
 
 /// A computed map.
@@ -425,8 +461,16 @@ pub fn explain(
             gradcam::gradcam(native, input.x, &[input.target], cfg.gradcam.layer)?.remove(0)
         }
         Method::Lime | Method::KernelShap => {
-            let seg = perturbation::segment_for(&cfg.segmentation, input.grey, size, input.x)?;
+            let seg = match input.segmentation.get() {
+                Some(seg) => seg,
+                None => {
+                    let seg =
+                        perturbation::segment_for(&cfg.segmentation, input.grey, size, input.x)?;
+                    input.segmentation.get_or_init(|| seg)
+                }
+            };
             segments = Some(seg.n_segments);
+            let bf16 = cfg.bf16_forwards(model);
             let mut rng = rng_for(input.id, method, cfg.seed);
             let reference = cfg.reference(input.x.size()[1] as usize);
             if method == Method::Lime {
@@ -439,7 +483,8 @@ pub fn explain(
                     reference,
                     n,
                     &cfg.lime,
-                    cfg.batch_size,
+                    cfg.perturbation_batch_size,
+                    bf16,
                     &mut rng,
                 )?
             } else {
@@ -451,7 +496,8 @@ pub fn explain(
                     &seg,
                     reference,
                     n,
-                    cfg.batch_size,
+                    cfg.perturbation_batch_size,
+                    bf16,
                     &mut rng,
                 )?
             }

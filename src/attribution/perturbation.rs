@@ -58,7 +58,10 @@ pub fn segment_for(
 }
 
 /// Target logits of the perturbed images: pixel kept where its superpixel's mask entry is 1, reference
-/// elsewhere. `masks` is N x M (row-major, 0/1).
+/// elsewhere. `masks` is N x M (row-major, 0/1). A mask drawn twice is evaluated once (the model is
+/// deterministic, so its score is the same). With `bf16`, a native model runs in bfloat16 (see
+/// [`ExplainConfig::bf16_forwards`](super::ExplainConfig::bf16_forwards)).
+#[allow(clippy::too_many_arguments)]
 pub fn perturbed_scores(
     model: &Model,
     x: &Tensor,
@@ -67,6 +70,37 @@ pub fn perturbed_scores(
     reference: f32,
     masks: &[f32],
     batch: usize,
+    bf16: bool,
+) -> Result<Vec<f64>> {
+    let m = seg.n_segments.max(1);
+    // Unique rows, in first-seen order, and where each row's score comes from.
+    let mut first: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    let mut unique: Vec<f32> = Vec::with_capacity(masks.len());
+    let source: Vec<usize> = masks
+        .chunks(m)
+        .map(|row| {
+            let key: Vec<u8> = row.iter().map(|&v| (v != 0.0) as u8).collect();
+            let next = first.len();
+            *first.entry(key).or_insert_with(|| {
+                unique.extend_from_slice(row);
+                next
+            })
+        })
+        .collect();
+    let scores = unique_scores(model, x, target, seg, reference, &unique, batch, bf16)?;
+    Ok(source.into_iter().map(|i| scores[i]).collect())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn unique_scores(
+    model: &Model,
+    x: &Tensor,
+    target: i64,
+    seg: &Segmentation,
+    reference: f32,
+    masks: &[f32],
+    batch: usize,
+    bf16: bool,
 ) -> Result<Vec<f64>> {
     let m = seg.n_segments;
     let n = masks.len() / m.max(1);
@@ -78,6 +112,10 @@ pub fn perturbed_scores(
         .to_device(dev)
         .view([n as i64, m as i64]);
     let _guard = tch::no_grad_guard();
+    let low = match (bf16, model.native()) {
+        (true, Some(m)) => Some(m.bf16()?),
+        _ => None,
+    };
     let mut scores = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
@@ -86,8 +124,11 @@ pub fn perturbed_scores(
             .narrow(0, start as i64, len)
             .index_select(1, &labels)
             .view([len, 1, s[2], s[3]]);
-        let perturbed = x * &pm + (1.0 - &pm) * reference as f64;
-        let logits = model.forward(&perturbed);
+        let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference as f64;
+        let logits = match low {
+            Some(m) => m.forward_t(&perturbed.to_kind(Kind::BFloat16), false),
+            None => model.forward(&perturbed),
+        };
         let col = logits
             .select(1, target)
             .to_kind(Kind::Double)
@@ -134,13 +175,14 @@ pub fn lime(
     samples: usize,
     cfg: &LimeConfig,
     batch: usize,
+    bf16: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<f32>> {
     let m = seg.n_segments;
     let masks: Vec<f32> = (0..samples * m)
         .map(|_| if rng.gen_bool(0.5) { 1.0 } else { 0.0 })
         .collect();
-    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch)?;
+    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
     let seg_d = segment_sq_distance(x, seg, reference)?;
     let kw2 = (cfg.kernel_width as f64).powi(2);
     let mut w: Vec<f64> = masks
@@ -263,12 +305,13 @@ pub fn kernel_shap(
     reference: f32,
     samples: usize,
     batch: usize,
+    bf16: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<f32>> {
     let m = seg.n_segments;
     if m < 2 {
         // One feature: its Shapley value is exactly f(x) - f(reference).
-        let y = perturbed_scores(model, x, target, seg, reference, &[1.0, 0.0], batch)?;
+        let y = perturbed_scores(model, x, target, seg, reference, &[1.0, 0.0], batch, bf16)?;
         return Ok(paint(seg, &[y[0] - y[1]]));
     }
     let sizes: Vec<f64> = (1..m)
@@ -287,7 +330,7 @@ pub fn kernel_shap(
             row[idx[i]] = 1.0;
         }
     }
-    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch)?;
+    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
     let coef = least_squares_with_intercept(&masks, &y, m)?;
     Ok(paint(seg, &coef))
 }

@@ -86,9 +86,18 @@ fn kernel_shap_recovers_exact_shapley_values_of_a_linear_model() {
     let seg = quadrants();
     let reference = 0.1f32;
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let map =
-        perturbation::kernel_shap(&model, &image(&x, S), 1, &seg, reference, 200, 64, &mut rng)
-            .unwrap();
+    let map = perturbation::kernel_shap(
+        &model,
+        &image(&x, S),
+        1,
+        &seg,
+        reference,
+        200,
+        64,
+        false,
+        &mut rng,
+    )
+    .unwrap();
     let mut shapley = vec![0f32; seg.n_segments];
     for p in 0..16 {
         shapley[seg.labels[p] as usize] += w[p] * (x[p] - reference);
@@ -106,8 +115,19 @@ fn lime_ranks_features_by_their_true_contribution() {
     let seg = quadrants();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let cfg = LimeConfig::default();
-    let map =
-        perturbation::lime(&model, &image(&x, S), 1, &seg, 0.0, 400, &cfg, 64, &mut rng).unwrap();
+    let map = perturbation::lime(
+        &model,
+        &image(&x, S),
+        1,
+        &seg,
+        0.0,
+        400,
+        &cfg,
+        64,
+        false,
+        &mut rng,
+    )
+    .unwrap();
     let mut truth = vec![0f32; 4];
     let mut coef = vec![0f32; 4];
     for p in 0..16 {
@@ -249,6 +269,7 @@ fn torchscript_models_get_gradient_methods_and_a_clear_refusal_for_the_others() 
         x: &x,
         grey: &x_values(),
         target: 1,
+        segmentation: Default::default(),
     };
     let g = attribution::explain(&ts, &cfg, Method::Gradient, &input).unwrap();
     assert_close(&g.map, &w, 1e-6, "TorchScript gradient");

@@ -48,6 +48,7 @@ fn integrated_gradients_completeness_on_the_trained_cnn_is_under_one_percent_at_
             x: &x,
             grey: &p.grey,
             target,
+            segmentation: Default::default(),
         };
         let a = attribution::explain(
             &model,
@@ -80,6 +81,7 @@ fn six_maps(
         x: &x,
         grey: &p.grey,
         target: 1,
+        segmentation: Default::default(),
     };
     Method::SIX
         .iter()

@@ -1,0 +1,159 @@
+//! What the benchmark compares against: the workload's floating-point operations (counted from the
+//! layer list) and what libtorch really reaches on this machine (a large matmul and the model's own
+//! convolutions at full batch), so that `bench` can say how close the audit is to the hardware floor.
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::attribution::{ExplainConfig, Method};
+use crate::model::{LayerSpec, Model, NativeCnn};
+
+/// Multiply-adds count 2 FLOPs; ReLU, pooling and bias adds are not counted (memory-bound, < 1%).
+pub fn forward_flops(m: &NativeCnn) -> f64 {
+    let (mut c, mut h, mut w) = (m.input.channels, m.input.size, m.input.size);
+    let mut flat: Option<i64> = None;
+    let mut flops = 0f64;
+    for s in &m.specs {
+        match s {
+            LayerSpec::Conv {
+                out,
+                kernel,
+                padding,
+            } => {
+                let pad = padding.unwrap_or(kernel / 2);
+                h = h + 2 * pad - kernel + 1;
+                w = w + 2 * pad - kernel + 1;
+                flops += 2.0 * (c * out * kernel * kernel * h * w) as f64;
+                c = *out;
+            }
+            LayerSpec::Maxpool { kernel } => {
+                h /= kernel;
+                w /= kernel;
+            }
+            LayerSpec::Flatten => flat = Some(flat.unwrap_or(c * h * w)),
+            LayerSpec::GlobalAvgPool => flat = Some(c),
+            LayerSpec::Dense { out } => {
+                let inp = flat.unwrap_or(c * h * w);
+                flops += 2.0 * (inp * out) as f64;
+                flat = Some(*out);
+            }
+            LayerSpec::Relu | LayerSpec::Dropout { .. } | LayerSpec::Batchnorm => {}
+        }
+    }
+    flops
+}
+
+/// Model passes one method makes per image, as (forwards, backwards to the input). The model's
+/// weights are frozen, so a backward computes input gradients only and costs about one forward.
+pub fn passes(cfg: &ExplainConfig, method: Method) -> (f64, f64) {
+    match method {
+        Method::Gradient | Method::GuidedBackprop | Method::Gradcam => (1.0, 1.0),
+        Method::IntegratedGradients => {
+            let n = cfg.integrated_gradients.steps.unwrap_or(80) as f64;
+            // + the two completeness forwards (input and baseline)
+            (n + 2.0, n)
+        }
+        Method::Smoothgrad => {
+            let n = cfg.smoothgrad.samples.unwrap_or(80) as f64;
+            (n, n)
+        }
+        Method::Lime => (cfg.lime.samples.unwrap_or(1000) as f64, 0.0),
+        Method::KernelShap => (cfg.kernel_shap.samples.unwrap_or(1000) as f64, 0.0),
+    }
+}
+
+/// FLOPs one method costs per image on a model whose forward costs `forward` FLOPs.
+pub fn method_flops(cfg: &ExplainConfig, method: Method, forward: f64) -> f64 {
+    let (f, b) = passes(cfg, method);
+    (f + b) * forward
+}
+
+/// Median GFLOP/s of `op` (which performs `flops` FLOPs) over `reps` timed calls after one warm-up.
+fn gflops(flops: f64, reps: usize, mut op: impl FnMut()) -> f64 {
+    op();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            op();
+            flops / t0.elapsed().as_secs_f64() / 1e9
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// What libtorch reaches here: a 2048^3 single-precision matmul, and the model's convolution layers at
+/// batch `batch` run alone (the best case for the workload's own shapes).
+pub struct Peak {
+    pub matmul_gflops: f64,
+    pub model_forward_gflops: f64,
+}
+
+pub fn measure_peak(model: &Model, batch: i64) -> Peak {
+    let _guard = tch::no_grad_guard();
+    let dev = model.device();
+    let n = 2048;
+    let a = Tensor::randn([n, n], (Kind::Float, dev));
+    let b = Tensor::randn([n, n], (Kind::Float, dev));
+    let sync = |t: &Tensor| {
+        // Reading one value waits for a GPU to finish; on the CPU it is free.
+        let _ = t.double_value(&[0, 0]);
+    };
+    let matmul_gflops = gflops(2.0 * (n * n * n) as f64, 5, || sync(&a.matmul(&b)));
+    let spec = model.input();
+    let x = Tensor::rand(
+        [batch, spec.channels, spec.size, spec.size],
+        (Kind::Float, dev),
+    );
+    let model_forward_gflops = match model.native() {
+        Some(m) => {
+            let f = forward_flops(m) * batch as f64;
+            gflops(f, 5, || sync(&model.forward(&x)))
+        }
+        None => f64::NAN,
+    };
+    Peak {
+        matmul_gflops,
+        model_forward_gflops,
+    }
+}
+
+/// The device in words for the benchmark header.
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => format!("CPU, {} libtorch threads", tch::get_num_threads()),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::InputSpec;
+
+    #[test]
+    fn flops_of_the_default_cnn_by_hand() {
+        // cnn128: conv 1->16, conv 16->32 at 128^2; pool; conv 32->64, conv 64->64 at 64^2; pool;
+        // dense 32*32*64 -> 64 -> 2.
+        let specs = crate::model::preset_layers([16, 32, 64, 64], 64, 2);
+        let m = NativeCnn::new(
+            &specs,
+            InputSpec {
+                channels: 1,
+                size: 128,
+                classes: 2,
+            },
+            Device::Cpu,
+        )
+        .unwrap();
+        let conv = |ci: f64, co: f64, hw: f64| 2.0 * ci * co * 9.0 * hw * hw;
+        let want = conv(1.0, 16.0, 128.0)
+            + conv(16.0, 32.0, 128.0)
+            + conv(32.0, 64.0, 64.0)
+            + conv(64.0, 64.0, 64.0)
+            + 2.0 * 65536.0 * 64.0
+            + 2.0 * 64.0 * 2.0;
+        assert_eq!(forward_flops(&m), want);
+        assert!((want / 1e9 - 0.617).abs() < 0.001, "{want}");
+    }
+}
