@@ -125,8 +125,17 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
     let sets: Vec<&str> = CHEAP.iter().copied().chain([output_dir.as_str()]).collect();
     let audit = |extra: &[&str]| {
         let mut c = bin(&sets);
-        c.args(["audit", "--data", set.to_str().unwrap(), "--run", "r"])
-            .args(extra);
+        // One libtorch thread each: three processes share this machine's cores.
+        c.args([
+            "--threads",
+            "1",
+            "audit",
+            "--data",
+            set.to_str().unwrap(),
+            "--run",
+            "r",
+        ])
+        .args(extra);
         c
     };
 
@@ -394,4 +403,265 @@ fn merge_refuses_shards_of_another_config_and_bad_shard_values_are_clear_errors(
         "{}",
         text(&out)
     );
+}
+
+fn yaml(rel: &str) -> serde_yaml_ng::Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(repo(rel)).unwrap()).unwrap()
+}
+
+fn env_value(container: &serde_yaml_ng::Value, name: &str) -> String {
+    container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name))
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_else(|| panic!("no env {name}"))
+        .to_string()
+}
+
+#[test]
+fn deploy_templates_agree_with_each_other_and_with_the_binary() {
+    // Slurm: every #SBATCH line before the first command (sbatch stops reading there), known options.
+    for script in [
+        "deploy/slurm/audit-shard.sbatch",
+        "deploy/slurm/merge.sbatch",
+    ] {
+        let body = std::fs::read_to_string(repo(script)).unwrap();
+        let first_command = body
+            .lines()
+            .position(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .unwrap();
+        for (i, line) in body
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains("SBATCH --"))
+        {
+            if !line.starts_with("#SBATCH") {
+                continue; // a comment that mentions one
+            }
+            assert!(
+                i < first_command,
+                "{script}:{}: #SBATCH after the first command",
+                i + 1
+            );
+            let option = line["#SBATCH ".len()..].split('=').next().unwrap();
+            assert!(
+                [
+                    "--job-name",
+                    "--array",
+                    "--ntasks",
+                    "--cpus-per-task",
+                    "--mem",
+                    "--time",
+                    "--output"
+                ]
+                .contains(&option),
+                "{script}: {line}"
+            );
+        }
+        let out = Command::new("bash")
+            .arg("-n")
+            .arg(repo(script))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {}", text(&out));
+    }
+    let merge_sbatch = std::fs::read_to_string(repo("deploy/slurm/merge.sbatch")).unwrap();
+    let pattern = |k: &str, n: &str| {
+        tumor_audit::shard::Shard { index: 7, count: 9 }
+            .db_file_name()
+            .replace('7', k)
+            .replace('9', n)
+    };
+    assert!(
+        merge_sbatch.contains(&pattern("$k", "$SHARDS")),
+        "merge.sbatch names the shard files as audit does"
+    );
+
+    // Kubernetes: an Indexed Job of SHARDS completions, the merge Job with the same run, one volume.
+    let job = yaml("deploy/kubernetes/audit-shards.yaml");
+    let merge = yaml("deploy/kubernetes/merge.yaml");
+    let pvc = yaml("deploy/kubernetes/shared-volume.yaml");
+    assert_eq!(job["spec"]["completionMode"].as_str(), Some("Indexed"));
+    let audit = &job["spec"]["template"]["spec"]["containers"][0];
+    let merger = &merge["spec"]["template"]["spec"]["containers"][0];
+    let shards = env_value(audit, "SHARDS");
+    assert_eq!(
+        job["spec"]["completions"].as_u64().map(|n| n.to_string()),
+        Some(shards.clone())
+    );
+    assert_eq!(
+        job["spec"]["parallelism"].as_u64().map(|n| n.to_string()),
+        Some(shards.clone())
+    );
+    assert_eq!(env_value(merger, "SHARDS"), shards);
+    assert_eq!(env_value(merger, "RUN"), env_value(audit, "RUN"));
+    assert!(audit["args"][0]
+        .as_str()
+        .unwrap()
+        .contains("--shard \"auto/$SHARDS\""));
+    assert!(merger["args"][0]
+        .as_str()
+        .unwrap()
+        .contains(&pattern("$k", "$SHARDS")));
+    for j in [&job, &merge] {
+        let spec = &j["spec"]["template"]["spec"];
+        assert_eq!(spec["restartPolicy"].as_str(), Some("Never"));
+        assert_eq!(
+            spec["volumes"][0]["persistentVolumeClaim"]["claimName"],
+            pvc["metadata"]["name"]
+        );
+    }
+}
+
+/// Runs the Slurm scripts with the variables Slurm sets for `--array=1-3`, and the Kubernetes containers'
+/// scripts with JOB_COMPLETION_INDEX, each against the real binary, then their merge steps.
+#[test]
+fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), 1);
+    let cheap = "--methods gradcam,guided_backprop";
+    let exe = env!("CARGO_BIN_EXE_tumor-audit");
+    let clean = |c: &mut Command| {
+        for v in [
+            "SLURM_ARRAY_TASK_ID",
+            "SLURM_ARRAY_TASK_MIN",
+            "SLURM_ARRAY_TASK_MAX",
+            "SLURM_ARRAY_TASK_STEP",
+            "SLURM_ARRAY_TASK_COUNT",
+            "JOB_COMPLETION_INDEX",
+        ] {
+            c.env_remove(v);
+        }
+        c.current_dir(repo("."));
+    };
+
+    // Slurm, array ids 1..3.
+    let out_dir = dir.path().join("slurm-out");
+    let children: Vec<_> = (1..=3)
+        .map(|id| {
+            let mut c = Command::new("bash");
+            clean(&mut c);
+            c.arg(repo("deploy/slurm/audit-shard.sbatch"))
+                .envs([
+                    ("RUN", "slurm"),
+                    ("TUMOR_AUDIT", exe),
+                    ("SLURM_CPUS_PER_TASK", "1"),
+                ])
+                .env("OUT", &out_dir)
+                .env("AUDIT_ARGS", format!("--data {} {cheap}", set.display()))
+                .env("SLURM_ARRAY_TASK_ID", id.to_string())
+                .envs([
+                    ("SLURM_ARRAY_TASK_MIN", "1"),
+                    ("SLURM_ARRAY_TASK_MAX", "3"),
+                    ("SLURM_ARRAY_TASK_STEP", "1"),
+                    ("SLURM_ARRAY_TASK_COUNT", "3"),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "task {}: {}", i + 1, text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("shard {i} of 3: ")),
+            "{}",
+            text(&out)
+        );
+    }
+    let mut merge = Command::new("bash");
+    clean(&mut merge);
+    let out = merge
+        .arg(repo("deploy/slurm/merge.sbatch"))
+        .envs([("RUN", "slurm"), ("SHARDS", "3"), ("TUMOR_AUDIT", exe)])
+        .env("OUT", &out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let merged = out_dir.join("audit.sqlite");
+    assert_eq!(
+        one::<String>(&merged, "SELECT status || ' ' || images_total FROM runs"),
+        "finished 3"
+    );
+
+    // Kubernetes: the containers' scripts with /shared in the temp dir and tumor-audit on PATH.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(shared.join("data")).unwrap();
+    std::fs::rename(&set, shared.join("data/Testing")).unwrap();
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(exe, bin_dir.join("tumor-audit")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = |rel: &str| {
+        let doc = yaml(rel);
+        let c = &doc["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["command"][0].as_str(), Some("/bin/sh"));
+        c["args"][0]
+            .as_str()
+            .unwrap()
+            .replace("/shared", shared.to_str().unwrap())
+    };
+    let pod = |script: &str, index: Option<u32>| {
+        let mut c = Command::new("/bin/sh");
+        clean(&mut c);
+        c.args(["-c", script])
+            .envs([
+                ("RUN", "k8s"),
+                ("SHARDS", "3"),
+                ("THREADS", "1"),
+                ("AUDIT_ARGS", cheap),
+            ])
+            .env("PATH", &path);
+        if let Some(k) = index {
+            c.env("JOB_COMPLETION_INDEX", k.to_string());
+        }
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let audit = script("deploy/kubernetes/audit-shards.yaml");
+    let pods: Vec<_> = (0..3)
+        .map(|k| pod(&audit, Some(k)).spawn().unwrap())
+        .collect();
+    for (k, p) in pods.into_iter().enumerate() {
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success(), "pod {k}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("shard {k} of 3: ")),
+            "{}",
+            text(&out)
+        );
+    }
+    let out = pod(&script("deploy/kubernetes/merge.yaml"), None)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let merged_k8s = shared.join("out/audit.sqlite");
+    assert_eq!(
+        one::<String>(
+            &merged_k8s,
+            "SELECT status || ' ' || images_total FROM runs"
+        ),
+        "finished 3"
+    );
+    // Both ways hold the same rows.
+    let counts = |db: &Path| {
+        ["predictions", "attribution_metrics", "maps"].map(|t| {
+            let conn = Connection::open(db).unwrap();
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap();
+            n
+        })
+    };
+    assert_eq!(counts(&merged), counts(&merged_k8s));
+    assert_eq!(counts(&merged), [2, 4, 4]);
 }
