@@ -324,7 +324,7 @@ fn check_same(first: &ShardRun, other: &ShardRun) -> Result<(), MergeError> {
     }
     if first.config_yaml != other.config_yaml {
         let (a, b) = first_difference(&first.config_yaml, &other.config_yaml);
-        return mismatch("config", format!("config {a}"), format!("{b}"));
+        return mismatch("config", a, b);
     }
     if first.tool_version != other.tool_version {
         return mismatch(
@@ -345,7 +345,8 @@ fn check_same(first: &ShardRun, other: &ShardRun) -> Result<(), MergeError> {
 
 /// The target may already hold the run only as an earlier merge of the same shards' run.
 fn check_target(store: &Store, run: &ShardRun) -> Result<(), MergeError> {
-    let existing: Option<(String, String, String, Option<u32>, Option<u32>)> = store
+    type Existing = (String, String, String, Option<u32>, Option<u32>);
+    let existing: Option<Existing> = store
         .conn()
         .query_row(
             "SELECT config_yaml, model_sha256, tool_version, shard_index, shard_count FROM runs WHERE run_id = ?1",

@@ -505,7 +505,9 @@ fn a_shard_file_with_several_runs_needs_run() {
     write_db(&a, "r", CONFIG, s, "finished");
     write_db(&a, "r2", CONFIG, s, "finished");
     let target = dir.path().join("t.sqlite");
-    let e = merge(&target, &[a.clone()]).unwrap_err().to_string();
+    let e = merge(&target, std::slice::from_ref(&a))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("several sharded runs (r, r2)") && e.contains("--run"),
         "{e}"
