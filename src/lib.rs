@@ -21,6 +21,7 @@ pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod query;
+pub mod shard;
 pub mod split;
 pub mod store;
 

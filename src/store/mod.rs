@@ -11,7 +11,11 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use crate::shard::Shard;
+
+mod merge;
 mod writer;
+pub use merge::{merge_shards, MergeError, MergeOptions, MergeReport, MergedShard};
 pub use writer::{Writer, WriterMessage, WriterStats};
 
 #[cfg(test)]
@@ -30,6 +34,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_query.sql",
         include_str!("../../migrations/0003_query.sql"),
+    ),
+    (
+        "0004_shards.sql",
+        include_str!("../../migrations/0004_shards.sql"),
     ),
 ];
 
@@ -97,6 +105,17 @@ pub enum StoreError {
         path: PathBuf,
         run_id: String,
         what: &'static str,
+    },
+
+    #[error(
+        "database {path}: run {run_id} was begun as {found}, not as {wanted}; resume it with the same --shard, \
+         or choose another run name or database"
+    )]
+    ShardMismatch {
+        path: PathBuf,
+        run_id: String,
+        found: String,
+        wanted: String,
     },
 
     #[error("database {path}: there is no run {run_id}")]
@@ -318,19 +337,39 @@ impl Store {
     /// with the same `config_yaml` and `model_sha256` (a resume: its status goes back to 'running' and
     /// `finished_at` is cleared). A `run_id` that exists with another config or model is an error.
     pub fn begin_run(&self, run: &RunRecord) -> Result<bool> {
+        self.begin_shard_run(run, None)
+    }
+
+    /// [`Store::begin_run`] for shard `shard` of a run (`None`: the whole test set). The shard is
+    /// recorded in the run row; resuming with another shard (or none) is refused.
+    pub fn begin_shard_run(&self, run: &RunRecord, shard: Option<Shard>) -> Result<bool> {
         let p = &self.path;
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .at(p)?;
-        let existing: Option<(String, String)> = tx
+        let existing: Option<(String, String, Option<u32>, Option<u32>)> = tx
             .query_row(
-                "SELECT config_yaml, model_sha256 FROM runs WHERE run_id = ?1",
+                "SELECT config_yaml, model_sha256, shard_index, shard_count FROM runs WHERE run_id = ?1",
                 [&run.run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .at(p)?;
         let resuming = match existing {
-            Some((config, model)) => {
+            Some((config, model, index, count)) => {
+                let describe = |index: Option<u32>, count: Option<u32>| match (index, count) {
+                    (Some(k), Some(n)) => format!("shard {k} of {n}"),
+                    (None, Some(n)) => format!("a run merged from {n} shards"),
+                    _ => "a run over the whole test set".to_string(),
+                };
+                let wanted = (shard.map(|s| s.index), shard.map(|s| s.count));
+                if (index, count) != wanted {
+                    return Err(StoreError::ShardMismatch {
+                        path: p.clone(),
+                        run_id: run.run_id.clone(),
+                        found: describe(index, count),
+                        wanted: describe(wanted.0, wanted.1),
+                    });
+                }
                 if model != run.model_sha256 {
                     return Err(StoreError::RunMismatch {
                         path: p.clone(),
@@ -358,8 +397,9 @@ impl Store {
                     serde_json::to_string(&run.methods).expect("a list of strings serializes");
                 tx.execute(
                     "INSERT INTO runs (run_id, status, config_yaml, model_path, model_sha256, data_root, tool_version, \
-                     device, seed, profile, methods, baseline_value, reference_value, images_total) \
-                     VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                     device, seed, profile, methods, baseline_value, reference_value, images_total, shard_index, \
+                     shard_count) \
+                     VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                     params![
                         run.run_id,
                         run.config_yaml,
@@ -373,7 +413,9 @@ impl Store {
                         methods,
                         run.baseline_value,
                         run.reference_value,
-                        run.images_total
+                        run.images_total,
+                        shard.map(|s| s.index),
+                        shard.map(|s| s.count)
                     ],
                 )
                 .at(p)?;

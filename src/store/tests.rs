@@ -135,12 +135,22 @@ fn migrations_apply_and_set_user_version() {
         .count();
     assert_eq!(files, MIGRATIONS.len(), "every migration file is embedded");
     assert_eq!(store.schema_version().unwrap(), files as i64);
-    for (i, (name, _)) in MIGRATIONS.iter().enumerate() {
-        assert!(
-            name.starts_with(&format!("{:04}_", i + 1)),
-            "{name} is out of order"
-        );
-    }
+    // Numbered files, applied in increasing order (a number may be skipped while branches that add
+    // migrations in parallel are merged).
+    let numbers: Vec<u32> = MIGRATIONS
+        .iter()
+        .map(|(name, _)| {
+            assert_eq!(name.as_bytes().get(4), Some(&b'_'), "{name}: NNNN_name.sql");
+            name[..4]
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: NNNN_name.sql"))
+        })
+        .collect();
+    assert_eq!(numbers[0], 1);
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {numbers:?}"
+    );
     let objects: Vec<String> = store
         .conn()
         .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') ORDER BY name")
@@ -158,6 +168,7 @@ fn migrations_apply_and_set_user_version() {
         "agreement",
         "errors",
         "maps",
+        "run_shards",
         "v_image_method",
         "v_suspicious",
         "v_bias_summary",
@@ -191,12 +202,20 @@ fn reopening_applies_nothing_twice() {
         "nothing left to apply"
     );
     // A database stopped between migrations gets only the missing ones.
-    store.conn.execute_batch(
-        "DROP VIEW v_suspicious_images; DROP VIEW v_image_agreement; DROP VIEW v_method_agreement; DROP TABLE leakage;
-         DROP VIEW v_run_summary; DROP VIEW v_bias_summary; DROP VIEW v_suspicious; DROP VIEW v_image_method;
-         PRAGMA user_version = 1;",
-    )
-    .unwrap();
+    const UNDO_SHARDS: &str = "DROP TABLE run_shards; ALTER TABLE runs DROP COLUMN shard_index; \
+                               ALTER TABLE runs DROP COLUMN shard_count;";
+    const UNDO_QUERY: &str = "DROP VIEW v_suspicious_images; DROP VIEW v_image_agreement; \
+                              DROP VIEW v_method_agreement; DROP TABLE leakage;";
+    store
+        .conn
+        .execute_batch(&format!(
+            "{UNDO_SHARDS} PRAGMA user_version = {};",
+            SCHEMA_VERSION - 1
+        ))
+        .unwrap();
+    assert_eq!(migrate(&mut store.conn, &path).unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    store.conn.execute_batch(&format!("{UNDO_SHARDS} {UNDO_QUERY} DROP VIEW v_run_summary; DROP VIEW v_bias_summary; DROP VIEW v_suspicious; DROP VIEW v_image_method; PRAGMA user_version = 1;")).unwrap();
     assert_eq!(
         migrate(&mut store.conn, &path).unwrap(),
         SCHEMA_VERSION as usize - 1

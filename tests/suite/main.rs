@@ -8,4 +8,5 @@ mod default_model;
 mod model;
 mod planted_bias;
 mod query;
+mod shard;
 mod util;
