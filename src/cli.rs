@@ -41,6 +41,38 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the command line. `--set` may be given before and after the subcommand: every
+    /// occurrence counts, in command-line order (clap alone keeps only the last level's values).
+    pub fn parse_args() -> Cli {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let mut cli = <Cli as Parser>::parse_from(&args);
+        cli.overrides = collect_sets(&args);
+        cli
+    }
+}
+
+/// Every `--set VALUE` / `--set=VALUE` before a `--` separator, in order.
+pub fn collect_sets(args: &[std::ffi::OsString]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        } else if a == "--set" {
+            if let Some(v) = it.next() {
+                out.push(v);
+            }
+        } else if let Some(v) = a.strip_prefix("--set=") {
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Split a class-folder dataset into Training/Validation/Testing, keeping near-duplicate groups
@@ -281,6 +313,10 @@ pub struct BenchArgs {
     /// same images, `--repeats` times, into a throw-away database.
     #[arg(long)]
     pub audit: bool,
+    /// Compare the stochastic methods' optimised maps (bf16 forwards, large batches) with the plain
+    /// f32 path on the same seed, next to two plain runs with different seeds.
+    #[arg(long)]
+    pub equivalence: bool,
     /// Methods, comma separated (default: explain.methods).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,

@@ -103,8 +103,6 @@ impl Context {
         cnn.load(&self.settings.model.weights)?;
         // Inference only: no weight gradients are ever needed, only input gradients.
         cnn.vs.freeze();
-        // oneDNN's native layout on the CPU: convolutions skip two reorders each (see bench).
-        cnn.weights_channels_last();
         Ok(Model::Native(cnn))
     }
 }
@@ -830,6 +828,9 @@ fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
             &peak
         )
     );
+    if args.equivalence {
+        bench_equivalence(&model, &cfg, &ok)?;
+    }
     if args.audit {
         bench_audit(
             ctx,
@@ -867,6 +868,66 @@ fn bench_row(
         fmt(per_s.map(|g| 100.0 * g / peak.matmul_gflops), 0),
         fmt(per_s.map(|g| 100.0 * g / peak.model_forward_gflops), 0),
     )
+}
+
+/// The stochastic methods with their configured levers (bf16 forwards, batch size) against the plain
+/// f32 path: Spearman correlation of the optimised map with the reference map of the same seed, next to
+/// that of two reference maps of different seeds (how much the reference itself varies).
+fn bench_equivalence(
+    model: &Model,
+    cfg: &ExplainConfig,
+    images: &[(dataset::Sample, String, Prepared)],
+) -> anyhow::Result<()> {
+    let mut reference = cfg.clone();
+    reference.perturbation_precision = "f32".into();
+    reference.perturbation_batch_size = 64;
+    let mut other_seed = reference.clone();
+    other_seed.seed = cfg.seed.wrapping_add(1);
+    let methods: Vec<Method> = cfg
+        .methods
+        .iter()
+        .copied()
+        .filter(|m| m.is_stochastic())
+        .collect();
+    println!(
+        "equivalence on {} image(s): Spearman(optimised, reference, same seed) vs Spearman(reference, reference with another seed); optimised = {} forwards, batch {}",
+        images.len(),
+        if cfg.bf16_forwards(model) { "bf16" } else { "f32" },
+        cfg.perturbation_batch_size
+    );
+    println!(
+        "{:<22} {:>30} {:>30}",
+        "method", "opt vs ref: min / median / max", "ref vs ref': min / median / max"
+    );
+    for m in methods {
+        let (mut opt, mut refs) = (Vec::new(), Vec::new());
+        for (_, id, prep) in images {
+            let x = stack_inputs(&[prep]).to_device(model.device());
+            let probs = predict_probs(model, &x)?.remove(0);
+            let input = ImageInput {
+                id,
+                x: &x,
+                grey: &prep.grey,
+                target: evaluate::argmax(&probs) as i64,
+                segmentation: Default::default(),
+            };
+            let a = attribution::explain(model, &reference, m, &input)?.map;
+            let b = attribution::explain(model, &other_seed, m, &input)?.map;
+            let o = attribution::explain(model, cfg, m, &input)?.map;
+            opt.push(crate::metrics::spearman(&a, &o) as f64);
+            refs.push(crate::metrics::spearman(&a, &b) as f64);
+        }
+        let q = |v: &[f64]| {
+            format!(
+                "{:.3} / {:.3} / {:.3}",
+                v.iter().cloned().fold(f64::INFINITY, f64::min),
+                median(v).unwrap_or(f64::NAN),
+                v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            )
+        };
+        println!("{:<22} {:>30} {:>30}", m.title(), q(&opt), q(&refs));
+    }
+    Ok(())
 }
 
 /// End to end: the whole audit (decode, brain mask, every method, metrics, SQLite writes) on the

@@ -1,8 +1,6 @@
 //! Thin binary: parse the command line, set up logging, call the library, map the result to an exit code.
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = tumor_audit::cli::Cli::parse();
+    let cli = tumor_audit::cli::Cli::parse_args();
     let default = match cli.verbose {
         0 => "warn,tumor_audit=info",
         1 => "info",

@@ -112,10 +112,6 @@ fn unique_scores(
         .to_device(dev)
         .view([n as i64, m as i64]);
     let _guard = tch::no_grad_guard();
-    let low = match (bf16, model.native()) {
-        (true, Some(m)) => Some(m.bf16()?),
-        _ => None,
-    };
     let mut scores = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
@@ -125,9 +121,11 @@ fn unique_scores(
             .index_select(1, &labels)
             .view([len, 1, s[2], s[3]]);
         let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference as f64;
-        let logits = match low {
-            Some(m) => m.forward_t(&perturbed.to_kind(Kind::BFloat16), false),
-            None => model.forward(&perturbed),
+        // Forward-only batches run channels-last (oneDNN's native layout), in bf16 when asked.
+        let logits = match (model.native(), bf16) {
+            (Some(m), true) => m.forward_bf16_convs(&perturbed)?,
+            (Some(m), false) => m.channels_last_f32()?.forward_t(&perturbed, false),
+            (None, _) => model.forward(&perturbed),
         };
         let col = logits
             .select(1, target)

@@ -282,6 +282,17 @@ pub fn to_channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
+fn twin(
+    cell: &std::sync::OnceLock<Box<NativeCnn>>,
+    make: impl FnOnce() -> Result<NativeCnn>,
+) -> Result<&NativeCnn> {
+    if let Some(m) = cell.get() {
+        return Ok(m);
+    }
+    let m = Box::new(make()?);
+    Ok(cell.get_or_init(|| m))
+}
+
 /// Whether this CPU multiplies bfloat16 in hardware (AMX or AVX-512 BF16), where a bfloat16
 /// forward is several times faster than float32; read once from /proc/cpuinfo (false elsewhere).
 pub fn cpu_has_fast_bf16() -> bool {
@@ -310,8 +321,12 @@ pub struct NativeCnn {
     pub specs: Vec<LayerSpec>,
     pub layers: Vec<Layer>,
     pub input: InputSpec,
-    /// A bfloat16 copy for the forward-only perturbation batches, made on first use.
+    /// Channels-last copies for the forward-only perturbation batches (bfloat16 and float32), made
+    /// on first use.
     bf16: std::sync::OnceLock<Box<NativeCnn>>,
+    cl32: std::sync::OnceLock<Box<NativeCnn>>,
+    /// Weights and inputs laid out channels-last (see [`NativeCnn::weights_channels_last`]).
+    channels_last: std::sync::atomic::AtomicBool,
 }
 
 impl NativeCnn {
@@ -413,6 +428,8 @@ impl NativeCnn {
             layers,
             input,
             bf16: std::sync::OnceLock::new(),
+            cl32: std::sync::OnceLock::new(),
+            channels_last: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -430,18 +447,38 @@ impl NativeCnn {
         Ok(m)
     }
 
-    /// The bfloat16 copy of this model (converted once, on first use). Its weights are a snapshot:
-    /// weights changed afterwards are not seen by it.
+    /// The bfloat16 channels-last copy of this model (converted once, on first use). Its weights are
+    /// a snapshot: weights changed afterwards are not seen by it.
     pub fn bf16(&self) -> Result<&NativeCnn> {
-        if let Some(m) = self.bf16.get() {
-            return Ok(m);
-        }
-        let m = Box::new(self.converted(Kind::BFloat16)?);
-        Ok(self.bf16.get_or_init(|| m))
+        twin(&self.bf16, || self.converted(Kind::BFloat16))
     }
 
-    /// Lays every 4-D weight out channels-last (see [`to_channels_last`]); values are unchanged.
+    /// The float32 channels-last copy (same values, oneDNN's native layout: faster convolutions,
+    /// float sums in another order). Used for forward-only batches; the gradient methods use `self`.
+    pub fn channels_last_f32(&self) -> Result<&NativeCnn> {
+        twin(&self.cl32, || self.converted(Kind::Float))
+    }
+
+    /// Logits with the convolution part in bfloat16 (the [`NativeCnn::bf16`] copy) and the layers
+    /// from the first flatten / global pooling on in float32: they are < 2% of the work, and the
+    /// bf16 matrix-unit (AMX) matmul of oneDNN 3.12 in libtorch 2.13 crashes (SIGFPE in its blocking
+    /// heuristic) for some small batch sizes, which the float32 path does not.
+    pub fn forward_bf16_convs(&self, x: &Tensor) -> Result<Tensor> {
+        let low = self.bf16()?;
+        let split = self
+            .specs
+            .iter()
+            .position(|s| matches!(s, LayerSpec::Flatten | LayerSpec::GlobalAvgPool))
+            .unwrap_or(self.layers.len());
+        let a = low.forward_range(&x.to_kind(Kind::BFloat16), 0, split, false);
+        Ok(self.forward_range(&a.to_kind(Kind::Float), split, self.layers.len(), false))
+    }
+
+    /// Lays every 4-D weight out channels-last (see [`to_channels_last`]), and inputs from now on;
+    /// values are unchanged, float sums may differ in the last bits (another summation order).
     pub fn weights_channels_last(&self) {
+        self.channels_last
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         tch::no_grad(|| {
             for (_, mut v) in self.vs.variables() {
                 if v.dim() == 4 {
@@ -454,7 +491,10 @@ impl NativeCnn {
 
     /// Runs layers `from..to` (eval mode unless `train`).
     pub fn forward_range(&self, x: &Tensor, from: usize, to: usize, train: bool) -> Tensor {
-        let mut a = if from == 0 && x.dim() == 4 {
+        let cl = self
+            .channels_last
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut a = if cl && from == 0 && x.dim() == 4 {
             to_channels_last(x)
         } else {
             x.shallow_clone()
