@@ -157,3 +157,78 @@ mod tests {
         assert!((want / 1e9 - 0.617).abs() < 0.001, "{want}");
     }
 }
+
+/// Seconds per layer for one forward batch of `batch` random inputs, in three set-ups: float32 as
+/// loaded (NCHW), float32 channels-last, bfloat16 channels-last (dense layers in float32, as the
+/// perturbation path runs them). Median of `reps` runs each; a profile, so that levers are chosen by
+/// measurement.
+pub fn layer_profile(
+    m: &NativeCnn,
+    batch: i64,
+    reps: usize,
+) -> crate::Result<Vec<(String, [f64; 3])>> {
+    let _guard = tch::no_grad_guard();
+    let dev = m.vs.device();
+    let x = Tensor::rand(
+        [batch, m.input.channels, m.input.size, m.input.size],
+        (Kind::Float, dev),
+    );
+    let cl = m.channels_last_f32()?;
+    let bf = m.bf16()?;
+    let split = m
+        .specs
+        .iter()
+        .position(|s| matches!(s, LayerSpec::Flatten | LayerSpec::GlobalAvgPool))
+        .unwrap_or(m.layers.len());
+    let mut rows: Vec<(String, [f64; 3])> = m
+        .specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("{i} {}", s.kind_name()), [0.0; 3]))
+        .collect();
+    rows.push(("input conversion".into(), [0.0; 3]));
+    for (k, (model, kind)) in [(m, Kind::Float), (cl, Kind::Float), (bf, Kind::BFloat16)]
+        .into_iter()
+        .enumerate()
+    {
+        let time = |f: &dyn Fn() -> Tensor| -> f64 {
+            let _ = f();
+            let mut t: Vec<f64> = (0..reps)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    let _ = f();
+                    t0.elapsed().as_secs_f64()
+                })
+                .collect();
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        };
+        let conv_in = || {
+            let a = if k > 0 {
+                crate::model::to_channels_last(&x)
+            } else {
+                x.shallow_clone()
+            };
+            a.to_kind(kind)
+        };
+        rows[m.specs.len()].1[k] = time(&conv_in);
+        let mut a = conv_in();
+        for i in 0..m.layers.len() {
+            let (layer_model, input) = if k == 2 && i >= split {
+                (
+                    m,
+                    if i == split {
+                        a.to_kind(Kind::Float)
+                    } else {
+                        a.shallow_clone()
+                    },
+                )
+            } else {
+                (model, a.shallow_clone())
+            };
+            rows[i].1[k] = time(&|| layer_model.forward_range(&input, i, i + 1, false));
+            a = layer_model.forward_range(&input, i, i + 1, false);
+        }
+    }
+    Ok(rows)
+}

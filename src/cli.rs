@@ -317,6 +317,10 @@ pub struct BenchArgs {
     /// f32 path on the same seed, next to two plain runs with different seeds.
     #[arg(long)]
     pub equivalence: bool,
+    /// Also print the forward time of each layer (f32, f32 channels-last, bf16 channels-last) at the
+    /// perturbation batch size: the profile behind the performance choices.
+    #[arg(long)]
+    pub layers: bool,
     /// Methods, comma separated (default: explain.methods).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,

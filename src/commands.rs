@@ -831,6 +831,18 @@ fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
     if args.equivalence {
         bench_equivalence(&model, &cfg, &ok)?;
     }
+    if let (true, Some(m)) = (args.layers, model.native()) {
+        let b = cfg.perturbation_batch_size as i64;
+        println!("forward time per layer, batch {b} (ms): f32 as loaded, f32 channels-last, bf16 channels-last");
+        for (name, t) in crate::bench::layer_profile(m, b, 5)? {
+            println!(
+                "{name:<22} {:>9.2} {:>9.2} {:>9.2}",
+                1e3 * t[0],
+                1e3 * t[1],
+                1e3 * t[2]
+            );
+        }
+    }
     if args.audit {
         bench_audit(
             ctx,

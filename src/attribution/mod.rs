@@ -232,7 +232,7 @@ impl Default for ExplainConfig {
             target: "predicted".into(),
             seed: 0,
             batch_size: 64,
-            perturbation_batch_size: 256,
+            perturbation_batch_size: 64,
             reference_value: None,
             integrated_gradients: IgConfig::default(),
             smoothgrad: SmoothGradConfig::default(),

@@ -124,7 +124,10 @@ fn unique_scores(
         // Forward-only batches run channels-last (oneDNN's native layout), in bf16 when asked.
         let logits = match (model.native(), bf16) {
             (Some(m), true) => m.forward_bf16_convs(&perturbed)?,
-            (Some(m), false) => m.channels_last_f32()?.forward_t(&perturbed, false),
+            (Some(m), false) => {
+                let cl = m.channels_last_f32()?;
+                cl.infer_range(&perturbed, 0, cl.layers.len())
+            }
             (None, _) => model.forward(&perturbed),
         };
         let col = logits

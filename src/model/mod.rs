@@ -459,6 +459,45 @@ impl NativeCnn {
         twin(&self.cl32, || self.converted(Kind::Float))
     }
 
+    /// Inference-only forward of layers `from..to` (call under `no_grad`): the values of
+    /// [`NativeCnn::forward_range`] in eval mode, with two memory-traffic savings. A ReLU followed by
+    /// a max pooling runs after it, on a tensor a quarter the size (ReLU is monotone, so
+    /// `pool(relu(a)) = relu(pool(a))` exactly), and ReLUs run in place on the layer output they follow.
+    pub fn infer_range(&self, x: &Tensor, from: usize, to: usize) -> Tensor {
+        let mut a = if from == 0
+            && x.dim() == 4
+            && self
+                .channels_last
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            to_channels_last(x)
+        } else {
+            x.shallow_clone()
+        };
+        // The input tensor is the caller's: never modified in place.
+        let mut owned = false;
+        let mut i = from;
+        while i < to {
+            match (&self.layers[i], self.layers.get(i + 1)) {
+                (Layer::Relu, Some(pool @ Layer::MaxPool(_))) if i + 1 < to => {
+                    a = pool.forward_t(&a, false);
+                    a = a.relu_();
+                    owned = true;
+                    i += 2;
+                    continue;
+                }
+                (Layer::Relu, _) if owned => a = a.relu_(),
+                (Layer::Dropout(_), _) => {}
+                (layer, _) => {
+                    a = layer.forward_t(&a, false);
+                    owned = true;
+                }
+            }
+            i += 1;
+        }
+        a
+    }
+
     /// Logits with the convolution part in bfloat16 (the [`NativeCnn::bf16`] copy) and the layers
     /// from the first flatten / global pooling on in float32: they are < 2% of the work, and the
     /// bf16 matrix-unit (AMX) matmul of oneDNN 3.12 in libtorch 2.13 crashes (SIGFPE in its blocking
@@ -470,8 +509,8 @@ impl NativeCnn {
             .iter()
             .position(|s| matches!(s, LayerSpec::Flatten | LayerSpec::GlobalAvgPool))
             .unwrap_or(self.layers.len());
-        let a = low.forward_range(&x.to_kind(Kind::BFloat16), 0, split, false);
-        Ok(self.forward_range(&a.to_kind(Kind::Float), split, self.layers.len(), false))
+        let a = low.infer_range(&x.to_kind(Kind::BFloat16), 0, split);
+        Ok(self.infer_range(&a.to_kind(Kind::Float), split, self.layers.len()))
     }
 
     /// Lays every 4-D weight out channels-last (see [`to_channels_last`]), and inputs from now on;
