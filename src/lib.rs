@@ -2,7 +2,8 @@
 //!
 //! Data flow, one module per step:
 //! images ([`dataset`]) -> [`preprocess`] -> [`model`] -> [`attribution`] -> [`metrics`] ->
-//! display ([`display`]); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
+//! display ([`display`]); [`trust`] checks the maps themselves (faithfulness curves, model
+//! randomisation); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
 //! [`commands`] wires the steps to the CLI ([`cli`]).
 pub mod attribution;
 pub mod brain_mask;
@@ -19,5 +20,6 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod split;
 pub mod store;
+pub mod trust;
 
 pub use error::{Error, Result};

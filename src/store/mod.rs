@@ -11,7 +11,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+pub mod trust;
 mod writer;
+pub use trust::FaithfulnessRecord;
 pub use writer::{Writer, WriterMessage, WriterStats};
 
 #[cfg(test)]
@@ -26,6 +28,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_views.sql",
         include_str!("../../migrations/0002_views.sql"),
+    ),
+    (
+        "0005_trust.sql",
+        include_str!("../../migrations/0005_trust.sql"),
     ),
 ];
 
@@ -224,6 +230,9 @@ pub struct ImageResult {
     pub metrics: Vec<MetricRecord>,
     pub agreement: Vec<AgreementRecord>,
     pub maps: Vec<MapRecord>,
+    /// Deletion/insertion curves per method and the random baseline (empty unless the run asks for them).
+    #[serde(default)]
+    pub faithfulness: Vec<FaithfulnessRecord>,
     pub errors: Vec<ErrorRecord>,
     pub seconds: f64,
 }

@@ -93,6 +93,7 @@ fn image_result(
                 data: vec![0; 32],
             })
             .collect(),
+        faithfulness: vec![],
         errors: vec![ErrorRecord {
             run_id: run_id.into(),
             image_id: Some(id),
