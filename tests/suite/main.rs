@@ -7,4 +7,5 @@ mod dataset;
 mod default_model;
 mod model;
 mod planted_bias;
+mod trust;
 mod util;
