@@ -9,8 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::attribution::{self, ExplainConfig, ImageInput, Method};
 use crate::cli::{
-    AuditArgs, BenchArgs, Cli, Command, EvaluateArgs, ExplainArgs, SanityArgs, SplitArgs,
-    TrainArgs,
+    AuditArgs, BenchArgs, Cli, Command, EvaluateArgs, ExplainArgs, SanityArgs, SplitArgs, TrainArgs,
 };
 use crate::config::{ImageConfig, Settings};
 use crate::dataset::{self, Dataset, Limits, Skipped};
@@ -660,9 +659,8 @@ fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     // The run's own config, model and test set when it exists; the current ones for a new run.
     let (ctx, dir) = match &stored {
         Some((yaml, model_path, sha, data_root)) => {
-            let settings = Settings::from_yaml(yaml, &[]).with_context(|| {
-                format!("run {}: its stored config no longer loads", args.run)
-            })?;
+            let settings = Settings::from_yaml(yaml, &[])
+                .with_context(|| format!("run {}: its stored config no longer loads", args.run))?;
             let found = model::file_sha256(Path::new(model_path))?;
             if &found != sha {
                 bail!(
@@ -678,7 +676,10 @@ fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
                 device: current.device,
                 classes,
             };
-            let dir = args.data.clone().unwrap_or_else(|| PathBuf::from(data_root));
+            let dir = args
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(data_root));
             (ctx, dir)
         }
         None => {
@@ -732,7 +733,11 @@ fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
             break;
         }
         match dataset::read_image(&s.path, ctx.limits()) {
-            Ok(d) => picked.push((id, s, preprocess::prepare(&d.image, &ctx.settings.donnees.image))),
+            Ok(d) => picked.push((
+                id,
+                s,
+                preprocess::prepare(&d.image, &ctx.settings.donnees.image),
+            )),
             Err(reason) => eprintln!("skipped {}: {reason}", s.path.display()),
         }
     }
@@ -746,7 +751,13 @@ fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     let mut targets = Vec::new();
     for ((_, s, _), x) in picked.iter().zip(&xs) {
         let probs = predict_probs(&model, x)?.remove(0);
-        let t = explain_target(&cfg.target, evaluate::argmax(&probs), s.label, &ctx.classes, &s.path)?;
+        let t = explain_target(
+            &cfg.target,
+            evaluate::argmax(&probs),
+            s.label,
+            &ctx.classes,
+            &s.path,
+        )?;
         targets.push(t as i64);
     }
     let inputs: Vec<ImageInput> = picked
@@ -856,7 +867,10 @@ fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
         &other,
     )?;
     print_sanity(store.conn(), &args.run)?;
-    println!("{seconds:.0} s; results in {} (sanity_stages, v_sanity_curve, v_sanity_verdict)", db.display());
+    println!(
+        "{seconds:.0} s; results in {} (sanity_stages, v_sanity_curve, v_sanity_verdict)",
+        db.display()
+    );
     Ok(())
 }
 

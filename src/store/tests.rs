@@ -214,10 +214,7 @@ fn reopening_applies_nothing_twice() {
     let mut conn = Connection::open(&partial).unwrap();
     conn.execute_batch(MIGRATIONS[0].1).unwrap();
     conn.pragma_update(None, "user_version", 1).unwrap();
-    assert_eq!(
-        migrate(&mut conn, &partial).unwrap(),
-        MIGRATIONS.len() - 1
-    );
+    assert_eq!(migrate(&mut conn, &partial).unwrap(), MIGRATIONS.len() - 1);
     assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
 }
 

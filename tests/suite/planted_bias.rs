@@ -141,7 +141,9 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
             "{m}: mean background mass on marker images: biased model {b:.3}, clean model {k:.3}"
         );
     }
-    // Grad-CAM puts nearly all of the biased model's attribution on the marker; IG (baseline 0) spreads
+    // Grad-CAM puts nearly all of the biased model's attribution in the background, though not on the
+    // marker itself (measured: under 1% of its mass in the marker's 6x6 box, IG over 40%; the
+    // faithfulness check below shows what that means); IG (baseline 0) spreads
     // over the bright head as well, so for it the known answer is only "clearly more". Kernel SHAP on an
     // 8x8 grid is printed, not asserted: its least-squares noise on the many black cells (measured
     // 0.43 vs 0.33) keeps the contrast small at this budget.
@@ -164,10 +166,13 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
     eprintln!("marker images flagged by Grad-CAM background mass: biased model {b} of 10, clean model {k} of 10");
     assert!(b >= 9 && k * 2 <= b, "biased {b}, clean {k}");
 
-    // Faithfulness on the marker images: deleting the pixels a method ranks first (the marker, for a
-    // method that points at it) removes the model's evidence for "tumor" at once, so its deletion curve
-    // falls faster than the random order's: a lower deletion AUC. Grad-CAM is asserted (it is the method
-    // that sits on the marker above); the others are printed.
+    // Faithfulness on the marker images: deleting the pixels a method ranks first removes the model's
+    // evidence for "tumor" at once when those pixels are the marker, so the deletion curve of a method
+    // that points at the marker falls faster than the random order's: a far lower deletion AUC.
+    // Integrated Gradients and Kernel SHAP point at the marker here (measured deletion AUC about 0.05 vs
+    // 0.97 for random) and are asserted. Grad-CAM is printed: its background mass sits on black
+    // background away from the marker, and its deletion curve is no better than random (measured 0.98
+    // vs 0.97) -- the faithfulness check exposes a map that is "in the background" for the wrong reason.
     let faith: Vec<(String, f64, f64, f64, f64)> = c
         .prepare(
             "SELECT method, avg(deletion_auc), avg(random_deletion_auc), avg(insertion_auc), avg(random_insertion_auc) \
@@ -184,18 +189,23 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
             "{m}: marker images, p(yes) deletion AUC {del:.3} vs random {rdel:.3}; insertion AUC {ins:.3} vs random {rins:.3}"
         );
     }
-    let (_, del, rdel, _, _) = faith.iter().find(|f| f.0 == "gradcam").unwrap();
-    assert!(del + 0.1 < *rdel, "gradcam deletion AUC {del} vs random {rdel}");
-    let per_image_below: i64 = c
-        .query_row(
-            "SELECT count(*) FROM v_faithfulness_image WHERE run_id = 'biased' AND label = 'yes' \
-             AND method = 'gradcam' AND deletion_auc < random_deletion_auc",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    eprintln!("gradcam deletion AUC below random on {per_image_below} of 10 marker images");
-    assert!(per_image_below >= 8, "{per_image_below}");
+    for method in ["integrated_gradients", "kernel_shap"] {
+        let (_, del, rdel, _, _) = faith.iter().find(|f| f.0 == method).unwrap();
+        assert!(
+            *del < 0.5 * rdel,
+            "{method}: deletion AUC {del} vs random {rdel}"
+        );
+        let below: i64 = c
+            .query_row(
+                "SELECT count(*) FROM v_faithfulness_image WHERE run_id = 'biased' AND label = 'yes' \
+                 AND method = ?1 AND deletion_auc < random_deletion_auc",
+                [method],
+                |r| r.get(0),
+            )
+            .unwrap();
+        eprintln!("{method}: deletion AUC below random on {below} of 10 marker images");
+        assert!(below >= 9, "{method}: {below}");
+    }
     // 17 points per curve (K = 16), one random row per image, the clean run has none.
     let (points, random_rows, clean_rows): (i64, i64, i64) = c
         .query_row(

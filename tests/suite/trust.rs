@@ -64,13 +64,28 @@ fn linear_logit_curves_match_the_hand_computed_closed_form() {
     // added to every point, so both AUCs move by 8.
     let x2 = image(&[2.0; 16], 4);
     let c2 = fa::curves_with(&x2, &order, 1.0, 4, 64, &mut logit).unwrap();
-    close(&c2.deletion, &[16., -10., -20., -14., 8.], 1e-5, "deletion, reference 1");
-    close(&c2.insertion, &[8., 34., 44., 38., 16.], 1e-5, "insertion, reference 1");
+    close(
+        &c2.deletion,
+        &[16., -10., -20., -14., 8.],
+        1e-5,
+        "deletion, reference 1",
+    );
+    close(
+        &c2.insertion,
+        &[8., 34., 44., 38., 16.],
+        1e-5,
+        "insertion, reference 1",
+    );
     assert!((c2.deletion_auc + 8.0).abs() < 1e-5 && (c2.insertion_auc - 32.0).abs() < 1e-5);
     // The reverse order (least important first) deletes the negative evidence first: higher deletion AUC.
     let reverse: Vec<usize> = order.iter().rev().copied().collect();
     let r = fa::curves_with(&x, &reverse, 0.0, 4, 64, &mut logit).unwrap();
-    close(&r.deletion, &[8., 30., 36., 26., 0.], 1e-5, "reverse deletion");
+    close(
+        &r.deletion,
+        &[8., 30., 36., 26., 0.],
+        1e-5,
+        "reverse deletion",
+    );
     assert!(r.deletion_auc > c.deletion_auc);
 }
 
@@ -90,20 +105,38 @@ fn two_class_probability_curves_are_the_softmax_of_the_logit_curves() {
     let grad = tumor_audit::attribution::gradient::gradient(&model, &x, &[1])
         .unwrap()
         .remove(0);
-    let rows = fa::image_curves(&model, &cfg, "img-a", &x, 1, &[(Method::Gradient, &grad)]).unwrap();
+    let rows =
+        fa::image_curves(&model, &cfg, "img-a", &x, 1, &[(Method::Gradient, &grad)]).unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!((rows[0].method.as_str(), rows[1].method.as_str()), ("gradient", "random"));
-    let want: Vec<f64> = [8., -18., -28., -22., 0.].iter().map(|&v| sigmoid(v)).collect();
+    assert_eq!(
+        (rows[0].method.as_str(), rows[1].method.as_str()),
+        ("gradient", "random")
+    );
+    let want: Vec<f64> = [8., -18., -28., -22., 0.]
+        .iter()
+        .map(|&v| sigmoid(v))
+        .collect();
     close(&rows[0].curves.deletion, &want, 1e-6, "p deletion");
-    let want: Vec<f64> = [0., 26., 36., 30., 8.].iter().map(|&v| sigmoid(v)).collect();
+    let want: Vec<f64> = [0., 26., 36., 30., 8.]
+        .iter()
+        .map(|&v| sigmoid(v))
+        .collect();
     close(&rows[0].curves.insertion, &want, 1e-6, "p insertion");
     // Random baseline: same end points (whole image, all reference), deterministic per image id.
     let rnd = &rows[1].curves;
-    close(&[rnd.deletion[0], rnd.deletion[4]], &[sigmoid(8.), 0.5], 1e-6, "random ends");
+    close(
+        &[rnd.deletion[0], rnd.deletion[4]],
+        &[sigmoid(8.), 0.5],
+        1e-6,
+        "random ends",
+    );
     let again = fa::image_curves(&model, &cfg, "img-a", &x, 1, &[]).unwrap();
     assert_eq!(again[0].curves, *rnd, "same image id, same random order");
     let other = fa::image_curves(&model, &cfg, "img-b", &x, 1, &[]).unwrap();
-    assert_ne!(other[0].curves, *rnd, "another image id, another random order");
+    assert_ne!(
+        other[0].curves, *rnd,
+        "another image id, another random order"
+    );
     // The map that orders by the true contributions deletes faster than the random order.
     assert!(rows[0].curves.deletion_auc < rnd.deletion_auc);
     assert!(rows[0].curves.insertion_auc > rnd.insertion_auc);
@@ -111,7 +144,11 @@ fn two_class_probability_curves_are_the_softmax_of_the_logit_curves() {
 
 #[test]
 fn step_counts_orders_and_trapezoid() {
-    assert_eq!(fa::step_counts(10, 4), vec![0, 3, 5, 8, 10], "2.5 and 7.5 round up");
+    assert_eq!(
+        fa::step_counts(10, 4),
+        vec![0, 3, 5, 8, 10],
+        "2.5 and 7.5 round up"
+    );
     assert_eq!(fa::step_counts(16384, 16)[1], 1024);
     assert_eq!(fa::trapezoid_auc(&[0., 0.5, 1.], &[1., 1., 0.]), 0.75);
     // Signed order, largest first; ties follow the tie-break permutation, not the pixel index.
@@ -186,9 +223,15 @@ fn cascading_reinit_changes_exactly_the_cascade_layers() {
             let layer: usize = name.split('.').next().unwrap().parse().unwrap();
             let randomised = order[..stage].contains(&layer);
             if randomised {
-                assert!(!v.equal(&before[name]), "stage {stage}: {name} re-initialised");
+                assert!(
+                    !v.equal(&before[name]),
+                    "stage {stage}: {name} re-initialised"
+                );
             } else {
-                assert!(v.equal(&before[name]), "stage {stage}: {name} untouched, bit for bit");
+                assert!(
+                    v.equal(&before[name]),
+                    "stage {stage}: {name} untouched, bit for bit"
+                );
             }
         }
     }
@@ -239,7 +282,11 @@ fn each_stage_is_compared_with_stage_zero_of_the_same_image_and_method() {
         2,
         2,
     );
-    set(&m, "1.weight", &[1., 0.5, -0.2, 0.3, 0., 1., 0.7, -0.4, 0.2, -0.3, 1., 0.6]);
+    set(
+        &m,
+        "1.weight",
+        &[1., 0.5, -0.2, 0.3, 0., 1., 0.7, -0.4, 0.2, -0.3, 1., 0.6],
+    );
     set(&m, "1.bias", &[0.1, 0.2, 0.3]);
     set(&m, "3.weight", &[1., -1., 2., 0.5, 0.5, -1.]);
     set(&m, "3.bias", &[0., 0.]);
@@ -278,9 +325,14 @@ fn each_stage_is_compared_with_stage_zero_of_the_same_image_and_method() {
         .collect();
     for row in &r.stages {
         let map_at = |stage: usize| {
-            tumor_audit::attribution::explain(&stage_models[stage], &cfg, row.method, &inputs[row.image])
-                .unwrap()
-                .map
+            tumor_audit::attribution::explain(
+                &stage_models[stage],
+                &cfg,
+                row.method,
+                &inputs[row.image],
+            )
+            .unwrap()
+            .map
         };
         let (m0, ms) = (map_at(0), map_at(row.stage));
         let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
@@ -304,9 +356,10 @@ fn each_stage_is_compared_with_stage_zero_of_the_same_image_and_method() {
     assert_eq!(r.other_class.len(), 4);
     for o in &r.other_class {
         assert_eq!(o.other, 1 - inputs[o.image].target);
-        let t = tumor_audit::attribution::explain(&stage_models[0], &cfg, o.method, &inputs[o.image])
-            .unwrap()
-            .map;
+        let t =
+            tumor_audit::attribution::explain(&stage_models[0], &cfg, o.method, &inputs[o.image])
+                .unwrap()
+                .map;
         let other_input = ImageInput {
             target: o.other,
             ..inputs[o.image]
@@ -397,8 +450,24 @@ fn trust_tables_and_views_on_a_hand_made_example() {
     let mut bad = curve_row("gradient", 0.1, 0.1);
     bad.deletion_curve.push(0.0);
     for r in [
-        result(1, "yes", true, vec![curve_row("gradient", 0.2, 0.7), curve_row("random", 0.4, 0.5)]),
-        result(2, "no", false, vec![curve_row("gradient", 0.6, 0.3), curve_row("random", 0.4, 0.5)]),
+        result(
+            1,
+            "yes",
+            true,
+            vec![
+                curve_row("gradient", 0.2, 0.7),
+                curve_row("random", 0.4, 0.5),
+            ],
+        ),
+        result(
+            2,
+            "no",
+            false,
+            vec![
+                curve_row("gradient", 0.6, 0.3),
+                curve_row("random", 0.4, 0.5),
+            ],
+        ),
         result(3, "no", true, vec![bad]),
     ] {
         send.send(WriterMessage::Image(Box::new(r))).unwrap();
@@ -412,7 +481,9 @@ fn trust_tables_and_views_on_a_hand_made_example() {
     let approx = |v: Option<f64>, w: f64| (v.unwrap() - w).abs() < 1e-12;
     assert!(approx(g.mean_deletion_auc, 0.4) && approx(g.random_deletion_auc, 0.4));
     assert!(approx(g.mean_insertion_auc, 0.5) && approx(g.random_insertion_auc, 0.5));
-    assert!(approx(g.share_deletion_below_random, 0.5) && approx(g.share_insertion_above_random, 0.5));
+    assert!(
+        approx(g.share_deletion_below_random, 0.5) && approx(g.share_insertion_above_random, 0.5)
+    );
     let by_class: Vec<(String, i64, f64)> = store
         .conn()
         .prepare("SELECT label, correct, mean_deletion_auc FROM v_faithfulness_by_class WHERE run_id = 'r' ORDER BY label")
@@ -421,10 +492,17 @@ fn trust_tables_and_views_on_a_hand_made_example() {
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
-    assert_eq!(by_class, vec![("no".into(), 0, 0.6), ("yes".into(), 1, 0.2)]);
+    assert_eq!(
+        by_class,
+        vec![("no".into(), 0, 0.6), ("yes".into(), 1, 0.2)]
+    );
     let write_errors: i64 = store
         .conn()
-        .query_row("SELECT count(*) FROM errors WHERE stage = 'write'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM errors WHERE stage = 'write'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(write_errors, 1);
     let curve: String = store
@@ -488,14 +566,26 @@ fn trust_tables_and_views_on_a_hand_made_example() {
         methods: vec!["guided_backprop".into(), "gradient".into()],
         seconds: 1.0,
     };
-    store.write_sanity(&check, &images, &stages, &other).unwrap();
+    store
+        .write_sanity(&check, &images, &stages, &other)
+        .unwrap();
     // Written twice: the second check replaces the first.
-    store.write_sanity(&check, &images, &stages, &other).unwrap();
+    store
+        .write_sanity(&check, &images, &stages, &other)
+        .unwrap();
     let curve = st::sanity_curve(store.conn(), Some("r")).unwrap();
     assert_eq!(curve.len(), 6, "methods x stages");
-    let point = |m: &str, s: i64| curve.iter().find(|p| p.method == m && p.stage == s).unwrap();
+    let point = |m: &str, s: i64| {
+        curve
+            .iter()
+            .find(|p| p.method == m && p.stage == s)
+            .unwrap()
+    };
     assert!(approx(point("guided_backprop", 1).mean_spearman_abs, 0.8));
-    assert_eq!(point("guided_backprop", 1).layer.as_deref(), Some("3:dense"));
+    assert_eq!(
+        point("guided_backprop", 1).layer.as_deref(),
+        Some("3:dense")
+    );
     assert_eq!(point("gradient", 0).layer, None);
     assert!(approx(point("gradient", 2).mean_spearman_abs, -0.1));
     assert!(approx(point("gradient", 2).mean_abs_spearman_abs, 0.2));
@@ -506,7 +596,10 @@ fn trust_tables_and_views_on_a_hand_made_example() {
         .iter()
         .map(|v| (v.method.as_str(), v.final_stage, v.verdict.as_str()))
         .collect();
-    assert_eq!(v, vec![("gradient", 2, "pass"), ("guided_backprop", 2, "fail")]);
+    assert_eq!(
+        v,
+        vec![("gradient", 2, "pass"), ("guided_backprop", 2, "fail")]
+    );
     assert!(approx(verdicts[1].final_mean_abs_spearman_abs, 0.7));
     let o = st::other_class_summary(store.conn(), Some("r")).unwrap();
     assert_eq!(o.len(), 1);
@@ -514,12 +607,18 @@ fn trust_tables_and_views_on_a_hand_made_example() {
     // The image the run never audited was added to `images` for the foreign key.
     let n: i64 = store
         .conn()
-        .query_row("SELECT count(*) FROM images WHERE path = 't/no/9.png'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM images WHERE path = 't/no/9.png'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 1);
     // A check of a run that does not exist is refused.
     let mut missing = check.clone();
     missing.run_id = "nope".into();
-    let e = store.write_sanity(&missing, &images, &stages, &other).unwrap_err();
+    let e = store
+        .write_sanity(&missing, &images, &stages, &other)
+        .unwrap_err();
     assert!(e.to_string().contains("there is no run nope"), "{e}");
 }
