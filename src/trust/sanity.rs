@@ -12,12 +12,19 @@
 //! A map that explains the model must change once the model is random. A method whose maps keep a mean
 //! |Spearman of the absolute maps| above the threshold (default 0.5) at the last stage fails the check.
 //!
-//! Re-initialisation uses each layer's constructor default (tch's, which the native CNN is built with):
-//! conv weight Kaiming-uniform with bound `sqrt(6 / fan_in)`, conv bias 0; dense weight the same, dense
-//! bias uniform in `+-1 / sqrt(fan_in)`; batch-norm weight uniform in [0, 1], bias 0, running mean 0,
-//! running variance 1. The values come from a generator seeded by the parameter's name and the check's
-//! seed, so a stage is reproducible and does not depend on the order layers are visited. The layers keep
-//! their shapes and places, so Grad-CAM still finds its last conv layer and Guided Backprop its ReLUs.
+//! Re-initialisation draws every parameter tensor afresh from the layer's constructor distribution (tch's,
+//! which the native CNN is built with): conv and dense weights Kaiming-uniform with bound
+//! `sqrt(6 / fan_in)`, dense bias uniform in `+-1 / sqrt(fan_in)`; batch-norm weight uniform in [0, 1],
+//! bias 0, running mean 0, running variance 1. One deliberate deviation: conv biases, which tch's
+//! constructor sets to exactly 0, are drawn like the dense biases (uniform in `+-1 / sqrt(fan_in)`, also
+//! PyTorch's `Conv2d` default). A bias of exactly 0 is not a randomisation: with the first conv layer
+//! random and bias-free, every ReLU of it is off exactly where the 3x3 input patch is black, so every
+//! gradient map of the random network gets the image's support and looks "similar" for that reason alone
+//! (measured on the default CNN with zero conv biases: the plain gradient's mean Spearman of |map| rose
+//! from 0.04 at stage 5 to 0.22 at stage 6, with up to 8286 of 16384 pixels exactly 0). The values come
+//! from a generator seeded by the parameter's name and the check's seed, so a stage is reproducible and
+//! does not depend on the order layers are visited. The layers keep their shapes and places, so Grad-CAM
+//! still finds its last conv layer and Guided Backprop its ReLUs.
 //!
 //! Only the native CNN can be randomised this way: a TorchScript module is opaque (its parameters have
 //! names but no known order along the forward pass or known initialisers), and the check refuses it.
@@ -70,8 +77,8 @@ pub fn duplicate(model: &NativeCnn) -> Result<NativeCnn> {
 }
 
 /// Re-initialises the parameters (and batch-norm running statistics) of layer `index` with the layer's
-/// constructor default, from a generator seeded by the parameter name and `seed`. Other layers are not
-/// touched.
+/// constructor distribution (conv biases uniform like dense biases, see the module notes), from a
+/// generator seeded by the parameter name and `seed`. Other layers are not touched.
 pub fn reinit_layer(model: &NativeCnn, index: usize, seed: u64) -> Result<()> {
     let spec = model.specs.get(index).ok_or_else(|| {
         Error::Other(format!(
@@ -114,12 +121,8 @@ pub fn reinit_layer(model: &NativeCnn, index: usize, seed: u64) -> Result<()> {
             let bound = (6.0 / fan).sqrt();
             fill(&w, "weight", -bound, bound)?;
             if let Ok(b) = get("bias") {
-                let bb = if matches!(spec, LayerSpec::Dense { .. }) {
-                    1.0 / fan.sqrt()
-                } else {
-                    0.0
-                };
-                fill(&b, "bias", -bb, bb)?;
+                let bound = 1.0 / fan.sqrt();
+                fill(&b, "bias", -bound, bound)?;
             }
         }
         LayerSpec::Batchnorm => {
