@@ -75,8 +75,9 @@ pub enum Command {
     /// method's maps on a fixed sample (the first --images test images by image id) with the trained
     /// model's maps (Spearman rank correlation of the absolute and of the signed maps). A method whose
     /// maps stay similar once the whole network is random fails. Also compares each map with the map of
-    /// the other class(es). Uses the run's stored config and model (the current config for a run that
-    /// does not exist yet); results go into the run's database (sanity_* tables, v_sanity_* views).
+    /// the other class(es). Uses the run's stored config and model (`--set` is ignored then), or
+    /// the current config for a run that does not exist yet; results go into the run's database
+    /// (sanity_* tables, v_sanity_* views), replacing an earlier check of the run.
     ///
     /// Example: tumor-audit sanity --run nightly-2026-11-25 --db out/audit.sqlite --images 8
     Sanity(SanityArgs),
