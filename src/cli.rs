@@ -102,6 +102,17 @@ pub enum Command {
     ///
     /// Example: tumor-audit audit --run nightly-2026-11-25 --db out/audit.sqlite
     Audit(AuditArgs),
+    /// Model-randomisation sanity check (Adebayo et al. 2018) of a run's methods: re-initialise the
+    /// native CNN's layers cascading from the output to the input and, at each stage, compare every
+    /// method's maps on a fixed sample (the first --images test images by image id) with the trained
+    /// model's maps (Spearman rank correlation of the absolute and of the signed maps). A method whose
+    /// maps stay similar once the whole network is random fails. Also compares each map with the map of
+    /// the other class(es). Uses the run's stored config and model (`--set` is ignored then), or
+    /// the current config for a run that does not exist yet; results go into the run's database
+    /// (sanity_* tables, v_sanity_* views), replacing an earlier check of the run.
+    ///
+    /// Example: tumor-audit sanity --run nightly-2026-11-25 --db out/audit.sqlite --images 8
+    Sanity(SanityArgs),
     /// Benchmark the attribution methods on real test images: seconds per image per method (median
     /// and spread over repeats) and in total. A benchmark, not a test: run it on a quiet machine.
     ///
@@ -296,6 +307,37 @@ pub struct AuditArgs {
     /// <output.dir>/audit.shard-K-of-N.sqlite; combine the shards with `merge`. --limit applies first.
     #[arg(long, value_name = "K/N|auto|auto/N")]
     pub shard: Option<crate::shard::ShardArg>,
+    /// Also compute deletion/insertion curves per image x method and for a random pixel order
+    /// (sets explain.faithfulness.enabled; (K + 1) x 2 x (methods + 1) extra forward passes per image,
+    /// K = explain.faithfulness.steps).
+    #[arg(long)]
+    pub faithfulness: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SanityArgs {
+    /// The run to check (its config, model and test set are used when it exists).
+    #[arg(long)]
+    pub run: String,
+    /// SQLite database (default: <output.dir>/audit.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Sample size: the first N test images ordered by image id (sha256 of the file).
+    #[arg(long, default_value_t = 8)]
+    pub images: usize,
+    /// Methods, comma separated (default: the run's methods plus `gradient`, the plain-gradient
+    /// reference of the published check).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// A method fails when the mean |Spearman of the absolute maps| at the last stage is above this.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// Seed of the re-initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Test set (default: the run's data root; for a new run data.root/data.test_dir).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,8 @@ use tch::{Device, Kind, Tensor};
 
 use crate::attribution::{self, ExplainConfig, ImageInput, Method};
 use crate::cli::{
-    AuditArgs, BenchArgs, Cli, Command, EvaluateArgs, ExplainArgs, MergeArgs, SplitArgs, TrainArgs,
+    AuditArgs, BenchArgs, Cli, Command, EvaluateArgs, ExplainArgs, MergeArgs, SanityArgs,
+    SplitArgs, TrainArgs,
 };
 use crate::config::{ImageConfig, Settings};
 use crate::dataset::{self, Dataset, Limits, Skipped};
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             return query::cmd_diff(&Settings::load(&cli.config, &cli.overrides)?, args)
         }
         Command::Merge(args) => return cmd_merge(args),
+        Command::Sanity(args) => cmd_sanity(&cli, args),
     }?;
     Ok(0)
 }
@@ -442,7 +444,10 @@ fn methods_override(ctx: &Context, methods: &[String]) -> anyhow::Result<Explain
 fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
     use crate::pipeline;
     use crate::store::{RunRecord, Store, Writer};
-    let cfg = methods_override(ctx, &args.methods)?;
+    let mut cfg = methods_override(ctx, &args.methods)?;
+    if args.faithfulness {
+        cfg.faithfulness.enabled = true;
+    }
     let dir = args
         .data
         .clone()
@@ -585,6 +590,32 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
             errs
         );
     }
+    if cfg.faithfulness.enabled {
+        let (sec, n) = stats
+            .method_seconds
+            .get(pipeline::FAITHFULNESS)
+            .copied()
+            .unwrap_or((0.0, 0));
+        let per = if n > 0 { sec / n as f64 } else { 0.0 };
+        let errs = stats
+            .method_errors
+            .get(pipeline::FAITHFULNESS)
+            .copied()
+            .unwrap_or(0);
+        println!(
+            "{:<22} {:>10.3} {:>10.2} {:>8}   ({} forward passes per image: K = {}, {} maps + random)",
+            "faithfulness curves",
+            per,
+            if per > 0.0 { 1.0 / per } else { 0.0 },
+            errs,
+            cfg.faithfulness.forward_passes(cfg.methods.len()),
+            cfg.faithfulness.steps,
+            cfg.methods.len()
+        );
+        let rows = crate::store::trust::faithfulness_summary(store.conn(), Some(&run_id))
+            .context("reading v_faithfulness_summary")?;
+        print_faithfulness(&rows, cfg.faithfulness.score.name());
+    }
     println!(
         "{flagged} image(s) flagged as suspicious (view v_suspicious); results in {}",
         db.display()
@@ -637,6 +668,283 @@ fn leakage_check(
         index.len(),
         train.display(),
         t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The faithfulness summary as a table (AUCs of the target-class score over the fraction of pixels).
+pub fn print_faithfulness(rows: &[crate::store::trust::FaithfulnessSummary], score: &str) {
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+    println!(
+        "faithfulness ({score} of the explained class; deletion: lower is better, insertion: higher is better)"
+    );
+    println!(
+        "{:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "method", "images", "del AUC", "random", "del<rnd", "ins AUC", "random", "ins>rnd"
+    );
+    for r in rows {
+        let title = Method::parse(&r.method)
+            .map(|m| m.title().to_string())
+            .unwrap_or_else(|_| r.method.clone());
+        println!(
+            "{:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            title,
+            r.images,
+            f(r.mean_deletion_auc),
+            f(r.random_deletion_auc),
+            f(r.share_deletion_below_random),
+            f(r.mean_insertion_auc),
+            f(r.random_insertion_auc),
+            f(r.share_insertion_above_random)
+        );
+    }
+}
+
+/// `tumor-audit sanity`: the cascading model-randomisation check of a run's methods.
+fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
+    use crate::store::trust::{
+        OtherClassRecord, SanityCheckRecord, SanityImage, SanityStageRecord,
+    };
+    use crate::store::{RunRecord, Store};
+    use crate::trust::sanity;
+    use rusqlite::OptionalExtension;
+    if args.images == 0 {
+        bail!("--images must be at least 1");
+    }
+    if !(args.threshold.is_finite() && (0.0..=1.0).contains(&args.threshold)) {
+        bail!("--threshold must be in [0, 1], found {}", args.threshold);
+    }
+    let current = Context::new(cli)?;
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| current.settings.output.dir.join("audit.sqlite"));
+    let t0 = Instant::now();
+    let store = Store::open(&db)?;
+    let stored: Option<(String, String, String, String)> = store
+        .conn()
+        .query_row(
+            "SELECT config_yaml, model_path, model_sha256, data_root FROM runs WHERE run_id = ?1",
+            [&args.run],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .with_context(|| format!("database {}", db.display()))?;
+    // The run's own config, model and test set when it exists; the current ones for a new run.
+    let (ctx, dir) = match &stored {
+        Some((yaml, model_path, sha, data_root)) => {
+            let settings = Settings::from_yaml(yaml, &[])
+                .with_context(|| format!("run {}: its stored config no longer loads", args.run))?;
+            let found = model::file_sha256(Path::new(model_path))?;
+            if &found != sha {
+                bail!(
+                    "run {}: the model file {model_path} has changed since the run (sha256 {} recorded, {} now)",
+                    args.run,
+                    &sha[..12.min(sha.len())],
+                    &found[..12]
+                );
+            }
+            let classes = resolve_classes(&settings)?;
+            let ctx = Context {
+                settings,
+                device: current.device,
+                classes,
+            };
+            let dir = args
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(data_root));
+            (ctx, dir)
+        }
+        None => {
+            let dir = args.data.clone().unwrap_or_else(|| {
+                current
+                    .settings
+                    .data
+                    .root
+                    .join(&current.settings.data.test_dir)
+            });
+            (current, dir)
+        }
+    };
+    if let Some(ts) = &ctx.settings.model.torchscript {
+        bail!(
+            "the model-randomisation check re-initialises the layers of the native CNN; {} is a TorchScript              module, whose layers' order along the forward pass and initialisers are unknown: not supported",
+            ts.display()
+        );
+    }
+    let mut cfg = ctx.settings.explain.clone();
+    let methods: Vec<Method> = if args.methods.is_empty() {
+        let mut m = cfg.methods.clone();
+        if !m.contains(&Method::Gradient) {
+            m.push(Method::Gradient);
+        }
+        m
+    } else {
+        args.methods
+            .iter()
+            .map(|m| Method::parse(m))
+            .collect::<Result<_, _>>()?
+    };
+    cfg.methods = methods.clone();
+    let model = ctx.load_model()?;
+    let native = model.native().expect("TorchScript refused above");
+    // The sample: the first N images of the test set by image id.
+    let (samples, _) = crate::pipeline::test_samples(&dir, &ctx.classes, None)?;
+    let mut ids: Vec<(String, dataset::Sample)> = samples
+        .par_iter()
+        .filter_map(|s| {
+            std::fs::read(&s.path)
+                .ok()
+                .map(|b| (dataset::content_id(&b), s.clone()))
+        })
+        .collect();
+    ids.sort_by(|a, b| a.0.cmp(&b.0));
+    ids.dedup_by(|a, b| a.0 == b.0);
+    let mut picked = Vec::new();
+    for (id, s) in ids {
+        if picked.len() == args.images {
+            break;
+        }
+        match dataset::read_image(&s.path, ctx.limits()) {
+            Ok(d) => picked.push((
+                id,
+                s,
+                preprocess::prepare(&d.image, &ctx.settings.donnees.image),
+            )),
+            Err(reason) => eprintln!("skipped {}: {reason}", s.path.display()),
+        }
+    }
+    if picked.is_empty() {
+        bail!("{}: no usable test image", dir.display());
+    }
+    let xs: Vec<Tensor> = picked
+        .iter()
+        .map(|(_, _, p)| stack_inputs(&[p]).to_device(model.device()))
+        .collect();
+    let mut targets = Vec::new();
+    for ((_, s, _), x) in picked.iter().zip(&xs) {
+        let probs = predict_probs(&model, x)?.remove(0);
+        let t = explain_target(
+            &cfg.target,
+            evaluate::argmax(&probs),
+            s.label,
+            &ctx.classes,
+            &s.path,
+        )?;
+        targets.push(t as i64);
+    }
+    let inputs: Vec<ImageInput> = picked
+        .iter()
+        .zip(&xs)
+        .zip(&targets)
+        .map(|(((id, _, p), x), &target)| ImageInput {
+            id,
+            x,
+            grey: &p.grey,
+            target,
+            segmentation: Default::default(),
+        })
+        .collect();
+    let layers = sanity::cascade(native);
+    println!(
+        "model randomisation of run {}: {} image(s), {} method(s), {} stages ({} parametrised layers, output first: {})",
+        args.run,
+        inputs.len(),
+        methods.len(),
+        layers.len() + 1,
+        layers.len(),
+        layers
+            .iter()
+            .map(|&i| sanity::layer_label(native, i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let pb = progress((layers.len() + 1) as u64, "stages");
+    let result = sanity::model_randomisation(
+        native,
+        &cfg,
+        &methods,
+        &inputs,
+        ctx.classes.len() as i64,
+        args.seed,
+        &mut |_, _| pb.inc(1),
+    )?;
+    pb.finish_and_clear();
+    if stored.is_none() {
+        let channels = ctx.settings.donnees.image.channels() as usize;
+        let mut snapshot = ctx.settings.clone();
+        snapshot.explain = cfg.clone();
+        let model_path = ctx.settings.model.weights.clone();
+        store.begin_run(&RunRecord {
+            run_id: args.run.clone(),
+            config_yaml: snapshot.to_yaml(),
+            model_path: model_path.to_string_lossy().to_string(),
+            model_sha256: model::file_sha256(&model_path)?,
+            data_root: dir.to_string_lossy().to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            device: format!("{:?}", ctx.device),
+            seed: cfg.seed as i64,
+            profile: cfg.profile.clone(),
+            methods: methods.iter().map(|m| m.name().to_string()).collect(),
+            baseline_value: cfg.integrated_gradients.baseline_value as f64,
+            reference_value: cfg.reference(channels) as f64,
+            images_total: 0,
+        })?;
+        store.finish_run(&args.run, "finished")?;
+    }
+    let images: Vec<SanityImage> = picked
+        .iter()
+        .map(|(id, s, _)| SanityImage {
+            image_id: id.clone(),
+            path: s.path.to_string_lossy().to_string(),
+            label: s.label.map(|l| ctx.classes[l].clone()),
+        })
+        .collect();
+    let stages: Vec<SanityStageRecord> = result
+        .stages
+        .iter()
+        .map(|r| SanityStageRecord {
+            image_id: picked[r.image].0.clone(),
+            method: r.method.name().to_string(),
+            stage: r.stage as i64,
+            layer: r.layer.clone(),
+            spearman_abs: r.similarity.spearman_abs,
+            spearman_signed: r.similarity.spearman_signed,
+            empty: r.empty,
+        })
+        .collect();
+    let other: Vec<OtherClassRecord> = result
+        .other_class
+        .iter()
+        .map(|r| OtherClassRecord {
+            image_id: picked[r.image].0.clone(),
+            method: r.method.name().to_string(),
+            target: ctx.classes[targets[r.image] as usize].clone(),
+            other: ctx.classes[r.other as usize].clone(),
+            spearman_abs: r.similarity.spearman_abs,
+            spearman_signed: r.similarity.spearman_signed,
+            empty: r.empty,
+        })
+        .collect();
+    let seconds = t0.elapsed().as_secs_f64();
+    store.write_sanity(
+        &SanityCheckRecord {
+            run_id: args.run.clone(),
+            seed: args.seed as i64,
+            threshold: args.threshold,
+            layers: result.layers.clone(),
+            methods: methods.iter().map(|m| m.name().to_string()).collect(),
+            seconds,
+        },
+        &images,
+        &stages,
+        &other,
+    )?;
+    print_sanity(store.conn(), &args.run)?;
+    println!(
+        "{seconds:.0} s; results in {} (sanity_stages, v_sanity_curve, v_sanity_verdict)",
+        db.display()
     );
     Ok(())
 }
@@ -709,6 +1017,93 @@ fn cmd_merge(args: &MergeArgs) -> anyhow::Result<u8> {
         return Ok(3);
     }
     Ok(if report.images_failed > 0 { 2 } else { 0 })
+}
+
+/// The stored sanity check of a run as tables: the randomisation curve (mean Spearman of the absolute
+/// maps per stage), the verdicts, the other-class check.
+pub fn print_sanity(conn: &rusqlite::Connection, run_id: &str) -> anyhow::Result<()> {
+    use crate::store::trust::{other_class_summary, sanity_curve, sanity_verdicts};
+    let curve = sanity_curve(conn, Some(run_id))?;
+    let verdicts = sanity_verdicts(conn, Some(run_id))?;
+    let other = other_class_summary(conn, Some(run_id))?;
+    let title = |m: &str| {
+        Method::parse(m)
+            .map(|m| m.title().to_string())
+            .unwrap_or_else(|_| m.to_string())
+    };
+    let stages = curve.iter().map(|p| p.stage).max().unwrap_or(0);
+    let mut layer_of = vec![String::from("-"); stages as usize + 1];
+    for p in &curve {
+        if let Some(l) = &p.layer {
+            layer_of[p.stage as usize] = l.clone();
+        }
+    }
+    println!("mean Spearman of |map| with the trained model's map, per stage (stage s re-initialises the last s layers)");
+    print!("{:<22}", "stage");
+    for s in 0..=stages {
+        print!(" {s:>9}");
+    }
+    println!();
+    print!("{:<22}", "layer re-initialised");
+    for l in &layer_of {
+        print!(" {l:>9}");
+    }
+    println!();
+    let mut methods: Vec<&str> = curve.iter().map(|p| p.method.as_str()).collect();
+    methods.dedup();
+    for m in &methods {
+        print!("{:<22}", title(m));
+        for s in 0..=stages {
+            let v = curve
+                .iter()
+                .find(|p| p.method == *m && p.stage == s)
+                .and_then(|p| p.mean_spearman_abs);
+            match v {
+                Some(v) => print!(" {v:>9.3}"),
+                None => print!(" {:>9}", "-"),
+            }
+        }
+        println!();
+    }
+    if let Some(v) = verdicts.first() {
+        println!(
+            "verdict at stage {} (all layers random): fail when mean |Spearman of |map|| > {}",
+            v.final_stage, v.threshold
+        );
+    }
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{:<22} {:>7} {:>12} {:>12} {:>8}",
+        "method", "images", "|rho| |map|", "rho signed", "verdict"
+    );
+    for v in &verdicts {
+        println!(
+            "{:<22} {:>7} {:>12} {:>12} {:>8}",
+            title(&v.method),
+            v.images,
+            f(v.final_mean_abs_spearman_abs),
+            f(v.final_mean_spearman_signed),
+            v.verdict
+        );
+    }
+    if !other.is_empty() {
+        println!("other-class check (trained model): Spearman of the other class's map with the explained class's map");
+        println!(
+            "{:<22} {:>7} {:>12} {:>12} {:>8}",
+            "method", "images", "rho |map|", "rho signed", "empty"
+        );
+        for o in &other {
+            println!(
+                "{:<22} {:>7} {:>12} {:>12} {:>8}",
+                title(&o.method),
+                o.images,
+                f(o.mean_spearman_abs),
+                f(o.mean_spearman_signed),
+                o.empty_maps
+            );
+        }
+    }
+    Ok(())
 }
 
 fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {

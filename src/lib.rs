@@ -2,7 +2,8 @@
 //!
 //! Data flow, one module per step:
 //! images ([`dataset`]) -> [`preprocess`] -> [`model`] -> [`attribution`] -> [`metrics`] ->
-//! display ([`display`]); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
+//! display ([`display`]); [`trust`] checks the maps themselves (faithfulness curves, model
+//! randomisation); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
 //! [`leakage`] checks audited images against the training folder, [`store`] keeps the results in
 //! SQLite and [`query`] reads them back (query, export, diff); [`commands`] wires the steps to the CLI ([`cli`]).
 pub mod attribution;
@@ -24,5 +25,6 @@ pub mod query;
 pub mod shard;
 pub mod split;
 pub mod store;
+pub mod trust;
 
 pub use error::{Error, Result};

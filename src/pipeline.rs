@@ -20,15 +20,18 @@ use crate::metrics;
 use crate::model::Model;
 use crate::preprocess::{self, Prepared};
 use crate::store::{
-    AgreementRecord, ErrorRecord, ImageRecord, ImageResult, MapRecord, MetricRecord,
-    PredictionRecord, WriterMessage,
+    AgreementRecord, ErrorRecord, FaithfulnessRecord, ImageRecord, ImageResult, MapRecord,
+    MetricRecord, PredictionRecord, WriterMessage,
 };
+use crate::trust;
 
 /// Resolution of the stored maps and of the agreement computations.
 pub const MAP_STORE_SIZE: usize = 64;
 pub const AGREEMENT_SIZE: usize = 32;
 /// Width of the border band, as a fraction of the image side.
 pub const BORDER_FRACTION: f32 = 0.1;
+/// The key of the faithfulness curves in [`AuditStats`]' timings (seconds for all curves of an image).
+pub const FAITHFULNESS: &str = "faithfulness";
 
 /// An image decoded and ready for the model, or the reason it is not.
 pub enum Decoded {
@@ -207,6 +210,8 @@ pub fn audit_image(
     let mut metrics_rows = Vec::new();
     let mut maps = Vec::new();
     let mut small: Vec<(Method, Vec<f32>)> = Vec::new();
+    let faithfulness_on = job.explain.faithfulness.enabled;
+    let mut full: Vec<(Method, Vec<f32>)> = Vec::new();
     let mut errors = Vec::new();
     for &method in &job.explain.methods {
         match attribution::explain(model, job.explain, method, &input) {
@@ -241,6 +246,9 @@ pub fn audit_image(
                     method,
                     metrics::downsample(&a.map, size, size, AGREEMENT_SIZE, AGREEMENT_SIZE),
                 ));
+                if faithfulness_on {
+                    full.push((method, a.map));
+                }
             }
             Err(e) => {
                 *stats.method_errors.entry(method.name()).or_default() += 1;
@@ -265,6 +273,42 @@ pub fn audit_image(
             });
         }
     }
+    let mut faithfulness = Vec::new();
+    if faithfulness_on {
+        let t = Instant::now();
+        let maps: Vec<(Method, &[f32])> = full.iter().map(|(m, v)| (*m, v.as_slice())).collect();
+        match trust::faithfulness::image_curves(model, job.explain, id, &x, target as i64, &maps) {
+            Ok(curves) => {
+                let f = &job.explain.faithfulness;
+                faithfulness = curves
+                    .into_iter()
+                    .map(|c| FaithfulnessRecord {
+                        method: c.method,
+                        steps: f.steps as i64,
+                        score: f.score.name().to_string(),
+                        deletion_auc: c.curves.deletion_auc,
+                        insertion_auc: c.curves.insertion_auc,
+                        deletion_curve: c.curves.deletion,
+                        insertion_curve: c.curves.insertion,
+                        seconds: c.seconds,
+                    })
+                    .collect();
+                let e = stats.method_seconds.entry(FAITHFULNESS).or_default();
+                e.0 += t.elapsed().as_secs_f64();
+                e.1 += 1;
+            }
+            Err(e) => {
+                *stats.method_errors.entry(FAITHFULNESS).or_default() += 1;
+                errors.push(ErrorRecord {
+                    run_id: job.run_id.clone(),
+                    image_id: Some(id.to_string()),
+                    path: sample.path.to_string_lossy().to_string(),
+                    stage: "metrics".into(),
+                    message: format!("faithfulness curves: {e}"),
+                });
+            }
+        }
+    }
     stats.images += 1;
     Ok(ImageResult {
         run_id: job.run_id.clone(),
@@ -273,6 +317,7 @@ pub fn audit_image(
         metrics: metrics_rows,
         agreement,
         maps,
+        faithfulness,
         errors,
         seconds: t0.elapsed().as_secs_f64(),
     })

@@ -222,6 +222,10 @@ pub struct ExplainConfig {
     /// CPU that multiplies bf16 in hardware, AMX or AVX-512 BF16, with the native CNN; f32 otherwise).
     /// Gradient methods always run in f32.
     pub perturbation_precision: String,
+    /// Deletion/insertion curves per image x method (opt-in: it costs forward passes). Left out of the
+    /// run's config snapshot while it has its default value, so runs without it keep their snapshot.
+    #[serde(skip_serializing_if = "crate::trust::FaithfulnessConfig::is_default")]
+    pub faithfulness: crate::trust::FaithfulnessConfig,
 }
 
 impl Default for ExplainConfig {
@@ -241,6 +245,7 @@ impl Default for ExplainConfig {
             kernel_shap: KernelShapConfig::default(),
             segmentation: SegmentationConfig::default(),
             perturbation_precision: "auto".into(),
+            faithfulness: crate::trust::FaithfulnessConfig::default(),
         }
     }
 }
@@ -358,6 +363,7 @@ impl ExplainConfig {
                 ))
             }
         }
+        self.faithfulness.validate()?;
         if self.target != "predicted" && self.target != "label" && self.target.is_empty() {
             return Err(Error::key(
                 "explain.target",
@@ -403,10 +409,17 @@ pub struct Attribution {
 /// A seeded generator for (image id, method, run seed): the same triple always gives the same draws,
 /// whichever worker or order computes it.
 pub fn rng_for(image_id: &str, method: Method, seed: u64) -> ChaCha8Rng {
+    rng_for_key(image_id, method.name(), seed)
+}
+
+/// The generator behind [`rng_for`], for draws that belong to no method: the random-order baseline of
+/// the faithfulness curves (`name` = "random"), the re-initialisation of a layer in the sanity check
+/// (`key` = the parameter's name). `rng_for(id, m, s)` is `rng_for_key(id, m.name(), s)`.
+pub fn rng_for_key(key: &str, name: &str, seed: u64) -> ChaCha8Rng {
     let mut h = Sha256::new();
-    h.update(image_id.as_bytes());
+    h.update(key.as_bytes());
     h.update([0]);
-    h.update(method.name().as_bytes());
+    h.update(name.as_bytes());
     h.update([0]);
     h.update(seed.to_le_bytes());
     let digest: [u8; 32] = h.finalize().into();

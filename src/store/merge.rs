@@ -408,6 +408,7 @@ const IMAGE_TABLES: &[&str] = &[
     "agreement",
     "maps",
     "leakage",
+    "faithfulness",
 ];
 
 /// Copies one shard into the target in one transaction (the shard is attached for the duration).

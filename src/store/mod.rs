@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::shard::Shard;
 
 mod merge;
+pub mod trust;
 mod writer;
 pub use merge::{merge_shards, MergeError, MergeOptions, MergeReport, MergedShard};
+pub use trust::FaithfulnessRecord;
 pub use writer::{Writer, WriterMessage, WriterStats};
 
 #[cfg(test)]
@@ -38,6 +40,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_shards.sql",
         include_str!("../../migrations/0004_shards.sql"),
+    ),
+    (
+        "0005_trust.sql",
+        include_str!("../../migrations/0005_trust.sql"),
     ),
 ];
 
@@ -247,6 +253,9 @@ pub struct ImageResult {
     pub metrics: Vec<MetricRecord>,
     pub agreement: Vec<AgreementRecord>,
     pub maps: Vec<MapRecord>,
+    /// Deletion/insertion curves per method and the random baseline (empty unless the run asks for them).
+    #[serde(default)]
+    pub faithfulness: Vec<FaithfulnessRecord>,
     pub errors: Vec<ErrorRecord>,
     pub seconds: f64,
 }

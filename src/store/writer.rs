@@ -197,6 +197,7 @@ fn delete_image_rows(conn: &Connection, run_id: &str, image_id: &str) -> rusqlit
         "attribution_metrics",
         "agreement",
         "maps",
+        "faithfulness",
         "errors",
     ] {
         conn.prepare_cached(&format!(
@@ -295,6 +296,7 @@ fn write_image(conn: &Connection, r: &ImageResult) -> rusqlite::Result<usize> {
             run, id, m.method, m.width, m.height, m.encoding, m.data
         ])?;
     }
+    super::trust::insert_faithfulness(conn, run, id, &r.faithfulness)?;
     // The errors of an image belong to it, whatever run/image the records carry.
     for e in &r.errors {
         insert_error(conn, run, Some(id), e)?;

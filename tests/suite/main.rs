@@ -9,4 +9,5 @@ mod model;
 mod planted_bias;
 mod query;
 mod shard;
+mod trust;
 mod util;
