@@ -47,6 +47,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff(args) => {
             return query::cmd_diff(&Settings::load(&cli.config, &cli.overrides)?, args)
         }
+        Command::Report(args) => {
+            query::cmd_report(&Settings::load(&cli.config, &cli.overrides)?, args)
+        }
     }?;
     Ok(0)
 }

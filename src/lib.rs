@@ -4,7 +4,7 @@
 //! images ([`dataset`]) -> [`preprocess`] -> [`model`] -> [`attribution`] -> [`metrics`] ->
 //! display ([`display`]); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
 //! [`leakage`] checks audited images against the training folder, [`store`] keeps the results in
-//! SQLite and [`query`] reads them back (query, export, diff); [`commands`] wires the steps to the CLI ([`cli`]).
+//! SQLite, [`query`] reads them back (query, export, diff) and [`report`] writes them as HTML; [`commands`] wires the steps to the CLI ([`cli`]).
 pub mod attribution;
 pub mod brain_mask;
 pub mod cli;
@@ -20,6 +20,7 @@ pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod query;
+pub mod report;
 pub mod split;
 pub mod store;
 

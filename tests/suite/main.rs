@@ -1,6 +1,7 @@
 //! Integration tests: real libtorch, small real or synthetic inputs.
 mod attribution;
 mod audit;
+mod browser;
 mod cli;
 mod config;
 mod dataset;
@@ -8,4 +9,5 @@ mod default_model;
 mod model;
 mod planted_bias;
 mod query;
+mod report;
 mod util;
