@@ -76,8 +76,16 @@ struct KeyValue {
 
 #[derive(Serialize)]
 struct HtmlTable {
+    /// An optional header row above the column names: (title, columns spanned).
+    groups: Vec<HeaderGroup>,
     columns: Vec<String>,
     rows: Vec<Vec<HtmlCell>>,
+}
+
+#[derive(Serialize)]
+struct HeaderGroup {
+    title: String,
+    span: usize,
 }
 
 #[derive(Serialize)]
@@ -164,6 +172,7 @@ fn pct(v: f64) -> String {
 
 fn html_table(t: &Table) -> HtmlTable {
     HtmlTable {
+        groups: Vec::new(),
         columns: t.columns.clone(),
         rows: t
             .rows
@@ -196,6 +205,45 @@ fn html_table(t: &Table) -> HtmlTable {
             })
             .collect(),
     }
+}
+
+/// `bias::side_by_side` for a reader: method titles, and the right / wrong halves under a header.
+fn bias_html(t: &Table) -> HtmlTable {
+    let mut h = html_table(t);
+    if h.columns.len() != 12 {
+        return h;
+    }
+    for r in &mut h.rows {
+        r[1].text = method_title(&r[1].text);
+    }
+    let half = [
+        "images",
+        "background mean",
+        "background median",
+        "border mean",
+        "share flagged",
+    ];
+    h.columns = ["class", "method"]
+        .into_iter()
+        .chain(half)
+        .chain(half)
+        .map(str::to_string)
+        .collect();
+    h.groups = vec![
+        HeaderGroup {
+            title: String::new(),
+            span: 2,
+        },
+        HeaderGroup {
+            title: "correct predictions".into(),
+            span: 5,
+        },
+        HeaderGroup {
+            title: "incorrect predictions".into(),
+            span: 5,
+        },
+    ];
+    h
 }
 
 /// A method's display name ("Grad-CAM" for `gradcam`; an unknown name as it is).
@@ -263,7 +311,7 @@ fn strip(
     path: &Path,
     image_id: &str,
     cfg: Option<&ImageConfig>,
-    maps: &[Option<(usize, usize, Vec<f32>)>],
+    maps: &[Option<StoredMap>],
     thumb: u32,
 ) -> (RgbImage, String) {
     let mut note = String::new();
@@ -660,17 +708,20 @@ fn image_metrics(conn: &Connection, run: &str) -> anyhow::Result<ImageMetrics> {
     Ok(out)
 }
 
+/// A stored map: width, height, values (row-major).
+type StoredMap = (usize, usize, Vec<f32>);
+
 /// The stored maps of one image, in `methods` order.
 fn image_maps(
     conn: &Connection,
     run: &str,
     image_id: &str,
     methods: &[String],
-) -> anyhow::Result<Vec<Option<(usize, usize, Vec<f32>)>>> {
+) -> anyhow::Result<Vec<Option<StoredMap>>> {
     let mut stmt = conn.prepare_cached(
         "SELECT method, width, height, encoding, data FROM maps WHERE run_id = ?1 AND image_id = ?2",
     )?;
-    let mut found: HashMap<String, (usize, usize, Vec<f32>)> = HashMap::new();
+    let mut found: HashMap<String, StoredMap> = HashMap::new();
     let mut rows = stmt.query([run, image_id])?;
     while let Some(r) = rows.next()? {
         if r.get::<_, String>(3)? != "f16le" {
@@ -750,7 +801,7 @@ pub fn write_report(
     });
 
     // Bias summary, mean maps.
-    let bias_table = html_table(&bias::side_by_side(conn, run)?);
+    let bias_table = bias_html(&bias::side_by_side(conn, run)?);
     let maps = bias::mean_maps(conn, run)?;
     let mut mean_rows: Vec<MeanMapRow> = Vec::new();
     let mean_dir = assets.join("mean-maps");

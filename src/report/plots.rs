@@ -69,7 +69,8 @@ fn matrix(
         .margin(10)
         .x_label_area_size(50)
         .y_label_area_size(left)
-        .build_cartesian_2d((0..nc).into_segmented(), (0..nr).into_segmented())
+        // An i32 range is inclusive in plotters: 0..n-1 gives n segments.
+        .build_cartesian_2d((0..nc - 1).into_segmented(), (0..nr - 1).into_segmented())
         .map_err(err)?;
     // Column labels are cut to the cell's width, row labels to the label area's.
     let label_of = |names: &[String], v: &Seg, flip: bool, chars: usize| match v {
@@ -220,6 +221,7 @@ pub fn mass_histograms(
             counts[b as usize] += 1;
         }
         let top = counts.iter().copied().max().unwrap_or(0).max(1);
+        let y_top = top + top / 10 + 1;
         let mut chart = ChartBuilder::on(panel)
             .caption(
                 format!("{} (n={})", cut(method, 24), values.len()),
@@ -228,38 +230,29 @@ pub fn mass_histograms(
             .margin(8)
             .x_label_area_size(28)
             .y_label_area_size(40)
-            .build_cartesian_2d((0..BINS).into_segmented(), 0u32..top + top / 10 + 1)
+            .build_cartesian_2d(0f64..1f64, 0u32..y_top)
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .light_line_style(WHITE.mix(0.0))
             .x_labels(6)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::Exact(i) | SegmentValue::CenterOf(i) if i % 4 == 0 => {
-                    format!("{:.1}", *i as f64 / BINS as f64)
-                }
-                _ => String::new(),
-            })
+            .x_label_formatter(&|v| format!("{v:.1}"))
             .y_labels(4)
             .label_style(("sans-serif", 11))
             .draw()
             .map_err(err)?;
+        let bar = RGBColor(49, 130, 189).filled();
+        let w = 1.0 / BINS as f64;
         chart
-            .draw_series(
-                Histogram::vertical(&chart)
-                    .style(RGBColor(49, 130, 189).filled())
-                    .margin(1)
-                    .data(counts.iter().enumerate().map(|(i, &n)| (i as i32, n))),
-            )
+            .draw_series(counts.iter().enumerate().map(|(i, &n)| {
+                let x = i as f64 * w;
+                Rectangle::new([(x + w * 0.05, 0), (x + w * 0.95, n)], bar)
+            }))
             .map_err(err)?;
-        let at = (threshold * BINS as f64).round() as i32;
         chart
             .draw_series(DashedLineSeries::new(
-                [
-                    (SegmentValue::Exact(at), 0),
-                    (SegmentValue::Exact(at), top + top / 10 + 1),
-                ],
+                [(threshold, 0), (threshold, y_top)],
                 5,
                 4,
                 RGBColor(200, 30, 30).stroke_width(2),

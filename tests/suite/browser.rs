@@ -243,6 +243,12 @@ impl Browser {
     /// waits for the images, evaluates `probe` (an expression whose value is JSON-serialisable) and
     /// reports what happened.
     pub fn visit(&mut self, url: &str, probe: &str) -> Visit {
+        self.visit_with(url, probe, true)
+    }
+
+    /// [`Browser::visit`] with or without scrolling: without, only what a reader loads on opening the
+    /// page (lazy images below the window stay unloaded).
+    pub fn visit_with(&mut self, url: &str, probe: &str, scroll: bool) -> Visit {
         self.backlog.clear();
         let target = self.call(None, "Target.createTarget", json!({"url": "about:blank"}));
         let target_id = target["targetId"].as_str().unwrap().to_string();
@@ -268,24 +274,26 @@ impl Browser {
         }
         self.wait_event("Page.loadEventFired");
         // Scroll like a reader, then wait until every image has loaded or failed.
+        let scroll_js = if scroll {
+            "for (let y = 0; y <= document.documentElement.scrollHeight; y += 700) { window.scrollTo(0, y); await pause(15); } \
+             window.scrollTo(0, document.documentElement.scrollHeight);"
+        } else {
+            ""
+        };
         let scrolled = self.call(
             s,
             "Runtime.evaluate",
             json!({
-                "expression": r#"(async () => {
+                "expression": format!(r#"(async () => {{
                     const pause = ms => new Promise(r => setTimeout(r, ms));
-                    for (let y = 0; y <= document.documentElement.scrollHeight; y += 700) {
-                        window.scrollTo(0, y);
-                        await pause(15);
-                    }
-                    window.scrollTo(0, document.documentElement.scrollHeight);
-                    await pause(50);
-                    await Promise.all(Array.from(document.images).map(i => i.complete ? null :
-                        new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); })));
-                    return Array.from(document.images)
-                        .filter(i => !i.complete || i.naturalWidth === 0)
-                        .map(i => i.getAttribute('src'));
-                })()"#,
+                    {scroll_js}
+                    await pause(300);
+                    const wanted = Array.from(document.images).filter(i => {scroll} || i.loading !== 'lazy'
+                        || i.getBoundingClientRect().top < window.innerHeight);
+                    await Promise.all(wanted.map(i => i.complete ? null :
+                        new Promise(r => {{ i.addEventListener('load', r); i.addEventListener('error', r); }})));
+                    return wanted.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'));
+                }})()"#),
                 "awaitPromise": true,
                 "returnByValue": true,
             }),

@@ -453,3 +453,40 @@ fn walk(p: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Page weight of an existing report, as a browser loads it: `REPORT=/path/to/report.html cargo test
+/// --release --test suite report::page_weight -- --ignored --nocapture`. Prints the bytes fetched on
+/// opening the page (the window only: lazy images below it are not fetched) and after scrolling to its
+/// end.
+#[test]
+#[ignore = "a measurement on a report made elsewhere: set REPORT"]
+fn page_weight() {
+    let Some(report) = std::env::var_os("REPORT").map(PathBuf::from) else {
+        println!("set REPORT=/path/to/report.html");
+        return;
+    };
+    let bin = browser::chromium().expect("chromium");
+    let mut b = Browser::launch(&bin);
+    let bytes = |v: &browser::Visit| -> (usize, u64) {
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0;
+        for u in &v.requested {
+            if let Some(p) = u.strip_prefix("file://") {
+                if seen.insert(p.to_string()) {
+                    total += std::fs::metadata(p).map_or(0, |m| m.len());
+                }
+            }
+        }
+        (seen.len(), total)
+    };
+    for (what, scroll) in [("on opening", false), ("after scrolling to the end", true)] {
+        let v = b.visit_with(&url(&report), "1", scroll);
+        assert!(v.is_clean(), "{v:#?}");
+        let (n, total) = bytes(&v);
+        println!(
+            "{}: {what}: {n} files, {total} bytes ({:.2} MiB)",
+            report.display(),
+            total as f64 / 1048576.0
+        );
+    }
+}
