@@ -186,7 +186,8 @@ pub fn cmd_report(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> 
         .with_context(|| format!("report of run {run}"))?;
     println!("run {run}: report written to {}", w.index.display());
     println!(
-        "  {} image(s) in the gallery, {} page(s); HTML {}, assets {}; opening report.html loads {}",
+        "  {} image(s) in the gallery, {} page(s); HTML {}, assets {}; report.html with its plots, mean \
+         maps and first gallery page: {} (the gallery strips load as the reader scrolls)",
         w.images,
         w.pages.len(),
         mib(w.html_bytes),

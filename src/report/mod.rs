@@ -765,6 +765,25 @@ pub fn write_report(
     let per_page = opts.per_page.max(1);
     let thumb = opts.thumb.clamp(32, 512);
     let assets = dir.join(ASSETS);
+    // A report written here before (another run, another --per-page) leaves nothing stale behind:
+    // report-assets/ and gallery-N.html are this command's own.
+    if assets.is_dir() {
+        std::fs::remove_dir_all(&assets)
+            .with_context(|| format!("cannot clear {}", assets.display()))?;
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let is_page = name
+                .strip_prefix("gallery-")
+                .and_then(|r| r.strip_suffix(".html"))
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+            if is_page {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("cannot remove {}", e.path().display()))?;
+            }
+        }
+    }
     let strips_dir = assets.join("strips");
     std::fs::create_dir_all(&strips_dir)
         .with_context(|| format!("cannot create {}", strips_dir.display()))?;
