@@ -126,42 +126,11 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::InputSpec;
-
-    #[test]
-    fn flops_of_the_default_cnn_by_hand() {
-        // cnn128: conv 1->16, conv 16->32 at 128^2; pool; conv 32->64, conv 64->64 at 64^2; pool;
-        // dense 32*32*64 -> 64 -> 2.
-        let specs = crate::model::preset_layers([16, 32, 64, 64], 64, 2);
-        let m = NativeCnn::new(
-            &specs,
-            InputSpec {
-                channels: 1,
-                size: 128,
-                classes: 2,
-            },
-            Device::Cpu,
-        )
-        .unwrap();
-        let conv = |ci: f64, co: f64, hw: f64| 2.0 * ci * co * 9.0 * hw * hw;
-        let want = conv(1.0, 16.0, 128.0)
-            + conv(16.0, 32.0, 128.0)
-            + conv(32.0, 64.0, 64.0)
-            + conv(64.0, 64.0, 64.0)
-            + 2.0 * 65536.0 * 64.0
-            + 2.0 * 64.0 * 2.0;
-        assert_eq!(forward_flops(&m), want);
-        assert!((want / 1e9 - 0.617).abs() < 0.001, "{want}");
-    }
-}
-
 /// Seconds per layer for one forward batch of `batch` random inputs, in three set-ups: float32 as
 /// loaded (NCHW), float32 channels-last, bfloat16 channels-last (dense layers in float32, as the
 /// perturbation path runs them). Median of `reps` runs each; a profile, so that levers are chosen by
 /// measurement.
+#[allow(clippy::needless_range_loop)]
 pub fn layer_profile(
     m: &NativeCnn,
     batch: i64,
@@ -231,4 +200,36 @@ pub fn layer_profile(
         }
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::InputSpec;
+
+    #[test]
+    fn flops_of_the_default_cnn_by_hand() {
+        // cnn128: conv 1->16, conv 16->32 at 128^2; pool; conv 32->64, conv 64->64 at 64^2; pool;
+        // dense 32*32*64 -> 64 -> 2.
+        let specs = crate::model::preset_layers([16, 32, 64, 64], 64, 2);
+        let m = NativeCnn::new(
+            &specs,
+            InputSpec {
+                channels: 1,
+                size: 128,
+                classes: 2,
+            },
+            Device::Cpu,
+        )
+        .unwrap();
+        let conv = |ci: f64, co: f64, hw: f64| 2.0 * ci * co * 9.0 * hw * hw;
+        let want = conv(1.0, 16.0, 128.0)
+            + conv(16.0, 32.0, 128.0)
+            + conv(32.0, 64.0, 64.0)
+            + conv(64.0, 64.0, 64.0)
+            + 2.0 * 65536.0 * 64.0
+            + 2.0 * 64.0 * 2.0;
+        assert_eq!(forward_flops(&m), want);
+        assert!((want / 1e9 - 0.617).abs() < 0.001, "{want}");
+    }
 }

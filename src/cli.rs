@@ -141,6 +141,13 @@ pub enum Command {
     ///
     /// Example: tumor-audit merge --into out/audit.sqlite out/audit.shard-*-of-4.sqlite
     Merge(MergeArgs),
+    /// Write a run as static HTML pages: run header, evaluation with the confusion matrix, bias
+    /// summary, mean maps, mass histograms, method agreement, leakage, errors and a gallery of correct
+    /// and incorrect predictions (each image with every method's overlay, most suspicious first).
+    /// Opens from the file system: no network, no scripts.
+    ///
+    /// Example: tumor-audit report --run nightly-2026-11-25 (then open out/nightly-2026-11-25/report.html)
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +239,25 @@ pub struct ExportArgs {
     /// Output folder (default: <output.dir>/<run>).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// SQLite database (default: <output.dir>/audit.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Run (default: the latest; a unique prefix is enough).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Output folder (default: <output.dir>/<run>); gets report.html, gallery-N.html and report-assets/.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Gallery images per column (correct / incorrect) and page; report.html shows the first page.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub per_page: u64,
+    /// Size of one gallery thumbnail (input or overlay), in pixels.
+    #[arg(long, default_value_t = 96, value_parser = clap::value_parser!(u32).range(32..=512))]
+    pub thumb: u32,
 }
 
 #[derive(Debug, Args)]

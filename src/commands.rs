@@ -50,6 +50,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Merge(args) => return cmd_merge(args),
         Command::Sanity(args) => cmd_sanity(&cli, args),
+        Command::Report(args) => {
+            query::cmd_report(&Settings::load(&cli.config, &cli.overrides)?, args)
+        }
     }?;
     Ok(0)
 }

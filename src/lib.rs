@@ -5,7 +5,7 @@
 //! display ([`display`]); [`trust`] checks the maps themselves (faithfulness curves, model
 //! randomisation); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
 //! [`leakage`] checks audited images against the training folder, [`store`] keeps the results in
-//! SQLite and [`query`] reads them back (query, export, diff); [`commands`] wires the steps to the CLI ([`cli`]).
+//! SQLite, [`query`] reads them back (query, export, diff) and [`report`] writes them as HTML; [`commands`] wires the steps to the CLI ([`cli`]).
 pub mod attribution;
 pub mod bench;
 pub mod brain_mask;
@@ -22,6 +22,7 @@ pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod query;
+pub mod report;
 pub mod shard;
 pub mod split;
 pub mod store;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::cli::{DiffArgs, ExportArgs, QueryArgs, QueryWhat};
+use crate::cli::{DiffArgs, ExportArgs, QueryArgs, QueryWhat, ReportArgs};
 use crate::config::Settings;
 use crate::query::{self, bias, diff, export, Format, Rules, Table};
 use crate::store::Store;
@@ -163,6 +163,42 @@ pub fn cmd_export(settings: &Settings, args: &ExportArgs) -> anyhow::Result<()> 
     }
     if let Some(grid) = &done.mean_map_grid {
         println!("  mean maps per class x method: {}", grid.display());
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+pub fn cmd_report(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
+    let store = open(settings, &args.db)?;
+    let run = query::resolve_run(store.conn(), args.run.as_deref())?;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| settings.output.dir.join(bias::file_safe(&run)));
+    let opts = crate::report::Options {
+        per_page: args.per_page as usize,
+        thumb: args.thumb,
+    };
+    let w = crate::report::write_report(store.conn(), &run, &dir, &opts)
+        .with_context(|| format!("report of run {run}"))?;
+    println!("run {run}: report written to {}", w.index.display());
+    println!(
+        "  {} image(s) in the gallery, {} page(s); HTML {}, assets {}; report.html with its plots, mean \
+         maps and first gallery page: {} (the gallery strips load as the reader scrolls)",
+        w.images,
+        w.pages.len(),
+        mib(w.html_bytes),
+        mib(w.asset_bytes),
+        mib(w.first_page_bytes)
+    );
+    if w.originals_missing > 0 {
+        println!(
+            "  {} original image(s) not readable at their recorded path: their rows show the maps alone",
+            w.originals_missing
+        );
     }
     Ok(())
 }

@@ -106,8 +106,11 @@ pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
 /// Correct vs incorrect side by side: one row per class x method.
 pub fn side_by_side(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
     let all = groups(conn, run)?;
+    // The map is ordered by (label, correct, method): sort before dedup, or a class with both right
+    // and wrong predictions would get each method twice.
     let mut keys: Vec<(String, String)> =
         all.keys().map(|(l, _, m)| (l.clone(), m.clone())).collect();
+    keys.sort();
     keys.dedup();
     let mut t = Table::new([
         "label",

@@ -752,3 +752,42 @@ fn foreign_keys_are_enforced_and_runs_cascade() {
         "{err}"
     );
 }
+
+#[test]
+fn bias_side_by_side_has_one_row_per_class_and_method() {
+    // A class with right and wrong predictions must not list its methods twice.
+    let (_dir, path, store) = store_with_run("r1");
+    let writer = Writer::spawn(&path, 8, 8).unwrap();
+    let send = writer.sender();
+    for r in [
+        image_result("r1", 1, "glioma", "glioma", 0.7, 0.8),
+        image_result("r1", 2, "glioma", "pituitary", 0.95, 0.1),
+        image_result("r1", 3, "pituitary", "pituitary", 0.9, 0.2),
+    ] {
+        send.send(WriterMessage::Image(Box::new(r))).unwrap();
+    }
+    drop(send);
+    writer.finish().unwrap();
+    let t = crate::query::bias::side_by_side(store.conn(), "r1").unwrap();
+    let keys: Vec<String> = t
+        .rows
+        .iter()
+        .map(|r| format!("{:?}/{:?}", r[0], r[1]))
+        .collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), keys.len(), "{keys:?}");
+    let glioma_ig = t
+        .rows
+        .iter()
+        .find(|r| {
+            r[0] == crate::query::Cell::text("glioma")
+                && r[1] == crate::query::Cell::text("integrated_gradients")
+        })
+        .unwrap();
+    // n_right and n_wrong on the same row.
+    assert_eq!(glioma_ig[2], crate::query::Cell::Int(1));
+    assert_eq!(glioma_ig[7], crate::query::Cell::Int(1));
+}

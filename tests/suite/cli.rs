@@ -10,7 +10,7 @@ fn help_says_what_each_command_does_with_an_example() {
         text.contains("Example") && text.contains("Guided Backprop"),
         "{text}"
     );
-    for sub in ["split", "train", "evaluate", "explain"] {
+    for sub in ["split", "train", "evaluate", "explain", "report"] {
         let out = bin(&[]).args([sub, "--help"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{sub} --help");

@@ -1,6 +1,7 @@
 //! Integration tests: real libtorch, small real or synthetic inputs.
 mod attribution;
 mod audit;
+mod browser;
 mod cli;
 mod config;
 mod dataset;
@@ -8,6 +9,7 @@ mod default_model;
 mod model;
 mod planted_bias;
 mod query;
+mod report;
 mod shard;
 mod trust;
 mod util;

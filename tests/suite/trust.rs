@@ -302,6 +302,7 @@ fn each_stage_is_compared_with_stage_zero_of_the_same_image_and_method() {
             x,
             grey: g,
             target: i as i64,
+            segmentation: Default::default(),
         })
         .collect();
     let methods = [Method::Gradient, Method::GuidedBackprop];
@@ -361,9 +362,13 @@ fn each_stage_is_compared_with_stage_zero_of_the_same_image_and_method() {
             tumor_audit::attribution::explain(&stage_models[0], &cfg, o.method, &inputs[o.image])
                 .unwrap()
                 .map;
+        let base = &inputs[o.image];
         let other_input = ImageInput {
+            id: base.id,
+            x: base.x,
+            grey: base.grey,
             target: o.other,
-            ..inputs[o.image]
+            segmentation: Default::default(),
         };
         let u = tumor_audit::attribution::explain(&stage_models[0], &cfg, o.method, &other_input)
             .unwrap()

@@ -102,6 +102,7 @@ fn result(run_id: &str, n: usize) -> ImageResult {
             Vec::new()
         },
         seconds: 1.0,
+        faithfulness: Vec::new(),
     }
 }
 
