@@ -86,6 +86,8 @@ fn gflops(flops: f64, reps: usize, mut op: impl FnMut()) -> f64 {
 /// batch `batch` run alone (the best case for the workload's own shapes).
 pub struct Peak {
     pub matmul_gflops: f64,
+    /// The same matmul in bfloat16 (AMX / AVX-512 BF16 where the CPU has them).
+    pub matmul_bf16_gflops: f64,
     pub model_forward_gflops: f64,
 }
 
@@ -100,6 +102,8 @@ pub fn measure_peak(model: &Model, batch: i64) -> Peak {
         let _ = t.double_value(&[0, 0]);
     };
     let matmul_gflops = gflops(2.0 * (n * n * n) as f64, 5, || sync(&a.matmul(&b)));
+    let (a16, b16) = (a.to_kind(Kind::BFloat16), b.to_kind(Kind::BFloat16));
+    let matmul_bf16_gflops = gflops(2.0 * (n * n * n) as f64, 5, || sync(&a16.matmul(&b16)));
     let spec = model.input();
     let x = Tensor::rand(
         [batch, spec.channels, spec.size, spec.size],
@@ -114,6 +118,7 @@ pub fn measure_peak(model: &Model, batch: i64) -> Peak {
     };
     Peak {
         matmul_gflops,
+        matmul_bf16_gflops,
         model_forward_gflops,
     }
 }
