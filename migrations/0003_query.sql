@@ -52,7 +52,8 @@ LEFT JOIN v_method_agreement AS a
 GROUP BY v.run_id, v.label, v.correct, v.method;
 
 -- One row per suspicious image, with the default rules of `tumor-audit query suspicious`:
---   location:   a method's mass_background > 0.5 or mass_border > 0.25 (counted per method)
+--   location:   a method's mass_background > 0.5 or mass_border > 0.5 (counted per method; the border
+--               band is 36% of the image, so an evenly spread map has 0.36 there)
 --   wrong:      correct = 0 and confidence > 0.9
 --   disagree:   the mean Spearman correlation between the methods' maps < 0.05
 -- score = methods flagged for location + wrong + disagree; sort by score, then location_ratio
@@ -62,10 +63,10 @@ WITH per_image AS (
     SELECT
         run_id, image_id, path, label, predicted, confidence, correct,
         count(*) AS methods,
-        sum(coalesce(mass_background, 0) > 0.5 OR coalesce(mass_border, 0) > 0.25) AS methods_flagged,
-        group_concat(CASE WHEN coalesce(mass_background, 0) > 0.5 OR coalesce(mass_border, 0) > 0.25
+        sum(coalesce(mass_background, 0) > 0.5 OR coalesce(mass_border, 0) > 0.5) AS methods_flagged,
+        group_concat(CASE WHEN coalesce(mass_background, 0) > 0.5 OR coalesce(mass_border, 0) > 0.5
                           THEN method END, ',') AS flagged_by,
-        max(max(coalesce(mass_background, 0) / 0.5, coalesce(mass_border, 0) / 0.25)) AS location_ratio
+        max(max(coalesce(mass_background, 0) / 0.5, coalesce(mass_border, 0) / 0.5)) AS location_ratio
     FROM v_image_method
     GROUP BY run_id, image_id
 ),

@@ -190,9 +190,20 @@ pub enum QueryWhat {
         #[arg(long)]
         long: bool,
     },
+    /// Trust checks of a run: faithfulness per method (deletion / insertion AUC against the random
+    /// pixel order, correct vs incorrect, by class) from `audit --faithfulness`, and the
+    /// model-randomisation sanity curve with each method's verdict from `tumor-audit sanity`.
+    ///
+    /// Example: tumor-audit query trust --run nightly-2026-11-25
+    Trust {
+        /// Run (default: the latest; a unique prefix is enough).
+        #[arg(long)]
+        run: Option<String>,
+    },
     /// One SQL statement on a read-only connection; statements that would write are refused.
     /// Views: v_image_method, v_suspicious, v_suspicious_images, v_bias_summary, v_run_summary,
-    /// v_method_agreement, v_image_agreement.
+    /// v_method_agreement, v_image_agreement, v_faithfulness_image, v_faithfulness_summary,
+    /// v_faithfulness_by_class, v_sanity_curve, v_sanity_verdict, v_sanity_other_class.
     Sql {
         /// The statement, e.g. "SELECT method, avg(mass_background) FROM v_image_method GROUP BY method".
         statement: String,
@@ -208,8 +219,9 @@ pub struct SuspiciousArgs {
     /// above this.
     #[arg(long, default_value_t = 0.5)]
     pub background: f64,
-    /// ...or when its border-band mass is above this.
-    #[arg(long, default_value_t = 0.25)]
+    /// ...or when its border-band mass is above this (the band, 10% of each side, is 36% of the
+    /// image: an evenly spread map has 0.36 there).
+    #[arg(long, default_value_t = 0.5)]
     pub border: f64,
     /// A wrong prediction with a confidence above this is suspicious.
     #[arg(long, default_value_t = 0.9)]

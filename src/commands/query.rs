@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::cli::{DiffArgs, ExportArgs, QueryArgs, QueryWhat, ReportArgs};
 use crate::config::Settings;
-use crate::query::{self, bias, diff, export, Format, Rules, Table};
+use crate::query::{self, bias, diff, export, trust, Format, Rules, Table};
 use crate::store::Store;
 
 fn db_path(settings: &Settings, db: &Option<PathBuf>) -> PathBuf {
@@ -83,31 +83,10 @@ pub fn cmd_query(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
             let run = query::resolve_run(conn, run.as_deref())?;
             let id = query::find_image(conn, &run, image)?;
             let sections = query::image(conn, &run, &id)?;
-            match args.format {
-                Format::Json => {
-                    let obj: serde_json::Map<String, serde_json::Value> = sections
-                        .iter()
-                        .map(|(name, t)| (name.clone(), t.to_json()))
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&obj)?);
-                    Ok(())
-                }
-                Format::Csv => {
-                    for (name, t) in &sections {
-                        println!("# {name}");
-                        print(t, Format::Csv)?;
-                    }
-                    Ok(())
-                }
-                Format::Table => {
-                    println!("run {run}, image {id}");
-                    for (name, t) in &sections {
-                        println!("\n{name}:");
-                        print(t, Format::Table)?;
-                    }
-                    Ok(())
-                }
+            if args.format == Format::Table {
+                println!("run {run}, image {id}");
             }
+            print_sections(&sections, args.format)
         }
         QueryWhat::Bias { run, long } => {
             let run = query::resolve_run(conn, run.as_deref())?;
@@ -121,7 +100,85 @@ pub fn cmd_query(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
             }
             print(&t, args.format)
         }
+        QueryWhat::Trust { run } => {
+            let run = query::resolve_run(conn, run.as_deref())?;
+            let sections = [
+                ("faithfulness", trust::faithfulness(conn, &run)?),
+                (
+                    "faithfulness by class",
+                    trust::faithfulness_by_class(conn, &run)?,
+                ),
+                ("sanity check", trust::sanity_check(conn, &run)?),
+                ("sanity curve", trust::sanity_wide(conn, &run)?),
+                ("other class", trust::other_class(conn, &run)?),
+            ];
+            if args.format == Format::Table {
+                println!("run {run}");
+                let hints = [
+                    "faithfulness: AUC of the target score while the pixels a method ranks first are \
+                     deleted (lower = more faithful) or inserted (higher = more faithful), next to the \
+                     random pixel order; _right / _wrong = correct / incorrect predictions",
+                    "",
+                    "",
+                    "sanity curve: mean |Spearman| of the absolute maps with the trained model's maps, the \
+                     layers re-initialised cumulatively from the output (column = stage, layer index:kind); a method still similar once the \
+                     whole network is random fails",
+                    "other class: similarity of the map explaining another class with the explained \
+                     class's map (high = the map hardly depends on the class)",
+                ];
+                for ((name, t), hint) in sections.iter().zip(hints) {
+                    println!("\n{name}:");
+                    if !hint.is_empty() {
+                        println!("  ({hint})");
+                    }
+                    if t.rows.is_empty() {
+                        println!(
+                            "  none: {}",
+                            if name.starts_with("faith") {
+                                "audit the run with --faithfulness"
+                            } else {
+                                "run `tumor-audit sanity --run RUN`"
+                            }
+                        );
+                    } else {
+                        print(t, Format::Table)?;
+                    }
+                }
+                Ok(())
+            } else {
+                print_sections(&sections, args.format)
+            }
+        }
         QueryWhat::Sql { statement } => print(&query::sql(conn, statement)?, args.format),
+    }
+}
+
+/// Named tables: one JSON object keyed by name, CSV blocks each after a `# name` line, or aligned
+/// tables each under its name.
+fn print_sections<N: AsRef<str>>(sections: &[(N, Table)], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => {
+            let obj: serde_json::Map<String, serde_json::Value> = sections
+                .iter()
+                .map(|(name, t)| (name.as_ref().to_string(), t.to_json()))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&obj)?);
+            Ok(())
+        }
+        Format::Csv => {
+            for (name, t) in sections {
+                println!("# {}", name.as_ref());
+                print(t, Format::Csv)?;
+            }
+            Ok(())
+        }
+        Format::Table => {
+            for (name, t) in sections {
+                println!("\n{}:", name.as_ref());
+                print(t, Format::Table)?;
+            }
+            Ok(())
+        }
     }
 }
 

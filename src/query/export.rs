@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use rusqlite::Connection;
 
 use super::table::{Cell, Table};
-use super::{bias, Format};
+use super::{bias, trust, Format};
 
 /// Per image x method metrics (tidy long format: one row per image x method).
 pub fn metrics(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
@@ -118,8 +118,9 @@ pub struct Exported {
     pub mean_map_grid: Option<PathBuf>,
 }
 
-/// Writes `metrics.csv`, `predictions.csv`, `agreement.csv`, `bias_summary.csv`, `errors.csv` and
-/// `mean-maps/` into `dir`. Returns each file with its row count.
+/// Writes `metrics.csv`, `predictions.csv`, `agreement.csv`, `bias_summary.csv`, `errors.csv`, the
+/// trust checks (`faithfulness.csv`, `faithfulness_summary.csv`, `faithfulness_curves.csv`,
+/// `sanity_curve.csv`) and `mean-maps/` into `dir`. Returns each file with its row count.
 pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> anyhow::Result<Exported> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tables = [
@@ -128,6 +129,14 @@ pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> anyhow::Result<Ex
         ("agreement.csv", agreement(conn, run)?),
         ("bias_summary.csv", bias::summary(conn, run)?),
         ("errors.csv", errors(conn, run)?),
+        // Trust checks (empty, header only, when the run has none).
+        ("faithfulness.csv", trust::faithfulness_images(conn, run)?),
+        (
+            "faithfulness_summary.csv",
+            trust::faithfulness_by_class(conn, run)?,
+        ),
+        ("faithfulness_curves.csv", trust::mean_curves(conn, run)?),
+        ("sanity_curve.csv", trust::sanity_curve(conn, run)?),
     ];
     let mut files = Vec::new();
     for (name, t) in &tables {

@@ -8,6 +8,7 @@ pub mod bias;
 pub mod diff;
 pub mod export;
 pub mod table;
+pub mod trust;
 
 pub use table::{Cell, Format, Table};
 
@@ -77,7 +78,7 @@ impl Default for Rules {
     fn default() -> Rules {
         Rules {
             background: 0.5,
-            border: 0.25,
+            border: 0.5,
             confidence: 0.9,
             agreement: 0.05,
             min_methods: 1,

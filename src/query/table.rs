@@ -33,6 +33,23 @@ impl Cell {
         v.map_or(Cell::Null, Cell::real)
     }
 
+    /// The value as a number (integers included), `None` for NULL, text and blobs.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Cell::Int(i) => Some(*i as f64),
+            Cell::Real(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The value as text, `None` for anything else.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Cell::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
     fn from_sql(v: ValueRef<'_>) -> Cell {
         match v {
             ValueRef::Null => Cell::Null,

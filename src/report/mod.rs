@@ -21,7 +21,7 @@ use crate::dataset::{self, Limits};
 use crate::display::{self, DisplayParams};
 use crate::evaluate;
 use crate::metrics;
-use crate::query::{self, bias, export, Cell, Rules, Table};
+use crate::query::{self, bias, export, trust, Cell, Rules, Table};
 
 pub mod plots;
 
@@ -895,6 +895,9 @@ pub fn write_report(
         first_page_assets.push(p);
     }
 
+    // Trust checks: faithfulness (audit --faithfulness) and the sanity check (`sanity`).
+    let trust_section = trust_section(conn, run, &assets, &mut first_page_assets)?;
+
     // Leakage.
     let leak: (i64, i64, Option<i64>, Option<String>) = conn.query_row(
         "SELECT count(*), coalesce(sum(near_duplicate), 0), max(max_distance), max(train_dir)
@@ -1139,6 +1142,7 @@ pub fn write_report(
             has_metrics => has_metrics,
             has_agreement => has_agreement,
             agreement_table => ser(&agree_table),
+            trust => ser(&trust_section),
             leak_checked => leak.0,
             leak_near => leak.1,
             leak_max_distance => leak.2,
@@ -1181,6 +1185,159 @@ pub fn write_report(
         images: all.len(),
         originals_missing,
     })
+}
+
+/// The report's trust section: tables with method titles, and the plots' asset paths (`None` when
+/// the run has no such rows).
+#[derive(Serialize, Default)]
+struct TrustSection {
+    faithfulness: Option<HtmlTable>,
+    faithfulness_by_class: Option<HtmlTable>,
+    faithfulness_svg: Option<String>,
+    faithfulness_steps: Option<i64>,
+    sanity: Option<HtmlTable>,
+    sanity_svg: Option<String>,
+    sanity_images: Option<i64>,
+    sanity_threshold: Option<f64>,
+    other_class: Option<HtmlTable>,
+}
+
+/// `html_table` with the `method` column's names as titles.
+fn methods_html(t: &Table) -> HtmlTable {
+    let mut h = html_table(t);
+    if let Some(c) = t.column("method") {
+        for r in &mut h.rows {
+            r[c].text = method_title(&r[c].text);
+        }
+    }
+    h
+}
+
+fn trust_section(
+    conn: &Connection,
+    run: &str,
+    assets: &Path,
+    first_page_assets: &mut Vec<PathBuf>,
+) -> anyhow::Result<TrustSection> {
+    let mut out = TrustSection::default();
+    let faith = trust::faithfulness(conn, run)?;
+    if !faith.rows.is_empty() {
+        out.faithfulness = Some(methods_html(&faith));
+        out.faithfulness_by_class = Some(methods_html(&trust::faithfulness_by_class(conn, run)?));
+        // The mean curves: one line per method, the random order dashed.
+        let curves = trust::mean_curves(conn, run)?;
+        let col = |n: &str| curves.column(n).expect("mean_curves column");
+        let (cm, cf, cd, ci) = (
+            col("method"),
+            col("fraction"),
+            col("deletion_score"),
+            col("insertion_score"),
+        );
+        let mut deletion: Vec<plots::Line> = Vec::new();
+        let mut insertion: Vec<plots::Line> = Vec::new();
+        for r in &curves.rows {
+            let m = r[cm].as_text().unwrap_or_default();
+            if deletion.last().is_none_or(|l| l.name != method_title(m)) {
+                for lines in [&mut deletion, &mut insertion] {
+                    lines.push(plots::Line {
+                        name: method_title(m),
+                        points: Vec::new(),
+                        baseline: m == "random",
+                    });
+                }
+            }
+            if let (Some(f), Some(d), Some(i)) = (r[cf].as_f64(), r[cd].as_f64(), r[ci].as_f64()) {
+                deletion.last_mut().expect("pushed").points.push((f, d));
+                insertion.last_mut().expect("pushed").points.push((f, i));
+            }
+        }
+        out.faithfulness_steps = conn.query_row(
+            "SELECT max(steps) FROM faithfulness WHERE run_id = ?1",
+            [run],
+            |r| r.get(0),
+        )?;
+        // Probabilities fit [0, 1]; logits (explain.faithfulness.score: logit) get their own range.
+        let (lo, hi) = deletion
+            .iter()
+            .chain(&insertion)
+            .flat_map(|l| l.points.iter().map(|p| p.1))
+            .fold((0.0f64, 1.02f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let p = assets.join("faithfulness.svg");
+        let panel = |title, lines, legend| plots::Panel {
+            title,
+            x_desc: "fraction of the pixels, most important first",
+            y_desc: "mean score of the explained class",
+            x: 0.0..1.0,
+            y: lo..hi,
+            x_ticks: None,
+            threshold: None,
+            lines,
+            legend,
+        };
+        plots::line_panels(
+            &p,
+            &[
+                panel(
+                    "Deletion (lower = more faithful)",
+                    deletion,
+                    plots::SeriesLabelPosition::UpperRight,
+                ),
+                panel(
+                    "Insertion (higher = more faithful)",
+                    insertion,
+                    plots::SeriesLabelPosition::LowerRight,
+                ),
+            ],
+        )?;
+        first_page_assets.push(p);
+        out.faithfulness_svg = Some(format!("{ASSETS}/faithfulness.svg"));
+    }
+    let wide = trust::sanity_wide(conn, run)?;
+    if !wide.rows.is_empty() {
+        let check = trust::sanity_check(conn, run)?;
+        if let Some(r) = check.rows.first() {
+            out.sanity_images = check
+                .column("images")
+                .and_then(|c| r[c].as_f64())
+                .map(|v| v as i64);
+            out.sanity_threshold = check.column("threshold").and_then(|c| r[c].as_f64());
+        }
+        // Stage columns sit between `verdict` and `signed_last`.
+        let stages: Vec<String> = wide.columns[2..wide.columns.len() - 1].to_vec();
+        let lines: Vec<plots::Line> = wide
+            .rows
+            .iter()
+            .map(|r| plots::Line {
+                name: method_title(r[0].as_text().unwrap_or_default()),
+                points: r[2..r.len() - 1]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(s, c)| c.as_f64().map(|v| (s as f64, v)))
+                    .collect(),
+                baseline: false,
+            })
+            .collect();
+        let p = assets.join("sanity.svg");
+        plots::line_panels(
+            &p,
+            &[plots::Panel {
+                title: "Similarity to the trained model's maps",
+                x_desc: "stage: layer re-initialised (cumulative, from the output)",
+                y_desc: "mean |Spearman| of |map|",
+                x: -0.1..(stages.len() as f64 - 0.9),
+                y: 0.0..1.02,
+                x_ticks: Some(&stages),
+                threshold: out.sanity_threshold,
+                lines,
+                legend: plots::SeriesLabelPosition::UpperRight,
+            }],
+        )?;
+        first_page_assets.push(p);
+        out.sanity_svg = Some(format!("{ASSETS}/sanity.svg"));
+        out.sanity = Some(methods_html(&wide));
+        out.other_class = Some(methods_html(&trust::other_class(conn, run)?));
+    }
+    Ok(out)
 }
 
 fn dir_size(p: &Path) -> u64 {

@@ -1,10 +1,12 @@
 //! The report's plots, drawn with `plotters` to SVG files: the confusion matrix, histograms of the
-//! background / border mass per method, and the method-agreement matrix. SVG keeps the text as text
+//! background / border mass per method, the method-agreement matrix, and line charts (the trust
+//! checks' faithfulness and sanity curves). SVG keeps the text as text
 //! (the browser draws it with its own fonts, and plotters escapes it), so no font file is needed.
 use std::path::Path;
 
 use anyhow::Context as _;
 use plotters::coord::ranged1d::SegmentValue;
+pub use plotters::prelude::SeriesLabelPosition;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -257,6 +259,125 @@ pub fn mass_histograms(
                 4,
                 RGBColor(200, 30, 30).stroke_width(2),
             ))
+            .map_err(err)?;
+    }
+    root.present()
+        .map_err(err)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Line colours of the methods, in the order the series come (the random baseline is drawn grey).
+const LINE_COLOURS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+/// One line of a line chart: its legend name, points, and whether it is a baseline (grey, dashed).
+pub struct Line {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub baseline: bool,
+}
+
+/// One panel of line charts: title, axis descriptions, x and y ranges, and an optional horizontal
+/// threshold drawn as a dashed red line.
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub x: std::ops::Range<f64>,
+    pub y: std::ops::Range<f64>,
+    /// Tick labels for integer x positions (e.g. the sanity check's stages); `None` = numbers.
+    pub x_ticks: Option<&'a [String]>,
+    pub threshold: Option<f64>,
+    pub lines: Vec<Line>,
+    /// Where the legend goes (where the lines are not).
+    pub legend: SeriesLabelPosition,
+}
+
+/// Panels side by side, each a line chart with its legend, in one SVG.
+pub fn line_panels(path: &Path, panels: &[Panel<'_>]) -> anyhow::Result<()> {
+    let (pw, ph) = (460u32, 340u32);
+    let root = SVGBackend::new(path, (pw * panels.len().max(1) as u32, ph)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, p) in areas.iter().zip(panels) {
+        let mut chart = ChartBuilder::on(area)
+            .caption(p.title, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(if p.x_ticks.is_some() { 56 } else { 36 })
+            .y_label_area_size(48)
+            .build_cartesian_2d(p.x.clone(), p.y.clone())
+            .map_err(err)?;
+        let ticks = p.x_ticks;
+        let fmt_x = |v: &f64| match ticks {
+            Some(t) => {
+                let i = v.round();
+                if (v - i).abs() < 1e-6 && i >= 0.0 {
+                    t.get(i as usize).map(|s| cut(s, 12)).unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            }
+            None => format!("{v:.1}"),
+        };
+        let n_ticks = ticks.map_or(6, |t| t.len());
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(235, 235, 235))
+            .x_labels(n_ticks)
+            .x_label_formatter(&fmt_x)
+            .y_labels(6)
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .x_desc(p.x_desc)
+            .y_desc(p.y_desc)
+            .label_style(("sans-serif", 11))
+            .axis_desc_style(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        if let Some(t) = p.threshold {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(p.x.start, t), (p.x.end, t)],
+                    5,
+                    4,
+                    RGBColor(200, 30, 30).stroke_width(1),
+                ))
+                .map_err(err)?;
+        }
+        let mut colour = 0;
+        for line in &p.lines {
+            let c = if line.baseline {
+                RGBColor(110, 110, 110)
+            } else {
+                colour += 1;
+                LINE_COLOURS[(colour - 1) % LINE_COLOURS.len()]
+            };
+            let style = c.stroke_width(2);
+            let drawn = if line.baseline {
+                chart.draw_series(DashedLineSeries::new(line.points.clone(), 6, 4, style))
+            } else {
+                chart.draw_series(LineSeries::new(line.points.clone(), style))
+            };
+            drawn
+                .map_err(err)?
+                .label(cut(&line.name, 22))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 11))
+            .position(p.legend.clone())
+            .draw()
             .map_err(err)?;
     }
     root.present()

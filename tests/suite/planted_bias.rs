@@ -166,8 +166,9 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
     eprintln!("marker images flagged by Grad-CAM background mass: biased model {b} of 10, clean model {k} of 10");
     assert!(b >= 9 && k * 2 <= b, "biased {b}, clean {k}");
 
-    // The read side on the same database: `query suspicious` puts the biased model's marker images
-    // first, its mean Grad-CAM map of the tumor class sits on the marker's corner, and `diff` gates it.
+    // The read side on the same database: `query suspicious` lists the biased model's images with a
+    // misplaced map first, its mean map of the tumor class sits on the marker's corner, and `diff`
+    // gates it.
     let db_arg = db.to_str().unwrap();
     let suspicious = |run: &str| -> Vec<serde_json::Value> {
         let out = tool(
@@ -200,9 +201,23 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         sc.len(),
         score(&sc)
     );
+    // A map is misplaced (`flagged_by` not empty) when its background or border-band mass is above
+    // the default thresholds. Every marker image of the biased run has a misplaced map (Grad-CAM on
+    // the background), no tumor image of the clean run has one (they are listed for disagreement
+    // alone). The biased model also decides "no" from the empty corner, so its unmarked images are
+    // misplaced too and share the top of the list with the marker images, rightly: the whole top 10
+    // is images with a misplaced map.
+    let misplaced = |rows: &[serde_json::Value], label: &str| -> usize {
+        rows.iter()
+            .filter(|r| r["label"] == label && !r["flagged_by"].is_null())
+            .count()
+    };
+    assert_eq!(misplaced(&sb, "yes"), 10, "biased run, marker images");
+    assert_eq!(misplaced(&sc, "yes"), 0, "clean run, tumor images");
     assert!(
-        marker_first.iter().filter(|m| **m).count() >= 8,
-        "{marker_first:?}"
+        sb.iter().take(10).all(|r| !r["flagged_by"].is_null()),
+        "{:?}",
+        &sb[..10]
     );
     assert!(
         score(&sb).iter().take(10).sum::<i64>() > score(&sc).iter().take(10).sum::<i64>(),
@@ -384,4 +399,144 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         .unwrap();
     assert_eq!((rows, stages), (4 * 4 * 4, 3), "images x methods x stages");
     assert_eq!(stage0, 1.0, "stage 0 is the trained model itself");
+
+    // The trust summaries in `query trust`, `export` and `report` agree with the views.
+    let out = tool(
+        &[
+            "query", "--db", db_arg, "--format", "json", "trust", "--run", "biased",
+        ],
+        &[],
+    );
+    let trust: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let faith_rows = trust["faithfulness"].as_array().unwrap();
+    assert_eq!(faith_rows.len(), 3, "{trust}");
+    for row in faith_rows {
+        let m = row["method"].as_str().unwrap();
+        let want: (i64, f64, f64) = c
+            .query_row(
+                "SELECT images, mean_deletion_auc, random_deletion_auc FROM v_faithfulness_summary \
+                 WHERE run_id = 'biased' AND method = ?1",
+                [m],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row["images"].as_i64().unwrap(), want.0, "{m}");
+        assert!(
+            (row["deletion_auc"].as_f64().unwrap() - want.1).abs() < 1e-12,
+            "{m}"
+        );
+        assert!(
+            (row["random_deletion_auc"].as_f64().unwrap() - want.2).abs() < 1e-12,
+            "{m}"
+        );
+    }
+    // Sorted by deletion AUC: a marker method (IG or SHAP) first, far below the random order.
+    let first = &faith_rows[0];
+    assert!(
+        ["integrated_gradients", "kernel_shap"].contains(&first["method"].as_str().unwrap()),
+        "{first}"
+    );
+    let curve = trust["sanity curve"].as_array().unwrap();
+    assert_eq!(
+        curve.len(),
+        4,
+        "the run's three methods and the gradient: {trust}"
+    );
+    for row in curve {
+        let m = row["method"].as_str().unwrap();
+        let (last, verdict): (f64, String) = c
+            .query_row(
+                "SELECT final_mean_abs_spearman_abs, verdict FROM v_sanity_verdict \
+                 WHERE run_id = 'biased' AND method = ?1",
+                [m],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(row["verdict"].as_str().unwrap(), verdict, "{m}");
+        assert_eq!(row["0 trained"].as_f64().unwrap(), 1.0, "{m}");
+        let stage3 = row
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.starts_with("3 "))
+            .unwrap()
+            .1;
+        // The last stage's column is the value the verdict is taken on.
+        assert!((stage3.as_f64().unwrap() - last).abs() < 1e-12, "{m}");
+    }
+    let text =
+        String::from_utf8(tool(&["query", "--db", db_arg, "trust", "--run", "biased"], &[]).stdout)
+            .unwrap();
+    assert!(
+        text.contains("sanity curve") && text.contains("0 trained"),
+        "{text}"
+    );
+
+    let trust_dir = dir.path().join("export-trust");
+    tool(
+        &[
+            "export",
+            "--db",
+            db_arg,
+            "--run",
+            "biased",
+            "--out",
+            trust_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let csv_rows = |name: &str| -> Vec<csv::StringRecord> {
+        csv::Reader::from_path(trust_dir.join(name))
+            .unwrap()
+            .records()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        csv_rows("faithfulness.csv").len() as i64,
+        count("SELECT count(*) FROM faithfulness WHERE run_id = 'biased' AND method <> 'random'")
+    );
+    assert_eq!(
+        csv_rows("faithfulness_summary.csv").len() as i64,
+        count("SELECT count(*) FROM v_faithfulness_by_class WHERE run_id = 'biased'")
+    );
+    // Mean curves: (3 methods + random) x 17 points.
+    assert_eq!(csv_rows("faithfulness_curves.csv").len(), 4 * 17);
+    assert_eq!(
+        csv_rows("sanity_curve.csv").len(),
+        4 * 4,
+        "methods x stages"
+    );
+
+    let report_dir = dir.path().join("report");
+    tool(
+        &[
+            "report",
+            "--db",
+            db_arg,
+            "--run",
+            "biased",
+            "--out",
+            report_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
+    assert!(html.contains("id=\"trust\""));
+    assert!(
+        !html.contains("This run has no faithfulness curves"),
+        "faithfulness shown"
+    );
+    assert!(
+        !html.contains("No sanity check of this run"),
+        "sanity check shown"
+    );
+    for svg in ["faithfulness.svg", "sanity.svg"] {
+        let body = std::fs::read_to_string(report_dir.join("report-assets").join(svg)).unwrap();
+        assert!(
+            body.contains("<polyline") || body.contains("<path"),
+            "{svg} has lines"
+        );
+    }
 }
