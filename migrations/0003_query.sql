@@ -1,6 +1,74 @@
 -- 0003_query.sql: near-duplicate leakage per audited image, and the image-level views behind
 -- `tumor-audit query` (suspicious images, agreement, bias summary with agreement).
 
+-- The per-method "suspicious" rule of 0002 (v_image_method.flagged, v_suspicious) with the border-band
+-- threshold of `query suspicious`: mass_border > 0.5 instead of 0.25. The band (10% of each side) is 36%
+-- of the image, so an evenly spread map already has 0.36 there and 0.25 flagged nearly every LIME and
+-- Kernel SHAP map. The rule is now:
+--   mass_background > 0.5  OR  mass_border > 0.5  OR  (correct = 0 AND confidence > 0.9)
+DROP VIEW v_suspicious;
+DROP VIEW v_image_method;
+
+-- One row per run x image x method: the metrics with the prediction and the image.
+CREATE VIEW v_image_method AS
+SELECT
+    m.run_id,
+    m.image_id,
+    i.path,
+    i.label,
+    p.predicted,
+    p.confidence,
+    p.target,
+    p.correct,
+    m.method,
+    m.mass_inside,
+    m.mass_background,
+    m.mass_border,
+    m.concentration_inside,
+    m.concentration_border,
+    m.top1_inside,
+    m.top5_inside,
+    m.gini,
+    m.empty,
+    m.completeness_error,
+    m.segments,
+    m.seconds,
+    CASE WHEN coalesce(m.mass_background, 0) > 0.5
+           OR coalesce(m.mass_border, 0) > 0.5
+           OR (coalesce(p.correct, 1) = 0 AND coalesce(p.confidence, 0) > 0.9)
+         THEN 1 ELSE 0 END AS flagged
+FROM attribution_metrics AS m
+JOIN images AS i ON i.image_id = m.image_id
+LEFT JOIN predictions AS p ON p.run_id = m.run_id AND p.image_id = m.image_id;
+
+-- The flagged rows, with every rule that fired in `reason` and `score` = the largest ratio of a
+-- value to its threshold (>= 1 for every row here; sort by it descending).
+CREATE VIEW v_suspicious AS
+SELECT
+    run_id,
+    image_id,
+    path,
+    label,
+    predicted,
+    confidence,
+    correct,
+    method,
+    mass_background,
+    mass_border,
+    ltrim(
+        CASE WHEN coalesce(mass_background, 0) > 0.5
+             THEN '; background mass ' || printf('%.2f', mass_background) || ' > 0.5' ELSE '' END ||
+        CASE WHEN coalesce(mass_border, 0) > 0.5
+             THEN '; border mass ' || printf('%.2f', mass_border) || ' > 0.5' ELSE '' END ||
+        CASE WHEN coalesce(correct, 1) = 0 AND coalesce(confidence, 0) > 0.9
+             THEN '; wrong with confidence ' || printf('%.2f', confidence) || ' > 0.9' ELSE '' END,
+        '; ') AS reason,
+    max(coalesce(mass_background, 0) / 0.5,
+        coalesce(mass_border, 0) / 0.5,
+        CASE WHEN coalesce(correct, 1) = 0 THEN coalesce(confidence, 0) / 0.9 ELSE 0 END) AS score
+FROM v_image_method
+WHERE flagged = 1;
+
 -- For each audited image: the nearest training image by 256-bit average hash (the split's hash).
 -- distance and nearest_path are NULL when the training folder had no readable image.
 CREATE TABLE leakage (

@@ -86,7 +86,8 @@ fn gflops(flops: f64, reps: usize, mut op: impl FnMut()) -> f64 {
 /// batch `batch` run alone (the best case for the workload's own shapes).
 pub struct Peak {
     pub matmul_gflops: f64,
-    /// The same matmul in bfloat16 (AMX / AVX-512 BF16 where the CPU has them).
+    /// The same matmul in bfloat16 (AMX / AVX-512 BF16 where the CPU has them); NaN on a CPU without
+    /// hardware bfloat16.
     pub matmul_bf16_gflops: f64,
     pub model_forward_gflops: f64,
 }
@@ -102,8 +103,14 @@ pub fn measure_peak(model: &Model, batch: i64) -> Peak {
         let _ = t.double_value(&[0, 0]);
     };
     let matmul_gflops = gflops(2.0 * (n * n * n) as f64, 5, || sync(&a.matmul(&b)));
-    let (a16, b16) = (a.to_kind(Kind::BFloat16), b.to_kind(Kind::BFloat16));
-    let matmul_bf16_gflops = gflops(2.0 * (n * n * n) as f64, 5, || sync(&a16.matmul(&b16)));
+    // Without hardware bfloat16 libtorch falls back to a scalar reference gemm that takes minutes
+    // for this size: not measured there (the audit keeps float32 on such a CPU anyway).
+    let matmul_bf16_gflops = if dev.is_cuda() || crate::model::cpu_has_fast_bf16() {
+        let (a16, b16) = (a.to_kind(Kind::BFloat16), b.to_kind(Kind::BFloat16));
+        gflops(2.0 * (n * n * n) as f64, 5, || sync(&a16.matmul(&b16)))
+    } else {
+        f64::NAN
+    };
     let spec = model.input();
     let x = Tensor::rand(
         [batch, spec.channels, spec.size, spec.size],

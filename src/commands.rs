@@ -1177,9 +1177,13 @@ fn cmd_bench(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
     let peak = crate::bench::measure_peak(&model, cfg.batch_size as i64);
     let fwd = model.native().map(crate::bench::forward_flops);
     println!(
-        "measured here: matmul 2048^3 {:.1} GFLOP/s (bf16: {:.1}); the model's forward alone at batch {} {:.1} GFLOP/s; one forward {}",
+        "measured here: matmul 2048^3 {:.1} GFLOP/s (bf16: {}); the model's forward alone at batch {} {:.1} GFLOP/s; one forward {}",
         peak.matmul_gflops,
-        peak.matmul_bf16_gflops,
+        if peak.matmul_bf16_gflops.is_nan() {
+            "not measured, no hardware bfloat16 on this CPU".to_string()
+        } else {
+            format!("{:.1}", peak.matmul_bf16_gflops)
+        },
         cfg.batch_size,
         peak.model_forward_gflops,
         fwd.map_or("n/a (TorchScript)".into(), |f| format!("{:.3} GFLOP", f / 1e9))

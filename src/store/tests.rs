@@ -594,9 +594,11 @@ fn views_on_a_hand_made_example() {
     // 1: glioma, right, background 0.8 -> suspicious (background) for both methods.
     // 2: glioma, right, clean.
     // 3: glioma, wrong with confidence 0.95 -> suspicious (confidently wrong) for both methods.
-    // 4: meningioma, right; integrated_gradients has a border mass of 0.3 -> suspicious (border).
+    // 4: meningioma, right; integrated_gradients has a border mass of 0.6 -> suspicious (border),
+    // saliency 0.4 -> not (below 0.5, the threshold since migration 0003).
     let mut four = image_result("r1", 4, "meningioma", "meningioma", 0.6, 0.1);
-    four.metrics[1].mass_border = 0.3;
+    four.metrics[1].mass_border = 0.6;
+    four.metrics[0].mass_border = 0.4;
     for r in [
         image_result("r1", 1, "glioma", "glioma", 0.7, 0.8),
         image_result("r1", 2, "glioma", "glioma", 0.7, 0.1),
@@ -627,7 +629,7 @@ fn views_on_a_hand_made_example() {
     let sal = "saliency".to_string();
     let bg = "background mass 0.80 > 0.5".to_string();
     let wrong = "wrong with confidence 0.95 > 0.9".to_string();
-    let border = "border mass 0.30 > 0.25".to_string();
+    let border = "border mass 0.60 > 0.5".to_string();
     assert_eq!(rows.len(), 5, "{rows:#?}");
     assert_eq!(rows[0], (id(1), ig.clone(), bg.clone(), 1.6));
     assert_eq!(rows[1], (id(1), sal.clone(), bg, 1.6));
