@@ -124,7 +124,8 @@ pub enum Command {
     /// Example: tumor-audit query suspicious --min-methods 3
     Query(QueryArgs),
     /// Write a run's results as CSV files (per image x method metrics, predictions, agreement pairs,
-    /// bias summary, errors) and the mean attribution maps per class x method as PNGs.
+    /// bias summary, errors, faithfulness AUCs and mean curves, sanity-check curve) and the mean
+    /// attribution maps per class x method as PNGs.
     ///
     /// Example: tumor-audit export --run nightly-2026-11-25 --out out/nightly-2026-11-25
     Export(ExportArgs),
@@ -142,9 +143,10 @@ pub enum Command {
     /// Example: tumor-audit merge --into out/audit.sqlite out/audit.shard-*-of-4.sqlite
     Merge(MergeArgs),
     /// Write a run as static HTML pages: run header, evaluation with the confusion matrix, bias
-    /// summary, mean maps, mass histograms, method agreement, leakage, errors and a gallery of correct
-    /// and incorrect predictions (each image with every method's overlay, most suspicious first).
-    /// Opens from the file system: no network, no scripts.
+    /// summary, mean maps, mass histograms, method agreement, trust checks (faithfulness curves,
+    /// sanity check), leakage, errors and a gallery of correct and incorrect predictions (each image
+    /// with every method's overlay, most suspicious first). The output folder gets report.html,
+    /// gallery-N.html and report-assets/; it opens from the file system: no network, no scripts.
     ///
     /// Example: tumor-audit report --run nightly-2026-11-25 (then open out/nightly-2026-11-25/report.html)
     Report(ReportArgs),
@@ -240,8 +242,9 @@ pub struct SuspiciousArgs {
     pub limit: usize,
 }
 
+/// The database, the run and the output folder of `export` and `report`.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub struct RunOutput {
     /// SQLite database (default: <output.dir>/audit.sqlite).
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -254,16 +257,15 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub target: RunOutput,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// SQLite database (default: <output.dir>/audit.sqlite).
-    #[arg(long)]
-    pub db: Option<PathBuf>,
-    /// Run (default: the latest; a unique prefix is enough).
-    #[arg(long)]
-    pub run: Option<String>,
-    /// Output folder (default: <output.dir>/<run>); gets report.html, gallery-N.html and report-assets/.
-    #[arg(long, short)]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: RunOutput,
     /// Gallery images per column (correct / incorrect) and page; report.html shows the first page.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub per_page: u64,

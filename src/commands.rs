@@ -1022,89 +1022,36 @@ fn cmd_merge(args: &MergeArgs) -> anyhow::Result<u8> {
     Ok(if report.images_failed > 0 { 2 } else { 0 })
 }
 
-/// The stored sanity check of a run as tables: the randomisation curve (mean Spearman of the absolute
-/// maps per stage), the verdicts, the other-class check.
+/// The stored sanity check of a run as tables (the `query trust` ones): per method the verdict and the
+/// randomisation curve, then the other-class check.
 pub fn print_sanity(conn: &rusqlite::Connection, run_id: &str) -> anyhow::Result<()> {
-    use crate::store::trust::{other_class_summary, sanity_curve, sanity_verdicts};
-    let curve = sanity_curve(conn, Some(run_id))?;
-    let verdicts = sanity_verdicts(conn, Some(run_id))?;
-    let other = other_class_summary(conn, Some(run_id))?;
-    let title = |m: &str| {
-        Method::parse(m)
-            .map(|m| m.title().to_string())
-            .unwrap_or_else(|_| m.to_string())
-    };
-    let stages = curve.iter().map(|p| p.stage).max().unwrap_or(0);
-    let mut layer_of = vec![String::from("-"); stages as usize + 1];
-    for p in &curve {
-        if let Some(l) = &p.layer {
-            layer_of[p.stage as usize] = l.clone();
-        }
-    }
-    println!("mean Spearman of |map| with the trained model's map, per stage (stage s re-initialises the last s layers)");
-    print!("{:<22}", "stage");
-    for s in 0..=stages {
-        print!(" {s:>9}");
-    }
-    println!();
-    print!("{:<22}", "layer re-initialised");
-    for l in &layer_of {
-        print!(" {l:>9}");
-    }
-    println!();
-    let mut methods: Vec<&str> = curve.iter().map(|p| p.method.as_str()).collect();
-    methods.dedup();
-    for m in &methods {
-        print!("{:<22}", title(m));
-        for s in 0..=stages {
-            let v = curve
-                .iter()
-                .find(|p| p.method == *m && p.stage == s)
-                .and_then(|p| p.mean_spearman_abs);
-            match v {
-                Some(v) => print!(" {v:>9.3}"),
-                None => print!(" {:>9}", "-"),
-            }
-        }
-        println!();
-    }
-    if let Some(v) = verdicts.first() {
-        println!(
-            "verdict at stage {} (all layers random): fail when mean |Spearman of |map|| > {}",
-            v.final_stage, v.threshold
-        );
-    }
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
-    println!(
-        "{:<22} {:>7} {:>12} {:>12} {:>8}",
-        "method", "images", "|rho| |map|", "rho signed", "verdict"
-    );
-    for v in &verdicts {
-        println!(
-            "{:<22} {:>7} {:>12} {:>12} {:>8}",
-            title(&v.method),
-            v.images,
-            f(v.final_mean_abs_spearman_abs),
-            f(v.final_mean_spearman_signed),
-            v.verdict
-        );
-    }
-    if !other.is_empty() {
-        println!("other-class check (trained model): Spearman of the other class's map with the explained class's map");
-        println!(
-            "{:<22} {:>7} {:>12} {:>12} {:>8}",
-            "method", "images", "rho |map|", "rho signed", "empty"
-        );
-        for o in &other {
-            println!(
-                "{:<22} {:>7} {:>12} {:>12} {:>8}",
-                title(&o.method),
-                o.images,
-                f(o.mean_spearman_abs),
-                f(o.mean_spearman_signed),
-                o.empty_maps
-            );
-        }
+    use rusqlite::OptionalExtension as _;
+    use std::io::Write as _;
+
+    use crate::query::{trust, Format};
+    let threshold: Option<f64> = conn
+        .query_row(
+            "SELECT threshold FROM sanity_checks WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "mean |Spearman| of |map| with the trained model's maps, per stage (column `s index:kind`: stage s \
+         re-initialises the s layers nearest the output, cumulatively); verdict at the last stage (all \
+         layers random): fail when above {}",
+        threshold.map_or_else(|| "the threshold".to_string(), |t| t.to_string())
+    )?;
+    trust::sanity_wide(conn, run_id)?.write(Format::Table, &mut out)?;
+    let other = trust::other_class(conn, run_id)?;
+    if !other.rows.is_empty() {
+        writeln!(
+            out,
+            "other-class check (trained model): Spearman of the other class's map with the explained class's map"
+        )?;
+        other.write(Format::Table, &mut out)?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::cli::{DiffArgs, ExportArgs, QueryArgs, QueryWhat, ReportArgs};
+use crate::cli::{DiffArgs, ExportArgs, QueryArgs, QueryWhat, ReportArgs, RunOutput};
 use crate::config::Settings;
 use crate::query::{self, bias, diff, export, trust, Format, Rules, Table};
 use crate::store::Store;
@@ -203,13 +203,19 @@ fn project(t: &Table, names: &[&str]) -> Table {
     }
 }
 
-pub fn cmd_export(settings: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
-    let store = open(settings, &args.db)?;
-    let run = query::resolve_run(store.conn(), args.run.as_deref())?;
-    let dir = args
+/// The store, the resolved run and the output folder of `export` / `report`.
+fn run_output(settings: &Settings, target: &RunOutput) -> anyhow::Result<(Store, String, PathBuf)> {
+    let store = open(settings, &target.db)?;
+    let run = query::resolve_run(store.conn(), target.run.as_deref())?;
+    let dir = target
         .out
         .clone()
         .unwrap_or_else(|| settings.output.dir.join(bias::file_safe(&run)));
+    Ok((store, run, dir))
+}
+
+pub fn cmd_export(settings: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
+    let (store, run, dir) = run_output(settings, &args.target)?;
     let done = export::export_run(store.conn(), &run, &dir)?;
     println!("run {run} exported to {}:", dir.display());
     for (path, rows) in &done.files {
@@ -229,12 +235,7 @@ fn mib(bytes: u64) -> String {
 }
 
 pub fn cmd_report(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
-    let store = open(settings, &args.db)?;
-    let run = query::resolve_run(store.conn(), args.run.as_deref())?;
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| settings.output.dir.join(bias::file_safe(&run)));
+    let (store, run, dir) = run_output(settings, &args.target)?;
     let opts = crate::report::Options {
         per_page: args.per_page as usize,
         thumb: args.thumb,

@@ -1,6 +1,6 @@
 //! Rows of the trust checks (migration 0005): faithfulness curves (written by the [`super::Writer`] with
-//! each image), the sanity check (written here in one transaction), and the summaries read back from
-//! the views, as rows for the CLI and for other commands.
+//! each image), the sanity check (written here in one transaction), and the faithfulness summary the
+//! audit prints. The other summaries are read as tables by [`crate::query::trust`].
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
@@ -227,45 +227,6 @@ pub struct FaithfulnessSummary {
     pub share_insertion_above_random: Option<f64>,
 }
 
-/// A row of `v_sanity_curve`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SanityCurvePoint {
-    pub run_id: String,
-    pub method: String,
-    pub stage: i64,
-    pub layer: Option<String>,
-    pub images: i64,
-    pub mean_spearman_abs: Option<f64>,
-    pub mean_abs_spearman_abs: Option<f64>,
-    pub mean_spearman_signed: Option<f64>,
-    pub empty_maps: i64,
-}
-
-/// A row of `v_sanity_verdict`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SanityVerdict {
-    pub run_id: String,
-    pub method: String,
-    pub final_stage: i64,
-    pub threshold: f64,
-    pub images: i64,
-    pub final_mean_abs_spearman_abs: Option<f64>,
-    pub final_mean_spearman_signed: Option<f64>,
-    /// `pass` or `fail`.
-    pub verdict: String,
-}
-
-/// A row of `v_sanity_other_class`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OtherClassSummary {
-    pub run_id: String,
-    pub method: String,
-    pub images: i64,
-    pub mean_spearman_abs: Option<f64>,
-    pub mean_spearman_signed: Option<f64>,
-    pub empty_maps: i64,
-}
-
 /// `v_faithfulness_summary` for one run (all runs with `None`), ordered by run and method.
 pub fn faithfulness_summary(
     conn: &Connection,
@@ -287,79 +248,6 @@ pub fn faithfulness_summary(
             random_insertion_auc: r.get(6)?,
             share_deletion_below_random: r.get(7)?,
             share_insertion_above_random: r.get(8)?,
-        })
-    })?;
-    rows.collect()
-}
-
-/// `v_sanity_curve` for one run (all runs with `None`), ordered by run, method and stage.
-pub fn sanity_curve(
-    conn: &Connection,
-    run_id: Option<&str>,
-) -> rusqlite::Result<Vec<SanityCurvePoint>> {
-    let mut stmt = conn.prepare(
-        "SELECT run_id, method, stage, layer, images, mean_spearman_abs, mean_abs_spearman_abs, \
-         mean_spearman_signed, empty_maps FROM v_sanity_curve WHERE ?1 IS NULL OR run_id = ?1 \
-         ORDER BY run_id, method, stage",
-    )?;
-    let rows = stmt.query_map([run_id], |r| {
-        Ok(SanityCurvePoint {
-            run_id: r.get(0)?,
-            method: r.get(1)?,
-            stage: r.get(2)?,
-            layer: r.get(3)?,
-            images: r.get(4)?,
-            mean_spearman_abs: r.get(5)?,
-            mean_abs_spearman_abs: r.get(6)?,
-            mean_spearman_signed: r.get(7)?,
-            empty_maps: r.get(8)?,
-        })
-    })?;
-    rows.collect()
-}
-
-/// `v_sanity_verdict` for one run (all runs with `None`), ordered by run and method.
-pub fn sanity_verdicts(
-    conn: &Connection,
-    run_id: Option<&str>,
-) -> rusqlite::Result<Vec<SanityVerdict>> {
-    let mut stmt = conn.prepare(
-        "SELECT run_id, method, final_stage, threshold, images, final_mean_abs_spearman_abs, \
-         final_mean_spearman_signed, verdict FROM v_sanity_verdict WHERE ?1 IS NULL OR run_id = ?1 \
-         ORDER BY run_id, method",
-    )?;
-    let rows = stmt.query_map([run_id], |r| {
-        Ok(SanityVerdict {
-            run_id: r.get(0)?,
-            method: r.get(1)?,
-            final_stage: r.get(2)?,
-            threshold: r.get(3)?,
-            images: r.get(4)?,
-            final_mean_abs_spearman_abs: r.get(5)?,
-            final_mean_spearman_signed: r.get(6)?,
-            verdict: r.get(7)?,
-        })
-    })?;
-    rows.collect()
-}
-
-/// `v_sanity_other_class` for one run (all runs with `None`), ordered by run and method.
-pub fn other_class_summary(
-    conn: &Connection,
-    run_id: Option<&str>,
-) -> rusqlite::Result<Vec<OtherClassSummary>> {
-    let mut stmt = conn.prepare(
-        "SELECT run_id, method, images, mean_spearman_abs, mean_spearman_signed, empty_maps \
-         FROM v_sanity_other_class WHERE ?1 IS NULL OR run_id = ?1 ORDER BY run_id, method",
-    )?;
-    let rows = stmt.query_map([run_id], |r| {
-        Ok(OtherClassSummary {
-            run_id: r.get(0)?,
-            method: r.get(1)?,
-            images: r.get(2)?,
-            mean_spearman_abs: r.get(3)?,
-            mean_spearman_signed: r.get(4)?,
-            empty_maps: r.get(5)?,
         })
     })?;
     rows.collect()

@@ -7,6 +7,8 @@ use tch::Tensor;
 use tumor_audit::attribution::{ExplainConfig, ImageInput, Method};
 use tumor_audit::metrics;
 use tumor_audit::model::{LayerSpec, Model, NativeCnn};
+use tumor_audit::query::trust as qt;
+use tumor_audit::query::{Cell, Table};
 use tumor_audit::store::trust::{
     self as st, OtherClassRecord, SanityCheckRecord, SanityImage, SanityStageRecord,
 };
@@ -502,6 +504,28 @@ fn trust_tables_and_views_on_a_hand_made_example() {
         by_class,
         vec![("no".into(), 0, 0.6), ("yes".into(), 1, 0.2)]
     );
+    // `query trust`'s per-method table: the same means, split by correct (image 1) and wrong (image 2).
+    let t = qt::faithfulness(store.conn(), "r").unwrap();
+    assert_eq!(t.rows.len(), 1);
+    let at = |name: &str| t.rows[0][t.column(name).unwrap()].as_f64();
+    assert!(approx(at("deletion_auc"), 0.4) && approx(at("random_deletion_auc"), 0.4));
+    assert!(approx(at("deletion_auc_right"), 0.2) && approx(at("deletion_auc_wrong"), 0.6));
+    assert!(approx(at("insertion_auc_right"), 0.7) && approx(at("insertion_auc_wrong"), 0.3));
+    // Mean curves: gradient and random, 3 points each (K = 2) at fractions 0, 0.5, 1; every stored
+    // curve is (0.9, 0.5, 0.1) / (0.1, 0.5, 0.9), so the means are too; random comes last.
+    let c = qt::mean_curves(store.conn(), "r").unwrap();
+    let pts: Vec<(Cell, Option<f64>, Option<f64>, Option<f64>)> = c
+        .rows
+        .iter()
+        .map(|r| (r[0].clone(), r[2].as_f64(), r[4].as_f64(), r[5].as_f64()))
+        .collect();
+    assert_eq!(pts.len(), 6, "{pts:?}");
+    for (i, (m, f, d, ins)) in pts.iter().enumerate() {
+        let want = if i < 3 { "gradient" } else { "random" };
+        assert_eq!(*m, Cell::text(want));
+        let k = (i % 3) as f64;
+        assert!(approx(*f, k / 2.0) && approx(*d, 0.9 - 0.4 * k) && approx(*ins, 0.1 + 0.4 * k));
+    }
     let write_errors: i64 = store
         .conn()
         .query_row(
@@ -579,37 +603,72 @@ fn trust_tables_and_views_on_a_hand_made_example() {
     store
         .write_sanity(&check, &images, &stages, &other)
         .unwrap();
-    let curve = st::sanity_curve(store.conn(), Some("r")).unwrap();
-    assert_eq!(curve.len(), 6, "methods x stages");
-    let point = |m: &str, s: i64| {
+    // Read back as `query trust` / `export` read it.
+    let curve = qt::sanity_curve(store.conn(), "r").unwrap();
+    assert_eq!(curve.rows.len(), 6, "methods x stages");
+    let cell = |t: &Table, row: &[Cell], name: &str| row[t.column(name).unwrap()].clone();
+    let point = |m: &str, s: i64| -> Vec<Cell> {
         curve
+            .rows
             .iter()
-            .find(|p| p.method == m && p.stage == s)
+            .find(|r| {
+                cell(&curve, r, "method") == Cell::text(m)
+                    && cell(&curve, r, "stage") == Cell::Int(s)
+            })
             .unwrap()
+            .clone()
     };
-    assert!(approx(point("guided_backprop", 1).mean_spearman_abs, 0.8));
+    let num = |m: &str, s: i64, name: &str| cell(&curve, &point(m, s), name).as_f64();
+    assert!(approx(num("guided_backprop", 1, "mean_spearman_abs"), 0.8));
     assert_eq!(
-        point("guided_backprop", 1).layer.as_deref(),
-        Some("3:dense")
+        cell(&curve, &point("guided_backprop", 1), "layer"),
+        Cell::text("3:dense")
     );
-    assert_eq!(point("gradient", 0).layer, None);
-    assert!(approx(point("gradient", 2).mean_spearman_abs, -0.1));
-    assert!(approx(point("gradient", 2).mean_abs_spearman_abs, 0.2));
-    assert!(approx(point("gradient", 2).mean_spearman_signed, -0.05));
-    assert_eq!(point("gradient", 2).images, 2);
-    let verdicts = st::sanity_verdicts(store.conn(), Some("r")).unwrap();
-    let v: Vec<(&str, i64, &str)> = verdicts
+    assert_eq!(cell(&curve, &point("gradient", 0), "layer"), Cell::Null);
+    assert!(approx(num("gradient", 2, "mean_spearman_abs"), -0.1));
+    assert!(approx(num("gradient", 2, "mean_abs_spearman_abs"), 0.2));
+    assert!(approx(num("gradient", 2, "mean_spearman_signed"), -0.05));
+    assert_eq!(num("gradient", 2, "images"), Some(2.0));
+    // Every row of a method carries the run's verdict on it.
+    assert_eq!(
+        cell(&curve, &point("gradient", 0), "verdict"),
+        Cell::text("pass")
+    );
+    assert_eq!(
+        cell(&curve, &point("guided_backprop", 0), "verdict"),
+        Cell::text("fail")
+    );
+    // The wide table: one row per method, most similar at the last stage first; the stage columns
+    // hold the mean |rho| the verdict is taken on.
+    let wide = qt::sanity_wide(store.conn(), "r").unwrap();
+    assert_eq!(
+        wide.columns,
+        [
+            "method",
+            "verdict",
+            "0 trained",
+            "1 3:dense",
+            "2 0:conv",
+            "signed_last"
+        ]
+    );
+    let rows: Vec<(Cell, Cell, Option<f64>)> = wide
+        .rows
         .iter()
-        .map(|v| (v.method.as_str(), v.final_stage, v.verdict.as_str()))
+        .map(|r| (r[0].clone(), r[1].clone(), r[4].as_f64()))
         .collect();
-    assert_eq!(
-        v,
-        vec![("gradient", 2, "pass"), ("guided_backprop", 2, "fail")]
-    );
-    assert!(approx(verdicts[1].final_mean_abs_spearman_abs, 0.7));
-    let o = st::other_class_summary(store.conn(), Some("r")).unwrap();
-    assert_eq!(o.len(), 1);
-    assert!(approx(o[0].mean_spearman_signed, -0.5) && o[0].empty_maps == 1);
+    assert_eq!(rows[0].0, Cell::text("guided_backprop"));
+    assert_eq!(rows[0].1, Cell::text("fail"));
+    assert!(approx(rows[0].2, 0.7));
+    assert_eq!(rows[1].0, Cell::text("gradient"));
+    assert!(approx(rows[1].2, 0.2));
+    let o = qt::other_class(store.conn(), "r").unwrap();
+    assert_eq!(o.rows.len(), 1);
+    assert!(approx(
+        cell(&o, &o.rows[0], "mean_spearman_signed").as_f64(),
+        -0.5
+    ));
+    assert_eq!(cell(&o, &o.rows[0], "empty_maps"), Cell::Int(1));
     // The image the run never audited was added to `images` for the foreign key.
     let n: i64 = store
         .conn()
