@@ -18,7 +18,7 @@ const PAYLOAD_CLASS: &str = "<svg onload=alert(2)>";
 const CLASSES: [&str; 2] = ["no", PAYLOAD_CLASS];
 
 /// Section ids of report.html, each with its heading.
-const SECTIONS: [(&str, &str); 10] = [
+const SECTIONS: [(&str, &str); 11] = [
     ("summary", ""),
     ("run", "Run"),
     ("evaluation", "Evaluation"),
@@ -26,6 +26,7 @@ const SECTIONS: [(&str, &str); 10] = [
     ("mean-maps", "Mean attribution maps"),
     ("mass", "Where the mass goes"),
     ("agreement", "Method agreement"),
+    ("trust", "Trust checks"),
     ("leakage", "Leakage"),
     ("errors", "Errors"),
     ("gallery", "Gallery"),
@@ -96,12 +97,40 @@ fn fixture() -> &'static Fixture {
         let db = base.join("audit.sqlite");
         let out = tool(
             &root,
-            &["audit", "--db", db.to_str().unwrap(), "--run", "report-1"],
+            &[
+                "audit",
+                "--db",
+                db.to_str().unwrap(),
+                "--run",
+                "report-1",
+                "--faithfulness",
+            ],
         );
         // Exit code 2: the run finished and one file failed (the corrupt one).
         assert_eq!(
             out.status.code(),
             Some(2),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A sanity check too, so the trust section has both plots.
+        let out = tool(
+            &root,
+            &[
+                "sanity",
+                "--db",
+                db.to_str().unwrap(),
+                "--run",
+                "report-1",
+                "--images",
+                "2",
+                "--methods",
+                "guided_backprop,gradient,gradcam",
+            ],
+        );
+        assert!(
+            out.status.success(),
             "{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -344,6 +373,17 @@ fn report_renders_in_chromium_without_console_errors_or_failed_requests() {
         );
         assert!(dom.contains(heading), "{heading:?} not in the DOM");
     }
+    // The trust section has its curves and tables (the fixture ran --faithfulness and `sanity`), and
+    // the browser loaded both plots.
+    for svg in ["faithfulness.svg", "sanity.svg"] {
+        assert!(
+            dom.contains(&format!("report-assets/{svg}")),
+            "{svg} not in the DOM"
+        );
+    }
+    assert!(
+        !dom.contains("This run has no faithfulness curves") && !dom.contains("No sanity check")
+    );
     println!(
         "browser checks {:.1} s; screenshots in {}",
         t0.elapsed().as_secs_f64(),
