@@ -15,11 +15,12 @@ RUN ?=
 EXPLAIN_SAMPLES ?= $(addprefix data/kaggle-sample/Testing/,glioma/Te-gl_0010.jpg meningioma/Te-me_0016.jpg notumor/Te-no_0021.jpg pituitary/Te-pi_0014.jpg)
 
 ## The main job on the bundled default: evaluate the default CNN on the leak-free Br35H test split, audit
-## the test images with the six methods into out/audit.sqlite (a rerun the same day resumes), and explain
-## the Kaggle sample images as pictures.
+## the test images with the six methods into out/audit.sqlite (a rerun the same day resumes), write the
+## run's HTML report, and explain the Kaggle sample images as pictures.
 audit: setup
 	$(BIN) evaluate --split test
 	$(BIN) audit $(if $(AUDIT_LIMIT),--limit $(AUDIT_LIMIT),) $(if $(RUN),--run $(RUN),)
+	$(BIN) report $(if $(RUN),--run $(RUN),)
 	$(BIN) explain $(EXPLAIN_SAMPLES) --out out/explain/kaggle-sample
 
 ## The test suite (real libtorch, real images).
