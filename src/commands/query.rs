@@ -102,52 +102,59 @@ pub fn cmd_query(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
         }
         QueryWhat::Trust { run } => {
             let run = query::resolve_run(conn, run.as_deref())?;
+            const FAITH: &str = "audit the run with --faithfulness";
+            const SANITY: &str = "run `tumor-audit sanity --run RUN`";
+            // (name, table, what it means, how to get it when empty)
             let sections = [
-                ("faithfulness", trust::faithfulness(conn, &run)?),
+                (
+                    "faithfulness",
+                    trust::faithfulness(conn, &run)?,
+                    "AUC of the target score while the pixels a method ranks first are deleted (lower = \
+                     more faithful) or inserted (higher = more faithful), next to the random pixel order; \
+                     _right / _wrong = correct / incorrect predictions",
+                    FAITH,
+                ),
                 (
                     "faithfulness by class",
                     trust::faithfulness_by_class(conn, &run)?,
+                    "",
+                    FAITH,
                 ),
-                ("sanity check", trust::sanity_check(conn, &run)?),
-                ("sanity curve", trust::sanity_wide(conn, &run)?),
-                ("other class", trust::other_class(conn, &run)?),
+                ("sanity check", trust::sanity_check(conn, &run)?, "", SANITY),
+                (
+                    "sanity curve",
+                    trust::sanity_wide(conn, &run)?,
+                    "mean |Spearman| of the absolute maps with the trained model's maps, the layers \
+                     re-initialised cumulatively from the output (column = stage, layer index:kind); a \
+                     method still similar once the whole network is random fails",
+                    SANITY,
+                ),
+                (
+                    "other class",
+                    trust::other_class(conn, &run)?,
+                    "similarity of the map explaining another class with the explained class's map \
+                     (high = the map hardly depends on the class)",
+                    SANITY,
+                ),
             ];
-            if args.format == Format::Table {
-                println!("run {run}");
-                let hints = [
-                    "faithfulness: AUC of the target score while the pixels a method ranks first are \
-                     deleted (lower = more faithful) or inserted (higher = more faithful), next to the \
-                     random pixel order; _right / _wrong = correct / incorrect predictions",
-                    "",
-                    "",
-                    "sanity curve: mean |Spearman| of the absolute maps with the trained model's maps, the \
-                     layers re-initialised cumulatively from the output (column = stage, layer index:kind); a method still similar once the \
-                     whole network is random fails",
-                    "other class: similarity of the map explaining another class with the explained \
-                     class's map (high = the map hardly depends on the class)",
-                ];
-                for ((name, t), hint) in sections.iter().zip(hints) {
-                    println!("\n{name}:");
-                    if !hint.is_empty() {
-                        println!("  ({hint})");
-                    }
-                    if t.rows.is_empty() {
-                        println!(
-                            "  none: {}",
-                            if name.starts_with("faith") {
-                                "audit the run with --faithfulness"
-                            } else {
-                                "run `tumor-audit sanity --run RUN`"
-                            }
-                        );
-                    } else {
-                        print(t, Format::Table)?;
-                    }
-                }
-                Ok(())
-            } else {
-                print_sections(&sections, args.format)
+            if args.format != Format::Table {
+                let tables: Vec<(&str, Table)> =
+                    sections.into_iter().map(|(n, t, _, _)| (n, t)).collect();
+                return print_sections(&tables, args.format);
             }
+            println!("run {run}");
+            for (name, t, hint, missing) in &sections {
+                println!("\n{name}:");
+                if !hint.is_empty() {
+                    println!("  ({hint})");
+                }
+                if t.rows.is_empty() {
+                    println!("  none: {missing}");
+                } else {
+                    print(t, Format::Table)?;
+                }
+            }
+            Ok(())
         }
         QueryWhat::Sql { statement } => print(&query::sql(conn, statement)?, args.format),
     }
