@@ -485,6 +485,17 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         ],
         &[],
     );
+    // The documented columns (README, "Export files").
+    for (name, columns) in [
+        ("faithfulness.csv", "run_id,image_id,path,label,predicted,correct,method,steps,score,deletion_auc,insertion_auc,random_deletion_auc,random_insertion_auc"),
+        ("faithfulness_summary.csv", "label,correct,method,images,mean_deletion_auc,random_deletion_auc,mean_insertion_auc,random_insertion_auc"),
+        ("faithfulness_curves.csv", "method,step,fraction,images,deletion_score,insertion_score"),
+        ("sanity_curve.csv", "method,stage,layer,images,mean_abs_spearman_abs,mean_spearman_abs,mean_spearman_signed,empty_maps,threshold,verdict"),
+    ] {
+        let mut r = csv::Reader::from_path(trust_dir.join(name)).unwrap();
+        let got: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+        assert_eq!(got.join(","), columns, "{name}");
+    }
     let csv_rows = |name: &str| -> Vec<csv::StringRecord> {
         csv::Reader::from_path(trust_dir.join(name))
             .unwrap()
