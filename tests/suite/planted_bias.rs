@@ -253,20 +253,6 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
             "{method}: biased {b}, clean {k}"
         );
     }
-    let png_dir = dir.path().join("export");
-    tool(
-        &[
-            "export",
-            "--db",
-            db_arg,
-            "--run",
-            "biased",
-            "--out",
-            png_dir.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(png_dir.join("mean-maps/yes__gradcam.png").is_file());
 
     // diff clean -> biased: Grad-CAM background mass up; the rule fires one way and not the other.
     let diff = |a: &str, b: &str, rule: &str| {
@@ -472,7 +458,7 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         "{text}"
     );
 
-    let trust_dir = dir.path().join("export-trust");
+    let export_dir = dir.path().join("export");
     tool(
         &[
             "export",
@@ -481,23 +467,24 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
             "--run",
             "biased",
             "--out",
-            trust_dir.to_str().unwrap(),
+            export_dir.to_str().unwrap(),
         ],
         &[],
     );
-    // The documented columns (README, "Export files").
+    assert!(export_dir.join("mean-maps/yes__gradcam.png").is_file());
+    // The trust files' documented columns (README, "Export files").
     for (name, columns) in [
         ("faithfulness.csv", "run_id,image_id,path,label,predicted,correct,method,steps,score,deletion_auc,insertion_auc,random_deletion_auc,random_insertion_auc"),
         ("faithfulness_summary.csv", "label,correct,method,images,mean_deletion_auc,random_deletion_auc,mean_insertion_auc,random_insertion_auc"),
         ("faithfulness_curves.csv", "method,step,fraction,images,deletion_score,insertion_score"),
         ("sanity_curve.csv", "method,stage,layer,images,mean_abs_spearman_abs,mean_spearman_abs,mean_spearman_signed,empty_maps,threshold,verdict"),
     ] {
-        let mut r = csv::Reader::from_path(trust_dir.join(name)).unwrap();
+        let mut r = csv::Reader::from_path(export_dir.join(name)).unwrap();
         let got: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
         assert_eq!(got.join(","), columns, "{name}");
     }
     let csv_rows = |name: &str| -> Vec<csv::StringRecord> {
-        csv::Reader::from_path(trust_dir.join(name))
+        csv::Reader::from_path(export_dir.join(name))
             .unwrap()
             .records()
             .map(Result::unwrap)
