@@ -1,7 +1,9 @@
 //! Command-line interface (clap derive); the doc comments are the `--help` text.
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::attribution::{Method, Target};
 
 /// Audit what a CNN brain-tumor MRI classifier looks at: predictions and six attribution methods
 /// (Guided Backprop, Integrated Gradients, SmoothGrad, Grad-CAM, LIME, Kernel SHAP) for whole test sets.
@@ -26,8 +28,8 @@ pub struct Cli {
     pub overrides: Vec<String>,
 
     /// Where tensors run: auto (CUDA when present), cpu, cuda.
-    #[arg(long, global = true, default_value = "auto")]
-    pub device: String,
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub device: crate::model::DeviceChoice,
 
     /// libtorch intra-op threads (default: all cores).
     #[arg(long, global = true)]
@@ -331,8 +333,8 @@ pub struct AuditArgs {
     #[arg(long)]
     pub force: bool,
     /// Methods, comma separated (default: explain.methods).
-    #[arg(long, value_delimiter = ',')]
-    pub methods: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_method)]
+    pub methods: Vec<Method>,
     /// Training folder for the near-duplicate leakage check (default: data.root/data.train_dir;
     /// skipped with a note when it does not exist).
     #[arg(long)]
@@ -367,8 +369,8 @@ pub struct SanityArgs {
     pub images: usize,
     /// Methods, comma separated (default: the run's methods plus `gradient`, the plain-gradient
     /// reference of the published check).
-    #[arg(long, value_delimiter = ',')]
-    pub methods: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_method)]
+    pub methods: Vec<Method>,
     /// A method fails when the mean |Spearman of the absolute maps| at the last stage is above this.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,
@@ -404,8 +406,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub layers: bool,
     /// Methods, comma separated (default: explain.methods).
-    #[arg(long, value_delimiter = ',')]
-    pub methods: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_method)]
+    pub methods: Vec<Method>,
 }
 
 #[derive(Debug, Args)]
@@ -446,8 +448,8 @@ pub struct TrainArgs {
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// Which split: test, validation or train.
-    #[arg(long, default_value = "test")]
-    pub split: String,
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: Split,
     /// Dataset root (default: data.root from the config).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -462,15 +464,28 @@ pub struct ExplainArgs {
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Methods, comma separated (default: explain.methods from the config, the notebook's six).
-    #[arg(long, value_delimiter = ',')]
-    pub methods: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_method)]
+    pub methods: Vec<Method>,
     /// Output folder (default: <output.dir>/explain).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
     /// Explained class: predicted, label, or a class name (default: explain.target).
     #[arg(long)]
-    pub target: Option<String>,
+    pub target: Option<Target>,
     /// Images per montage.
     #[arg(long, default_value_t = 8)]
     pub per_montage: usize,
+}
+
+/// `evaluate --split`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Split {
+    Test,
+    Validation,
+    Train,
+}
+
+/// A method name as the config spells it (`guided_backprop`, `kernel_shap`, ...).
+fn parse_method(s: &str) -> Result<Method, String> {
+    Method::parse(s).map_err(|e| e.to_string())
 }

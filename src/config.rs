@@ -9,37 +9,16 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
 use crate::error::{Error, Result};
-use crate::model::LayerSpec;
+use crate::model::{Architecture, LayerSpec};
+pub use crate::model::train::{AugmentConfig, TrainingConfig};
+pub use crate::preprocess::ImageConfig;
+use crate::trust::FaithfulnessConfig;
 
 /// The notebook's `données:` block, kept with its French key.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Donnees {
     pub image: ImageConfig,
-}
-
-/// `données.image`: how an image becomes a model input.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ImageConfig {
-    /// Images are resized to size x size.
-    pub size: u32,
-    /// Divide pixel values by 255.
-    pub normalize: bool,
-    /// Per-image zero mean, unit standard deviation (after `normalize`).
-    pub standardize: bool,
-    /// One grey channel instead of three RGB channels.
-    pub grayscale: bool,
-}
-
-impl ImageConfig {
-    pub fn channels(&self) -> i64 {
-        if self.grayscale {
-            1
-        } else {
-            3
-        }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -76,7 +55,7 @@ impl Default for DataConfig {
 pub struct ModelConfig {
     /// `cnn128` (the notebook's pattern scaled for CPU), `cnn256` (the notebook's size, for GPUs) or
     /// `custom` (the `layers` list below).
-    pub architecture: String,
+    pub architecture: Architecture,
     pub layers: Vec<LayerSpec>,
     /// Safetensors weights of the native CNN (PyTorch `state_dict` names).
     pub weights: PathBuf,
@@ -87,57 +66,10 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            architecture: "cnn128".into(),
+            architecture: Architecture::Cnn128,
             layers: Vec::new(),
             weights: PathBuf::from("models/cnn128-br35h.safetensors"),
             torchscript: None,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingConfig {
-    pub seed: u64,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    /// Early stopping: stop after this many epochs without a better validation loss.
-    pub patience: usize,
-    pub augment: AugmentConfig,
-}
-
-impl Default for TrainingConfig {
-    fn default() -> Self {
-        TrainingConfig {
-            seed: 42,
-            epochs: 30,
-            batch_size: 32,
-            learning_rate: 1e-3,
-            weight_decay: 0.0,
-            patience: 6,
-            augment: AugmentConfig::default(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AugmentConfig {
-    pub horizontal_flip: bool,
-    /// Maximum rotation, degrees (uniform in [-r, r]).
-    pub rotate_degrees: f32,
-    /// Maximum relative brightness/contrast change (uniform in [1-i, 1+i]).
-    pub intensity: f32,
-}
-
-impl Default for AugmentConfig {
-    fn default() -> Self {
-        AugmentConfig {
-            horizontal_flip: true,
-            rotate_degrees: 10.0,
-            intensity: 0.1,
         }
     }
 }
@@ -172,6 +104,10 @@ pub struct Settings {
     pub output: OutputConfig,
     #[serde(default)]
     pub explain: crate::attribution::ExplainConfig,
+    /// `explain.faithfulness`: read and written with the `explain:` block (see [`Settings::from_yaml`]),
+    /// kept beside it because the trust checks own it, not the attribution methods.
+    #[serde(skip)]
+    pub faithfulness: FaithfulnessConfig,
 }
 
 impl Settings {
@@ -197,13 +133,23 @@ impl Settings {
         for o in overrides {
             apply_override(&mut value, o)?;
         }
-        let mut settings: Settings = serde_path_to_error::deserialize(value).map_err(|e| {
-            let key = e.path().to_string();
+        let faithfulness = value
+            .get_mut("explain")
+            .and_then(Value::as_mapping_mut)
+            .and_then(|m| m.remove("faithfulness"));
+        let key_err = |prefix: &str, e: serde_path_to_error::Error<serde_yaml_ng::Error>| {
+            let key = format!("{prefix}{}", e.path());
             cfg_err(format!(
                 "key `{key}`: {}",
                 e.inner().to_string().replace('\n', " ")
             ))
-        })?;
+        };
+        let mut settings: Settings =
+            serde_path_to_error::deserialize(value).map_err(|e| key_err("", e))?;
+        if let Some(f) = faithfulness {
+            settings.faithfulness = serde_path_to_error::deserialize(f)
+                .map_err(|e| key_err("explain.faithfulness.", e))?;
+        }
         settings.explain.apply_profile();
         settings.validate()?;
         Ok(settings)
@@ -218,85 +164,59 @@ impl Settings {
                 format!("{} is out of range: allowed 8..=2048 pixels", img.size),
             ));
         }
-        let t = &self.training;
-        if t.epochs == 0 {
-            return Err(Error::key(
-                "training.epochs",
-                "0 is not allowed: at least 1",
-            ));
-        }
-        if t.batch_size == 0 {
-            return Err(Error::key(
-                "training.batch_size",
-                "0 is not allowed: at least 1",
-            ));
-        }
-        if !(t.learning_rate > 0.0 && t.learning_rate < 10.0) {
-            return Err(Error::key(
-                "training.learning_rate",
-                format!("{} is not allowed: must be in (0, 10)", t.learning_rate),
-            ));
-        }
-        if !(0.0..=180.0).contains(&t.augment.rotate_degrees) {
-            return Err(Error::key(
-                "training.augment.rotate_degrees",
-                format!("{} is not allowed: 0..=180", t.augment.rotate_degrees),
-            ));
-        }
-        if !(0.0..1.0).contains(&t.augment.intensity) {
-            return Err(Error::key(
-                "training.augment.intensity",
-                format!("{} is not allowed: 0 <= intensity < 1", t.augment.intensity),
-            ));
-        }
+        self.training.validate()?;
         if self.data.max_file_bytes == 0 || self.data.max_image_pixels == 0 {
             return Err(Error::key(
                 "data.max_file_bytes / data.max_image_pixels",
                 "must be > 0",
             ));
         }
-        match self.model.architecture.as_str() {
-            "cnn128" | "cnn256" => {}
-            "custom" => {
-                if self.model.layers.is_empty() {
-                    return Err(Error::key(
-                        "model.layers",
-                        "architecture `custom` needs a non-empty layer list",
-                    ));
-                }
-            }
-            other => {
+        match (self.model.architecture, self.model.layers.is_empty()) {
+            (Architecture::Custom, true) => {
                 return Err(Error::key(
-                    "model.architecture",
-                    format!("`{other}` is unknown: allowed cnn128, cnn256, custom"),
+                    "model.layers",
+                    "architecture `custom` needs a non-empty layer list",
                 ))
             }
-        }
-        if self.model.architecture != "custom" && !self.model.layers.is_empty() {
-            return Err(Error::key(
-                "model.layers",
-                "a layer list is only used with `architecture: custom`",
-            ));
+            (Architecture::Cnn128 | Architecture::Cnn256, false) => {
+                return Err(Error::key(
+                    "model.layers",
+                    "a layer list is only used with `architecture: custom`",
+                ))
+            }
+            _ => {}
         }
         for (i, l) in self.model.layers.iter().enumerate() {
             l.validate()
                 .map_err(|m| Error::key(format!("model.layers[{i}]"), m))?;
         }
         self.explain.validate()?;
+        self.faithfulness.validate()?;
         Ok(())
     }
 
     /// The layer list the native model is built from.
     pub fn layers(&self) -> Vec<LayerSpec> {
-        match self.model.architecture.as_str() {
-            "cnn256" => crate::model::preset_layers([32, 64, 128, 128], 128, 2),
-            "custom" => self.model.layers.clone(),
-            _ => crate::model::preset_layers([16, 32, 64, 64], 64, 2),
+        match self.model.architecture {
+            Architecture::Cnn256 => crate::model::preset_layers([32, 64, 128, 128], 128, 2),
+            Architecture::Custom => self.model.layers.clone(),
+            Architecture::Cnn128 => crate::model::preset_layers([16, 32, 64, 64], 64, 2),
         }
     }
 
+    /// The whole configuration as YAML (the run's snapshot). `explain.faithfulness` is written only
+    /// when it differs from its default, so that snapshots of runs without it stay as they were.
     pub fn to_yaml(&self) -> String {
-        serde_yaml_ng::to_string(self).unwrap_or_default()
+        let mut value = serde_yaml_ng::to_value(self).unwrap_or(Value::Null);
+        if !self.faithfulness.is_default() {
+            if let (Some(explain), Ok(f)) = (
+                value.get_mut("explain").and_then(Value::as_mapping_mut),
+                serde_yaml_ng::to_value(&self.faithfulness),
+            ) {
+                explain.insert(Value::String("faithfulness".into()), f);
+            }
+        }
+        serde_yaml_ng::to_string(&value).unwrap_or_default()
     }
 }
 

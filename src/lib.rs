@@ -5,7 +5,9 @@
 //! display ([`display`]); [`trust`] checks the maps themselves (faithfulness curves, model
 //! randomisation); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
 //! [`leakage`] checks audited images against the training folder, [`store`] keeps the results in
-//! SQLite, [`query`] reads them back (query, export, diff) and [`report`] writes them as HTML; [`commands`] wires the steps to the CLI ([`cli`]).
+//! SQLite, [`query`] reads them back (query, export, diff) and [`report`] writes them as HTML;
+//! [`config`] validates the settings once, [`commands`] wires the steps to the CLI ([`cli`]), one file per
+//! subcommand; no library module imports from it.
 pub mod attribution;
 pub mod bench;
 pub mod brain_mask;

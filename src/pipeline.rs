@@ -11,19 +11,18 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::attribution::{self, ExplainConfig, ImageInput, Method};
+use crate::attribution::{self, ExplainConfig, Method, Subject, TargetRule};
 use crate::brain_mask;
 use crate::dataset::{self, Limits, Sample};
 use crate::error::{Error, Result};
-use crate::evaluate::argmax;
 use crate::metrics;
 use crate::model::Model;
-use crate::preprocess::{self, Prepared};
+use crate::preprocess::{self, ImageConfig, Prepared};
 use crate::store::{
     AgreementRecord, ErrorRecord, FaithfulnessRecord, ImageRecord, ImageResult, MapRecord,
     MetricRecord, PredictionRecord, WriterMessage,
 };
-use crate::trust;
+use crate::trust::{self, FaithfulnessConfig};
 
 /// Resolution of the stored maps and of the agreement computations.
 pub const MAP_STORE_SIZE: usize = 64;
@@ -56,8 +55,12 @@ pub enum Decoded {
 pub struct AuditJob<'a> {
     pub run_id: String,
     pub classes: &'a [String],
-    pub image_cfg: &'a crate::config::ImageConfig,
+    pub image_cfg: &'a ImageConfig,
     pub explain: &'a ExplainConfig,
+    /// `explain.target` checked against `classes`.
+    pub target: TargetRule,
+    /// The faithfulness curves, when they are on.
+    pub faithfulness: Option<&'a FaithfulnessConfig>,
     pub limits: Limits,
     pub done: HashSet<String>,
 }
@@ -77,7 +80,7 @@ pub struct AuditStats {
 /// Decodes in chunks on the rayon pool and sends in order over a bounded channel.
 pub fn spawn_decoder(
     samples: Vec<Sample>,
-    image_cfg: crate::config::ImageConfig,
+    image_cfg: ImageConfig,
     limits: Limits,
     done: HashSet<String>,
     chunk: usize,
@@ -101,7 +104,7 @@ pub fn spawn_decoder(
 
 fn decode_one(
     s: &Sample,
-    cfg: &crate::config::ImageConfig,
+    cfg: &ImageConfig,
     limits: Limits,
     done: &HashSet<String>,
 ) -> Decoded {
@@ -156,7 +159,6 @@ pub fn audit_image(
 ) -> Result<ImageResult> {
     let t0 = Instant::now();
     let size = prep.size;
-    let x = crate::commands::stack_inputs(&[prep]).to_device(model.device());
     let label = sample.label;
     let image = ImageRecord {
         image_id: id.to_string(),
@@ -167,19 +169,8 @@ pub fn audit_image(
         brain_area_fraction: mask.area_fraction() as f64,
         mask_fallback,
     };
-    let probs = crate::commands::predict_probs(model, &x)
-        .map_err(|e| Error::Other(e.to_string()))?
-        .remove(0);
-    let predicted = argmax(&probs);
-    let target = match job.explain.target.as_str() {
-        "predicted" => predicted,
-        "label" => label.unwrap_or(predicted),
-        name => job
-            .classes
-            .iter()
-            .position(|c| c == name)
-            .unwrap_or(predicted),
-    };
+    let subject = Subject::new(model, prep, label, job.target)?;
+    let (predicted, target, probs) = (subject.predicted, subject.target, &subject.probs);
     let correct = label.map(|l| l == predicted);
     if let Some(c) = correct {
         stats.labelled += 1;
@@ -187,11 +178,11 @@ pub fn audit_image(
     }
     let prediction = PredictionRecord {
         predicted: job.classes[predicted].clone(),
-        confidence: probs[predicted] as f64,
+        confidence: subject.confidence() as f64,
         probabilities: serde_json::to_string(
             &job.classes
                 .iter()
-                .zip(&probs)
+                .zip(probs)
                 .map(|(c, p)| (c.clone(), *p as f64))
                 .collect::<std::collections::BTreeMap<_, _>>(),
         )
@@ -200,21 +191,15 @@ pub fn audit_image(
         correct,
     };
     let border = brain_mask::border_band(size, size, BORDER_FRACTION);
-    let input = ImageInput {
-        id,
-        x: &x,
-        grey: &prep.grey,
-        target: target as i64,
-        segmentation: Default::default(),
-    };
+    let input = subject.input(id, &prep.grey);
     let mut metrics_rows = Vec::new();
     let mut maps = Vec::new();
     let mut small: Vec<(Method, Vec<f32>)> = Vec::new();
-    let faithfulness_on = job.explain.faithfulness.enabled;
+    let faithfulness_on = job.faithfulness.is_some();
     let mut full: Vec<(Method, Vec<f32>)> = Vec::new();
     let mut errors = Vec::new();
-    for &method in &job.explain.methods {
-        match attribution::explain(model, job.explain, method, &input) {
+    for (method, result) in attribution::explain_image(model, job.explain, &job.explain.methods, &input) {
+        match result {
             Ok(a) => {
                 let m = metrics::map_metrics(&a.map, &mask.inside, &border);
                 let e = stats.method_seconds.entry(method.name()).or_default();
@@ -274,12 +259,19 @@ pub fn audit_image(
         }
     }
     let mut faithfulness = Vec::new();
-    if faithfulness_on {
+    if let Some(f) = job.faithfulness {
         let t = Instant::now();
         let maps: Vec<(Method, &[f32])> = full.iter().map(|(m, v)| (*m, v.as_slice())).collect();
-        match trust::faithfulness::image_curves(model, job.explain, id, &x, target as i64, &maps) {
+        match trust::faithfulness::image_curves(
+            model,
+            job.explain,
+            f,
+            id,
+            &subject.x,
+            target as i64,
+            &maps,
+        ) {
             Ok(curves) => {
-                let f = &job.explain.faithfulness;
                 faithfulness = curves
                     .into_iter()
                     .map(|c| FaithfulnessRecord {

@@ -1,10 +1,39 @@
 //! Decoded image -> model input, exactly as the notebook's `données.image` keys mean:
 //! resize to size x size, `normalize` = /255, `standardize` = per-image zero mean and unit std,
-//! `grayscale` = one channel. Pure functions; the tensor is built by the caller.
+//! `grayscale` = one channel; then images stacked into model-input tensors.
 use image::imageops::FilterType;
 use image::DynamicImage;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
 
-use crate::config::ImageConfig;
+use crate::dataset::{self, Dataset, Limits, Sample, Skipped};
+use crate::error::{Error, Result};
+
+/// `données.image`: how an image becomes a model input.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Images are resized to size x size.
+    pub size: u32,
+    /// Divide pixel values by 255.
+    pub normalize: bool,
+    /// Per-image zero mean, unit standard deviation (after `normalize`).
+    pub standardize: bool,
+    /// One grey channel instead of three RGB channels.
+    pub grayscale: bool,
+}
+
+impl ImageConfig {
+    pub fn channels(&self) -> i64 {
+        if self.grayscale {
+            1
+        } else {
+            3
+        }
+    }
+}
+
 
 /// A model-ready image plus what display, segmentation and the brain mask need.
 #[derive(Clone, Debug)]
@@ -80,4 +109,112 @@ pub fn standardize(values: &mut [f32]) {
     values
         .iter_mut()
         .for_each(|v| *v = ((*v as f64 - mean) * scale) as f32);
+}
+
+/// Stacks prepared images into x [N, C, S, S] (on the CPU).
+pub fn stack_inputs(prepared: &[&Prepared]) -> Tensor {
+    let Some(first) = prepared.first() else {
+        return Tensor::zeros([0], (Kind::Float, Device::Cpu));
+    };
+    let (c, s) = (first.channels as i64, first.size as i64);
+    let flat: Vec<f32> = prepared
+        .iter()
+        .flat_map(|p| p.input.iter().copied())
+        .collect();
+    Tensor::from_slice(&flat).view([prepared.len() as i64, c, s, s])
+}
+
+/// Decodes and prepares `samples` in parallel (rayon), calling `tick` once per sample; the images
+/// that cannot be read come back as skipped records with their reason.
+pub fn prepare_samples(
+    samples: &[Sample],
+    cfg: &ImageConfig,
+    limits: Limits,
+    tick: &(dyn Fn() + Sync),
+) -> (Vec<(Sample, String, Prepared)>, Vec<Skipped>) {
+    let results: Vec<_> = samples
+        .par_iter()
+        .map(|s| {
+            let r = dataset::read_image(&s.path, limits).map(|d| (d.id.clone(), prepare(&d.image, cfg)));
+            tick();
+            (s.clone(), r)
+        })
+        .collect();
+    let mut ok = Vec::new();
+    let mut skipped = Vec::new();
+    for (s, r) in results {
+        match r {
+            Ok((id, p)) => ok.push((s, id, p)),
+            Err(reason) => skipped.push(Skipped {
+                path: s.path,
+                reason,
+            }),
+        }
+    }
+    (ok, skipped)
+}
+
+/// A labelled image set as tensors: x [N, C, S, S], y [N] (class indices).
+pub struct LabelledTensors {
+    pub x: Tensor,
+    pub y: Tensor,
+}
+
+impl LabelledTensors {
+    pub fn len(&self) -> usize {
+        self.x.size()[0] as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The class indices as a Vec.
+    pub fn labels(&self) -> Result<Vec<usize>> {
+        Ok(Vec::<i64>::try_from(&self.y)?
+            .into_iter()
+            .map(|l| l as usize)
+            .collect())
+    }
+}
+
+/// A class-folder image set (`dir/<class>/*`) as tensors, with the image ids in row order, the
+/// images that could not be read, and the files that are not images.
+pub struct LabelledSet {
+    pub tensors: LabelledTensors,
+    pub ids: Vec<String>,
+    pub skipped: Vec<Skipped>,
+    pub not_images: Vec<Skipped>,
+}
+
+/// Reads a class-folder image set into tensors; an empty result is an error.
+pub fn labelled_set(
+    dir: &std::path::Path,
+    classes: &[String],
+    cfg: &ImageConfig,
+    limits: Limits,
+    tick: &(dyn Fn() + Sync),
+) -> Result<LabelledSet> {
+    let ds = Dataset::scan(dir, classes)?;
+    let (ok, skipped) = prepare_samples(&ds.samples, cfg, limits, tick);
+    if ok.is_empty() {
+        return Err(Error::Dataset {
+            path: dir.to_path_buf(),
+            message: "no usable images".into(),
+        });
+    }
+    let refs: Vec<&Prepared> = ok.iter().map(|(_, _, p)| p).collect();
+    let x = stack_inputs(&refs);
+    let y: Vec<i64> = ok
+        .iter()
+        .map(|(s, _, _)| s.label.unwrap_or(0) as i64)
+        .collect();
+    Ok(LabelledSet {
+        tensors: LabelledTensors {
+            x,
+            y: Tensor::from_slice(&y),
+        },
+        ids: ok.iter().map(|(_, id, _)| id.clone()).collect(),
+        skipped,
+        not_images: ds.skipped,
+    })
 }

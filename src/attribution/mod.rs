@@ -17,6 +17,9 @@ pub mod gradcam;
 pub mod gradient;
 pub mod perturbation;
 pub mod segment;
+pub mod subject;
+
+pub use subject::{explain_image, Subject, Target, TargetRule};
 
 /// The methods, with the names used in config, the database and file names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
@@ -166,8 +169,7 @@ pub struct KernelShapConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SegmentationConfig {
-    /// felzenszwalb (reference for grey input), slic, grid, or file (a label PNG).
-    pub method: String,
+    pub method: SegmentationMethod,
     pub scale: f32,
     pub sigma: f32,
     pub min_size: usize,
@@ -182,7 +184,7 @@ pub struct SegmentationConfig {
 impl Default for SegmentationConfig {
     fn default() -> Self {
         SegmentationConfig {
-            method: "felzenszwalb".into(),
+            method: SegmentationMethod::Felzenszwalb,
             scale: 1.0,
             sigma: 0.8,
             min_size: 20,
@@ -194,15 +196,78 @@ impl Default for SegmentationConfig {
     }
 }
 
+/// `explain.segmentation.method`: how LIME and Kernel SHAP cut an image into superpixels.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentationMethod {
+    /// Felzenszwalb's graph segmentation (the reference for grey input).
+    Felzenszwalb,
+    Slic,
+    /// A regular grid of `grid_cells` x `grid_cells`.
+    Grid,
+    /// A label PNG (`path`), the same segmentation for every image.
+    File,
+}
+
+/// `explain.profile`: the sample budget of the sampled methods.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// The CPU budget (see [`Profile::budget`]).
+    Default,
+    /// The notebook's parameters.
+    Seed,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Default => "default",
+            Profile::Seed => "seed",
+        }
+    }
+
+    /// Sample counts: (IG steps, SmoothGrad samples, LIME samples, Kernel SHAP samples). `seed` = the
+    /// notebook. `default` keeps IG's completeness error small (64 trapezoid steps) and cuts the
+    /// perturbation methods, which are ~80% of the cost, to 300 samples each: about a third of the
+    /// seed profile's forward passes, enough for ~150 superpixels (two samples per feature).
+    pub fn budget(self) -> (usize, usize, usize, usize) {
+        match self {
+            Profile::Seed => (80, 80, 1000, 1000),
+            Profile::Default => (64, 32, 300, 300),
+        }
+    }
+}
+
+/// `explain.perturbation_precision`: the number format of the LIME / Kernel SHAP forward batches.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// bf16 on a CPU that multiplies bf16 in hardware (AMX or AVX-512 BF16), with the native CNN.
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// `explain:` in config.yml.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExplainConfig {
-    /// `default` (CPU budget) or `seed` (the notebook's parameters). Fills the sample counts not set.
-    pub profile: String,
+    /// Fills the sample counts not set.
+    pub profile: Profile,
     pub methods: Vec<Method>,
-    /// `predicted`, `label`, or a class name.
-    pub target: String,
+    /// `predicted`, `label`, or a class name (checked against the model's classes before any work).
+    pub target: Target,
     /// Run seed; each random draw is seeded from (image id, method, seed).
     pub seed: u64,
     /// Batch size for the gradient methods' samples (IG steps, SmoothGrad noise).
@@ -218,22 +283,16 @@ pub struct ExplainConfig {
     pub lime: LimeConfig,
     pub kernel_shap: KernelShapConfig,
     pub segmentation: SegmentationConfig,
-    /// Number format of the LIME / Kernel SHAP forward batches: `f32`, `bf16`, or `auto` (bf16 on a
-    /// CPU that multiplies bf16 in hardware, AMX or AVX-512 BF16, with the native CNN; f32 otherwise).
     /// Gradient methods always run in f32.
-    pub perturbation_precision: String,
-    /// Deletion/insertion curves per image x method (opt-in: it costs forward passes). Left out of the
-    /// run's config snapshot while it has its default value, so runs without it keep their snapshot.
-    #[serde(skip_serializing_if = "crate::trust::FaithfulnessConfig::is_default")]
-    pub faithfulness: crate::trust::FaithfulnessConfig,
+    pub perturbation_precision: Precision,
 }
 
 impl Default for ExplainConfig {
     fn default() -> Self {
         ExplainConfig {
-            profile: "default".into(),
+            profile: Profile::Default,
             methods: Method::SIX.to_vec(),
-            target: "predicted".into(),
+            target: Target::Predicted,
             seed: 0,
             batch_size: 64,
             perturbation_batch_size: 64,
@@ -244,61 +303,46 @@ impl Default for ExplainConfig {
             lime: LimeConfig::default(),
             kernel_shap: KernelShapConfig::default(),
             segmentation: SegmentationConfig::default(),
-            perturbation_precision: "auto".into(),
-            faithfulness: crate::trust::FaithfulnessConfig::default(),
+            perturbation_precision: Precision::Auto,
         }
-    }
-}
-
-/// Sample counts per profile: (IG steps, SmoothGrad samples, LIME samples, Kernel SHAP samples).
-/// `seed` = the notebook. `default` keeps IG's completeness error small (32 trapezoid steps) and cuts
-/// the perturbation methods, which are ~80% of the cost, to 300 samples each: about a third of the
-/// seed profile's forward passes, enough for ~150 superpixels (two samples per feature).
-pub fn profile_budget(profile: &str) -> Option<(usize, usize, usize, usize)> {
-    match profile {
-        "seed" => Some((80, 80, 1000, 1000)),
-        "default" => Some((64, 32, 300, 300)),
-        _ => None,
     }
 }
 
 impl ExplainConfig {
-    /// Fills sample counts left unset from the profile (an unknown profile is caught by `validate`).
+    /// Fills sample counts left unset from the profile.
     pub fn apply_profile(&mut self) {
-        if let Some((ig, sg, lime, shap)) = profile_budget(&self.profile) {
-            self.integrated_gradients.steps.get_or_insert(ig);
-            self.smoothgrad.samples.get_or_insert(sg);
-            self.lime.samples.get_or_insert(lime);
-            self.kernel_shap.samples.get_or_insert(shap);
-        }
+        let (ig, sg, lime, shap) = self.profile.budget();
+        self.integrated_gradients.steps.get_or_insert(ig);
+        self.smoothgrad.samples.get_or_insert(sg);
+        self.lime.samples.get_or_insert(lime);
+        self.kernel_shap.samples.get_or_insert(shap);
     }
 
     /// Whether the LIME / Kernel SHAP forwards run in bfloat16 for this model (see
     /// `perturbation_precision`).
     pub fn bf16_forwards(&self, model: &Model) -> bool {
         let native_cpu = model.native().is_some() && model.device() == tch::Device::Cpu;
-        match self.perturbation_precision.as_str() {
-            "bf16" => model.native().is_some(),
-            "auto" => native_cpu && crate::model::cpu_has_fast_bf16(),
-            _ => false,
+        match self.perturbation_precision {
+            Precision::Bf16 => model.native().is_some(),
+            Precision::Auto => native_cpu && crate::model::cpu_has_fast_bf16(),
+            Precision::F32 => false,
         }
     }
 
     pub fn validate(&self) -> Result<()> {
-        if !["auto", "f32", "bf16"].contains(&self.perturbation_precision.as_str()) {
+        if self.methods.is_empty() {
             return Err(Error::key(
-                "explain.perturbation_precision",
-                format!(
-                    "`{}` is unknown: allowed auto, f32, bf16",
-                    self.perturbation_precision
-                ),
+                "explain.methods",
+                format!("no method given: allowed {}", all_names().join(", ")),
             ));
         }
-        if profile_budget(&self.profile).is_none() {
-            return Err(Error::key(
-                "explain.profile",
-                format!("`{}` is unknown: allowed default, seed", self.profile),
-            ));
+        for (i, m) in self.methods.iter().enumerate() {
+            if self.methods[..i].contains(m) {
+                return Err(Error::key(
+                    "explain.methods",
+                    format!("`{}` is listed twice: each method runs once per image", m.name()),
+                ));
+            }
         }
         for (key, v) in [
             ("explain.batch_size", self.batch_size),
@@ -345,30 +389,19 @@ impl ExplainConfig {
             ));
         }
         let seg = &self.segmentation;
-        match seg.method.as_str() {
-            "felzenszwalb" | "slic" => {}
-            "grid" if seg.grid_cells >= 1 => {}
-            "grid" => return Err(Error::key("explain.segmentation.grid_cells", "at least 1")),
-            "file" if seg.path.is_some() => {}
-            "file" => {
+        match seg.method {
+            SegmentationMethod::Felzenszwalb | SegmentationMethod::Slic => {}
+            SegmentationMethod::Grid if seg.grid_cells >= 1 => {}
+            SegmentationMethod::Grid => {
+                return Err(Error::key("explain.segmentation.grid_cells", "at least 1"))
+            }
+            SegmentationMethod::File if seg.path.is_some() => {}
+            SegmentationMethod::File => {
                 return Err(Error::key(
                     "explain.segmentation.path",
                     "method `file` needs a label image path",
                 ))
             }
-            other => {
-                return Err(Error::key(
-                    "explain.segmentation.method",
-                    format!("`{other}` is unknown: allowed felzenszwalb, slic, grid, file"),
-                ))
-            }
-        }
-        self.faithfulness.validate()?;
-        if self.target != "predicted" && self.target != "label" && self.target.is_empty() {
-            return Err(Error::key(
-                "explain.target",
-                "allowed: predicted, label, or a class name",
-            ));
         }
         Ok(())
     }

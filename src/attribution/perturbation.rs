@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 use super::segment::{self, Segmentation};
-use super::{LimeConfig, SegmentationConfig};
+use super::{LimeConfig, SegmentationConfig, SegmentationMethod};
 use crate::error::{Error, Result};
 use crate::model::Model;
 
@@ -34,9 +34,9 @@ pub fn segment_for(
         rgb = Vec::<f32>::try_from(t.flatten(0, -1))?;
         (&rgb, channels)
     };
-    Ok(match cfg.method.as_str() {
-        "grid" => segment::grid(size, size, cfg.grid_cells, cfg.grid_cells),
-        "slic" => segment::slic(
+    Ok(match cfg.method {
+        SegmentationMethod::Grid => segment::grid(size, size, cfg.grid_cells, cfg.grid_cells),
+        SegmentationMethod::Slic => segment::slic(
             img,
             size,
             size,
@@ -45,7 +45,7 @@ pub fn segment_for(
             cfg.slic_compactness,
             cfg.sigma,
         ),
-        "file" => {
+        SegmentationMethod::File => {
             let path = cfg
                 .path
                 .as_ref()
@@ -53,7 +53,7 @@ pub fn segment_for(
             segment::from_label_image(path, size, size)
                 .map_err(|e| Error::key("explain.segmentation.path", e.to_string()))?
         }
-        _ => segment::felzenszwalb(img, size, size, ch, cfg.scale, cfg.sigma, cfg.min_size),
+        SegmentationMethod::Felzenszwalb => segment::felzenszwalb(img, size, size, ch, cfg.scale, cfg.sigma, cfg.min_size),
     })
 }
 

@@ -11,6 +11,18 @@ use crate::error::{Error, Result};
 
 pub mod train;
 
+/// `model.architecture`: a preset layer list, or `custom` (the `model.layers` list).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// Conv16-Conv32-Pool-Conv64-Conv64-Pool-Flatten-Dense64-Dropout-Dense: the notebook's pattern
+    /// scaled for CPU.
+    Cnn128,
+    /// The notebook's 32-64-128-128 at 256x256, for GPUs.
+    Cnn256,
+    Custom,
+}
+
 /// One layer of the native CNN, as written in `config.yml`: a name for layers without arguments
 /// (`- relu`, `- flatten`), a one-key map otherwise (`- conv: {out: 16}`, `- maxpool: {kernel: 2}`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -650,6 +662,25 @@ impl Model {
         }
     }
 
+    /// Softmax probabilities of x [N, C, S, S], in batches of 128, one Vec per image.
+    pub fn predict_probs(&self, x: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let _guard = tch::no_grad_guard();
+        let n = x.size()[0];
+        let mut out = Vec::with_capacity(n as usize);
+        let dev = self.device();
+        for start in (0..n).step_by(128) {
+            let len = 128.min(n - start);
+            let p = self
+                .forward(&x.narrow(0, start, len).to_device(dev))
+                .softmax(-1, Kind::Float)
+                .to_device(Device::Cpu);
+            let k = p.size()[1] as usize;
+            let flat = Vec::<f32>::try_from(p.flatten(0, -1))?;
+            out.extend(flat.chunks(k).map(|c| c.to_vec()));
+        }
+        Ok(out)
+    }
+
     pub fn native(&self) -> Option<&NativeCnn> {
         match self {
             Model::Native(m) => Some(m),
@@ -724,20 +755,25 @@ pub fn file_sha256(path: &Path) -> Result<String> {
 }
 
 /// Chooses the device: `auto` = CUDA when present, else CPU. The one place that decides.
-pub fn choose_device(request: &str) -> Result<Device> {
+pub fn choose_device(request: DeviceChoice) -> Result<Device> {
     match request {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda => {
             if tch::Cuda::is_available() {
                 Ok(Device::Cuda(0))
             } else {
                 Err(Error::key("--device", "cuda requested but no CUDA device is available (is libtorch the CUDA variant?)"))
             }
         }
-        "auto" => Ok(Device::cuda_if_available()),
-        other => Err(Error::key(
-            "--device",
-            format!("`{other}` is unknown: allowed auto, cpu, cuda"),
-        )),
+        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
     }
+}
+
+/// `--device`: where the model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// The first CUDA device when libtorch sees one, else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
 }

@@ -5,27 +5,99 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
 use super::NativeCnn;
-use crate::config::{AugmentConfig, TrainingConfig};
 use crate::error::{Error, Result};
+pub use crate::preprocess::LabelledTensors;
 
-/// Labelled images as tensors: x [N, C, S, S], y [N] (int64).
-pub struct LabelledTensors {
-    pub x: Tensor,
-    pub y: Tensor,
+/// `training:` in config.yml.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Early stopping: stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    pub augment: AugmentConfig,
 }
 
-impl LabelledTensors {
-    pub fn len(&self) -> usize {
-        self.y.size()[0] as usize
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+impl TrainingConfig {
+    /// Values serde cannot check: ranges.
+    pub fn validate(&self) -> Result<()> {
+        let t = self;
+        if t.epochs == 0 {
+            return Err(Error::key(
+                "training.epochs",
+                "0 is not allowed: at least 1",
+            ));
+        }
+        if t.batch_size == 0 {
+            return Err(Error::key(
+                "training.batch_size",
+                "0 is not allowed: at least 1",
+            ));
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate < 10.0) {
+            return Err(Error::key(
+                "training.learning_rate",
+                format!("{} is not allowed: must be in (0, 10)", t.learning_rate),
+            ));
+        }
+        if !(0.0..=180.0).contains(&t.augment.rotate_degrees) {
+            return Err(Error::key(
+                "training.augment.rotate_degrees",
+                format!("{} is not allowed: 0..=180", t.augment.rotate_degrees),
+            ));
+        }
+        if !(0.0..1.0).contains(&t.augment.intensity) {
+            return Err(Error::key(
+                "training.augment.intensity",
+                format!("{} is not allowed: 0 <= intensity < 1", t.augment.intensity),
+            ));
+        }
+        Ok(())
     }
 }
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            seed: 42,
+            epochs: 30,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            weight_decay: 0.0,
+            patience: 6,
+            augment: AugmentConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    pub horizontal_flip: bool,
+    /// Maximum rotation, degrees (uniform in [-r, r]).
+    pub rotate_degrees: f32,
+    /// Maximum relative brightness/contrast change (uniform in [1-i, 1+i]).
+    pub intensity: f32,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            horizontal_flip: true,
+            rotate_degrees: 10.0,
+            intensity: 0.1,
+        }
+    }
+}
+
 
 #[derive(Debug, Serialize, Clone)]
 pub struct EpochLog {

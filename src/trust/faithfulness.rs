@@ -265,12 +265,12 @@ pub struct MapCurves {
 pub fn image_curves(
     model: &Model,
     cfg: &ExplainConfig,
+    f: &FaithfulnessConfig,
     image_id: &str,
     x: &Tensor,
     target: i64,
     maps: &[(Method, &[f32])],
 ) -> Result<Vec<MapCurves>> {
-    let f = &cfg.faithfulness;
     let s = x.size();
     let n = (s[2] * s[3]) as usize;
     let reference = cfg.reference(s[1] as usize);

@@ -71,3 +71,34 @@ fn set_before_and_after_the_subcommand_both_count() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("explain.profile"), "{err}");
 }
+
+#[test]
+fn a_target_class_that_does_not_exist_fails_before_any_work_in_audit_as_in_explain() {
+    // One resolver for every command: the same refusal, naming the valid classes, before the model
+    // is loaded or a database is created.
+    let dir = super::util::tempdir();
+    let db = dir.path().join("audit.sqlite");
+    let out = bin(&["explain.target=maybe"])
+        .args(["audit", "--limit", "1", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "audit with an unknown target class exited 0");
+    let audit_err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        audit_err.contains("explain.target")
+            && audit_err.contains("`maybe`")
+            && audit_err.contains("predicted, label, no, yes"),
+        "{audit_err}"
+    );
+    assert!(!db.exists(), "the audit created {} before refusing", db.display());
+    let out = bin(&[])
+        .args(["explain", "--target", "maybe", "--out"])
+        .arg(dir.path())
+        .arg("README.md")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let explain_err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(explain_err, audit_err, "explain and audit refuse alike");
+}

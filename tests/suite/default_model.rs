@@ -1,6 +1,8 @@
 //! The bundled default CNN on real Br35H images (needs `make setup`'s data; the weights ship in models/).
 use tumor_audit::attribution::{self, ImageInput, Method};
-use tumor_audit::commands::{prepare_samples, stack_inputs, Context};
+use tumor_audit::attribution::Precision;
+use tumor_audit::commands::{prepare_samples, Context};
+use tumor_audit::preprocess::stack_inputs;
 use tumor_audit::config::Settings;
 use tumor_audit::dataset::{Dataset, Limits};
 use tumor_audit::evaluate::argmax;
@@ -11,11 +13,7 @@ fn context(overrides: &[&str]) -> Context {
     let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let mut settings = Settings::load(&repo("config.yml"), &o).expect("config.yml");
     settings.model.weights = repo("models/cnn128-br35h.safetensors");
-    Context {
-        settings,
-        device: tch::Device::Cpu,
-        classes: vec!["no".into(), "yes".into()],
-    }
+    Context::from_settings(settings, tch::Device::Cpu).expect("classes and target")
 }
 
 /// `n` real Br35H images, alternating classes, from the raw folder.
@@ -156,7 +154,7 @@ fn default_model_beats_chance_clearly_on_real_images() {
         "test",
     );
     let refs: Vec<_> = ok.iter().map(|(_, _, p)| p).collect();
-    let probs = tumor_audit::commands::predict_probs(&model, &stack_inputs(&refs)).unwrap();
+    let probs = model.predict_probs(&stack_inputs(&refs)).unwrap();
     let correct = ok
         .iter()
         .zip(&probs)
@@ -258,7 +256,7 @@ fn performance_levers_keep_the_reference_maps() {
         }
         // bf16 forwards: same seed, ranks agree closely (Spearman over pixels).
         let mut bf16_cfg = fast_ctx.settings.explain.clone();
-        bf16_cfg.perturbation_precision = "bf16".into();
+        bf16_cfg.perturbation_precision = Precision::Bf16;
         for m in [Method::Lime, Method::KernelShap] {
             let a = attribution::explain(&fast, &fast_ctx.settings.explain, m, &input())
                 .unwrap()

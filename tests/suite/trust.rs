@@ -102,13 +102,16 @@ fn two_class_probability_curves_are_the_softmax_of_the_logit_curves() {
     let model = linear();
     let x = image(&[1.0; 16], 4);
     let mut cfg = ExplainConfig::default();
-    cfg.faithfulness.steps = 4;
+    let f = fa::FaithfulnessConfig {
+        steps: 4,
+        ..Default::default()
+    };
     cfg.batch_size = 4;
     let grad = tumor_audit::attribution::gradient::gradient(&model, &x, &[1])
         .unwrap()
         .remove(0);
     let rows =
-        fa::image_curves(&model, &cfg, "img-a", &x, 1, &[(Method::Gradient, &grad)]).unwrap();
+        fa::image_curves(&model, &cfg, &f, "img-a", &x, 1, &[(Method::Gradient, &grad)]).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(
         (rows[0].method.as_str(), rows[1].method.as_str()),
@@ -132,9 +135,9 @@ fn two_class_probability_curves_are_the_softmax_of_the_logit_curves() {
         1e-6,
         "random ends",
     );
-    let again = fa::image_curves(&model, &cfg, "img-a", &x, 1, &[]).unwrap();
+    let again = fa::image_curves(&model, &cfg, &f, "img-a", &x, 1, &[]).unwrap();
     assert_eq!(again[0].curves, *rnd, "same image id, same random order");
-    let other = fa::image_curves(&model, &cfg, "img-b", &x, 1, &[]).unwrap();
+    let other = fa::image_curves(&model, &cfg, &f, "img-b", &x, 1, &[]).unwrap();
     assert_ne!(
         other[0].curves, *rnd,
         "another image id, another random order"

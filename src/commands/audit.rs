@@ -1,0 +1,267 @@
+//! `tumor-audit audit`: the main job. Everything that can be wrong with the inputs fails before any
+//! work; then the test set streams through the pipeline into the run's database, the leakage check
+//! runs, and the summary is printed.
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+
+use super::{progress, Context};
+use crate::attribution::Method;
+use crate::bench::peak_memory;
+use crate::cli::AuditArgs;
+use crate::pipeline;
+use crate::store::{Store, Writer};
+
+pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
+    let cfg = ctx.explain_config(&args.methods)?;
+    let mut faithfulness = ctx.settings.faithfulness.clone();
+    if args.faithfulness {
+        faithfulness.enabled = true;
+    }
+    let dir = args.data.clone().unwrap_or_else(|| ctx.test_dir());
+    let shard = audit_shard(args)?;
+    let db = args.db.clone().unwrap_or_else(|| {
+        ctx.settings.output.dir.join(
+            shard
+                .map(|s| s.db_file_name())
+                .unwrap_or_else(|| "audit.sqlite".into()),
+        )
+    });
+    let run_id = args.run.clone().unwrap_or_else(pipeline::default_run_name);
+    let t0 = Instant::now();
+    // Everything that can be wrong with the inputs fails here, before any work.
+    let model = ctx.load_model()?;
+    let (samples, _) = pipeline::test_samples(&dir, &ctx.classes, args.limit)?;
+    if samples.is_empty() {
+        bail!("{}: no image files in the class folders", dir.display());
+    }
+    // A shard keeps its images by content hash; the others are read and hashed, never decoded.
+    let samples = match shard {
+        Some(s) => {
+            let (own, all) = crate::shard::select(samples, s);
+            println!("{s}: {} of {all} images (by content hash)", own.len());
+            own
+        }
+        None => samples,
+    };
+    let model_path = ctx.model_path();
+    let store = Store::open(&db)?;
+    let record = ctx.run_record(
+        &run_id,
+        &cfg,
+        &faithfulness,
+        Some(&model_path),
+        &dir,
+        samples.len(),
+    )?;
+    let resuming = store.begin_shard_run(&record, shard)?;
+    let done = if args.force {
+        Default::default()
+    } else {
+        store.done_images(&run_id)?
+    };
+    if resuming && !args.force {
+        println!(
+            "resuming run {run_id}: {} of {} images already done",
+            done.len(),
+            samples.len()
+        );
+    }
+    let writer = Writer::spawn(&db, 16, 64)?;
+    let job = pipeline::AuditJob {
+        run_id: run_id.clone(),
+        classes: &ctx.classes,
+        image_cfg: &ctx.settings.donnees.image,
+        explain: &cfg,
+        target: ctx.target,
+        faithfulness: faithfulness.enabled.then_some(&faithfulness),
+        limits: ctx.limits(),
+        done,
+    };
+    let pb = progress(samples.len() as u64, "auditing");
+    let result = pipeline::run(&model, &job, samples, &writer.sender(), &pb);
+    pb.finish_and_clear();
+    let written = writer.finish();
+    let stats = match (result, written) {
+        (Ok(stats), Ok(_)) => stats,
+        (r, w) => {
+            let _ = store.finish_run(&run_id, "failed");
+            r?;
+            w?;
+            unreachable!("one of the two is an error")
+        }
+    };
+    store.finish_run(&run_id, "finished")?;
+    if !args.no_leakage_check {
+        leakage_check(ctx, args, &store, &run_id)?;
+    }
+    let flagged: i64 = store
+        .conn()
+        .query_row(
+            "SELECT COUNT(DISTINCT image_id) FROM v_suspicious WHERE run_id = ?1",
+            [&run_id],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "run {run_id}: {} images audited, {} resumed as done, {} failed; {:.0} s ({:.3} images/s, {} decode threads, peak memory {})",
+        stats.images,
+        stats.skipped_done,
+        stats.failed,
+        secs,
+        stats.images as f64 / secs.max(1e-9),
+        rayon::current_num_threads(),
+        peak_memory().map(|kb| format!("{:.0} MiB", kb as f64 / 1024.0)).unwrap_or_else(|| "unknown".into())
+    );
+    if stats.labelled > 0 {
+        println!(
+            "accuracy {:.2}% ({} / {})",
+            100.0 * stats.correct as f64 / stats.labelled as f64,
+            stats.correct,
+            stats.labelled
+        );
+    }
+    println!(
+        "{:<22} {:>10} {:>10} {:>8}",
+        "method", "s/image", "images/s", "errors"
+    );
+    for m in &cfg.methods {
+        let (sec, n) = stats
+            .method_seconds
+            .get(m.name())
+            .copied()
+            .unwrap_or((0.0, 0));
+        let per = if n > 0 { sec / n as f64 } else { 0.0 };
+        let errs = stats.method_errors.get(m.name()).copied().unwrap_or(0);
+        println!(
+            "{:<22} {:>10.3} {:>10.2} {:>8}",
+            m.title(),
+            per,
+            if per > 0.0 { 1.0 / per } else { 0.0 },
+            errs
+        );
+    }
+    if faithfulness.enabled {
+        let (sec, n) = stats
+            .method_seconds
+            .get(pipeline::FAITHFULNESS)
+            .copied()
+            .unwrap_or((0.0, 0));
+        let per = if n > 0 { sec / n as f64 } else { 0.0 };
+        let errs = stats
+            .method_errors
+            .get(pipeline::FAITHFULNESS)
+            .copied()
+            .unwrap_or(0);
+        println!(
+            "{:<22} {:>10.3} {:>10.2} {:>8}   ({} forward passes per image: K = {}, {} maps + random)",
+            "faithfulness curves",
+            per,
+            if per > 0.0 { 1.0 / per } else { 0.0 },
+            errs,
+            faithfulness.forward_passes(cfg.methods.len()),
+            faithfulness.steps,
+            cfg.methods.len()
+        );
+        let rows = crate::store::trust::faithfulness_summary(store.conn(), Some(&run_id))
+            .context("reading v_faithfulness_summary")?;
+        print_faithfulness(&rows, faithfulness.score.name());
+    }
+    println!(
+        "{flagged} image(s) flagged as suspicious (view v_suspicious); results in {}",
+        db.display()
+    );
+    if stats.failed > 0 {
+        println!(
+            "{} image(s) failed: see the errors table (exit code 2)",
+            stats.failed
+        );
+        return Ok(2);
+    }
+    Ok(0)
+}
+
+/// The near-duplicate check of the run's images against the training folder (see [`crate::leakage`]);
+/// near-duplicate = within the split's Hamming distance (split.json), 2 by default.
+fn leakage_check(
+    ctx: &Context,
+    args: &AuditArgs,
+    store: &crate::store::Store,
+    run_id: &str,
+) -> anyhow::Result<()> {
+    let root = &ctx.settings.data.root;
+    let train = args
+        .train
+        .clone()
+        .unwrap_or_else(|| root.join(&ctx.settings.data.train_dir));
+    if !train.is_dir() {
+        println!(
+            "leakage check skipped: no training folder {} (give --train DIR)",
+            train.display()
+        );
+        return Ok(());
+    }
+    let max_distance = std::fs::read_to_string(root.join("split.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["max_hamming_distance"].as_u64())
+        .unwrap_or(2) as u32;
+    let t0 = Instant::now();
+    let index = crate::leakage::TrainIndex::build(&train, &ctx.classes, ctx.limits())?;
+    let (checked, dupes) =
+        crate::leakage::check_run(store.conn(), run_id, &index, max_distance, ctx.limits())
+            .map_err(|e| {
+                anyhow::anyhow!("database {}: leakage check: {e}", store.path().display())
+            })?;
+    println!(
+        "leakage check: {checked} image(s) against {} training images in {}: {dupes} near-duplicate(s) \
+         (average-hash distance <= {max_distance}); {:.1} s",
+        index.len(),
+        train.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The faithfulness summary as a table (AUCs of the target-class score over the fraction of pixels).
+pub fn print_faithfulness(rows: &[crate::store::trust::FaithfulnessSummary], score: &str) {
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+    println!(
+        "faithfulness ({score} of the explained class; deletion: lower is better, insertion: higher is better)"
+    );
+    println!(
+        "{:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "method", "images", "del AUC", "random", "del<rnd", "ins AUC", "random", "ins>rnd"
+    );
+    for r in rows {
+        let title = Method::parse(&r.method)
+            .map(|m| m.title().to_string())
+            .unwrap_or_else(|_| r.method.clone());
+        println!(
+            "{:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            title,
+            r.images,
+            f(r.mean_deletion_auc),
+            f(r.random_deletion_auc),
+            f(r.share_deletion_below_random),
+            f(r.mean_insertion_auc),
+            f(r.random_insertion_auc),
+            f(r.share_insertion_above_random)
+        );
+    }
+}
+
+/// The shard `audit --shard` names (the environment is read for `auto` only).
+fn audit_shard(args: &AuditArgs) -> anyhow::Result<Option<crate::shard::Shard>> {
+    let env = |k: &str| std::env::var(k).ok();
+    let Some(arg) = &args.shard else {
+        if let Some(var) = crate::shard::ENV_VARS.iter().find(|v| env(v).is_some()) {
+            tracing::warn!("{var} is set but --shard is not given: auditing the whole test set (use --shard auto to audit this task's shard)");
+        }
+        return Ok(None);
+    };
+    let (shard, source) = arg.resolve(env)?;
+    tracing::info!("{shard}, from {source}");
+    Ok(Some(shard))
+}

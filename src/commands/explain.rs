@@ -1,0 +1,151 @@
+//! `tumor-audit explain`: pictures of every method on a few images (one PNG per image x method, the
+//! raw maps as .npy, the brain mask, and montages).
+use anyhow::{bail, Context as _};
+use tch::Tensor;
+
+use super::{prepare_samples, progress, Context};
+use crate::attribution::{self, Subject};
+use crate::bench::median;
+use crate::cli::ExplainArgs;
+use crate::dataset::Dataset;
+use crate::display;
+
+pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
+    let cfg = ctx.explain_config(&args.methods)?;
+    // `--target` is checked against the classes like `explain.target`, before any work.
+    let rule = match &args.target {
+        Some(t) => t.resolve(&ctx.classes)?,
+        None => ctx.target,
+    };
+    let model = ctx.load_model()?;
+    let ds = Dataset::from_paths(&args.inputs)?;
+    let (ok, skipped) = prepare_samples(
+        &ds.samples,
+        &ctx.settings.donnees.image,
+        ctx.limits(),
+        "decoding",
+    );
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    if ok.is_empty() {
+        bail!("no usable image among the inputs");
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| ctx.settings.output.dir.join("explain"));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let size = ctx.settings.donnees.image.size;
+    let params = display::DisplayParams::default();
+    let mut rows: Vec<Vec<image::RgbImage>> = vec![Vec::new(); cfg.methods.len() + 1];
+    let mut col_labels = Vec::new();
+    let mut montage_no = 0;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); cfg.methods.len()];
+    let pb = progress((ok.len() * cfg.methods.len()) as u64, "explaining");
+    for (i, (sample, id, prep)) in ok.iter().enumerate() {
+        let label = sample.label.or_else(|| {
+            let parent = sample.path.parent()?.file_name()?.to_str()?;
+            ctx.classes.iter().position(|c| c == parent)
+        });
+        let subject = Subject::new(&model, prep, label, rule)
+            .with_context(|| sample.path.display().to_string())?;
+        let (predicted, probs) = (subject.predicted, &subject.probs);
+        let stem = format!(
+            "{}-{}",
+            sample
+                .path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy(),
+            &id[..8]
+        );
+        let upscale = (256 / size).max(1);
+        rows[0].push(display::upscale(
+            &display::grey_to_rgb(&prep.grey, size, size, 1),
+            upscale,
+        ));
+        // The true class when the folder names one of the model's classes, else the folder name.
+        let folder = sample
+            .path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().to_string());
+        col_labels.push(format!(
+            "{} p:{} {:.2}",
+            label
+                .map(|l| ctx.classes[l].clone())
+                .or(folder)
+                .unwrap_or_else(|| "?".into()),
+            ctx.classes[predicted],
+            probs[predicted]
+        ));
+        // The brain mask the audit measures against, as a debug picture.
+        let (mask, _) = crate::brain_mask::brain_mask(&prep.grey, prep.size, prep.size);
+        let mask_png = out.join(format!("{stem}__brain_mask.png"));
+        mask.to_debug_image(&prep.grey)
+            .save(&mask_png)
+            .with_context(|| format!("cannot write {}", mask_png.display()))?;
+        let input = subject.input(id, &prep.grey);
+        let maps = attribution::explain_image(&model, &cfg, &cfg.methods, &input);
+        for (m, (method, result)) in maps.into_iter().enumerate() {
+            match result {
+                Ok(a) => {
+                    times[m].push(a.seconds);
+                    let png = display::overlay(&prep.grey, 1, &a.map, size, size, &params);
+                    let file = out.join(format!("{stem}__{}.png", method.name()));
+                    png.save(&file)
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    Tensor::from_slice(&a.map)
+                        .view([size as i64, size as i64])
+                        .write_npy(out.join(format!("{stem}__{}.npy", method.name())))?;
+                    rows[m + 1].push(display::upscale(&png, upscale));
+                    if let Some(e) = a.completeness_error {
+                        tracing::debug!(
+                            "{}: IG completeness error {:.4}%",
+                            sample.path.display(),
+                            100.0 * e
+                        );
+                    }
+                }
+                Err(e) => {
+                    pb.println(format!(
+                        "{}: {}: {e}",
+                        sample.path.display(),
+                        method.title()
+                    ));
+                    rows[m + 1].push(image::RgbImage::from_pixel(
+                        size * upscale,
+                        size * upscale,
+                        image::Rgb([255, 255, 255]),
+                    ));
+                }
+            }
+            pb.inc(1);
+        }
+        if rows[0].len() == args.per_montage.max(1) || i + 1 == ok.len() {
+            let mut labels = vec!["original".to_string()];
+            labels.extend(cfg.methods.iter().map(|m| m.title().to_string()));
+            let img = display::montage(&rows, &labels, &col_labels);
+            let name = if montage_no == 0 {
+                "montage.png".to_string()
+            } else {
+                format!("montage-{montage_no}.png")
+            };
+            img.save(out.join(&name))
+                .with_context(|| format!("cannot write {name}"))?;
+            montage_no += 1;
+            rows.iter_mut().for_each(|r| r.clear());
+            col_labels.clear();
+        }
+    }
+    pb.finish_and_clear();
+    println!("{} image(s) explained into {}", ok.len(), out.display());
+    println!("{:<22} {:>12}", "method", "s/image");
+    for (m, method) in cfg.methods.iter().enumerate() {
+        if let Some(med) = median(&times[m]) {
+            println!("{:<22} {:>12.3}", method.title(), med);
+        }
+    }
+    Ok(())
+}
