@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::shard::Shard;
 
+pub mod maps;
 mod merge;
 pub mod trust;
 mod writer;
@@ -220,7 +221,8 @@ pub struct AgreementRecord {
     pub iou_top10: f64,
 }
 
-/// A row of `maps`: a downsampled attribution map, `encoding` "f16le" (2 bytes per pixel, row-major).
+/// A row of `maps`: a downsampled attribution map in the encoding named by `encoding` (see [`maps`]:
+/// built with [`MapRecord::f16le`], read with [`maps::decode`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MapRecord {
     pub method: String,
