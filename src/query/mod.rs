@@ -46,7 +46,9 @@ pub enum QueryError {
     #[error("run {run} has no image whose id starts with, or whose path ends with, {key:?}")]
     NoImage { run: String, key: String },
 
-    #[error("{key:?} matches {count} images of run {run}, e.g. {examples}; give more of the id or path")]
+    #[error(
+        "{key:?} matches {count} images of run {run}, e.g. {examples}; give more of the id or path"
+    )]
     AmbiguousImage {
         key: String,
         count: usize,
@@ -294,11 +296,7 @@ pub fn sql(conn: &Connection, text: &str) -> Result<Table, QueryError> {
     })?;
     if !stmt.readonly() {
         return Err(QueryError::WouldWrite {
-            keyword: text
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_uppercase(),
+            keyword: text.split_whitespace().next().unwrap_or("").to_uppercase(),
         });
     }
     Ok(Table::from_statement(&mut stmt, [])?)

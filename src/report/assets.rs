@@ -81,7 +81,11 @@ impl Assets {
     }
 
     /// The mean-map tiles: `maps[k]` as `mean-maps/<name>` for each (k, name).
-    pub fn mean_maps(&mut self, maps: &[MeanMap], files: &[(usize, String)]) -> Result<(), ReportError> {
+    pub fn mean_maps(
+        &mut self,
+        maps: &[MeanMap],
+        files: &[(usize, String)],
+    ) -> Result<(), ReportError> {
         for (k, name) in files {
             let p = self.dir.join("mean-maps").join(name);
             save_png(&bias::render(&maps[*k], 128), &p)?;

@@ -139,8 +139,8 @@ pub fn write_report(
     let maps = bias::mean_maps(conn, run)?;
     let (mean_rows, mean_files) = sections::mean_map_rows(&maps, &methods);
     assets.mean_maps(&maps, &mean_files)?;
-    let masses = (methods.iter().map(|m| rq::method_masses(conn, run, m)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let masses =
+        (methods.iter().map(|m| rq::method_masses(conn, run, m))).collect::<Result<Vec<_>, _>>()?;
     let (bg_series, border_series) = sections::mass_series(&methods, &masses);
     let has_metrics = bg_series.iter().any(|s| !s.1.is_empty());
     if has_metrics {
@@ -190,7 +190,10 @@ pub fn write_report(
         glance: sections::glance(&runs::run_summary(conn, run)?, &entries, &leak),
         info: sections::header(run, &record),
         accuracy: eval.as_ref().map(|e| pct(e.accuracy)),
-        roc_auc: eval.as_ref().and_then(|e| e.roc_auc).map(|v| format!("{v:.4}")),
+        roc_auc: eval
+            .as_ref()
+            .and_then(|e| e.roc_auc)
+            .map(|v| format!("{v:.4}")),
         labelled: eval.as_ref().map_or(0, |e| e.images),
         per_class: eval.as_ref().map(sections::per_class),
         confusion_svg,
@@ -227,7 +230,11 @@ pub fn write_report(
 
     let html_bytes: u64 = pages.iter().map(|p| assets::file_size(p)).sum();
     let first_page_bytes = assets::file_size(&pages[0])
-        + assets.first_page.iter().map(|p| assets::file_size(p)).sum::<u64>()
+        + assets
+            .first_page
+            .iter()
+            .map(|p| assets::file_size(p))
+            .sum::<u64>()
         + first_strips;
     Ok(Written {
         index: pages[0].clone(),

@@ -139,7 +139,11 @@ fn matrix(
 
 /// Confusion matrix: rows = true class, columns = predicted class, count in each cell, shaded by
 /// the share of its row (so a small class's errors are as visible as a large one's).
-pub fn confusion(path: &Path, classes: &[String], confusion: &[Vec<usize>]) -> Result<(), ReportError> {
+pub fn confusion(
+    path: &Path,
+    classes: &[String],
+    confusion: &[Vec<usize>],
+) -> Result<(), ReportError> {
     let cells: Vec<Vec<(RGBColor, String, bool)>> = confusion
         .iter()
         .map(|row| {

@@ -75,12 +75,14 @@ pub fn write_pages(
     written.push(path);
     for (k, groups) in paged.enumerate() {
         let p = k + 2;
-        let html = env.get_template("gallery.html")?.render(minijinja::context! {
-            page => p,
-            page_links => ser(&page_links(pages, p)),
-            groups => ser(&groups),
-            ..common.clone()
-        })?;
+        let html = env
+            .get_template("gallery.html")?
+            .render(minijinja::context! {
+                page => p,
+                page_links => ser(&page_links(pages, p)),
+                groups => ser(&groups),
+                ..common.clone()
+            })?;
         let path = dir.join(page_file(p));
         std::fs::write(&path, &html).map_err(|e| ReportError::io("write", &path, e))?;
         written.push(path);

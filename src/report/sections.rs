@@ -7,8 +7,8 @@ use std::path::Path;
 
 use super::plots::Line;
 use super::view::{
-    asset_name, fmt2, fmt3, html_table, method_title, methods_html, pct, Glance, GalleryGroup,
-    GalleryItem, KeyValue, MeanMapRow, MethodCell, TrustSection,
+    asset_name, fmt2, fmt3, html_table, method_title, methods_html, pct, GalleryGroup, GalleryItem,
+    Glance, KeyValue, MeanMapRow, MethodCell, TrustSection,
 };
 use super::ASSETS;
 use crate::config::ImageConfig;
@@ -420,7 +420,11 @@ pub fn gallery_pages(items: Vec<GalleryItem>, per_page: usize) -> Vec<Vec<Galler
 }
 
 /// The figures at the top of the report: accuracy, images audited, suspicious images, leakage.
-pub fn glance(summary: &RunSummary, entries: &[GalleryEntry], leak: &LeakageSummary) -> Vec<Glance> {
+pub fn glance(
+    summary: &RunSummary,
+    entries: &[GalleryEntry],
+    leak: &LeakageSummary,
+) -> Vec<Glance> {
     let suspicious_images = entries.iter().filter(|e| e.score > 0).count();
     let wrong = entries.iter().filter(|e| e.correct == Some(false)).count();
     let checked = leak.checked > 0;

@@ -10,7 +10,12 @@ pub const F16LE: &str = "f16le";
 impl MapRecord {
     /// A `maps` row for `method` from a `width x height` row-major map (already downsampled to the
     /// stored size, see `metrics::downsample`), encoded as [`F16LE`].
-    pub fn f16le(method: impl Into<String>, values: &[f32], width: usize, height: usize) -> MapRecord {
+    pub fn f16le(
+        method: impl Into<String>,
+        values: &[f32],
+        width: usize,
+        height: usize,
+    ) -> MapRecord {
         MapRecord {
             method: method.into(),
             width: width as i64,
