@@ -2,8 +2,8 @@
 //!
 //! `report.html` holds the run header, the evaluation, the bias summary, the mean maps, the plots, the
 //! leakage check, the errors and the first page of the gallery; `gallery-2.html`, `gallery-3.html`, ...
-//! hold the rest of the gallery. Assets go to `report-assets/` beside them (PNG thumbnails named by
-//! image id, SVG plots), so the folder can be copied or zipped as it is. Nothing is loaded from the
+//! hold the rest of the gallery. Assets go to `report-assets/` beside them (JPEG gallery strips named
+//! by image id, PNG mean maps, SVG plots), so the folder can be copied or zipped as it is. Nothing is loaded from the
 //! network and the pages have no scripts; everything taken from the database goes through minijinja's
 //! HTML auto-escaping.
 //!
