@@ -220,13 +220,12 @@ pub fn audit_image(
                     segments: a.segments.map(|s| s as i64),
                     seconds: a.seconds,
                 });
-                maps.push(MapRecord {
-                    method: method.name().to_string(),
-                    width: MAP_STORE_SIZE as i64,
-                    height: MAP_STORE_SIZE as i64,
-                    encoding: "f16le".into(),
-                    data: metrics::compact_map(&a.map, size, size, MAP_STORE_SIZE, MAP_STORE_SIZE),
-                });
+                maps.push(MapRecord::f16le(
+                    method.name(),
+                    &metrics::downsample(&a.map, size, size, MAP_STORE_SIZE, MAP_STORE_SIZE),
+                    MAP_STORE_SIZE,
+                    MAP_STORE_SIZE,
+                ));
                 small.push((
                     method,
                     metrics::downsample(&a.map, size, size, AGREEMENT_SIZE, AGREEMENT_SIZE),
