@@ -234,15 +234,8 @@ pub fn border_band(width: usize, height: usize, width_frac: f32) -> Vec<bool> {
 /// plateau is used. With a single populated bin the threshold is that bin's upper edge (nothing
 /// above it); with no finite value it is 0.5.
 pub fn otsu_threshold(values: &[f32]) -> f32 {
-    let mut hist = [0u64; 256];
-    let mut total = 0u64;
-    for &v in values {
-        if v.is_finite() {
-            let b = ((v.clamp(0.0, 1.0) * 256.0) as usize).min(255);
-            hist[b] += 1;
-            total += 1;
-        }
-    }
+    let hist = histogram(values);
+    let total: u64 = hist.iter().sum();
     if total == 0 {
         return 0.5;
     }

@@ -59,7 +59,7 @@ impl Segmentation {
         sizes
     }
 
-    pub(crate) fn empty(width: usize, height: usize) -> Segmentation {
+    fn empty(width: usize, height: usize) -> Segmentation {
         Segmentation {
             width,
             height,
@@ -101,7 +101,7 @@ fn renumber(raw: &[u32]) -> (Vec<u32>, usize) {
 }
 
 /// Panics on a buffer that does not hold `width * height * channels` values (a caller bug).
-pub(crate) fn check_image(img: &[f32], width: usize, height: usize, channels: usize) {
+fn check_image(img: &[f32], width: usize, height: usize, channels: usize) {
     assert!(channels >= 1, "image must have at least one channel");
     assert_eq!(
         img.len(),
@@ -112,7 +112,7 @@ pub(crate) fn check_image(img: &[f32], width: usize, height: usize, channels: us
 }
 
 /// Squared Euclidean distance between two feature vectors.
-pub(crate) fn feature_dist2(a: &[f32], b: &[f32]) -> f32 {
+fn feature_dist2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum()
 }
 
