@@ -8,7 +8,7 @@
 //! region that does not touch the image border.
 //!
 //! Pipeline of [`brain_mask`]:
-//! 1. light separable Gaussian smoothing (sigma = max(1, min(W, H) / 200) pixels, edges clamped);
+//! 1. light separable Gaussian smoothing (sigma = max(1, min(W, H) / 200) pixels, edges reflected);
 //! 2. threshold from a 256-bin histogram, foreground = value >= threshold. The first choice is the
 //!    lower cut of a three-class Otsu: on real slices with strong contrast (FLAIR, T2, bright
 //!    tumours) the two-class Otsu ([`otsu_threshold`]) often splits bright tissue from dark tissue
@@ -27,6 +27,11 @@
 //! frame rule above misses, which would otherwise fill the whole image), then both orders with the
 //! plain two-class Otsu threshold; if all are degenerate, the whole image is returned and the
 //! returned flag `fallback` is `true`.
+
+use crate::imageops::{
+    close, components, erode, fill_holes, gaussian_blur, largest_component, Connectivity,
+    NO_REGION, SIDE_BOTTOM, SIDE_LEFT, SIDE_RIGHT, SIDE_TOP,
+};
 
 /// Mask of the head in an image, row-major `width x height`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +149,8 @@ pub fn brain_mask(grey: &[f32], width: usize, height: usize) -> (BrainMask, bool
         })
         .collect();
     let sigma = (width.min(height) as f32 / 200.0).max(1.0);
-    // The segmentation's blur (reflected edges, 4-sigma taps), one channel.
-    let smooth = crate::attribution::segment::gaussian_blur(&clean, width, height, 1, sigma);
+    // The blur the superpixel segmentations use (reflected edges, 4-sigma taps), one channel.
+    let smooth = gaussian_blur(&clean, width, height, 1, sigma);
     let radius = ((width.min(height) as f32 / 100.0).round() as usize).max(1);
     let ok = |m: &[bool]| {
         let frac = m.iter().filter(|&&b| b).count() as f32 / m.len() as f32;
@@ -165,7 +170,12 @@ pub fn brain_mask(grey: &[f32], width: usize, height: usize) -> (BrainMask, bool
         // Fill first, then keep the largest component: a closed scalp ring then yields the whole
         // head rather than only the brain inside it.
         let unframed = drop_frames(&closed, width, height);
-        let head = largest_component(&fill_holes(&unframed, width, height), width, height);
+        let head = largest_component(
+            &fill_holes(&unframed, width, height),
+            width,
+            height,
+            Connectivity::Eight,
+        );
         if ok(&head) {
             return (
                 BrainMask {
@@ -178,7 +188,7 @@ pub fn brain_mask(grey: &[f32], width: usize, height: usize) -> (BrainMask, bool
         }
         // A bright frame around the whole image makes that order fill everything: keep the
         // largest component of the raw threshold first, then close and fill.
-        let largest = largest_component(&fg, width, height);
+        let largest = largest_component(&fg, width, height, Connectivity::Eight);
         let head = fill_holes(&close(&largest, width, height, radius), width, height);
         if ok(&head) {
             return (
@@ -224,15 +234,8 @@ pub fn border_band(width: usize, height: usize, width_frac: f32) -> Vec<bool> {
 /// plateau is used. With a single populated bin the threshold is that bin's upper edge (nothing
 /// above it); with no finite value it is 0.5.
 pub fn otsu_threshold(values: &[f32]) -> f32 {
-    let mut hist = [0u64; 256];
-    let mut total = 0u64;
-    for &v in values {
-        if v.is_finite() {
-            let b = ((v.clamp(0.0, 1.0) * 256.0) as usize).min(255);
-            hist[b] += 1;
-            total += 1;
-        }
-    }
+    let hist = histogram(values);
+    let total: u64 = hist.iter().sum();
     if total == 0 {
         return 0.5;
     }
@@ -323,151 +326,19 @@ fn otsu_lower_of_three(values: &[f32]) -> Option<f32> {
     best.map(|(_, t1)| (t1 + 1) as f32 / 256.0)
 }
 
-/// 8-connected component labelling of `true` pixels: per-pixel label (0 = background, else
-/// 1-based component id) and per component `(pixel count, sides touched)` where the sides bitmask
-/// is 1 left, 2 right, 4 top, 8 bottom.
-fn label_components(fg: &[bool], w: usize, h: usize) -> (Vec<u32>, Vec<(usize, u8)>) {
-    let mut label = vec![0u32; w * h];
-    let mut stats = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..w * h {
-        if !fg[start] || label[start] != 0 {
-            continue;
-        }
-        let id = stats.len() as u32 + 1;
-        label[start] = id;
-        stack.push(start);
-        let (mut size, mut sides) = (0usize, 0u8);
-        while let Some(p) = stack.pop() {
-            size += 1;
-            let (x, y) = (p % w, p / w);
-            sides |= u8::from(x == 0) | u8::from(x + 1 == w) << 1;
-            sides |= u8::from(y == 0) << 2 | u8::from(y + 1 == h) << 3;
-            for ny in y.saturating_sub(1)..(y + 2).min(h) {
-                for nx in x.saturating_sub(1)..(x + 2).min(w) {
-                    let q = ny * w + nx;
-                    if fg[q] && label[q] == 0 {
-                        label[q] = id;
-                        stack.push(q);
-                    }
-                }
-            }
-        }
-        stats.push((size, sides));
-    }
-    (label, stats)
-}
-
-/// Keep only the largest 8-connected `true` component (first found wins a tie).
-fn largest_component(fg: &[bool], w: usize, h: usize) -> Vec<bool> {
-    let (label, stats) = label_components(fg, w, h);
-    let mut best = 0u32;
-    let mut best_size = 0usize;
-    for (k, &(size, _)) in stats.iter().enumerate() {
-        if size > best_size {
-            best_size = size;
-            best = k as u32 + 1;
-        }
-    }
-    label.iter().map(|&l| l != 0 && l == best).collect()
-}
-
 /// Remove frame-like components: touching all four image sides while covering under 10% of the
 /// image (a bright line or margin drawn around the picture). Left alone, such a frame encloses
 /// everything and hole filling would turn the whole image into foreground.
 fn drop_frames(fg: &[bool], w: usize, h: usize) -> Vec<bool> {
-    let (label, stats) = label_components(fg, w, h);
+    let c = components(fg, w, h, Connectivity::Eight);
+    let all_sides = SIDE_LEFT | SIDE_RIGHT | SIDE_TOP | SIDE_BOTTOM;
     let limit = w * h / 10;
-    label
+    c.labels
         .iter()
-        .map(|&l| l != 0 && !(stats[l as usize - 1].1 == 0b1111 && stats[l as usize - 1].0 < limit))
+        .map(|&l| {
+            l != NO_REGION && !(c.sides[l as usize] == all_sides && c.sizes[l as usize] < limit)
+        })
         .collect()
-}
-
-/// Background pixels not 4-connected to the image border become foreground.
-fn fill_holes(fg: &[bool], w: usize, h: usize) -> Vec<bool> {
-    let mut outside = vec![false; w * h];
-    let mut stack = Vec::new();
-    let seed = |p: usize, outside: &mut [bool], stack: &mut Vec<usize>| {
-        if !fg[p] && !outside[p] {
-            outside[p] = true;
-            stack.push(p);
-        }
-    };
-    for x in 0..w {
-        seed(x, &mut outside, &mut stack);
-        seed((h - 1) * w + x, &mut outside, &mut stack);
-    }
-    for y in 0..h {
-        seed(y * w, &mut outside, &mut stack);
-        seed(y * w + w - 1, &mut outside, &mut stack);
-    }
-    while let Some(p) = stack.pop() {
-        let (x, y) = (p % w, p / w);
-        let mut visit = |q: usize| {
-            if !fg[q] && !outside[q] {
-                outside[q] = true;
-                stack.push(q);
-            }
-        };
-        if x > 0 {
-            visit(p - 1);
-        }
-        if x + 1 < w {
-            visit(p + 1);
-        }
-        if y > 0 {
-            visit(p - w);
-        }
-        if y + 1 < h {
-            visit(p + w);
-        }
-    }
-    outside.iter().map(|&o| !o).collect()
-}
-
-/// Count of `true` in a `(2r+1)`-square window clipped to the image, via a summed-area table;
-/// returns (count, window area) per pixel.
-fn window_counts(m: &[bool], w: usize, h: usize, r: usize) -> Vec<(u32, u32)> {
-    let mut sat = vec![0u32; (w + 1) * (h + 1)];
-    for y in 0..h {
-        let mut row = 0u32;
-        for x in 0..w {
-            row += m[y * w + x] as u32;
-            sat[(y + 1) * (w + 1) + x + 1] = sat[y * (w + 1) + x + 1] + row;
-        }
-    }
-    let mut out = Vec::with_capacity(w * h);
-    for y in 0..h {
-        let (y0, y1) = (y.saturating_sub(r), (y + r + 1).min(h));
-        for x in 0..w {
-            let (x0, x1) = (x.saturating_sub(r), (x + r + 1).min(w));
-            let c = sat[y1 * (w + 1) + x1] + sat[y0 * (w + 1) + x0]
-                - sat[y0 * (w + 1) + x1]
-                - sat[y1 * (w + 1) + x0];
-            out.push((c, ((y1 - y0) * (x1 - x0)) as u32));
-        }
-    }
-    out
-}
-
-fn dilate(m: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
-    window_counts(m, w, h, r)
-        .into_iter()
-        .map(|(c, _)| c > 0)
-        .collect()
-}
-
-/// Erosion with the window clipped to the image (pixels outside the image do not count).
-fn erode(m: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
-    window_counts(m, w, h, r)
-        .into_iter()
-        .map(|(c, a)| c == a)
-        .collect()
-}
-
-fn close(m: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
-    erode(&dilate(m, w, h, r), w, h, r)
 }
 
 #[cfg(test)]

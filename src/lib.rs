@@ -18,6 +18,7 @@ pub mod dataset;
 pub mod display;
 pub mod error;
 pub mod evaluate;
+pub mod imageops;
 pub mod leakage;
 pub mod metrics;
 pub mod model;

@@ -3,23 +3,14 @@
 
 use rusqlite::Connection;
 
-use super::util::{repo, tempdir};
+use super::util::{count, real_set, repo, tempdir, CHEAP};
 
 fn audit(args: &[&str]) -> std::process::Output {
-    super::util::bin(&[
-        "explain.lime.samples=24",
-        "explain.kernel_shap.samples=24",
-        "explain.smoothgrad.samples=4",
-        "explain.integrated_gradients.steps=8",
-    ])
-    .arg("audit")
-    .args(args)
-    .output()
-    .unwrap()
-}
-
-fn count(db: &Connection, sql: &str) -> i64 {
-    db.query_row(sql, [], |r| r.get(0)).unwrap()
+    super::util::bin(&CHEAP)
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -185,24 +176,6 @@ fn a_wrong_size_model_fails_before_any_work() {
         !db.exists(),
         "no database is created when the model does not fit"
     );
-}
-
-/// A small real test set of `per_class` Br35H images per class.
-fn real_set(root: &std::path::Path, per_class: usize) -> std::path::PathBuf {
-    let set = root.join("Testing");
-    for class in ["no", "yes"] {
-        std::fs::create_dir_all(set.join(class)).unwrap();
-        let src = repo(&format!("data/br35h/Testing/{class}"));
-        let mut files: Vec<_> = std::fs::read_dir(&src)
-            .expect("run `make data` first")
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for f in files.iter().take(per_class) {
-            std::fs::copy(f, set.join(class).join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    set
 }
 
 #[test]

@@ -58,34 +58,21 @@ fn wrong_size_weights_fail_with_expected_vs_found() {
 
 #[test]
 fn layer_list_that_does_not_fit_the_input_is_refused() {
-    let specs = vec![LayerSpec::Flatten, LayerSpec::Dense { out: 3 }];
-    let e = NativeCnn::new(
-        &specs,
-        InputSpec {
+    // A 1 x 8 x 8 input and two classes; the error of building `specs` on it.
+    let refusal = |specs: &[LayerSpec]| {
+        let input = InputSpec {
             channels: 1,
             size: 8,
             classes: 2,
-        },
-        Device::Cpu,
-    )
-    .err()
-    .unwrap();
+        };
+        NativeCnn::new(specs, input, Device::Cpu).err().unwrap()
+    };
+    let e = refusal(&[LayerSpec::Flatten, LayerSpec::Dense { out: 3 }]);
     assert!(
         e.to_string().contains("3 outputs") && e.to_string().contains("2 classes"),
         "{e}"
     );
-    let specs = vec![LayerSpec::Dense { out: 2 }];
-    let e = NativeCnn::new(
-        &specs,
-        InputSpec {
-            channels: 1,
-            size: 8,
-            classes: 2,
-        },
-        Device::Cpu,
-    )
-    .err()
-    .unwrap();
+    let e = refusal(&[LayerSpec::Dense { out: 2 }]);
     assert!(e.to_string().contains("model.layers[0]"), "{e}");
 }
 

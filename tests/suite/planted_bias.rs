@@ -51,8 +51,7 @@ fn make_set(root: &Path, split: &str, n: u32, offset: u32, with_marker: bool) {
 }
 
 fn tool(args: &[&str], sets: &[String]) -> std::process::Output {
-    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
-    let out = super::util::bin(&sets).args(args).output().unwrap();
+    let out = super::util::bin_with(sets).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}\n{}",
@@ -96,7 +95,6 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
     for (root, run) in [(&biased, "biased"), (&clean, "clean")] {
         let sets = common(root);
         tool(&["train"], &sets);
-        let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
         let mut args = vec![
             "audit",
             "--data",
@@ -110,7 +108,7 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         if run == "biased" {
             args.push("--faithfulness");
         }
-        let out = super::util::bin(&refs).args(&args).output().unwrap();
+        let out = super::util::bin_with(&sets).args(&args).output().unwrap();
         assert!(
             out.status.success(),
             "{}",

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::util::{repo, tempdir};
+use super::util::{br35h, count, ok, run_cheap, tempdir};
 
 /// Class names as the data uses them: the second one starts with `=`, as a spreadsheet formula would.
 const CLASSES: [&str; 2] = ["no", "=yes"];
@@ -15,31 +15,8 @@ struct Audited {
     db: PathBuf,
 }
 
-fn sets(root: &Path) -> Vec<String> {
-    vec![
-        format!("data.root={}", root.display()),
-        format!("data.classes=[\"{}\", \"{}\"]", CLASSES[0], CLASSES[1]),
-        "explain.lime.samples=24".into(),
-        "explain.kernel_shap.samples=24".into(),
-        "explain.smoothgrad.samples=4".into(),
-        "explain.integrated_gradients.steps=8".into(),
-    ]
-}
-
 fn tool(root: &Path, args: &[&str]) -> std::process::Output {
-    let sets = sets(root);
-    let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
-    super::util::bin(&refs).args(args).output().unwrap()
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run_cheap(root, &CLASSES, args)
 }
 
 /// Three real Br35H test images per class (one renamed with a comma and quotes), audited with cheap
@@ -49,12 +26,7 @@ fn audited() -> Audited {
     let dir = tempdir();
     let root = dir.path().join("data");
     for (class, src_class) in CLASSES.iter().zip(["no", "yes"]) {
-        let src = repo(&format!("data/br35h/Testing/{src_class}"));
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&src)
-            .expect("run `make data` first")
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
+        let files = br35h("Testing", src_class);
         let test = root.join("Testing").join(class);
         let train = root.join("Training").join(class);
         std::fs::create_dir_all(&test).unwrap();
@@ -67,13 +39,7 @@ fn audited() -> Audited {
             };
             std::fs::copy(f, test.join(name)).unwrap();
         }
-        let mut train_src: Vec<PathBuf> =
-            std::fs::read_dir(repo(&format!("data/br35h/Training/{src_class}")))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-        train_src.sort();
-        for f in train_src.iter().take(2) {
+        for f in br35h("Training", src_class).iter().take(2) {
             std::fs::copy(f, train.join(f.file_name().unwrap())).unwrap();
         }
         if *class == "=yes" {
@@ -95,10 +61,6 @@ fn audited() -> Audited {
         root,
         db,
     }
-}
-
-fn count(c: &Connection, sql: &str) -> i64 {
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 fn sha256(path: &Path) -> String {

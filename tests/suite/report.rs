@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use super::browser::{self, Browser};
-use super::util::repo;
+use super::util::{br35h, ok, run_cheap};
 
 /// File names that are HTML / script payloads (no `/`: a file name cannot hold one).
 const PAYLOAD_IMG: &str = "<img src=x onerror=alert(1)>.jpg";
@@ -38,24 +38,8 @@ struct Fixture {
     stdout: String,
 }
 
-fn sets(root: &Path) -> Vec<String> {
-    vec![
-        format!("data.root={}", root.display()),
-        format!(
-            "data.classes={}",
-            serde_json::to_string(&CLASSES).expect("classes as YAML flow list")
-        ),
-        "explain.lime.samples=24".into(),
-        "explain.kernel_shap.samples=24".into(),
-        "explain.smoothgrad.samples=4".into(),
-        "explain.integrated_gradients.steps=8".into(),
-    ]
-}
-
 fn tool(root: &Path, args: &[&str]) -> std::process::Output {
-    let sets = sets(root);
-    let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
-    super::util::bin(&refs).args(args).output().unwrap()
+    run_cheap(root, &CLASSES, args)
 }
 
 /// Two real test images per class (two of them renamed to payloads), one corrupt file (an errors
@@ -68,12 +52,7 @@ fn fixture() -> &'static Fixture {
         let _ = std::fs::remove_dir_all(&base);
         let root = base.join("data");
         for (class, src_class) in CLASSES.iter().zip(["no", "yes"]) {
-            let mut files: Vec<PathBuf> =
-                std::fs::read_dir(repo(&format!("data/br35h/Testing/{src_class}")))
-                    .expect("run `make data` first")
-                    .map(|e| e.unwrap().path())
-                    .collect();
-            files.sort();
+            let files = br35h("Testing", src_class);
             let test = root.join("Testing").join(class);
             let train = root.join("Training").join(class);
             std::fs::create_dir_all(&test).unwrap();
@@ -129,12 +108,7 @@ fn fixture() -> &'static Fixture {
                 "guided_backprop,gradient,gradcam",
             ],
         );
-        assert!(
-            out.status.success(),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(out);
         let dir = base.join("report");
         let out = tool(
             &root,
@@ -148,12 +122,7 @@ fn fixture() -> &'static Fixture {
                 "1",
             ],
         );
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = ok(out);
         Fixture {
             report: dir.join("report.html"),
             dir,

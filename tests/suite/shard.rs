@@ -7,27 +7,22 @@ use std::process::{Command, Output};
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
-use super::util::{repo, tempdir};
+use super::util::{self, repo, tempdir, text, CHEAP};
 
-/// Cheap settings: all six methods with few samples.
-const CHEAP: &[&str] = &[
-    "explain.lime.samples=24",
-    "explain.kernel_shap.samples=24",
-    "explain.smoothgrad.samples=4",
-    "explain.integrated_gradients.steps=8",
+/// The variables an array job sets, from which `--shard auto` picks the shard.
+const ARRAY_JOB_VARS: [&str; 6] = [
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_MAX",
+    "SLURM_ARRAY_TASK_STEP",
+    "SLURM_ARRAY_TASK_COUNT",
+    "JOB_COMPLETION_INDEX",
 ];
 
 /// The real binary with no array-job variables from the environment the tests run in.
 fn bin(sets: &[&str]) -> Command {
     let mut c = super::util::bin(sets);
-    for v in [
-        "SLURM_ARRAY_TASK_ID",
-        "SLURM_ARRAY_TASK_MIN",
-        "SLURM_ARRAY_TASK_MAX",
-        "SLURM_ARRAY_TASK_STEP",
-        "SLURM_ARRAY_TASK_COUNT",
-        "JOB_COMPLETION_INDEX",
-    ] {
+    for v in ARRAY_JOB_VARS {
         c.env_remove(v);
     }
     c
@@ -35,29 +30,9 @@ fn bin(sets: &[&str]) -> Command {
 
 /// `per_class` real Br35H test images per class and one broken JPEG (it fails at decode, with an id).
 fn real_set(root: &Path, per_class: usize) -> PathBuf {
-    let set = root.join("Testing");
-    for class in ["no", "yes"] {
-        std::fs::create_dir_all(set.join(class)).unwrap();
-        let mut files: Vec<_> = std::fs::read_dir(repo(&format!("data/br35h/Testing/{class}")))
-            .expect("run `make data` first")
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for f in files.iter().take(per_class) {
-            std::fs::copy(f, set.join(class).join(f.file_name().unwrap())).unwrap();
-        }
-    }
+    let set = util::real_set(root, per_class);
     std::fs::write(set.join("yes/broken.jpg"), b"\xff\xd8\xff\xe0 not a jpeg").unwrap();
     set
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Every row of `table` for run `r` (`images`: all rows), without the columns in `skip`, sorted.
@@ -524,14 +499,7 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     let cheap = "--methods gradcam,guided_backprop";
     let exe = env!("CARGO_BIN_EXE_tumor-audit");
     let clean = |c: &mut Command| {
-        for v in [
-            "SLURM_ARRAY_TASK_ID",
-            "SLURM_ARRAY_TASK_MIN",
-            "SLURM_ARRAY_TASK_MAX",
-            "SLURM_ARRAY_TASK_STEP",
-            "SLURM_ARRAY_TASK_COUNT",
-            "JOB_COMPLETION_INDEX",
-        ] {
+        for v in ARRAY_JOB_VARS {
             c.env_remove(v);
         }
         c.current_dir(repo("."));

@@ -1,5 +1,6 @@
-//! Helpers shared by the tests: temp workspaces, hand-built models, paths into the repository.
-use std::path::PathBuf;
+//! Helpers shared by the tests: temp workspaces, real Br35H test sets, running the real binary
+//! (cheaply), reading its database and output, hand-built models, paths into the repository.
+use std::path::{Path, PathBuf};
 
 use tch::{Device, Tensor};
 use tumor_audit::model::{InputSpec, LayerSpec, NativeCnn};
@@ -60,4 +61,87 @@ pub fn bin(sets: &[&str]) -> std::process::Command {
         c.args(["--set", s]);
     }
     c
+}
+
+/// The real binary with `--set` overrides held as owned strings.
+pub fn bin_with(sets: &[String]) -> std::process::Command {
+    let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
+    bin(&refs)
+}
+
+/// Few samples and steps for the sampling methods: every code path runs, in a fraction of the time.
+pub const CHEAP: [&str; 4] = [
+    "explain.lime.samples=24",
+    "explain.kernel_shap.samples=24",
+    "explain.smoothgrad.samples=4",
+    "explain.integrated_gradients.steps=8",
+];
+
+/// `--set` overrides for an audit of the class folders `classes` under `root`, at [`CHEAP`] cost.
+pub fn cheap_sets(root: &Path, classes: &[&str]) -> Vec<String> {
+    let mut sets = vec![
+        format!("data.root={}", root.display()),
+        format!(
+            "data.classes={}",
+            serde_json::to_string(classes).expect("classes as a YAML flow list")
+        ),
+    ];
+    sets.extend(CHEAP.iter().map(|s| s.to_string()));
+    sets
+}
+
+/// The real binary run to completion on the class folders `classes` under `root`, at [`CHEAP`] cost.
+pub fn run_cheap(root: &Path, classes: &[&str], args: &[&str]) -> std::process::Output {
+    bin_with(&cheap_sets(root, classes))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The images of one class of one split of the Br35H data (`make data`), sorted by path.
+pub fn br35h(split: &str, class: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo(&format!("data/br35h/{split}/{class}")))
+        .expect("run `make data` first")
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// A small real test set under `root/Testing`: the first `per_class` Br35H test images per class.
+pub fn real_set(root: &Path, per_class: usize) -> PathBuf {
+    let set = root.join("Testing");
+    for class in ["no", "yes"] {
+        std::fs::create_dir_all(set.join(class)).unwrap();
+        for f in br35h("Testing", class).iter().take(per_class) {
+            std::fs::copy(f, set.join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    set
+}
+
+/// The one integer a query such as `SELECT count(*) ...` returns.
+pub fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Exit code, stdout and stderr of a finished command, for assertion messages.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Stdout of a command that must have succeeded (else the test fails showing both streams).
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
