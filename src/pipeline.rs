@@ -5,7 +5,7 @@
 //! channel, the calling thread does the tensor work (libtorch uses its own intra-op threads), and the
 //! writer thread owns the database connection. Memory does not grow with the size of the test set.
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
 
@@ -402,12 +402,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The samples of a class-folder test set (paths only: decoding happens in the stream).
+/// The samples of a class-folder test set (paths only: decoding happens in the stream), and the entries
+/// that are not candidate images (hidden files, other extensions, nested folders) with the reason.
 pub fn test_samples(
     dir: &Path,
     classes: &[String],
     limit: Option<usize>,
-) -> Result<(Vec<Sample>, Vec<PathBuf>)> {
+) -> Result<(Vec<Sample>, Vec<dataset::Skipped>)> {
     let ds = dataset::Dataset::scan(dir, classes)?;
     let mut samples = ds.samples;
     if let Some(n) = limit {
@@ -430,7 +431,7 @@ pub fn test_samples(
         }
         samples = out;
     }
-    Ok((samples, ds.skipped.into_iter().map(|s| s.path).collect()))
+    Ok((samples, ds.skipped))
 }
 
 #[cfg(test)]

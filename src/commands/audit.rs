@@ -9,10 +9,11 @@ use super::{progress, Context};
 use crate::attribution::Method;
 use crate::bench::peak_memory;
 use crate::cli::AuditArgs;
+use crate::exit::Exit;
 use crate::pipeline;
 use crate::store::{Store, Writer};
 
-pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
+pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
     let cfg = ctx.explain_config(&args.methods)?;
     let mut faithfulness = ctx.settings.faithfulness.clone();
     if args.faithfulness {
@@ -31,7 +32,11 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
     let t0 = Instant::now();
     // Everything that can be wrong with the inputs fails here, before any work.
     let model = ctx.load_model()?;
-    let (samples, _) = pipeline::test_samples(&dir, &ctx.classes, args.limit)?;
+    let (samples, not_images) = pipeline::test_samples(&dir, &ctx.classes, args.limit)?;
+    // Not images, so not failures: said once each, and the run goes on.
+    for s in &not_images {
+        tracing::info!("skipped {}: {}", s.path.display(), s.reason);
+    }
     if samples.is_empty() {
         bail!("{}: no image files in the class folders", dir.display());
     }
@@ -174,12 +179,13 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
     );
     if stats.failed > 0 {
         println!(
-            "{} image(s) failed: see the errors table (exit code 2)",
-            stats.failed
+            "{} image(s) failed: see the errors table (exit code {})",
+            stats.failed,
+            Exit::Partial.code()
         );
-        return Ok(2);
+        return Ok(Exit::Partial);
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// The near-duplicate check of the run's images against the training folder (see [`crate::leakage`]);

@@ -10,6 +10,7 @@ use crate::attribution::{ExplainConfig, Method, TargetRule};
 use crate::cli::{Cli, Command};
 use crate::config::Settings;
 use crate::dataset::{self, Limits, Skipped};
+use crate::exit::{Exit, UsageError};
 use crate::model::{self, InputSpec, Model, NativeCnn};
 use crate::store::RunRecord;
 
@@ -23,12 +24,12 @@ mod sanity;
 mod split;
 mod train;
 
-/// Runs a subcommand; the value is the process exit code (0, or 2 when an audit finished but some
-/// images failed).
-pub fn run(cli: Cli) -> anyhow::Result<u8> {
+/// Runs a subcommand; the value is how it ended (see [`Exit`]: partial failures, a crossed gate and
+/// an incomplete merge each have their own code). An error is mapped to a code by [`exit_code`].
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     if let Some(n) = cli.threads {
         if n < 1 {
-            bail!("--threads must be at least 1, found {n}");
+            return Err(UsageError(format!("--threads must be at least 1, found {n}")).into());
         }
         tch::set_num_threads(n);
     }
@@ -47,7 +48,19 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sanity(args) => sanity::run(&cli, args),
         Command::Report(args) => query::cmd_report(&settings()?, args),
     }?;
-    Ok(0)
+    Ok(Exit::Ok)
+}
+
+/// The exit code of a command that stopped on `e`: [`Exit::Usage`] when what the user asked for is
+/// wrong (the configuration, a name, an option; nothing was done), else [`Exit::Fatal`].
+pub fn exit_code(e: &anyhow::Error) -> Exit {
+    if e.downcast_ref::<UsageError>().is_some() {
+        return Exit::Usage;
+    }
+    match e.downcast_ref::<crate::Error>() {
+        Some(crate::Error::Config { .. } | crate::Error::ConfigValue { .. }) => Exit::Usage,
+        _ => Exit::Fatal,
+    }
 }
 
 /// What every model command starts from: validated settings, the device, the class list and the
@@ -244,6 +257,6 @@ fn report_skipped(skipped: &[Skipped], not_images: &[Skipped]) {
         tracing::warn!("skipped {}: {}", s.path.display(), s.reason);
     }
     for s in not_images {
-        tracing::debug!("ignored {}: {}", s.path.display(), s.reason);
+        tracing::info!("skipped {}: {}", s.path.display(), s.reason);
     }
 }

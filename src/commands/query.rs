@@ -7,6 +7,7 @@ use anyhow::Context as _;
 
 use crate::cli::{DiffArgs, ExportArgs, QueryArgs, QueryWhat, ReportArgs, RunOutput};
 use crate::config::Settings;
+use crate::exit::Exit;
 use crate::query::{self, bias, diff, export, trust, Format, Rules, Table};
 use crate::store::Store;
 
@@ -268,10 +269,7 @@ pub fn cmd_report(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Exit code when a `--fail-on` rule is crossed.
-pub const DIFF_FAILED: u8 = 3;
-
-pub fn cmd_diff(settings: &Settings, args: &DiffArgs) -> anyhow::Result<u8> {
+pub fn cmd_diff(settings: &Settings, args: &DiffArgs) -> anyhow::Result<Exit> {
     let store_a = open(settings, &args.db)?;
     let store_b = match &args.db_b {
         Some(p) => Some(open(settings, &Some(p.clone()))?),
@@ -294,14 +292,15 @@ pub fn cmd_diff(settings: &Settings, args: &DiffArgs) -> anyhow::Result<u8> {
         if !args.fail_on.is_empty() {
             eprintln!("no --fail-on rule crossed");
         }
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     for v in &d.violations {
         eprintln!("FAIL: {v}");
     }
     eprintln!(
-        "{} rule violation(s): exit code {DIFF_FAILED}",
-        d.violations.len()
+        "{} rule violation(s): exit code {}",
+        d.violations.len(),
+        Exit::Gate.code()
     );
-    Ok(DIFF_FAILED)
+    Ok(Exit::Gate)
 }
