@@ -48,6 +48,16 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// When stderr is not a terminal (cron, Slurm, Kubernetes, a pipe): seconds between two progress
+    /// lines (done / total, rate, time left) in the log.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_every: u64,
+
+    /// How long to wait, retrying, for a database locked by another process before giving up.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
+    pub lock_timeout: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }

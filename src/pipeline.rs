@@ -65,11 +65,14 @@ pub struct AuditJob<'a> {
     pub done: HashSet<String>,
 }
 
-/// Per-run counters for the summary.
+/// Per-invocation counters for the summary.
 #[derive(Default, Debug)]
 pub struct AuditStats {
+    /// Images predicted and explained (some methods may have failed on them: see `failed`).
     pub images: usize,
     pub skipped_done: usize,
+    /// Images that failed at any stage: decode, prediction, a method or the faithfulness curves (a
+    /// failed write is counted by the writer).
     pub failed: usize,
     pub correct: usize,
     pub labelled: usize,
@@ -237,13 +240,13 @@ pub fn audit_image(
             }
             Err(e) => {
                 *stats.method_errors.entry(method.name()).or_default() += 1;
-                errors.push(ErrorRecord {
-                    run_id: job.run_id.clone(),
-                    image_id: Some(id.to_string()),
-                    path: sample.path.to_string_lossy().to_string(),
-                    stage: format!("attribution:{}", method.name()),
-                    message: e.to_string(),
-                });
+                errors.push(failure(
+                    job,
+                    sample,
+                    Some(id),
+                    format!("attribution:{}", method.name()),
+                    e.to_string(),
+                ));
             }
         }
     }
@@ -291,17 +294,21 @@ pub fn audit_image(
             }
             Err(e) => {
                 *stats.method_errors.entry(FAITHFULNESS).or_default() += 1;
-                errors.push(ErrorRecord {
-                    run_id: job.run_id.clone(),
-                    image_id: Some(id.to_string()),
-                    path: sample.path.to_string_lossy().to_string(),
-                    stage: "metrics".into(),
-                    message: format!("faithfulness curves: {e}"),
-                });
+                errors.push(failure(
+                    job,
+                    sample,
+                    Some(id),
+                    "metrics".into(),
+                    format!("faithfulness curves: {e}"),
+                ));
             }
         }
     }
     stats.images += 1;
+    // An image on which any step failed is a failed image, even though its other results are kept.
+    if !errors.is_empty() {
+        stats.failed += 1;
+    }
     Ok(ImageResult {
         run_id: job.run_id.clone(),
         image,
@@ -315,13 +322,34 @@ pub fn audit_image(
     })
 }
 
-/// Runs the whole job: every image of `samples` goes to `send` as one message.
+/// The error record of a failed step, logged at once (with its path and reason) so that no failure is
+/// seen only in the database.
+fn failure(
+    job: &AuditJob,
+    sample: &Sample,
+    id: Option<&str>,
+    stage: String,
+    message: String,
+) -> ErrorRecord {
+    tracing::warn!("{}: {stage} failed: {message}", sample.path.display());
+    ErrorRecord {
+        run_id: job.run_id.clone(),
+        image_id: id.map(str::to_string),
+        path: sample.path.to_string_lossy().to_string(),
+        stage,
+        message,
+    }
+}
+
+/// Runs the whole job: every image of `samples` goes to `send` as one message; `tick` is called once
+/// per image (done, failed or resumed). An image that fails at any step is recorded and counted, and the
+/// run goes on; the run stops only when the writer does ([`Error::WriterStopped`]).
 pub fn run(
     model: &Model,
     job: &AuditJob,
     samples: Vec<Sample>,
     send: &std::sync::mpsc::SyncSender<WriterMessage>,
-    progress: &indicatif::ProgressBar,
+    tick: &dyn Fn(),
 ) -> Result<AuditStats> {
     let mut stats = AuditStats::default();
     let (rx, handle) = spawn_decoder(
@@ -331,7 +359,7 @@ pub fn run(
         job.done.clone(),
         8,
     );
-    let send_err = |_| Error::Other("the database writer stopped; see the error above".into());
+    let send_err = |_| Error::WriterStopped;
     for d in rx {
         match d {
             Decoded::Done => stats.skipped_done += 1,
@@ -342,14 +370,8 @@ pub fn run(
                 reason,
             } => {
                 stats.failed += 1;
-                send.send(WriterMessage::Error(ErrorRecord {
-                    run_id: job.run_id.clone(),
-                    image_id: id,
-                    path: sample.path.to_string_lossy().to_string(),
-                    stage: stage.to_string(),
-                    message: reason,
-                }))
-                .map_err(send_err)?;
+                let record = failure(job, &sample, id.as_deref(), stage.to_string(), reason);
+                send.send(WriterMessage::Error(record)).map_err(send_err)?;
             }
             Decoded::Ready {
                 sample,
@@ -358,7 +380,7 @@ pub fn run(
                 mask,
                 mask_fallback,
             } => {
-                let r = audit_image(
+                let msg = match audit_image(
                     model,
                     job,
                     &sample,
@@ -367,12 +389,24 @@ pub fn run(
                     &mask,
                     mask_fallback,
                     &mut stats,
-                )?;
-                send.send(WriterMessage::Image(Box::new(r)))
-                    .map_err(send_err)?;
+                ) {
+                    Ok(r) => WriterMessage::Image(Box::new(r)),
+                    // The prediction failed (e.g. the model's output is not finite): a failed image.
+                    Err(e) => {
+                        stats.failed += 1;
+                        WriterMessage::Error(failure(
+                            job,
+                            &sample,
+                            Some(&id),
+                            "predict".into(),
+                            e.to_string(),
+                        ))
+                    }
+                };
+                send.send(msg).map_err(send_err)?;
             }
         }
-        progress.inc(1);
+        tick();
     }
     let _ = handle.join();
     Ok(stats)

@@ -278,7 +278,7 @@ fn bench_audit(
             &job,
             samples.to_vec(),
             &writer.sender(),
-            &indicatif::ProgressBar::hidden(),
+            &|| {},
         )?;
         writer.finish()?;
         store.finish_run(&run_id, "finished")?;

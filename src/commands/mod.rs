@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use indicatif::{ProgressBar, ProgressStyle};
+use rusqlite::OptionalExtension;
 use tch::Device;
 
 use crate::attribution::{ExplainConfig, Method, TargetRule};
@@ -21,8 +21,11 @@ mod explain;
 mod merge;
 mod query;
 mod sanity;
+mod progress;
 mod split;
 mod train;
+
+pub use progress::Progress;
 
 /// Runs a subcommand; the value is how it ended (see [`Exit`]: partial failures, a crossed gate and
 /// an incomplete merge each have their own code). An error is mapped to a code by [`exit_code`].
@@ -33,22 +36,64 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         tch::set_num_threads(n);
     }
-    let settings = || Settings::load(&cli.config, &cli.overrides);
+    progress::set_log_every(cli.log_every);
+    crate::store::set_lock_timeout(std::time::Duration::from_secs(cli.lock_timeout));
     match &cli.command {
         Command::Split(args) => split::run(args),
         Command::Train(args) => train::run(&Context::new(&cli)?, args),
         Command::Evaluate(args) => evaluate::run(&Context::new(&cli)?, args),
-        Command::Explain(args) => explain::run(&Context::new(&cli)?, args),
+        Command::Explain(args) => return explain::run(&Context::new(&cli)?, args),
         Command::Bench(args) => bench::run(&Context::new(&cli)?, args),
         Command::Audit(args) => return audit::run(&Context::new(&cli)?, args),
-        Command::Query(args) => query::cmd_query(&settings()?, args),
-        Command::Export(args) => query::cmd_export(&settings()?, args),
-        Command::Diff(args) => return query::cmd_diff(&settings()?, args),
+        Command::Query(args) => query::cmd_query(&read_settings(&cli, &args.db)?, args),
+        Command::Export(args) => query::cmd_export(&read_settings(&cli, &args.target.db)?, args),
+        Command::Diff(args) => return query::cmd_diff(&read_settings(&cli, &args.db)?, args),
         Command::Merge(args) => return merge::run(args),
         Command::Sanity(args) => sanity::run(&cli, args),
-        Command::Report(args) => query::cmd_report(&settings()?, args),
+        Command::Report(args) => query::cmd_report(&read_settings(&cli, &args.target.db)?, args),
     }?;
     Ok(Exit::Ok)
+}
+
+/// The settings of the read-only commands (`query`, `export`, `diff`, `report`). They need only the
+/// database: without the default `config.yml` (e.g. run from another folder, or on a machine that only
+/// received the database) and with `--db`, the config stored with the database's latest run is used,
+/// with the output folder beside the database.
+fn read_settings(cli: &Cli, db: &Option<PathBuf>) -> anyhow::Result<Settings> {
+    let default_config = cli.config.as_os_str() == "config.yml";
+    let Some(db) = db.as_ref().filter(|_| default_config && !cli.config.exists()) else {
+        return Ok(Settings::load(&cli.config, &cli.overrides)?);
+    };
+    let store = crate::store::Store::open_read_only(db)?;
+    let stored: Option<(String, String)> = store
+        .conn()
+        .query_row(
+            "SELECT run_id, config_yaml FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .with_context(|| format!("reading the runs of {}", db.display()))?;
+    let Some((run, yaml)) = stored else {
+        bail!(
+            "{} holds no run, and there is no {} to take the settings from",
+            db.display(),
+            cli.config.display()
+        );
+    };
+    let mut settings = Settings::from_yaml(&yaml, &cli.overrides)
+        .with_context(|| format!("the config stored with run {run} in {}", db.display()))?;
+    settings.output.dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    tracing::info!(
+        "no {} here: using the config stored with run {run} in {}",
+        cli.config.display(),
+        db.display()
+    );
+    Ok(settings)
 }
 
 /// The exit code of a command that stopped on `e`: [`Exit::Usage`] when what the user asked for is
@@ -128,23 +173,28 @@ impl Context {
     /// its weights. Shape mismatches fail here, before any work.
     pub fn load_model(&self) -> anyhow::Result<Model> {
         let spec = self.input_spec();
-        if let Some(ts) = &self.settings.model.torchscript {
-            return Ok(Model::load_torchscript(ts, spec)?);
-        }
-        let mut cnn = NativeCnn::new(&self.settings.layers(), spec, self.device)?;
-        cnn.load(&self.settings.model.weights)?;
-        // Inference only: no weight gradients are ever needed, only input gradients.
-        cnn.vs.freeze();
-        Ok(Model::Native(cnn))
+        let model = if let Some(ts) = &self.settings.model.torchscript {
+            Model::load_torchscript(ts, spec)?
+        } else {
+            let mut cnn = NativeCnn::new(&self.settings.layers(), spec, self.device)?;
+            cnn.load(&self.settings.model.weights)?;
+            // Inference only: no weight gradients are ever needed, only input gradients.
+            cnn.vs.freeze();
+            Model::Native(cnn)
+        };
+        model::check_finite_output(&model, &self.model_path())?;
+        Ok(model)
     }
 
-    /// The explain config with `--methods` applied (and checked again: no duplicates).
+    /// The explain config with `--methods` applied (and checked again: no duplicates), with every
+    /// count checked against this machine's memory before any work.
     pub fn explain_config(&self, methods: &[Method]) -> anyhow::Result<ExplainConfig> {
         let mut cfg = self.settings.explain.clone();
         if !methods.is_empty() {
             cfg.methods = methods.to_vec();
             cfg.validate()?;
         }
+        cfg.check_memory(self.settings.donnees.image.size as usize, memory_budget())?;
         Ok(cfg)
     }
 
@@ -185,6 +235,17 @@ impl Context {
     }
 }
 
+/// The memory one image's buffers may take: half of the machine's (`MemTotal`), 8 GiB when unknown.
+fn memory_budget() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    total_kib.map(|k| k * 1024 / 2).unwrap_or(8 << 30)
+}
+
 /// `data.classes`, or the sorted class folders of the training split.
 pub fn resolve_classes(settings: &Settings) -> anyhow::Result<Vec<String>> {
     if !settings.data.classes.is_empty() {
@@ -204,16 +265,9 @@ pub fn resolve_classes(settings: &Settings) -> anyhow::Result<Vec<String>> {
     Ok(found)
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    pb.set_message(what.to_string());
-    pb
+/// A progress bar on stderr, or periodic log lines when stderr is not a terminal (see [`Progress`]).
+fn progress(len: u64, what: &str, unit: &str) -> Progress {
+    Progress::new(len, what, unit)
 }
 
 /// Decodes and prepares samples in parallel behind a progress bar.
@@ -226,7 +280,7 @@ pub fn prepare_samples(
     Vec<(dataset::Sample, String, crate::preprocess::Prepared)>,
     Vec<Skipped>,
 ) {
-    let pb = progress(samples.len() as u64, what);
+    let pb = progress(samples.len() as u64, what, "images");
     let out = crate::preprocess::prepare_samples(samples, cfg, limits, &|| pb.inc(1));
     pb.finish_and_clear();
     out
@@ -238,7 +292,7 @@ fn load_labelled(
     dir: &std::path::Path,
     what: &str,
 ) -> anyhow::Result<crate::preprocess::LabelledTensors> {
-    let pb = progress(0, what);
+    let pb = progress(0, what, "images");
     let set = crate::preprocess::labelled_set(
         dir,
         &ctx.classes,

@@ -149,3 +149,516 @@ fn exit_codes_are_distinct_and_stray_files_are_skipped_not_failed() {
             .as_sequence()
             .is_some_and(|v| v.iter().any(|c| c.as_u64() == Some(2)))));
 }
+
+/// The bundled CNN traced into a TorchScript file (`scale` multiplies its logits: NaN gives a model
+/// whose every output is NaN).
+fn torchscript_model(dir: &Path, name: &str, scale: f64) -> PathBuf {
+    use tch::{Device, Kind, Tensor};
+    use tumor_audit::model::{InputSpec, NativeCnn};
+    let settings = tumor_audit::config::Settings::load(&repo("config.yml"), &[]).unwrap();
+    let mut cnn = NativeCnn::new(
+        &settings.layers(),
+        InputSpec {
+            channels: 1,
+            size: 128,
+            classes: 2,
+        },
+        Device::Cpu,
+    )
+    .unwrap();
+    cnn.load(&repo("models/cnn128-br35h.safetensors")).unwrap();
+    cnn.vs.freeze();
+    let probe = Tensor::zeros([1, 1, 128, 128], (Kind::Float, Device::Cpu));
+    let module = tch::CModule::create_by_tracing("Cnn", "forward", &[probe], &mut |xs| {
+        vec![cnn.forward_t(&xs[0], false) * scale]
+    })
+    .unwrap();
+    let path = dir.join(name);
+    module.save(&path).unwrap();
+    path
+}
+
+/// Point 1 (and 10: `explain` and `audit` with a method that cannot run): a duplicated method is refused
+/// up front; an image on which a method fails is a failed image, printed, and sets the exit code.
+#[test]
+fn duplicate_methods_are_refused_and_a_failed_method_fails_the_image() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 2);
+    let db = dir.path().join("a.sqlite");
+    let out = bin(&[])
+        .args(["audit", "--methods", "gradcam,gradcam", "--limit", "3"])
+        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr(&out).contains("listed twice"), "{}", text(&out));
+    assert!(!db.exists(), "refused before the database is created");
+
+    // Grad-CAM cannot run on a TorchScript module: every image fails at that method.
+    let ts = torchscript_model(dir.path(), "cnn.pt", 1.0);
+    let ts_set = format!("model.torchscript={}", ts.display());
+    let out = bin(&[&ts_set])
+        .args(["audit", "--methods", "gradient,gradcam", "--no-leakage-check", "--run", "ts"])
+        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = stderr(&out);
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("attribution:gradcam failed") && l.contains("not supported"))
+            .count(),
+        4,
+        "{}",
+        text(&out)
+    );
+    assert!(stdout(&out).contains("4 failed"), "{}", text(&out));
+    assert_eq!(
+        one::<i64>(&db, "SELECT count(*) FROM errors WHERE stage = 'attribution:gradcam'"),
+        4
+    );
+    // The gradient maps of the same images are kept.
+    assert_eq!(
+        one::<i64>(&db, "SELECT count(*) FROM attribution_metrics WHERE method = 'gradient'"),
+        4
+    );
+
+    // `explain` says so without a terminal, and exits 3.
+    let pictures = dir.path().join("pictures");
+    let out = bin(&[&ts_set])
+        .args(["explain", "--methods", "gradient,gradcam", "--out"])
+        .arg(&pictures)
+        .arg(set.join("yes"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("Grad-CAM failed") && stderr(&out).contains("not supported"),
+        "{}",
+        text(&out)
+    );
+    assert!(pictures.join("montage.png").is_file());
+}
+
+/// Point 6: a count whose buffers cannot fit, a NaN or infinite value, NaN weights or a model whose output
+/// is NaN: refused with a clear error before any work.
+#[test]
+fn absurd_counts_non_finite_values_and_nan_models_are_refused_before_any_work() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 1);
+    let db = dir.path().join("a.sqlite");
+    let run = |sets: &[&str]| {
+        bin(sets)
+            .args(["audit", "--no-leakage-check", "--data", set.to_str().unwrap()])
+            .args(["--db", db.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    for (set, key, expect) in [
+        ("explain.lime.samples=1000000000", "explain.lime.samples", "at most"),
+        ("explain.kernel_shap.samples=100000000000", "explain.kernel_shap.samples", "at most"),
+        ("explain.integrated_gradients.steps=100000000000", "explain.integrated_gradients.steps", "at most"),
+        ("explain.integrated_gradients.baseline_value=.nan", "explain.integrated_gradients.baseline_value", "finite"),
+        ("explain.lime.kernel_width=.inf", "explain.lime.kernel_width", "finite"),
+        ("explain.segmentation.sigma=-.inf", "explain.segmentation.sigma", "finite"),
+    ] {
+        let out = run(&[set]);
+        assert_eq!(out.status.code(), Some(2), "{set}: {}", text(&out));
+        let err = stderr(&out);
+        assert!(err.contains(key) && err.contains(expect), "{set}: {err}");
+        assert!(!db.exists(), "{set}: refused before the database is created");
+    }
+
+    // Weights with a NaN.
+    let mut tensors = tch::Tensor::read_safetensors(repo("models/cnn128-br35h.safetensors")).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        if name == "0.weight" {
+            let flat = t.flatten(0, -1);
+            let _ = flat.get(3).fill_(f64::NAN);
+        }
+    }
+    let bad = dir.path().join("nan.safetensors");
+    tch::Tensor::write_safetensors(&tensors, &bad).unwrap();
+    let out = run(&[&format!("model.weights={}", bad.display())]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("`0.weight` holds NaN or infinite values"),
+        "{}",
+        text(&out)
+    );
+    // A module whose every output is NaN.
+    let ts = torchscript_model(dir.path(), "nan.pt", f64::NAN);
+    let out = run(&[&format!("model.torchscript={}", ts.display())]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("NaN or infinite"), "{}", text(&out));
+    assert!(!db.exists(), "refused before the database is created");
+}
+
+/// Point 7: a database of another application is neither migrated nor switched to WAL: refused, and its
+/// bytes stay the same; ours carry tumor-audit's application id.
+#[test]
+fn a_foreign_database_is_refused_and_left_byte_identical() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 1);
+    let foreign = dir.path().join("contacts.sqlite");
+    {
+        let c = Connection::open(&foreign).unwrap();
+        c.execute_batch(
+            "CREATE TABLE contacts (name TEXT, phone TEXT); INSERT INTO contacts VALUES ('Ada', '555');",
+        )
+        .unwrap();
+    }
+    let marked = dir.path().join("marked.sqlite");
+    Connection::open(&marked)
+        .unwrap()
+        .execute_batch("PRAGMA application_id = 1234;")
+        .unwrap();
+    let before = |p: &Path| std::fs::read(p).unwrap();
+    let (foreign_bytes, marked_bytes) = (before(&foreign), before(&marked));
+
+    for db in [&foreign, &marked] {
+        let out = audit(&set, db, "r", &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(stderr(&out).contains("is not a tumor-audit database"), "{}", text(&out));
+    }
+    // merge --into the foreign file, from a real shard.
+    let shard = dir.path().join("shard.sqlite");
+    let out = audit(&set, &shard, "s", &["--shard", "0/1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(one::<i64>(&shard, "PRAGMA application_id"), 0x5441_7564);
+    let out = bin(&[])
+        .args(["merge", "--into", foreign.to_str().unwrap(), shard.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("is not a tumor-audit database"), "{}", text(&out));
+    assert_eq!(before(&foreign), foreign_bytes);
+    assert_eq!(before(&marked), marked_bytes);
+    assert!(!dir.path().join("contacts.sqlite-wal").exists());
+}
+
+/// Point 9: without a terminal, the audit logs its progress (done / total, rate), every skipped and
+/// failed file with its reason, and the final summary, on stderr.
+#[test]
+fn without_a_terminal_the_audit_logs_progress_failures_and_the_summary() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 2);
+    std::fs::write(set.join("yes/broken.jpg"), b"\xff\xd8\xff\xe0 not a jpeg").unwrap();
+    std::fs::write(set.join("no/README.txt"), b"notes").unwrap();
+    let db = dir.path().join("a.sqlite");
+    // stderr is a pipe here, as under cron.
+    let out = audit(&set, &db, "cron", &["--log-every", "1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = stderr(&out);
+    let has = |s: &str| err.lines().any(|l| l.contains(s));
+    assert!(has("auditing: 0/5 images"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("auditing: 5/5 images (100.0%)") && l.contains("images/s")),
+        "{err}"
+    );
+    assert!(has("broken.jpg: decode failed: corrupt or truncated"), "{err}");
+    assert!(has("skipped") && has("README.txt: not an image file"), "{err}");
+    assert!(has("run cron totals: 4 of 5 images done, 1 failed; accuracy"), "{err}");
+}
+
+/// Point 10: a run lock against two audits of the same run.
+#[test]
+fn a_second_audit_of_the_same_run_is_refused_while_the_first_runs() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 2);
+    let db = dir.path().join("a.sqlite");
+    // The first keeps running through the leakage check (a few seconds on the real training folder).
+    let first = bin(&[])
+        .args(["audit", "--methods", "gradcam", "--run", "night"])
+        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = tumor_audit::store::RunLock::path_for(&db, "night");
+    let t0 = std::time::Instant::now();
+    while !lock.exists() {
+        assert!(t0.elapsed().as_secs() < 120, "the first audit never took its lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = audit(&set, &db, "night", &[]);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(
+        stderr(&second).contains("run night is being audited by another process (pid"),
+        "{}",
+        text(&second)
+    );
+    assert!(!lock.exists(), "the lock file goes with its holder");
+    // Once the first has ended, the run can be audited again (a no-op: everything is done).
+    let out = audit(&set, &db, "night", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM run_images"), 4);
+}
+
+/// Point 10: a kill during the leakage check leaves the run unfinished; the rerun completes it.
+#[test]
+fn a_kill_during_the_leakage_check_leaves_the_run_unfinished() {
+    use std::io::BufRead;
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 1);
+    let db = dir.path().join("a.sqlite");
+    let mut child = bin(&[])
+        .args(["audit", "--methods", "gradcam", "--run", "night"])
+        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let start = line.contains("leakage check: hashing");
+        seen.push(line);
+        if start {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        seen.last().is_some_and(|l| l.contains("leakage check: hashing")),
+        "{seen:?}"
+    );
+    assert_eq!(one::<String>(&db, "SELECT status FROM runs"), "running");
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM leakage"), 0);
+    let out = audit_with_leakage(&set, &db, "night");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(one::<String>(&db, "SELECT status FROM runs"), "finished");
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM leakage"), 2);
+}
+
+fn audit_with_leakage(set: &Path, db: &Path, run: &str) -> Output {
+    bin(&[])
+        .args(["audit", "--methods", "gradcam", "--run", run])
+        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+/// Point 10: a resumed run prints the run's accuracy; the read-only commands need only the database; a
+/// file that is not TorchScript is a one-line error.
+#[test]
+fn resumed_runs_report_the_run_read_commands_need_only_the_database() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 2);
+    let db = dir.path().join("results").join("a.sqlite");
+    let out = audit(&set, &db, "r", &["--limit", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = audit(&set, &db, "r", &["--limit", "4"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout(&out).contains("2 images audited, 2 resumed as done"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("run r totals: 4 of 4 images done, 0 failed; accuracy")
+            && stdout(&out).contains(" / 4)"),
+        "{}",
+        text(&out)
+    );
+
+    // From a folder without config.yml, with --db alone.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let read = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tumor-audit"))
+            .current_dir(&elsewhere)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let d = db.to_str().unwrap();
+    for args in [
+        vec!["query", "runs", "--db", d],
+        vec!["query", "suspicious", "--db", d],
+        vec!["export", "--db", d],
+        vec!["diff", "r", "r", "--db", d],
+        vec!["report", "--db", d],
+    ] {
+        let out = read(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    }
+    // Their output goes beside the database.
+    assert!(dir.path().join("results/r/report.html").is_file());
+    assert!(!elsewhere.join("out").exists());
+
+    // Not a TorchScript file: one line, no C++ backtrace.
+    let fake = dir.path().join("model.pt");
+    std::fs::write(&fake, b"not a model at all").unwrap();
+    let out = bin(&[&format!("model.torchscript={}", fake.display())])
+        .args(["audit", "--data", set.to_str().unwrap(), "--db", d])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("not a loadable TorchScript module"), "{err}");
+    assert!(
+        !err.contains("frame #") && !err.contains("Exception raised from") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// Point 3: shards cut from different test sets (another folder, another --limit, another image list)
+/// are refused by merge, naming what differs; a shard resumed on another list is refused too.
+#[test]
+fn merge_refuses_shards_cut_from_different_test_sets() {
+    let dir = tempdir();
+    let a = real_set(dir.path(), "A", 2);
+    let b = real_set(dir.path(), "B", 3);
+    let shard = |k: u32, set: &Path, db: &str, extra: &[&str]| {
+        let db = dir.path().join(db);
+        let out = audit(set, &db, "r", &[&["--shard", &format!("{k}/2")], extra].concat());
+        (out, db)
+    };
+    let merge = |into: &str, shards: &[&PathBuf]| {
+        bin(&[])
+            .args(["merge", "--into", dir.path().join(into).to_str().unwrap()])
+            .args(shards.iter().map(|p| p.to_str().unwrap()))
+            .output()
+            .unwrap()
+    };
+    let ok = |(out, db): (Output, PathBuf)| {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        db
+    };
+    let a0 = ok(shard(0, &a, "a0.sqlite", &[]));
+    let a1 = ok(shard(1, &a, "a1.sqlite", &[]));
+    let b1 = ok(shard(1, &b, "b1.sqlite", &[]));
+    let a1_limited = ok(shard(1, &a, "a1-limit.sqlite", &["--limit", "3"]));
+    for (into, other, field) in [
+        ("m1.sqlite", &b1, "data root"),
+        ("m2.sqlite", &a1_limited, "--limit"),
+    ] {
+        let out = merge(into, &[&a0, other]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            stderr(&out).contains(&format!("the shards differ in their {field}")),
+            "{field}: {}",
+            text(&out)
+        );
+        assert!(!dir.path().join(into).exists(), "nothing written when refused");
+    }
+    // The same folder, but an image added between the two shards: another image list.
+    std::fs::copy(
+        repo("data/raw/br35h/yes/y1.jpg"),
+        a.join("yes/y1-added.jpg"),
+    )
+    .unwrap();
+    let a1_later = ok(shard(1, &a, "a1-later.sqlite", &[]));
+    let out = merge("m3.sqlite", &[&a0, &a1_later]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("the shards differ in their image list") && stderr(&out).contains("4 images")
+            && stderr(&out).contains("5 images"),
+        "{}",
+        text(&out)
+    );
+    // Resuming shard 0 on the changed folder is refused as well.
+    let (out, _) = shard(0, &a, "a0.sqlite", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("was begun on a list of 4 images"), "{}", text(&out));
+    // Shards of one test set still merge into a complete run.
+    let out = merge("good.sqlite", &[&a0, &a1]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout(&out).contains("(complete: 2 of 2 shards)"), "{}", text(&out));
+}
+
+/// Point 5: a database locked by another process is waited for (`--lock-timeout`), then the audit gives
+/// up saying so; a lock taken mid-run stops the writer, and the audit prints that cause and marks the run
+/// 'failed' instead of "see the error above".
+#[test]
+fn a_locked_database_is_waited_for_then_the_cause_is_printed() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 3);
+    let db = dir.path().join("a.sqlite");
+    let out = audit(&set, &db, "first", &["--limit", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let holder = Connection::open(&db).unwrap();
+
+    // Held past the wait: refused, saying how long it waited.
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let out = audit(&set, &db, "second", &["--lock-timeout", "2"]);
+    holder.execute_batch("COMMIT").unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("is locked by another process; waited 2 s (--lock-timeout)"),
+        "{}",
+        text(&out)
+    );
+
+    // Released within the wait: the audit waits and goes on.
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let child = bin(&[])
+        .args(["audit", "--methods", "gradcam", "--no-leakage-check", "--run", "third"])
+        .args(["--lock-timeout", "60", "--limit", "2"])
+        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    holder.execute_batch("COMMIT").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Taken while the writer is at work: the writer gives up after its wait, and the audit says why.
+    let child = bin(&["explain.integrated_gradients.steps=64"])
+        .args(["audit", "--methods", "integrated_gradients", "--no-leakage-check", "--run", "fourth"])
+        .args(["--lock-timeout", "2"])
+        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let n: i64 = holder
+            .query_row("SELECT count(*) FROM run_images WHERE run_id = 'fourth'", [], |r| r.get(0))
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 120, "the audit wrote nothing");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Held until the writer says it gave up, then released: the run can still be marked 'failed'.
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut child = child;
+    let mut err = String::new();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let stopped = line.contains("the database writer stopped");
+            err += &line;
+            err.push('\n');
+            if stopped {
+                break;
+            }
+        }
+        holder.execute_batch("COMMIT").unwrap();
+        for line in lines {
+            err += &line.unwrap();
+            err.push('\n');
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}\n{err}", text(&out));
+    assert!(
+        err.contains("is locked by another process; waited 2 s") && !err.contains("see the error above"),
+        "{err}"
+    );
+    assert!(err.contains("its status is 'failed'"), "{err}");
+    assert_eq!(
+        one::<String>(&db, "SELECT status FROM runs WHERE run_id = 'fourth'"),
+        "failed"
+    );
+}
+
