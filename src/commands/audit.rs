@@ -116,14 +116,7 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
         }
     }
     store.finish_run(&run_id, "finished")?;
-    let flagged: i64 = store
-        .conn()
-        .query_row(
-            "SELECT COUNT(DISTINCT image_id) FROM v_suspicious WHERE run_id = ?1",
-            [&run_id],
-            |r| r.get(0),
-        )
-        .unwrap_or(0);
+    let flagged = crate::query::runs::suspicious_image_count(store.conn(), &run_id).unwrap_or(0);
     let secs = t0.elapsed().as_secs_f64();
     let failed_now = stats.failed + writes.failed_writes;
     let line = format!(

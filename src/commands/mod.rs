@@ -1,27 +1,31 @@
 //! The command layer: one file per subcommand, each wiring the library's steps together for one job
 //! and printing its results. Nothing in the library imports from here.
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use rusqlite::OptionalExtension;
 use tch::Device;
 
 use crate::attribution::{ExplainConfig, Method, TargetRule};
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, RunOutput};
 use crate::config::Settings;
 use crate::dataset::{self, Limits, Skipped};
 use crate::exit::{Exit, UsageError};
 use crate::model::{self, InputSpec, Model, NativeCnn};
-use crate::store::RunRecord;
+use crate::query::{Format, Table};
+use crate::store::{RunRecord, Store};
 
 mod audit;
 mod bench;
+mod diff;
 mod evaluate;
 mod explain;
+mod export;
 mod merge;
 mod query;
-mod sanity;
+mod report;
 mod progress;
+mod sanity;
 mod split;
 mod train;
 
@@ -45,12 +49,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Explain(args) => return explain::run(&Context::new(&cli)?, args),
         Command::Bench(args) => bench::run(&Context::new(&cli)?, args),
         Command::Audit(args) => return audit::run(&Context::new(&cli)?, args),
-        Command::Query(args) => query::cmd_query(&read_settings(&cli, &args.db)?, args),
-        Command::Export(args) => query::cmd_export(&read_settings(&cli, &args.target.db)?, args),
-        Command::Diff(args) => return query::cmd_diff(&read_settings(&cli, &args.db)?, args),
+        Command::Query(args) => query::run(&read_settings(&cli, &args.db)?, args),
+        Command::Export(args) => export::run(&read_settings(&cli, &args.target.db)?, args),
+        Command::Diff(args) => return diff::run(&read_settings(&cli, &args.db)?, args),
         Command::Merge(args) => return merge::run(args),
         Command::Sanity(args) => sanity::run(&cli, args),
-        Command::Report(args) => query::cmd_report(&read_settings(&cli, &args.target.db)?, args),
+        Command::Report(args) => report::run(&read_settings(&cli, &args.target.db)?, args),
     }?;
     Ok(Exit::Ok)
 }
@@ -64,16 +68,15 @@ fn read_settings(cli: &Cli, db: &Option<PathBuf>) -> anyhow::Result<Settings> {
     let Some(db) = db.as_ref().filter(|_| default_config && !cli.config.exists()) else {
         return Ok(Settings::load(&cli.config, &cli.overrides)?);
     };
-    let store = crate::store::Store::open_read_only(db)?;
-    let stored: Option<(String, String)> = store
-        .conn()
-        .query_row(
-            "SELECT run_id, config_yaml FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .with_context(|| format!("reading the runs of {}", db.display()))?;
+    let store = Store::open_read_only(db)?;
+    let conn = store.conn();
+    let stored = match crate::query::resolve_run(conn, None) {
+        Ok(run) => crate::query::runs::stored_run(conn, &run)
+            .with_context(|| format!("reading run {run} of {}", db.display()))?
+            .map(|r| (run, r.config_yaml)),
+        Err(crate::query::QueryError::NoRuns) => None,
+        Err(e) => return Err(e.into()),
+    };
     let Some((run, yaml)) = stored else {
         bail!(
             "{} holds no run, and there is no {} to take the settings from",
@@ -313,4 +316,40 @@ fn report_skipped(skipped: &[Skipped], not_images: &[Skipped]) {
     for s in not_images {
         tracing::info!("skipped {}: {}", s.path.display(), s.reason);
     }
+}
+
+/// The read-side commands' database, opened read-only; a missing file says how to make one.
+pub(crate) fn open_db(settings: &Settings, db: &Option<PathBuf>) -> anyhow::Result<Store> {
+    let path = db
+        .clone()
+        .unwrap_or_else(|| settings.output.dir.join("audit.sqlite"));
+    Store::open_read_only(&path).map_err(|e| match e {
+        crate::store::StoreError::NotFound { .. } => anyhow::anyhow!(
+            "database {} does not exist: run `tumor-audit audit` first, or pass --db",
+            path.display()
+        ),
+        other => other.into(),
+    })
+}
+
+/// A table to stdout in the chosen format.
+fn print_table(table: &Table, format: Format) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    table.write(format, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The store, the resolved run and the output folder of `export` / `report`.
+fn run_output(settings: &Settings, target: &RunOutput) -> anyhow::Result<(Store, String, PathBuf)> {
+    let store = open_db(settings, &target.db)?;
+    let run = crate::query::resolve_run(store.conn(), target.run.as_deref())?;
+    let dir = target.out.clone().unwrap_or_else(|| {
+        settings
+            .output
+            .dir
+            .join(crate::query::bias::file_safe(&run))
+    });
+    Ok((store, run, dir))
 }
