@@ -345,11 +345,34 @@ fn print_table(table: &Table, format: Format) -> anyhow::Result<()> {
 fn run_output(settings: &Settings, target: &RunOutput) -> anyhow::Result<(Store, String, PathBuf)> {
     let store = open_db(settings, &target.db)?;
     let run = crate::query::resolve_run(store.conn(), target.run.as_deref())?;
-    let dir = target.out.clone().unwrap_or_else(|| {
-        settings
-            .output
-            .dir
-            .join(crate::query::bias::file_safe(&run))
-    });
+    let dir = target
+        .out
+        .clone()
+        .unwrap_or_else(|| settings.output.dir.join(run_folder(&run)));
     Ok((store, run, dir))
+}
+
+/// The folder of a run's `export` / `report` output: the run name made safe for a file name, with a
+/// short hash of the name when that changed it, so that runs `a%b` and `a_b` never share a folder.
+pub fn run_folder(run: &str) -> String {
+    let safe = crate::query::bias::file_safe(run);
+    if safe == run {
+        return safe;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(run.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{safe}-{hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_folders_of_names_that_sanitise_alike_differ() {
+        assert_eq!(super::run_folder("nightly-2026-11-25"), "nightly-2026-11-25");
+        assert_eq!(super::run_folder("a_b"), "a_b");
+        let odd = super::run_folder("a%b");
+        assert!(odd.starts_with("a_b-") && odd.len() == "a_b-".len() + 8, "{odd}");
+        assert_ne!(super::run_folder("a%b"), super::run_folder("a&b"));
+    }
 }

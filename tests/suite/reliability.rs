@@ -662,3 +662,121 @@ fn a_locked_database_is_waited_for_then_the_cause_is_printed() {
     );
 }
 
+/// Point 2: a misspelt method, metric, class or scope name on the command line is an error naming the
+/// valid ones (exit 2), not a check that silently never fires.
+#[test]
+fn misspelt_names_in_rules_and_filters_are_refused() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 1);
+    let db = dir.path().join("a.sqlite");
+    for run in ["a", "b"] {
+        let out = audit(&set, &db, run, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let d = db.to_str().unwrap();
+    let diff = |rule: &str| {
+        bin(&[])
+            .args(["diff", "a", "b", "--db", d, "--fail-on", rule])
+            .output()
+            .unwrap()
+    };
+    for (rule, expect) in [
+        ("mass_background@gradcma down 0.01", "no method `gradcma`"),
+        ("mass_background@GradCAM down 0.01", "no method `GradCAM`"),
+        ("recall@Yes down 1", "no class `Yes`"),
+        ("precision@maybe down 1", "no class `maybe`"),
+        ("accuracy@gradcam down 1", "accuracy is run-wide"),
+    ] {
+        let out = diff(rule);
+        assert_eq!(out.status.code(), Some(2), "{rule}: {}", text(&out));
+        let err = stderr(&out);
+        assert!(err.contains(expect), "{rule}: {err}");
+        assert!(
+            err.contains("gradcam") || err.contains("no, yes") || expect.contains("run-wide"),
+            "{rule}: the valid names: {err}"
+        );
+    }
+    // Known names still work.
+    for rule in ["mass_background@gradcam down 0.01", "recall@yes down 1", "accuracy down 1"] {
+        let out = diff(rule);
+        assert_eq!(out.status.code(), Some(0), "{rule}: {}", text(&out));
+    }
+    let out = bin(&[])
+        .args(["query", "--db", d, "suspicious", "--method", "limee"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no method `limee`") && stderr(&out).contains("gradcam"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Point 4: `report --out DIR` removes only what an earlier report wrote, never writes through a
+/// symbolic link, and runs whose names sanitise alike get their own folders.
+#[test]
+fn report_touches_only_its_own_files() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), "Testing", 1);
+    let db = dir.path().join("a.sqlite");
+    for run in ["a_b", "a%b"] {
+        let out = audit(&set, &db, run, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let report = |run: &str, out: Option<&Path>| {
+        let mut c = bin(&[]);
+        // From a folder without config.yml: the output goes beside the database.
+        c.current_dir(dir.path());
+        c.args(["report", "--db", db.to_str().unwrap(), "--run", run, "--per-page", "1"]);
+        if let Some(o) = out {
+            c.arg("--out").arg(o);
+        }
+        c.output().unwrap()
+    };
+    let out_dir = dir.path().join("site");
+    // Twice into the same folder: the second replaces the first's files.
+    for _ in 0..2 {
+        let out = report("a_b", Some(&out_dir));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    assert!(out_dir.join("report.html").is_file() && out_dir.join("gallery-2.html").is_file());
+
+    // A user's files in the folder: refused, and left as they were.
+    let user_asset = out_dir.join("report-assets/notes.txt");
+    std::fs::write(&user_asset, b"my notes").unwrap();
+    let user_page = out_dir.join("gallery-9.html");
+    std::fs::write(&user_page, b"my own page").unwrap();
+    let out = report("a_b", Some(&out_dir));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("is not the report's"), "{}", text(&out));
+    assert_eq!(std::fs::read(&user_asset).unwrap(), b"my notes");
+    assert_eq!(std::fs::read(&user_page).unwrap(), b"my own page");
+
+    // A symbolic link where report.html goes: refused, the link's target untouched.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let precious = dir.path().join("precious.txt");
+    std::fs::write(&precious, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&precious, fresh.join("report.html")).unwrap();
+    let out = report("a_b", Some(&fresh));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", text(&out));
+    assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
+    assert!(std::fs::symlink_metadata(fresh.join("report.html"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // Runs a%b and a_b: two folders beside the database.
+    for run in ["a_b", "a%b"] {
+        let out = report(run, None);
+        assert_eq!(out.status.code(), Some(0), "{run}: {}", text(&out));
+    }
+    let folders: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("a_b"))
+        .collect();
+    assert_eq!(folders.len(), 2, "{folders:?}");
+}
