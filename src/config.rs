@@ -247,7 +247,10 @@ fn reject_non_finite(value: &Value, key: &str) -> Result<()> {
             .enumerate()
             .try_for_each(|(i, v)| reject_non_finite(v, &format!("{key}[{i}]"))),
         Value::Mapping(m) => m.iter().try_for_each(|(k, v)| {
-            let name = k.as_str().map(str::to_string).unwrap_or_else(|| format!("{k:?}"));
+            let name = k
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{k:?}"));
             reject_non_finite(v, &child(&name))
         }),
         Value::Tagged(t) => reject_non_finite(&t.value, key),

@@ -29,11 +29,23 @@ impl Exit {
     /// Every code with a one-line meaning, in order (the `--help` and README table).
     pub const TABLE: [(Exit, &'static str); 6] = [
         (Exit::Ok, "done"),
-        (Exit::Fatal, "stopped on an error (database, model, file system, lock)"),
-        (Exit::Usage, "the command line or the configuration is wrong; nothing was done"),
-        (Exit::Partial, "finished, but some images failed (see the run's errors table)"),
+        (
+            Exit::Fatal,
+            "stopped on an error (database, model, file system, lock)",
+        ),
+        (
+            Exit::Usage,
+            "the command line or the configuration is wrong; nothing was done",
+        ),
+        (
+            Exit::Partial,
+            "finished, but some images failed (see the run's errors table)",
+        ),
         (Exit::Gate, "diff: a --fail-on rule was crossed"),
-        (Exit::Incomplete, "merge: shards missing or unfinished; the merged run is 'interrupted'"),
+        (
+            Exit::Incomplete,
+            "merge: shards missing or unfinished; the merged run is 'interrupted'",
+        ),
     ];
 
     pub fn code(self) -> u8 {

@@ -512,7 +512,10 @@ mod tests {
         assert!(fingerprints.iter().all(|f| f == &fingerprints[0]));
         let mut reversed = samples.clone();
         reversed.reverse();
-        assert_eq!(select(reversed, Shard::new(0, 3).unwrap()).fingerprint, fingerprints[0]);
+        assert_eq!(
+            select(reversed, Shard::new(0, 3).unwrap()).fingerprint,
+            fingerprints[0]
+        );
         assert_ne!(
             select(samples[1..].to_vec(), Shard::new(0, 3).unwrap()).fingerprint,
             fingerprints[0]

@@ -442,7 +442,10 @@ impl ExplainConfig {
                     let (key, n) = if *method == Method::Lime {
                         ("explain.lime.samples", self.lime.samples.unwrap_or(0))
                     } else {
-                        ("explain.kernel_shap.samples", self.kernel_shap.samples.unwrap_or(0))
+                        (
+                            "explain.kernel_shap.samples",
+                            self.kernel_shap.samples.unwrap_or(0),
+                        )
                     };
                     out.push((key, n, (n as u64).saturating_mul(m * 17 + 24)));
                 }

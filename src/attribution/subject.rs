@@ -136,7 +136,8 @@ impl Subject {
         let probs = model.predict_probs(&x)?.remove(0);
         if probs.iter().any(|p| !p.is_finite()) {
             return Err(Error::Other(
-                "the model's output for this image is NaN or infinite, so it has no prediction".into(),
+                "the model's output for this image is NaN or infinite, so it has no prediction"
+                    .into(),
             ));
         }
         let predicted = argmax(&probs);

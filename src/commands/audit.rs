@@ -44,7 +44,11 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
     let (samples, source) = match shard {
         Some(s) => {
             let sel = crate::shard::select(samples, s);
-            println!("{s}: {} of {} images (by content hash)", sel.own.len(), sel.all);
+            println!(
+                "{s}: {} of {} images (by content hash)",
+                sel.own.len(),
+                sel.all
+            );
             let source = crate::store::ShardSource {
                 images_listed: sel.all,
                 image_list_sha256: sel.fingerprint,

@@ -46,11 +46,7 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Exit> {
     let mut col_labels = Vec::new();
     let mut montage_no = 0;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); cfg.methods.len()];
-    let pb = progress(
-        (ok.len() * cfg.methods.len()) as u64,
-        "explaining",
-        "maps",
-    );
+    let pb = progress((ok.len() * cfg.methods.len()) as u64, "explaining", "maps");
     for (i, (sample, id, prep)) in ok.iter().enumerate() {
         let label = sample.label.or_else(|| {
             let parent = sample.path.parent()?.file_name()?.to_str()?;

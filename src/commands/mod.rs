@@ -22,9 +22,9 @@ mod evaluate;
 mod explain;
 mod export;
 mod merge;
+mod progress;
 mod query;
 mod report;
-mod progress;
 mod sanity;
 mod split;
 mod train;
@@ -65,7 +65,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
 /// with the output folder beside the database.
 fn read_settings(cli: &Cli, db: &Option<PathBuf>) -> anyhow::Result<Settings> {
     let default_config = cli.config.as_os_str() == "config.yml";
-    let Some(db) = db.as_ref().filter(|_| default_config && !cli.config.exists()) else {
+    let Some(db) = db
+        .as_ref()
+        .filter(|_| default_config && !cli.config.exists())
+    else {
         return Ok(Settings::load(&cli.config, &cli.overrides)?);
     };
     let store = Store::open_read_only(db)?;
@@ -369,10 +372,16 @@ pub fn run_folder(run: &str) -> String {
 mod tests {
     #[test]
     fn run_folders_of_names_that_sanitise_alike_differ() {
-        assert_eq!(super::run_folder("nightly-2026-11-25"), "nightly-2026-11-25");
+        assert_eq!(
+            super::run_folder("nightly-2026-11-25"),
+            "nightly-2026-11-25"
+        );
         assert_eq!(super::run_folder("a_b"), "a_b");
         let odd = super::run_folder("a%b");
-        assert!(odd.starts_with("a_b-") && odd.len() == "a_b-".len() + 8, "{odd}");
+        assert!(
+            odd.starts_with("a_b-") && odd.len() == "a_b-".len() + 8,
+            "{odd}"
+        );
         assert_ne!(super::run_folder("a%b"), super::run_folder("a&b"));
     }
 }

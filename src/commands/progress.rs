@@ -37,9 +37,11 @@ impl Progress {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-                    .expect("static template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
             );
             bar.set_message(what.to_string());
             return Progress {
@@ -105,7 +107,13 @@ impl Headless {
         let secs = self.start.elapsed().as_secs_f64();
         let rate = self.done as f64 / secs.max(1e-9);
         if self.total == 0 {
-            tracing::info!("{}: {} {}, {rate:.2} {}/s", self.what, self.done, self.unit, self.unit);
+            tracing::info!(
+                "{}: {} {}, {rate:.2} {}/s",
+                self.what,
+                self.done,
+                self.unit,
+                self.unit
+            );
             return;
         }
         let left = self.total.saturating_sub(self.done);

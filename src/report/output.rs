@@ -35,7 +35,10 @@ pub enum OutputError {
     },
 }
 
-fn io<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> OutputError + 'a {
+fn io<'a>(
+    context: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> OutputError + 'a {
     move |source| OutputError::Io {
         context,
         path: path.to_path_buf(),
@@ -59,9 +62,13 @@ pub fn prepare(dir: &Path) -> Result<(), OutputError> {
     match std::fs::symlink_metadata(&manifest) {
         Ok(m) if m.file_type().is_symlink() => return Err(OutputError::Link { path: manifest }),
         Ok(_) => {
-            let listed = std::fs::read_to_string(&manifest).map_err(io("cannot read", &manifest))?;
+            let listed =
+                std::fs::read_to_string(&manifest).map_err(io("cannot read", &manifest))?;
             let mut folders = Vec::new();
-            for rel in listed.lines().filter(|l| !l.is_empty() && !l.contains("..")) {
+            for rel in listed
+                .lines()
+                .filter(|l| !l.is_empty() && !l.contains(".."))
+            {
                 let path = dir.join(rel);
                 if rel.ends_with('/') {
                     folders.push(path);
@@ -104,7 +111,10 @@ pub fn prepare(dir: &Path) -> Result<(), OutputError> {
             .map(|e| e.path());
         return Err(not_ours(first.unwrap_or(assets)));
     }
-    for e in std::fs::read_dir(dir).map_err(io("cannot list", dir))?.flatten() {
+    for e in std::fs::read_dir(dir)
+        .map_err(io("cannot list", dir))?
+        .flatten()
+    {
         if is_page(&e.file_name().to_string_lossy()) {
             return Err(not_ours(e.path()));
         }
@@ -121,15 +131,25 @@ pub fn finish(dir: &Path, pages: &[PathBuf]) -> Result<(), OutputError> {
         .collect();
     let mut stack = vec![dir.join(ASSETS)];
     while let Some(d) = stack.pop() {
-        let rel = d.strip_prefix(dir).unwrap_or(&d).to_string_lossy().into_owned();
+        let rel = d
+            .strip_prefix(dir)
+            .unwrap_or(&d)
+            .to_string_lossy()
+            .into_owned();
         lines.push(format!("{rel}/"));
-        for e in std::fs::read_dir(&d).map_err(io("cannot list", &d))?.flatten() {
+        for e in std::fs::read_dir(&d)
+            .map_err(io("cannot list", &d))?
+            .flatten()
+        {
             let p = e.path();
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(p),
-                Ok(t) if t.is_file() => {
-                    lines.push(p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().into_owned())
-                }
+                Ok(t) if t.is_file() => lines.push(
+                    p.strip_prefix(dir)
+                        .unwrap_or(&p)
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
                 _ => {}
             }
         }

@@ -215,7 +215,15 @@ fn read_shard_run(path: &Path, want: Option<&str>) -> Result<ShardRun, MergeErro
         source: e,
     };
     type Source = (String, Option<i64>, Option<i64>, Option<String>);
-    type Row = (String, String, String, String, Option<u32>, Option<u32>, Source);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        Option<u32>,
+        Option<u32>,
+        Source,
+    );
     let rows: Vec<Row> = store
         .conn()
         .prepare(
@@ -369,7 +377,11 @@ fn check_same(first: &ShardRun, other: &ShardRun) -> Result<(), MergeError> {
         None => "no --limit".into(),
     };
     if first.image_limit != other.image_limit {
-        return mismatch("--limit", limit(first.image_limit), limit(other.image_limit));
+        return mismatch(
+            "--limit",
+            limit(first.image_limit),
+            limit(other.image_limit),
+        );
     }
     if (first.images_listed, &first.image_list_sha256)
         != (other.images_listed, &other.image_list_sha256)

@@ -182,7 +182,10 @@ fn write_image_or_record(
         }
         Err(e) => {
             drop(sp); // rolls back
-            tracing::warn!("{}: write failed: cannot store the results: {e}", r.image.path);
+            tracing::warn!(
+                "{}: write failed: cannot store the results: {e}",
+                r.image.path
+            );
             stats.failed_writes += 1;
             let failure = ErrorRecord {
                 run_id: r.run_id.clone(),

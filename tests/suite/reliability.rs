@@ -77,7 +77,8 @@ fn exit_codes_are_distinct_and_stray_files_are_skipped_not_failed() {
     let err = stderr(&out);
     for name in ["README.txt", "Thumbs.db", ".DS_Store"] {
         assert!(
-            err.lines().any(|l| l.contains("skipped") && l.contains(name)),
+            err.lines()
+                .any(|l| l.contains("skipped") && l.contains(name)),
             "{name} not logged: {}",
             text(&out)
         );
@@ -105,7 +106,8 @@ fn exit_codes_are_distinct_and_stray_files_are_skipped_not_failed() {
     // --help lists the codes.
     let help = bin(&[]).arg("--help").output().unwrap();
     assert!(
-        stdout(&help).contains("Exit codes:") && stdout(&help).contains("3  finished, but some images failed"),
+        stdout(&help).contains("Exit codes:")
+            && stdout(&help).contains("3  finished, but some images failed"),
         "{}",
         text(&help)
     );
@@ -134,7 +136,9 @@ fn exit_codes_are_distinct_and_stray_files_are_skipped_not_failed() {
         "--data {data} --methods gradcam --no-leakage-check --set explain.nope=1"
     ));
     assert_eq!(out.status.code(), Some(2), "usage error: {}", text(&out));
-    let out = sbatch(format!("--data {data} --methods gradcam --no-leakage-check"));
+    let out = sbatch(format!(
+        "--data {data} --methods gradcam --no-leakage-check"
+    ));
     assert!(out.status.success(), "images failed: {}", text(&out));
     // Kubernetes: a usage error fails the whole Job instead of being retried in every pod.
     let job: serde_yaml_ng::Value = serde_yaml_ng::from_str(
@@ -187,7 +191,12 @@ fn duplicate_methods_are_refused_and_a_failed_method_fails_the_image() {
     let db = dir.path().join("a.sqlite");
     let out = bin(&[])
         .args(["audit", "--methods", "gradcam,gradcam", "--limit", "3"])
-        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .args([
+            "--data",
+            set.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -198,8 +207,20 @@ fn duplicate_methods_are_refused_and_a_failed_method_fails_the_image() {
     let ts = torchscript_model(dir.path(), "cnn.pt", 1.0);
     let ts_set = format!("model.torchscript={}", ts.display());
     let out = bin(&[&ts_set])
-        .args(["audit", "--methods", "gradient,gradcam", "--no-leakage-check", "--run", "ts"])
-        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .args([
+            "audit",
+            "--methods",
+            "gradient,gradcam",
+            "--no-leakage-check",
+            "--run",
+            "ts",
+        ])
+        .args([
+            "--data",
+            set.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
@@ -214,12 +235,18 @@ fn duplicate_methods_are_refused_and_a_failed_method_fails_the_image() {
     );
     assert!(stdout(&out).contains("4 failed"), "{}", text(&out));
     assert_eq!(
-        one::<i64>(&db, "SELECT count(*) FROM errors WHERE stage = 'attribution:gradcam'"),
+        one::<i64>(
+            &db,
+            "SELECT count(*) FROM errors WHERE stage = 'attribution:gradcam'"
+        ),
         4
     );
     // The gradient maps of the same images are kept.
     assert_eq!(
-        one::<i64>(&db, "SELECT count(*) FROM attribution_metrics WHERE method = 'gradient'"),
+        one::<i64>(
+            &db,
+            "SELECT count(*) FROM attribution_metrics WHERE method = 'gradient'"
+        ),
         4
     );
 
@@ -249,28 +276,61 @@ fn absurd_counts_non_finite_values_and_nan_models_are_refused_before_any_work() 
     let db = dir.path().join("a.sqlite");
     let run = |sets: &[&str]| {
         bin(sets)
-            .args(["audit", "--no-leakage-check", "--data", set.to_str().unwrap()])
+            .args([
+                "audit",
+                "--no-leakage-check",
+                "--data",
+                set.to_str().unwrap(),
+            ])
             .args(["--db", db.to_str().unwrap()])
             .output()
             .unwrap()
     };
     for (set, key, expect) in [
-        ("explain.lime.samples=1000000000", "explain.lime.samples", "at most"),
-        ("explain.kernel_shap.samples=100000000000", "explain.kernel_shap.samples", "at most"),
-        ("explain.integrated_gradients.steps=100000000000", "explain.integrated_gradients.steps", "at most"),
-        ("explain.integrated_gradients.baseline_value=.nan", "explain.integrated_gradients.baseline_value", "finite"),
-        ("explain.lime.kernel_width=.inf", "explain.lime.kernel_width", "finite"),
-        ("explain.segmentation.sigma=-.inf", "explain.segmentation.sigma", "finite"),
+        (
+            "explain.lime.samples=1000000000",
+            "explain.lime.samples",
+            "at most",
+        ),
+        (
+            "explain.kernel_shap.samples=100000000000",
+            "explain.kernel_shap.samples",
+            "at most",
+        ),
+        (
+            "explain.integrated_gradients.steps=100000000000",
+            "explain.integrated_gradients.steps",
+            "at most",
+        ),
+        (
+            "explain.integrated_gradients.baseline_value=.nan",
+            "explain.integrated_gradients.baseline_value",
+            "finite",
+        ),
+        (
+            "explain.lime.kernel_width=.inf",
+            "explain.lime.kernel_width",
+            "finite",
+        ),
+        (
+            "explain.segmentation.sigma=-.inf",
+            "explain.segmentation.sigma",
+            "finite",
+        ),
     ] {
         let out = run(&[set]);
         assert_eq!(out.status.code(), Some(2), "{set}: {}", text(&out));
         let err = stderr(&out);
         assert!(err.contains(key) && err.contains(expect), "{set}: {err}");
-        assert!(!db.exists(), "{set}: refused before the database is created");
+        assert!(
+            !db.exists(),
+            "{set}: refused before the database is created"
+        );
     }
 
     // Weights with a NaN.
-    let mut tensors = tch::Tensor::read_safetensors(repo("models/cnn128-br35h.safetensors")).unwrap();
+    let mut tensors =
+        tch::Tensor::read_safetensors(repo("models/cnn128-br35h.safetensors")).unwrap();
     for (name, t) in tensors.iter_mut() {
         if name == "0.weight" {
             let flat = t.flatten(0, -1);
@@ -319,7 +379,11 @@ fn a_foreign_database_is_refused_and_left_byte_identical() {
     for db in [&foreign, &marked] {
         let out = audit(&set, db, "r", &[]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-        assert!(stderr(&out).contains("is not a tumor-audit database"), "{}", text(&out));
+        assert!(
+            stderr(&out).contains("is not a tumor-audit database"),
+            "{}",
+            text(&out)
+        );
     }
     // merge --into the foreign file, from a real shard.
     let shard = dir.path().join("shard.sqlite");
@@ -327,11 +391,20 @@ fn a_foreign_database_is_refused_and_left_byte_identical() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(one::<i64>(&shard, "PRAGMA application_id"), 0x5441_7564);
     let out = bin(&[])
-        .args(["merge", "--into", foreign.to_str().unwrap(), shard.to_str().unwrap()])
+        .args([
+            "merge",
+            "--into",
+            foreign.to_str().unwrap(),
+            shard.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("is not a tumor-audit database"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("is not a tumor-audit database"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(before(&foreign), foreign_bytes);
     assert_eq!(before(&marked), marked_bytes);
     assert!(!dir.path().join("contacts.sqlite-wal").exists());
@@ -357,9 +430,18 @@ fn without_a_terminal_the_audit_logs_progress_failures_and_the_summary() {
             .any(|l| l.contains("auditing: 5/5 images (100.0%)") && l.contains("images/s")),
         "{err}"
     );
-    assert!(has("broken.jpg: decode failed: corrupt or truncated"), "{err}");
-    assert!(has("skipped") && has("README.txt: not an image file"), "{err}");
-    assert!(has("run cron totals: 4 of 5 images done, 1 failed; accuracy"), "{err}");
+    assert!(
+        has("broken.jpg: decode failed: corrupt or truncated"),
+        "{err}"
+    );
+    assert!(
+        has("skipped") && has("README.txt: not an image file"),
+        "{err}"
+    );
+    assert!(
+        has("run cron totals: 4 of 5 images done, 1 failed; accuracy"),
+        "{err}"
+    );
 }
 
 /// Point 10: a run lock against two audits of the same run.
@@ -371,7 +453,12 @@ fn a_second_audit_of_the_same_run_is_refused_while_the_first_runs() {
     // The first keeps running through the leakage check (a few seconds on the real training folder).
     let first = bin(&[])
         .args(["audit", "--methods", "gradcam", "--run", "night"])
-        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .args([
+            "--data",
+            set.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -379,7 +466,10 @@ fn a_second_audit_of_the_same_run_is_refused_while_the_first_runs() {
     let lock = tumor_audit::store::RunLock::path_for(&db, "night");
     let t0 = std::time::Instant::now();
     while !lock.exists() {
-        assert!(t0.elapsed().as_secs() < 120, "the first audit never took its lock");
+        assert!(
+            t0.elapsed().as_secs() < 120,
+            "the first audit never took its lock"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let second = audit(&set, &db, "night", &[]);
@@ -407,7 +497,12 @@ fn a_kill_during_the_leakage_check_leaves_the_run_unfinished() {
     let db = dir.path().join("a.sqlite");
     let mut child = bin(&[])
         .args(["audit", "--methods", "gradcam", "--run", "night"])
-        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .args([
+            "--data",
+            set.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -425,7 +520,8 @@ fn a_kill_during_the_leakage_check_leaves_the_run_unfinished() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
-        seen.last().is_some_and(|l| l.contains("leakage check: hashing")),
+        seen.last()
+            .is_some_and(|l| l.contains("leakage check: hashing")),
         "{seen:?}"
     );
     assert_eq!(one::<String>(&db, "SELECT status FROM runs"), "running");
@@ -439,7 +535,12 @@ fn a_kill_during_the_leakage_check_leaves_the_run_unfinished() {
 fn audit_with_leakage(set: &Path, db: &Path, run: &str) -> Output {
     bin(&[])
         .args(["audit", "--methods", "gradcam", "--run", run])
-        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .args([
+            "--data",
+            set.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
         .output()
         .unwrap()
 }
@@ -455,7 +556,11 @@ fn resumed_runs_report_the_run_read_commands_need_only_the_database() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = audit(&set, &db, "r", &["--limit", "4"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(stdout(&out).contains("2 images audited, 2 resumed as done"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("2 images audited, 2 resumed as done"),
+        "{}",
+        text(&out)
+    );
     assert!(
         stdout(&out).contains("run r totals: 4 of 4 images done, 0 failed; accuracy")
             && stdout(&out).contains(" / 4)"),
@@ -499,7 +604,9 @@ fn resumed_runs_report_the_run_read_commands_need_only_the_database() {
     let err = stderr(&out);
     assert!(err.contains("not a loadable TorchScript module"), "{err}");
     assert!(
-        !err.contains("frame #") && !err.contains("Exception raised from") && err.lines().count() == 1,
+        !err.contains("frame #")
+            && !err.contains("Exception raised from")
+            && err.lines().count() == 1,
         "{err}"
     );
 }
@@ -513,7 +620,12 @@ fn merge_refuses_shards_cut_from_different_test_sets() {
     let b = real_set(dir.path(), "B", 3);
     let shard = |k: u32, set: &Path, db: &str, extra: &[&str]| {
         let db = dir.path().join(db);
-        let out = audit(set, &db, "r", &[&["--shard", &format!("{k}/2")], extra].concat());
+        let out = audit(
+            set,
+            &db,
+            "r",
+            &[&["--shard", &format!("{k}/2")], extra].concat(),
+        );
         (out, db)
     };
     let merge = |into: &str, shards: &[&PathBuf]| {
@@ -542,7 +654,10 @@ fn merge_refuses_shards_cut_from_different_test_sets() {
             "{field}: {}",
             text(&out)
         );
-        assert!(!dir.path().join(into).exists(), "nothing written when refused");
+        assert!(
+            !dir.path().join(into).exists(),
+            "nothing written when refused"
+        );
     }
     // The same folder, but an image added between the two shards: another image list.
     std::fs::copy(
@@ -554,7 +669,8 @@ fn merge_refuses_shards_cut_from_different_test_sets() {
     let out = merge("m3.sqlite", &[&a0, &a1_later]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        stderr(&out).contains("the shards differ in their image list") && stderr(&out).contains("4 images")
+        stderr(&out).contains("the shards differ in their image list")
+            && stderr(&out).contains("4 images")
             && stderr(&out).contains("5 images"),
         "{}",
         text(&out)
@@ -562,11 +678,19 @@ fn merge_refuses_shards_cut_from_different_test_sets() {
     // Resuming shard 0 on the changed folder is refused as well.
     let (out, _) = shard(0, &a, "a0.sqlite", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("was begun on a list of 4 images"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("was begun on a list of 4 images"),
+        "{}",
+        text(&out)
+    );
     // Shards of one test set still merge into a complete run.
     let out = merge("good.sqlite", &[&a0, &a1]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(stdout(&out).contains("(complete: 2 of 2 shards)"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("(complete: 2 of 2 shards)"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Point 5: a database locked by another process is waited for (`--lock-timeout`), then the audit gives
@@ -595,9 +719,21 @@ fn a_locked_database_is_waited_for_then_the_cause_is_printed() {
     // Released within the wait: the audit waits and goes on.
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let child = bin(&[])
-        .args(["audit", "--methods", "gradcam", "--no-leakage-check", "--run", "third"])
+        .args([
+            "audit",
+            "--methods",
+            "gradcam",
+            "--no-leakage-check",
+            "--run",
+            "third",
+        ])
         .args(["--lock-timeout", "60", "--limit", "2"])
-        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .args([
+            "--data",
+            set.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -609,9 +745,21 @@ fn a_locked_database_is_waited_for_then_the_cause_is_printed() {
 
     // Taken while the writer is at work: the writer gives up after its wait, and the audit says why.
     let child = bin(&["explain.integrated_gradients.steps=64"])
-        .args(["audit", "--methods", "integrated_gradients", "--no-leakage-check", "--run", "fourth"])
+        .args([
+            "audit",
+            "--methods",
+            "integrated_gradients",
+            "--no-leakage-check",
+            "--run",
+            "fourth",
+        ])
         .args(["--lock-timeout", "2"])
-        .args(["--data", set.to_str().unwrap(), "--db", db.to_str().unwrap()])
+        .args([
+            "--data",
+            set.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -619,7 +767,11 @@ fn a_locked_database_is_waited_for_then_the_cause_is_printed() {
     let t0 = std::time::Instant::now();
     loop {
         let n: i64 = holder
-            .query_row("SELECT count(*) FROM run_images WHERE run_id = 'fourth'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM run_images WHERE run_id = 'fourth'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         if n > 0 {
             break;
@@ -652,7 +804,8 @@ fn a_locked_database_is_waited_for_then_the_cause_is_printed() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}\n{err}", text(&out));
     assert!(
-        err.contains("is locked by another process; waited 2 s") && !err.contains("see the error above"),
+        err.contains("is locked by another process; waited 2 s")
+            && !err.contains("see the error above"),
         "{err}"
     );
     assert!(err.contains("its status is 'failed'"), "{err}");
@@ -697,7 +850,11 @@ fn misspelt_names_in_rules_and_filters_are_refused() {
         );
     }
     // Known names still work.
-    for rule in ["mass_background@gradcam down 0.01", "recall@yes down 1", "accuracy down 1"] {
+    for rule in [
+        "mass_background@gradcam down 0.01",
+        "recall@yes down 1",
+        "accuracy down 1",
+    ] {
         let out = diff(rule);
         assert_eq!(out.status.code(), Some(0), "{rule}: {}", text(&out));
     }
@@ -728,7 +885,15 @@ fn report_touches_only_its_own_files() {
         let mut c = bin(&[]);
         // From a folder without config.yml: the output goes beside the database.
         c.current_dir(dir.path());
-        c.args(["report", "--db", db.to_str().unwrap(), "--run", run, "--per-page", "1"]);
+        c.args([
+            "report",
+            "--db",
+            db.to_str().unwrap(),
+            "--run",
+            run,
+            "--per-page",
+            "1",
+        ]);
         if let Some(o) = out {
             c.arg("--out").arg(o);
         }
@@ -749,7 +914,11 @@ fn report_touches_only_its_own_files() {
     std::fs::write(&user_page, b"my own page").unwrap();
     let out = report("a_b", Some(&out_dir));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("is not the report's"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("is not the report's"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(std::fs::read(&user_asset).unwrap(), b"my notes");
     assert_eq!(std::fs::read(&user_page).unwrap(), b"my own page");
 
@@ -832,8 +1001,11 @@ mod no_input_panics {
         img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         let mut small_jpeg = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut small_jpeg), image::ImageFormat::Jpeg)
-            .unwrap();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut small_jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
         vec![small_jpeg, png]
     }
 
