@@ -15,8 +15,17 @@ use crate::attribution::{Method, Target};
 /// tumor-audit audit --limit 16
 ///
 /// tumor-audit explain data/kaggle-sample/Testing/glioma/Te-gl_0010.jpg
+/// The exit-code table of `--help` (the same as [`crate::exit::Exit::TABLE`]; a test keeps them equal).
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0  done
+  1  stopped on an error (database, model, file system, lock)
+  2  the command line or the configuration is wrong; nothing was done
+  3  finished, but some images failed (see the run's errors table)
+  4  diff: a --fail-on rule was crossed
+  5  merge: shards missing or unfinished; the merged run is 'interrupted'";
+
 #[derive(Debug, Parser)]
-#[command(name = "tumor-audit", version, about, long_about, max_term_width = 110)]
+#[command(name = "tumor-audit", version, about, long_about, max_term_width = 110, after_long_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// Configuration file (the notebook's `données:` keys plus English sections).
     #[arg(long, short = 'c', global = true, default_value = "config.yml")]
@@ -38,6 +47,16 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// When stderr is not a terminal (cron, Slurm, Kubernetes, a pipe): seconds between two progress
+    /// lines (done / total, rate, time left) in the log.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_every: u64,
+
+    /// How long to wait, retrying, for a database locked by another process before giving up.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
+    pub lock_timeout: u64,
 
     #[command(subcommand)]
     pub command: Command,
@@ -100,7 +119,7 @@ pub enum Command {
     /// Audit a whole test set: predictions, every configured attribution, per-image metrics (mass
     /// inside the brain / background / border band, agreement between methods, ...) stored in SQLite.
     /// Rerunning with the same --run resumes where a killed run stopped (a finished run is a no-op
-    /// unless --force). Exit code 2 when the run finished but some images failed.
+    /// unless --force). Exit code 3 when the run finished but some images failed.
     ///
     /// Example: tumor-audit audit --run nightly-2026-11-25 --db out/audit.sqlite
     Audit(AuditArgs),
@@ -132,7 +151,7 @@ pub enum Command {
     /// Example: tumor-audit export --run nightly-2026-11-25 --out out/nightly-2026-11-25
     Export(ExportArgs),
     /// Compare two runs (B - A) on the images both audited: accuracy, per-class precision / recall /
-    /// F1, and per method background / border mass, share flagged and agreement. Exit code 3 when a
+    /// F1, and per method background / border mass, share flagged and agreement. Exit code 4 when a
     /// --fail-on rule is crossed.
     ///
     /// Example: tumor-audit diff nightly-2026-11-24 nightly-2026-11-25 --fail-on "accuracy down 1"
@@ -140,7 +159,7 @@ pub enum Command {
     /// Merge the databases of a sharded audit (`audit --shard K/N`, one file per shard) into one run of
     /// the target database. Shards of different runs, configs, models or tool versions are refused.
     /// Merging again replaces rather than duplicates. Missing or unfinished shards are listed and leave
-    /// the merged run 'interrupted'; exit code 3 then (0 with --allow-missing), 2 when images failed.
+    /// the merged run 'interrupted'; exit code 5 then (0 with --allow-missing), 3 when images failed.
     ///
     /// Example: tumor-audit merge --into out/audit.sqlite out/audit.shard-*-of-4.sqlite
     Merge(MergeArgs),
@@ -288,7 +307,7 @@ pub struct DiffArgs {
     /// Database of run B (default: the same as --db).
     #[arg(long)]
     pub db_b: Option<PathBuf>,
-    /// Exit with code 3 when B - A crosses this rule: `METRIC[@SCOPE] up|down THRESHOLD` with METRIC
+    /// Exit with code 4 when B - A crosses this rule: `METRIC[@SCOPE] up|down THRESHOLD` with METRIC
     /// one of accuracy, precision, recall, f1 (percentage points; SCOPE a class) or mass_background,
     /// mass_border, share_flagged, agreement (SCOPE a method); SCOPE `any` or left out = any.
     /// Repeatable. E.g. "accuracy down 1", "mass_background@any up 0.05".

@@ -157,6 +157,11 @@ impl Settings {
 
     /// Values serde cannot check: ranges and combinations.
     pub fn validate(&self) -> Result<()> {
+        // YAML has `.nan` and `.inf`: no setting means anything with them, so none may hold one.
+        let whole = serde_yaml_ng::to_value(self).unwrap_or(Value::Null);
+        reject_non_finite(&whole, "")?;
+        let faith = serde_yaml_ng::to_value(&self.faithfulness).unwrap_or(Value::Null);
+        reject_non_finite(&faith, "explain.faithfulness")?;
         let img = &self.donnees.image;
         if !(8..=2048).contains(&img.size) {
             return Err(Error::key(
@@ -217,6 +222,39 @@ impl Settings {
             }
         }
         serde_yaml_ng::to_string(&value).unwrap_or_default()
+    }
+}
+
+/// The first number under `value` that is NaN or infinite, as a config-key error.
+fn reject_non_finite(value: &Value, key: &str) -> Result<()> {
+    let child = |k: &str| {
+        if key.is_empty() {
+            k.to_string()
+        } else {
+            format!("{key}.{k}")
+        }
+    };
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if !x.is_finite() => Err(Error::key(
+                key,
+                format!("{x} is not allowed: every number in the config must be finite"),
+            )),
+            _ => Ok(()),
+        },
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| reject_non_finite(v, &format!("{key}[{i}]"))),
+        Value::Mapping(m) => m.iter().try_for_each(|(k, v)| {
+            let name = k
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{k:?}"));
+            reject_non_finite(v, &child(&name))
+        }),
+        Value::Tagged(t) => reject_non_finite(&t.value, key),
+        _ => Ok(()),
     }
 }
 

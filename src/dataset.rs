@@ -168,8 +168,10 @@ impl Dataset {
     }
 }
 
-/// Files of one folder, sorted by name. Hidden files and sub-folders are recorded as skipped; files with
-/// other extensions are kept (the decoder decides, and records why if it cannot read them).
+/// Files of one folder, sorted by name. Hidden files (`.DS_Store`), sub-folders and files without an image
+/// extension (`README.txt`, `Thumbs.db`, `desktop.ini`) are recorded as skipped, with the reason: they are
+/// not images that failed, and one stray file must not fail a nightly run. A file with an image extension
+/// is kept even when its content is not an image: the decoder records why it cannot read it.
 fn list_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::Dataset {
         path: dir.to_path_buf(),
@@ -190,13 +192,28 @@ fn list_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
                 path,
                 reason: "nested folder (not walked)".into(),
             });
-        } else {
+        } else if has_image_extension(&path) {
             files.push(path);
+        } else {
+            skipped.push(Skipped {
+                path,
+                reason: format!(
+                    "not an image file: its name does not end in .{}",
+                    IMAGE_EXTENSIONS.join(", .")
+                ),
+            });
         }
     }
     files.sort();
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((files, skipped))
+}
+
+/// Whether the file name ends in one of [`IMAGE_EXTENSIONS`] (any case: `.JPG` too).
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
 /// Hex sha256 of bytes: the stable image id.

@@ -31,6 +31,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The audit's database writer closed its channel: it stopped on an error, which
+    /// `store::Writer::finish` returns; the caller reports that cause instead of this.
+    #[error("the database writer stopped")]
+    WriterStopped,
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 

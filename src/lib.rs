@@ -6,7 +6,7 @@
 //! randomisation); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
 //! [`leakage`] checks audited images against the training folder, [`store`] keeps the results in
 //! SQLite, [`query`] reads them back (query, export, diff) and [`report`] writes them as HTML;
-//! [`config`] validates the settings once, [`commands`] wires the steps to the CLI ([`cli`]), one file per
+//! [`config`] validates the settings once, [`exit`] names the process exit codes, [`commands`] wires the steps to the CLI ([`cli`]), one file per
 //! subcommand; no library module imports from it.
 pub mod attribution;
 pub mod bench;
@@ -18,6 +18,7 @@ pub mod dataset;
 pub mod display;
 pub mod error;
 pub mod evaluate;
+pub mod exit;
 pub mod imageops;
 pub mod leakage;
 pub mod metrics;

@@ -15,7 +15,7 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .init();
     match tumor_audit::commands::run(cli) {
-        Ok(code) => std::process::ExitCode::from(code),
+        Ok(exit) => exit.into(),
         Err(e) => {
             // Library errors already carry their cause in their text; add a cause only when it says more.
             let mut text = e.to_string();
@@ -26,7 +26,7 @@ fn main() -> std::process::ExitCode {
                 }
             }
             eprintln!("error: {text}");
-            std::process::ExitCode::from(1)
+            tumor_audit::commands::exit_code(&e).into()
         }
     }
 }

@@ -5,7 +5,7 @@
 //! channel, the calling thread does the tensor work (libtorch uses its own intra-op threads), and the
 //! writer thread owns the database connection. Memory does not grow with the size of the test set.
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
 
@@ -65,11 +65,14 @@ pub struct AuditJob<'a> {
     pub done: HashSet<String>,
 }
 
-/// Per-run counters for the summary.
+/// Per-invocation counters for the summary.
 #[derive(Default, Debug)]
 pub struct AuditStats {
+    /// Images predicted and explained (some methods may have failed on them: see `failed`).
     pub images: usize,
     pub skipped_done: usize,
+    /// Images that failed at any stage: decode, prediction, a method or the faithfulness curves (a
+    /// failed write is counted by the writer).
     pub failed: usize,
     pub correct: usize,
     pub labelled: usize,
@@ -233,13 +236,13 @@ pub fn audit_image(
             }
             Err(e) => {
                 *stats.method_errors.entry(method.name()).or_default() += 1;
-                errors.push(ErrorRecord {
-                    run_id: job.run_id.clone(),
-                    image_id: Some(id.to_string()),
-                    path: sample.path.to_string_lossy().to_string(),
-                    stage: format!("attribution:{}", method.name()),
-                    message: e.to_string(),
-                });
+                errors.push(failure(
+                    job,
+                    sample,
+                    Some(id),
+                    format!("attribution:{}", method.name()),
+                    e.to_string(),
+                ));
             }
         }
     }
@@ -287,17 +290,21 @@ pub fn audit_image(
             }
             Err(e) => {
                 *stats.method_errors.entry(FAITHFULNESS).or_default() += 1;
-                errors.push(ErrorRecord {
-                    run_id: job.run_id.clone(),
-                    image_id: Some(id.to_string()),
-                    path: sample.path.to_string_lossy().to_string(),
-                    stage: "metrics".into(),
-                    message: format!("faithfulness curves: {e}"),
-                });
+                errors.push(failure(
+                    job,
+                    sample,
+                    Some(id),
+                    "metrics".into(),
+                    format!("faithfulness curves: {e}"),
+                ));
             }
         }
     }
     stats.images += 1;
+    // An image on which any step failed is a failed image, even though its other results are kept.
+    if !errors.is_empty() {
+        stats.failed += 1;
+    }
     Ok(ImageResult {
         run_id: job.run_id.clone(),
         image,
@@ -311,13 +318,34 @@ pub fn audit_image(
     })
 }
 
-/// Runs the whole job: every image of `samples` goes to `send` as one message.
+/// The error record of a failed step, logged at once (with its path and reason) so that no failure is
+/// seen only in the database.
+fn failure(
+    job: &AuditJob,
+    sample: &Sample,
+    id: Option<&str>,
+    stage: String,
+    message: String,
+) -> ErrorRecord {
+    tracing::warn!("{}: {stage} failed: {message}", sample.path.display());
+    ErrorRecord {
+        run_id: job.run_id.clone(),
+        image_id: id.map(str::to_string),
+        path: sample.path.to_string_lossy().to_string(),
+        stage,
+        message,
+    }
+}
+
+/// Runs the whole job: every image of `samples` goes to `send` as one message; `tick` is called once
+/// per image (done, failed or resumed). An image that fails at any step is recorded and counted, and the
+/// run goes on; the run stops only when the writer does ([`Error::WriterStopped`]).
 pub fn run(
     model: &Model,
     job: &AuditJob,
     samples: Vec<Sample>,
     send: &std::sync::mpsc::SyncSender<WriterMessage>,
-    progress: &indicatif::ProgressBar,
+    tick: &dyn Fn(),
 ) -> Result<AuditStats> {
     let mut stats = AuditStats::default();
     let (rx, handle) = spawn_decoder(
@@ -327,7 +355,7 @@ pub fn run(
         job.done.clone(),
         8,
     );
-    let send_err = |_| Error::Other("the database writer stopped; see the error above".into());
+    let send_err = |_| Error::WriterStopped;
     for d in rx {
         match d {
             Decoded::Done => stats.skipped_done += 1,
@@ -338,14 +366,8 @@ pub fn run(
                 reason,
             } => {
                 stats.failed += 1;
-                send.send(WriterMessage::Error(ErrorRecord {
-                    run_id: job.run_id.clone(),
-                    image_id: id,
-                    path: sample.path.to_string_lossy().to_string(),
-                    stage: stage.to_string(),
-                    message: reason,
-                }))
-                .map_err(send_err)?;
+                let record = failure(job, &sample, id.as_deref(), stage.to_string(), reason);
+                send.send(WriterMessage::Error(record)).map_err(send_err)?;
             }
             Decoded::Ready {
                 sample,
@@ -354,7 +376,7 @@ pub fn run(
                 mask,
                 mask_fallback,
             } => {
-                let r = audit_image(
+                let msg = match audit_image(
                     model,
                     job,
                     &sample,
@@ -363,12 +385,24 @@ pub fn run(
                     &mask,
                     mask_fallback,
                     &mut stats,
-                )?;
-                send.send(WriterMessage::Image(Box::new(r)))
-                    .map_err(send_err)?;
+                ) {
+                    Ok(r) => WriterMessage::Image(Box::new(r)),
+                    // The prediction failed (e.g. the model's output is not finite): a failed image.
+                    Err(e) => {
+                        stats.failed += 1;
+                        WriterMessage::Error(failure(
+                            job,
+                            &sample,
+                            Some(&id),
+                            "predict".into(),
+                            e.to_string(),
+                        ))
+                    }
+                };
+                send.send(msg).map_err(send_err)?;
             }
         }
-        progress.inc(1);
+        tick();
     }
     let _ = handle.join();
     Ok(stats)
@@ -398,12 +432,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The samples of a class-folder test set (paths only: decoding happens in the stream).
+/// The samples of a class-folder test set (paths only: decoding happens in the stream), and the entries
+/// that are not candidate images (hidden files, other extensions, nested folders) with the reason.
 pub fn test_samples(
     dir: &Path,
     classes: &[String],
     limit: Option<usize>,
-) -> Result<(Vec<Sample>, Vec<PathBuf>)> {
+) -> Result<(Vec<Sample>, Vec<dataset::Skipped>)> {
     let ds = dataset::Dataset::scan(dir, classes)?;
     let mut samples = ds.samples;
     if let Some(n) = limit {
@@ -426,7 +461,7 @@ pub fn test_samples(
         }
         samples = out;
     }
-    Ok((samples, ds.skipped.into_iter().map(|s| s.path).collect()))
+    Ok((samples, ds.skipped))
 }
 
 #[cfg(test)]

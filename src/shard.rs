@@ -12,6 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use crate::dataset::{self, Sample};
 
@@ -240,21 +241,59 @@ impl ShardArg {
 
 /// The samples of `shard`, in their order, and how many samples there were in all. Every file is read
 /// and hashed (in parallel) but none is decoded here; unreadable files go to shard 0.
-pub fn select(samples: Vec<Sample>, shard: Shard) -> (Vec<Sample>, usize) {
+pub fn select(samples: Vec<Sample>, shard: Shard) -> Selection {
     let all = samples.len();
-    let keep: Vec<bool> = samples
+    // The id of each file, or its name when it cannot be read (it then goes to shard 0).
+    let keys: Vec<Result<String, String>> = samples
         .par_iter()
         .map(|s| match std::fs::read(&s.path) {
-            Ok(bytes) => shard.contains(&dataset::content_id(&bytes)),
+            Ok(bytes) => Ok(dataset::content_id(&bytes)),
+            Err(_) => Err(s
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()),
+        })
+        .collect();
+    let keep: Vec<bool> = keys
+        .iter()
+        .map(|k| match k {
+            Ok(id) => shard.contains(id),
             Err(_) => shard.index == 0,
         })
         .collect();
+    let mut sorted: Vec<String> = keys
+        .into_iter()
+        .map(|k| k.unwrap_or_else(|name| format!("unreadable:{name}")))
+        .collect();
+    sorted.sort();
+    let mut h = Sha256::new();
+    for k in &sorted {
+        h.update(k.as_bytes());
+        h.update(b"\n");
+    }
     let own = samples
         .into_iter()
         .zip(keep)
         .filter_map(|(s, k)| k.then_some(s))
         .collect();
-    (own, all)
+    Selection {
+        own,
+        all,
+        fingerprint: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+/// What [`select`] keeps of a test set, and what it was cut from.
+pub struct Selection {
+    /// The shard's own samples.
+    pub own: Vec<Sample>,
+    /// How many samples the whole list had.
+    pub all: usize,
+    /// sha256 (hex) over the sorted ids of the whole list (`unreadable:<file name>` for a file that
+    /// cannot be read): every shard of one test set gets the same value, whatever its paths or order.
+    pub fingerprint: String,
 }
 
 #[cfg(test)]
@@ -450,9 +489,15 @@ mod tests {
             label: None,
         });
         let mut seen = Vec::new();
+        let mut fingerprints = Vec::new();
         for k in 0..3 {
-            let (own, all) = select(samples.clone(), Shard::new(k, 3).unwrap());
+            let Selection {
+                own,
+                all,
+                fingerprint,
+            } = select(samples.clone(), Shard::new(k, 3).unwrap());
             assert_eq!(all, 31);
+            fingerprints.push(fingerprint);
             for s in &own {
                 if s.path.ends_with("missing.jpg") {
                     assert_eq!(k, 0, "an unreadable file goes to shard 0");
@@ -463,6 +508,18 @@ mod tests {
             }
             seen.extend(own.into_iter().map(|s| s.path));
         }
+        // Every shard of one list records the same list; the order of the files does not matter.
+        assert!(fingerprints.iter().all(|f| f == &fingerprints[0]));
+        let mut reversed = samples.clone();
+        reversed.reverse();
+        assert_eq!(
+            select(reversed, Shard::new(0, 3).unwrap()).fingerprint,
+            fingerprints[0]
+        );
+        assert_ne!(
+            select(samples[1..].to_vec(), Shard::new(0, 3).unwrap()).fingerprint,
+            fingerprints[0]
+        );
         seen.sort();
         let mut want: Vec<_> = samples.into_iter().map(|s| s.path).collect();
         want.sort();

@@ -409,6 +409,74 @@ impl ExplainConfig {
         Ok(())
     }
 
+    /// The most superpixels the segmentation can give on a `size` x `size` image (the width of the LIME /
+    /// Kernel SHAP design matrix).
+    pub fn max_segments(&self, size: usize) -> usize {
+        let px = size * size;
+        let seg = &self.segmentation;
+        match seg.method {
+            SegmentationMethod::Grid => seg.grid_cells.saturating_mul(seg.grid_cells),
+            // SLIC's connectivity step can split a cluster: allow 4 pieces per requested segment.
+            SegmentationMethod::Slic => seg.slic_segments.saturating_mul(4),
+            SegmentationMethod::Felzenszwalb => px / seg.min_size.max(1),
+            SegmentationMethod::File => px,
+        }
+        .clamp(1, px.max(1))
+    }
+
+    /// The per-image buffers that grow with a configured count, for the methods in use: (key, count,
+    /// bytes). Integrated Gradients keeps its `steps` path points (4 bytes each); LIME and Kernel SHAP
+    /// keep every sample's superpixel mask (a float, a copy for the forwards and a byte key per
+    /// superpixel: 17 bytes) and 3 numbers per sample. SmoothGrad and the forward batches are processed
+    /// `batch_size` at a time, so their counts cost time, not memory.
+    pub fn count_memory(&self, size: usize) -> Vec<(&'static str, usize, u64)> {
+        let m = self.max_segments(size) as u64;
+        let mut out = Vec::new();
+        for method in &self.methods {
+            match method {
+                Method::IntegratedGradients => {
+                    let n = self.integrated_gradients.steps.unwrap_or(0);
+                    out.push(("explain.integrated_gradients.steps", n, n as u64 * 4));
+                }
+                Method::Lime | Method::KernelShap => {
+                    let (key, n) = if *method == Method::Lime {
+                        ("explain.lime.samples", self.lime.samples.unwrap_or(0))
+                    } else {
+                        (
+                            "explain.kernel_shap.samples",
+                            self.kernel_shap.samples.unwrap_or(0),
+                        )
+                    };
+                    out.push((key, n, (n as u64).saturating_mul(m * 17 + 24)));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Refuses, before any work, a count whose buffers would not fit in `budget` bytes (see
+    /// [`ExplainConfig::count_memory`]), naming the key, what it needs and the largest count that fits.
+    pub fn check_memory(&self, size: usize, budget: u64) -> Result<()> {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        for (key, n, bytes) in self.count_memory(size) {
+            if bytes > budget {
+                let per = (bytes / n.max(1) as u64).max(1);
+                return Err(Error::key(
+                    key,
+                    format!(
+                        "{n} needs about {:.1} GiB per image at size {size} ({per} bytes each), more than the \
+                         {:.1} GiB this machine allows (half its memory): at most {}",
+                        gib(bytes),
+                        gib(budget),
+                        budget / per
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn reference(&self, channels: usize) -> f32 {
         self.reference_value
             .unwrap_or(if channels == 1 { 0.0 } else { 0.5 })

@@ -134,6 +134,12 @@ impl Subject {
     ) -> Result<Subject> {
         let x = stack_inputs(&[prep]).to_device(model.device());
         let probs = model.predict_probs(&x)?.remove(0);
+        if probs.iter().any(|p| !p.is_finite()) {
+            return Err(Error::Other(
+                "the model's output for this image is NaN or infinite, so it has no prediction"
+                    .into(),
+            ));
+        }
         let predicted = argmax(&probs);
         let target = rule.pick(predicted, label)?;
         Ok(Subject {

@@ -9,10 +9,11 @@ use super::{progress, Context};
 use crate::attribution::Method;
 use crate::bench::peak_memory;
 use crate::cli::AuditArgs;
+use crate::exit::Exit;
 use crate::pipeline;
-use crate::store::{Store, Writer};
+use crate::store::{RunLock, Store, Writer};
 
-pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
+pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
     let cfg = ctx.explain_config(&args.methods)?;
     let mut faithfulness = ctx.settings.faithfulness.clone();
     if args.faithfulness {
@@ -31,20 +32,35 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
     let t0 = Instant::now();
     // Everything that can be wrong with the inputs fails here, before any work.
     let model = ctx.load_model()?;
-    let (samples, _) = pipeline::test_samples(&dir, &ctx.classes, args.limit)?;
+    let (samples, not_images) = pipeline::test_samples(&dir, &ctx.classes, args.limit)?;
+    // Not images, so not failures: said once each, and the run goes on.
+    for s in &not_images {
+        tracing::info!("skipped {}: {}", s.path.display(), s.reason);
+    }
     if samples.is_empty() {
         bail!("{}: no image files in the class folders", dir.display());
     }
     // A shard keeps its images by content hash; the others are read and hashed, never decoded.
-    let samples = match shard {
+    let (samples, source) = match shard {
         Some(s) => {
-            let (own, all) = crate::shard::select(samples, s);
-            println!("{s}: {} of {all} images (by content hash)", own.len());
-            own
+            let sel = crate::shard::select(samples, s);
+            println!(
+                "{s}: {} of {} images (by content hash)",
+                sel.own.len(),
+                sel.all
+            );
+            let source = crate::store::ShardSource {
+                images_listed: sel.all,
+                image_list_sha256: sel.fingerprint,
+                image_limit: args.limit,
+            };
+            (sel.own, Some(source))
         }
-        None => samples,
+        None => (samples, None),
     };
     let model_path = ctx.model_path();
+    // One process per run: a second audit of the same --run is refused before it writes anything.
+    let _lock = RunLock::acquire(&db, &run_id)?;
     let store = Store::open(&db)?;
     let record = ctx.run_record(
         &run_id,
@@ -54,7 +70,14 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         &dir,
         samples.len(),
     )?;
+    // A shard resumed on another image list is refused before its run row changes.
+    if let Some(source) = &source {
+        store.record_shard_source(&run_id, source)?;
+    }
     let resuming = store.begin_shard_run(&record, shard)?;
+    if let Some(source) = &source {
+        store.record_shard_source(&run_id, source)?;
+    }
     let done = if args.force {
         Default::default()
     } else {
@@ -78,43 +101,56 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         limits: ctx.limits(),
         done,
     };
-    let pb = progress(samples.len() as u64, "auditing");
-    let result = pipeline::run(&model, &job, samples, &writer.sender(), &pb);
+    let pb = progress(samples.len() as u64, "auditing", "images");
+    let result = pipeline::run(&model, &job, samples, &writer.sender(), &|| pb.inc(1));
     pb.finish_and_clear();
     let written = writer.finish();
-    let stats = match (result, written) {
-        (Ok(stats), Ok(_)) => stats,
-        (r, w) => {
-            let _ = store.finish_run(&run_id, "failed");
-            r?;
-            w?;
-            unreachable!("one of the two is an error")
-        }
+    let (stats, writes) = match (result, written) {
+        (Ok(stats), Ok(writes)) => (stats, writes),
+        // The writer's error is the cause (a full disk, a lock held too long); the pipeline only saw
+        // its channel close.
+        (_, Err(w)) => return Err(fail_run(&store, &run_id, w.into())),
+        (Err(r), Ok(_)) => return Err(fail_run(&store, &run_id, r.into())),
     };
-    store.finish_run(&run_id, "finished")?;
+    // The run is finished only once the leakage check has stored its rows: a kill during the check
+    // leaves it 'running', and the rerun does the check again.
     if !args.no_leakage_check {
-        leakage_check(ctx, args, &store, &run_id)?;
+        if let Err(e) = leakage_check(ctx, args, &store, &run_id) {
+            return Err(fail_run(&store, &run_id, e));
+        }
     }
+    store.finish_run(&run_id, "finished")?;
     let flagged = crate::query::runs::suspicious_image_count(store.conn(), &run_id).unwrap_or(0);
     let secs = t0.elapsed().as_secs_f64();
-    println!(
+    let failed_now = stats.failed + writes.failed_writes;
+    let line = format!(
         "run {run_id}: {} images audited, {} resumed as done, {} failed; {:.0} s ({:.3} images/s, {} decode threads, peak memory {})",
         stats.images,
         stats.skipped_done,
-        stats.failed,
+        failed_now,
         secs,
         stats.images as f64 / secs.max(1e-9),
         rayon::current_num_threads(),
         peak_memory().map(|kb| format!("{:.0} MiB", kb as f64 / 1024.0)).unwrap_or_else(|| "unknown".into())
     );
-    if stats.labelled > 0 {
-        println!(
-            "accuracy {:.2}% ({} / {})",
-            100.0 * stats.correct as f64 / stats.labelled as f64,
-            stats.correct,
-            stats.labelled
+    println!("{line}");
+    tracing::info!("{line}");
+    // The run's totals over every invocation (a resumed run's accuracy is the run's, not the rerun's).
+    let run = store.run_counts(&run_id)?;
+    let mut line = format!(
+        "run {run_id} totals: {} of {} images done, {} failed",
+        run.done, run.images_total, run.failed
+    );
+    if run.labelled > 0 {
+        line += &format!(
+            "; accuracy {:.2}% ({} / {})",
+            100.0 * run.correct as f64 / run.labelled as f64,
+            run.correct,
+            run.labelled
         );
     }
+    println!("{line}");
+    tracing::info!("{line}");
     println!(
         "{:<22} {:>10} {:>10} {:>8}",
         "method", "s/image", "images/s", "errors"
@@ -165,14 +201,29 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         "{flagged} image(s) flagged as suspicious (view v_suspicious); results in {}",
         db.display()
     );
-    if stats.failed > 0 {
-        println!(
-            "{} image(s) failed: see the errors table (exit code 2)",
-            stats.failed
+    if run.failed > 0 {
+        let line = format!(
+            "{} image(s) of run {run_id} failed: each is a row of the errors table (exit code {})",
+            run.failed,
+            Exit::Partial.code()
         );
-        return Ok(2);
+        println!("{line}");
+        tracing::warn!("{line}");
+        return Ok(Exit::Partial);
     }
-    Ok(0)
+    Ok(Exit::Ok)
+}
+
+/// Marks the run 'failed' and returns `e`, saying so when even that could not be written (the run then
+/// stays 'running' and is resumed by the next audit of the same --run).
+fn fail_run(store: &Store, run_id: &str, e: anyhow::Error) -> anyhow::Error {
+    match store.finish_run(run_id, "failed") {
+        Ok(()) => e.context(format!("run {run_id} stopped; its status is 'failed' (rerun it to resume)")),
+        Err(s) => e.context(format!(
+            "run {run_id} stopped; its status could not be set to 'failed' ({s}), so it still reads \
+             'running' (rerun it to resume)"
+        )),
+    }
 }
 
 /// The near-duplicate check of the run's images against the training folder (see [`crate::leakage`]);
@@ -201,6 +252,10 @@ fn leakage_check(
         .and_then(|v| v["max_hamming_distance"].as_u64())
         .unwrap_or(2) as u32;
     let t0 = Instant::now();
+    tracing::info!(
+        "leakage check: hashing the training images in {} (the run is finished after this)",
+        train.display()
+    );
     let index = crate::leakage::TrainIndex::build(&train, &ctx.classes, ctx.limits())?;
     let (checked, dupes) =
         crate::leakage::check_run(store.conn(), run_id, &index, max_distance, ctx.limits())

@@ -273,13 +273,7 @@ fn bench_audit(
             limits: ctx.limits(),
             done: Default::default(),
         };
-        let stats = pipeline::run(
-            &model,
-            &job,
-            samples.to_vec(),
-            &writer.sender(),
-            &indicatif::ProgressBar::hidden(),
-        )?;
+        let stats = pipeline::run(&model, &job, samples.to_vec(), &writer.sender(), &|| {})?;
         writer.finish()?;
         store.finish_run(&run_id, "finished")?;
         let secs = t0.elapsed().as_secs_f64();

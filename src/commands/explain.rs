@@ -9,8 +9,11 @@ use crate::bench::median;
 use crate::cli::ExplainArgs;
 use crate::dataset::Dataset;
 use crate::display;
+use crate::exit::Exit;
 
-pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
+/// [`Exit::Partial`] when an input could not be read or a requested method could not run on an image
+/// (each is printed with its reason); the pictures of everything else are written.
+pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Exit> {
     let cfg = ctx.explain_config(&args.methods)?;
     // `--target` is checked against the classes like `explain.target`, before any work.
     let rule = match &args.target {
@@ -26,8 +29,9 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
         "decoding",
     );
     for s in &skipped {
-        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        tracing::warn!("skipped {}: {}", s.path.display(), s.reason);
     }
+    let mut failures = skipped.len();
     if ok.is_empty() {
         bail!("no usable image among the inputs");
     }
@@ -42,14 +46,21 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
     let mut col_labels = Vec::new();
     let mut montage_no = 0;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); cfg.methods.len()];
-    let pb = progress((ok.len() * cfg.methods.len()) as u64, "explaining");
+    let pb = progress((ok.len() * cfg.methods.len()) as u64, "explaining", "maps");
     for (i, (sample, id, prep)) in ok.iter().enumerate() {
         let label = sample.label.or_else(|| {
             let parent = sample.path.parent()?.file_name()?.to_str()?;
             ctx.classes.iter().position(|c| c == parent)
         });
-        let subject = Subject::new(&model, prep, label, rule)
-            .with_context(|| sample.path.display().to_string())?;
+        let subject = match Subject::new(&model, prep, label, rule) {
+            Ok(s) => s,
+            Err(e) => {
+                pb.suspend(|| tracing::warn!("{}: predict failed: {e}", sample.path.display()));
+                failures += 1;
+                pb.inc(cfg.methods.len() as u64);
+                continue;
+            }
+        };
         let (predicted, probs) = (subject.predicted, &subject.probs);
         let stem = format!(
             "{}-{}",
@@ -109,11 +120,11 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
                     }
                 }
                 Err(e) => {
-                    pb.println(format!(
-                        "{}: {}: {e}",
-                        sample.path.display(),
-                        method.title()
-                    ));
+                    // Through the log, so it is seen without a terminal too.
+                    pb.suspend(|| {
+                        tracing::warn!("{}: {} failed: {e}", sample.path.display(), method.title())
+                    });
+                    failures += 1;
                     rows[m + 1].push(image::RgbImage::from_pixel(
                         size * upscale,
                         size * upscale,
@@ -147,5 +158,12 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
             println!("{:<22} {:>12.3}", method.title(), med);
         }
     }
-    Ok(())
+    if failures > 0 {
+        println!(
+            "{failures} input(s) or map(s) failed (see the lines above): exit code {}",
+            Exit::Partial.code()
+        );
+        return Ok(Exit::Partial);
+    }
+    Ok(Exit::Ok)
 }

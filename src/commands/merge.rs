@@ -2,10 +2,11 @@
 use std::time::Instant;
 
 use crate::cli::MergeArgs;
+use crate::exit::Exit;
 
-/// `merge`: shard databases into one run; exit 3 when shards are missing or unfinished (unless
-/// --allow-missing), 2 when images failed, else 0.
-pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
+/// `merge`: shard databases into one run; [`Exit::Incomplete`] when shards are missing or unfinished
+/// (unless --allow-missing), [`Exit::Partial`] when images failed, else [`Exit::Ok`].
+pub fn run(args: &MergeArgs) -> anyhow::Result<Exit> {
     use crate::store::{merge_shards, MergeOptions};
     let t0 = Instant::now();
     let report = merge_shards(
@@ -53,8 +54,15 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<u8> {
         t0.elapsed().as_secs_f64()
     );
     if !report.complete() && !args.allow_missing {
-        eprintln!("the merged run is incomplete (status 'interrupted'): exit code 3 (--allow-missing to accept)");
-        return Ok(3);
+        eprintln!(
+            "the merged run is incomplete (status 'interrupted'): exit code {} (--allow-missing to accept)",
+            Exit::Incomplete.code()
+        );
+        return Ok(Exit::Incomplete);
     }
-    Ok(if report.images_failed > 0 { 2 } else { 0 })
+    Ok(if report.images_failed > 0 {
+        Exit::Partial
+    } else {
+        Exit::Ok
+    })
 }

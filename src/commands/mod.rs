@@ -4,13 +4,13 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
 use crate::attribution::{ExplainConfig, Method, TargetRule};
 use crate::cli::{Cli, Command, RunOutput};
 use crate::config::Settings;
 use crate::dataset::{self, Limits, Skipped};
+use crate::exit::{Exit, UsageError};
 use crate::model::{self, InputSpec, Model, NativeCnn};
 use crate::query::{Format, Table};
 use crate::store::{RunRecord, Store};
@@ -22,37 +22,96 @@ mod evaluate;
 mod explain;
 mod export;
 mod merge;
+mod progress;
 mod query;
 mod report;
 mod sanity;
 mod split;
 mod train;
 
-/// Runs a subcommand; the value is the process exit code (0, or 2 when an audit finished but some
-/// images failed).
-pub fn run(cli: Cli) -> anyhow::Result<u8> {
+pub use progress::Progress;
+
+/// Runs a subcommand; the value is how it ended (see [`Exit`]: partial failures, a crossed gate and
+/// an incomplete merge each have their own code). An error is mapped to a code by [`exit_code`].
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     if let Some(n) = cli.threads {
         if n < 1 {
-            bail!("--threads must be at least 1, found {n}");
+            return Err(UsageError(format!("--threads must be at least 1, found {n}")).into());
         }
         tch::set_num_threads(n);
     }
-    let settings = || Settings::load(&cli.config, &cli.overrides);
+    progress::set_log_every(cli.log_every);
+    crate::store::set_lock_timeout(std::time::Duration::from_secs(cli.lock_timeout));
     match &cli.command {
         Command::Split(args) => split::run(args),
         Command::Train(args) => train::run(&Context::new(&cli)?, args),
         Command::Evaluate(args) => evaluate::run(&Context::new(&cli)?, args),
-        Command::Explain(args) => explain::run(&Context::new(&cli)?, args),
+        Command::Explain(args) => return explain::run(&Context::new(&cli)?, args),
         Command::Bench(args) => bench::run(&Context::new(&cli)?, args),
         Command::Audit(args) => return audit::run(&Context::new(&cli)?, args),
-        Command::Query(args) => query::run(&settings()?, args),
-        Command::Export(args) => export::run(&settings()?, args),
-        Command::Diff(args) => return diff::run(&settings()?, args),
+        Command::Query(args) => query::run(&read_settings(&cli, &args.db)?, args),
+        Command::Export(args) => export::run(&read_settings(&cli, &args.target.db)?, args),
+        Command::Diff(args) => return diff::run(&read_settings(&cli, &args.db)?, args),
         Command::Merge(args) => return merge::run(args),
         Command::Sanity(args) => sanity::run(&cli, args),
-        Command::Report(args) => report::run(&settings()?, args),
+        Command::Report(args) => report::run(&read_settings(&cli, &args.target.db)?, args),
     }?;
-    Ok(0)
+    Ok(Exit::Ok)
+}
+
+/// The settings of the read-only commands (`query`, `export`, `diff`, `report`). They need only the
+/// database: without the default `config.yml` (e.g. run from another folder, or on a machine that only
+/// received the database) and with `--db`, the config stored with the database's latest run is used,
+/// with the output folder beside the database.
+fn read_settings(cli: &Cli, db: &Option<PathBuf>) -> anyhow::Result<Settings> {
+    let default_config = cli.config.as_os_str() == "config.yml";
+    let Some(db) = db
+        .as_ref()
+        .filter(|_| default_config && !cli.config.exists())
+    else {
+        return Ok(Settings::load(&cli.config, &cli.overrides)?);
+    };
+    let store = Store::open_read_only(db)?;
+    let conn = store.conn();
+    let stored = match crate::query::resolve_run(conn, None) {
+        Ok(run) => crate::query::runs::stored_run(conn, &run)
+            .with_context(|| format!("reading run {run} of {}", db.display()))?
+            .map(|r| (run, r.config_yaml)),
+        Err(crate::query::QueryError::NoRuns) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some((run, yaml)) = stored else {
+        bail!(
+            "{} holds no run, and there is no {} to take the settings from",
+            db.display(),
+            cli.config.display()
+        );
+    };
+    let mut settings = Settings::from_yaml(&yaml, &cli.overrides)
+        .with_context(|| format!("the config stored with run {run} in {}", db.display()))?;
+    settings.output.dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    tracing::info!(
+        "no {} here: using the config stored with run {run} in {}",
+        cli.config.display(),
+        db.display()
+    );
+    Ok(settings)
+}
+
+/// The exit code of a command that stopped on `e`: [`Exit::Usage`] when what the user asked for is
+/// wrong (the configuration, a name, an option; nothing was done), else [`Exit::Fatal`].
+pub fn exit_code(e: &anyhow::Error) -> Exit {
+    if e.downcast_ref::<UsageError>().is_some() {
+        return Exit::Usage;
+    }
+    match e.downcast_ref::<crate::Error>() {
+        Some(crate::Error::Config { .. } | crate::Error::ConfigValue { .. }) => Exit::Usage,
+        _ => Exit::Fatal,
+    }
 }
 
 /// What every model command starts from: validated settings, the device, the class list and the
@@ -120,23 +179,28 @@ impl Context {
     /// its weights. Shape mismatches fail here, before any work.
     pub fn load_model(&self) -> anyhow::Result<Model> {
         let spec = self.input_spec();
-        if let Some(ts) = &self.settings.model.torchscript {
-            return Ok(Model::load_torchscript(ts, spec)?);
-        }
-        let mut cnn = NativeCnn::new(&self.settings.layers(), spec, self.device)?;
-        cnn.load(&self.settings.model.weights)?;
-        // Inference only: no weight gradients are ever needed, only input gradients.
-        cnn.vs.freeze();
-        Ok(Model::Native(cnn))
+        let model = if let Some(ts) = &self.settings.model.torchscript {
+            Model::load_torchscript(ts, spec)?
+        } else {
+            let mut cnn = NativeCnn::new(&self.settings.layers(), spec, self.device)?;
+            cnn.load(&self.settings.model.weights)?;
+            // Inference only: no weight gradients are ever needed, only input gradients.
+            cnn.vs.freeze();
+            Model::Native(cnn)
+        };
+        model::check_finite_output(&model, &self.model_path())?;
+        Ok(model)
     }
 
-    /// The explain config with `--methods` applied (and checked again: no duplicates).
+    /// The explain config with `--methods` applied (and checked again: no duplicates), with every
+    /// count checked against this machine's memory before any work.
     pub fn explain_config(&self, methods: &[Method]) -> anyhow::Result<ExplainConfig> {
         let mut cfg = self.settings.explain.clone();
         if !methods.is_empty() {
             cfg.methods = methods.to_vec();
             cfg.validate()?;
         }
+        cfg.check_memory(self.settings.donnees.image.size as usize, memory_budget())?;
         Ok(cfg)
     }
 
@@ -177,6 +241,17 @@ impl Context {
     }
 }
 
+/// The memory one image's buffers may take: half of the machine's (`MemTotal`), 8 GiB when unknown.
+fn memory_budget() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    total_kib.map(|k| k * 1024 / 2).unwrap_or(8 << 30)
+}
+
 /// `data.classes`, or the sorted class folders of the training split.
 pub fn resolve_classes(settings: &Settings) -> anyhow::Result<Vec<String>> {
     if !settings.data.classes.is_empty() {
@@ -196,16 +271,9 @@ pub fn resolve_classes(settings: &Settings) -> anyhow::Result<Vec<String>> {
     Ok(found)
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    pb.set_message(what.to_string());
-    pb
+/// A progress bar on stderr, or periodic log lines when stderr is not a terminal (see [`Progress`]).
+fn progress(len: u64, what: &str, unit: &str) -> Progress {
+    Progress::new(len, what, unit)
 }
 
 /// Decodes and prepares samples in parallel behind a progress bar.
@@ -218,7 +286,7 @@ pub fn prepare_samples(
     Vec<(dataset::Sample, String, crate::preprocess::Prepared)>,
     Vec<Skipped>,
 ) {
-    let pb = progress(samples.len() as u64, what);
+    let pb = progress(samples.len() as u64, what, "images");
     let out = crate::preprocess::prepare_samples(samples, cfg, limits, &|| pb.inc(1));
     pb.finish_and_clear();
     out
@@ -230,7 +298,7 @@ fn load_labelled(
     dir: &std::path::Path,
     what: &str,
 ) -> anyhow::Result<crate::preprocess::LabelledTensors> {
-    let pb = progress(0, what);
+    let pb = progress(0, what, "images");
     let set = crate::preprocess::labelled_set(
         dir,
         &ctx.classes,
@@ -249,7 +317,7 @@ fn report_skipped(skipped: &[Skipped], not_images: &[Skipped]) {
         tracing::warn!("skipped {}: {}", s.path.display(), s.reason);
     }
     for s in not_images {
-        tracing::debug!("ignored {}: {}", s.path.display(), s.reason);
+        tracing::info!("skipped {}: {}", s.path.display(), s.reason);
     }
 }
 
@@ -280,11 +348,40 @@ fn print_table(table: &Table, format: Format) -> anyhow::Result<()> {
 fn run_output(settings: &Settings, target: &RunOutput) -> anyhow::Result<(Store, String, PathBuf)> {
     let store = open_db(settings, &target.db)?;
     let run = crate::query::resolve_run(store.conn(), target.run.as_deref())?;
-    let dir = target.out.clone().unwrap_or_else(|| {
-        settings
-            .output
-            .dir
-            .join(crate::query::bias::file_safe(&run))
-    });
+    let dir = target
+        .out
+        .clone()
+        .unwrap_or_else(|| settings.output.dir.join(run_folder(&run)));
     Ok((store, run, dir))
+}
+
+/// The folder of a run's `export` / `report` output: the run name made safe for a file name, with a
+/// short hash of the name when that changed it, so that runs `a%b` and `a_b` never share a folder.
+pub fn run_folder(run: &str) -> String {
+    let safe = crate::query::bias::file_safe(run);
+    if safe == run {
+        return safe;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(run.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{safe}-{hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_folders_of_names_that_sanitise_alike_differ() {
+        assert_eq!(
+            super::run_folder("nightly-2026-11-25"),
+            "nightly-2026-11-25"
+        );
+        assert_eq!(super::run_folder("a_b"), "a_b");
+        let odd = super::run_folder("a%b");
+        assert!(
+            odd.starts_with("a_b-") && odd.len() == "a_b-".len() + 8,
+            "{odd}"
+        );
+        assert_ne!(super::run_folder("a%b"), super::run_folder("a&b"));
+    }
 }

@@ -3,6 +3,7 @@
 use super::{open_db as open, print_table as print};
 use crate::cli::{QueryArgs, QueryWhat};
 use crate::config::Settings;
+use crate::exit::UsageError;
 use crate::query::{self, bias, trust, Format, Rules, Table};
 
 pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
@@ -12,6 +13,17 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
         QueryWhat::Runs => print(&query::runs(conn)?, args.format),
         QueryWhat::Suspicious(s) => {
             let run = query::resolve_run(conn, s.run.as_deref())?;
+            // A misspelt method would count nothing and report "0 suspicious".
+            if let Some(m) = &s.method {
+                let methods = query::runs::run_record(conn, &run)?.methods;
+                if !methods.contains(m) {
+                    return Err(UsageError(format!(
+                        "--method {m}: run {run} has no method `{m}`; its methods: {}",
+                        methods.join(", ")
+                    ))
+                    .into());
+                }
+            }
             let rules = Rules {
                 background: s.background,
                 border: s.border,

@@ -78,7 +78,7 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let pb = progress((layers.len() + 1) as u64, "stages");
+    let pb = progress((layers.len() + 1) as u64, "sanity check", "stages");
     let result = sanity::model_randomisation(
         native,
         &cfg,

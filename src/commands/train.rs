@@ -32,8 +32,8 @@ pub fn run(ctx: &Context, args: &TrainArgs) -> anyhow::Result<()> {
         ctx.classes
     );
     let mut cnn = NativeCnn::new(&settings.layers(), ctx.input_spec(), ctx.device)?;
-    let pb = progress(0, "training");
-    let outcome = train::train(&mut cnn, &tr, &va, &settings.training, &pb)?;
+    let pb = progress(0, "training", "epochs");
+    let outcome = train::train(&mut cnn, &tr, &va, &settings.training, pb.bar())?;
     pb.finish_and_clear();
     cnn.save(&weights)?;
     let test_dir = root.join(&settings.data.test_dir);

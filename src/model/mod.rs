@@ -606,6 +606,14 @@ impl NativeCnn {
                 "unexpected tensor `{extra}`: the file has layers the configured model lacks"
             )));
         }
+        // A NaN or infinite weight makes every output NaN: all-empty maps and a meaningless accuracy.
+        for name in &names {
+            if !all_finite(&found[name]) {
+                return Err(err(format!(
+                    "tensor `{name}` holds NaN or infinite values: the weights are damaged"
+                )));
+            }
+        }
         tch::no_grad(|| {
             for name in &names {
                 let dst = vars.get_mut(name).expect("listed");
@@ -708,8 +716,13 @@ impl Model {
         if !path.exists() {
             return Err(err("TorchScript file not found".into()));
         }
-        let mut module = tch::CModule::load(path)
-            .map_err(|e| err(format!("not a loadable TorchScript module: {e}")))?;
+        // libtorch's message carries a C++ backtrace after its first line: keep the first line.
+        let mut module = tch::CModule::load(path).map_err(|e| {
+            err(format!(
+                "not a loadable TorchScript module: {}",
+                first_line(&e.to_string())
+            ))
+        })?;
         module.set_eval();
         let probe = Tensor::zeros(
             [1, input.channels, input.size, input.size],
@@ -736,6 +749,35 @@ impl Model {
             input,
         })
     }
+}
+
+/// Whether every value of a floating-point tensor is finite (integer tensors always are).
+pub fn all_finite(t: &Tensor) -> bool {
+    if !t.is_floating_point() {
+        return true;
+    }
+    tch::no_grad(|| t.isfinite().all().int64_value(&[]) == 1)
+}
+
+/// Refuses a model whose output for a blank input (all zeros) is not finite: damaged weights or a
+/// module that divides by zero would otherwise give NaN predictions (an arbitrary class) and empty
+/// maps for every image.
+pub fn check_finite_output(model: &Model, path: &Path) -> Result<()> {
+    let spec = model.input();
+    let x = Tensor::zeros(
+        [1, spec.channels, spec.size, spec.size],
+        (Kind::Float, model.device()),
+    );
+    let out = tch::no_grad(|| model.forward(&x));
+    if all_finite(&out) {
+        return Ok(());
+    }
+    Err(Error::Model {
+        path: path.to_path_buf(),
+        message: "its output for a blank input is NaN or infinite: the weights are damaged or the \
+                  model divides by zero"
+            .into(),
+    })
 }
 
 fn first_line(s: &str) -> String {

@@ -37,26 +37,12 @@ pub struct Assets {
 }
 
 impl Assets {
-    /// Clears what a report written in `report_dir` before (another run, another --per-page) left:
-    /// `report-assets/` and `gallery-N.html` are this command's own. Then creates the folders.
+    /// Clears what a report written in `report_dir` before (another run, another --per-page) left, and
+    /// only that (see [`super::output`]: files it did not write are refused, never removed or written
+    /// through). Then creates the folders.
     pub fn prepare(report_dir: &Path) -> Result<Assets, ReportError> {
         let dir = report_dir.join(ASSETS);
-        if dir.is_dir() {
-            std::fs::remove_dir_all(&dir).map_err(|e| ReportError::io("clear", &dir, e))?;
-        }
-        if let Ok(rd) = std::fs::read_dir(report_dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let is_page = name
-                    .strip_prefix("gallery-")
-                    .and_then(|r| r.strip_suffix(".html"))
-                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-                if is_page {
-                    std::fs::remove_file(e.path())
-                        .map_err(|err| ReportError::io("remove", &e.path(), err))?;
-                }
-            }
-        }
+        super::output::prepare(report_dir)?;
         let strips = dir.join("strips");
         std::fs::create_dir_all(&strips).map_err(|e| ReportError::io("create", &strips, e))?;
         let mean = dir.join("mean-maps");

@@ -18,6 +18,7 @@ use crate::query::report as rq;
 use crate::query::{bias, leakage, runs, trust, QueryError, Rules};
 
 mod assets;
+pub mod output;
 pub mod plots;
 mod render;
 mod sections;
@@ -79,6 +80,9 @@ pub enum ReportError {
 
     #[error(transparent)]
     Plot(#[from] plots::PlotError),
+
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
 
     #[error("cannot {what} {}", path.display())]
     Io {
@@ -227,6 +231,7 @@ pub fn write_report(
     };
     let first_strips = assets::strip_bytes(dir, paged.first().map_or(&[], |g| g.as_slice()));
     let pages = render::write_pages(dir, &common, &index, paged)?;
+    output::finish(dir, &pages)?;
 
     let html_bytes: u64 = pages.iter().map(|p| assets::file_size(p)).sum();
     let first_page_bytes = assets::file_size(&pages[0])

@@ -1,6 +1,7 @@
 //! Merging shard databases (`audit --shard K/N`, one SQLite file each) into one run of a target database.
 //!
-//! Every shard file must hold the same run (run id, config, model sha256, tool version, shard count);
+//! Every shard file must hold the same run (run id, config, model sha256, tool version, shard count) cut
+//! from the same test set (data root, `--limit`, fingerprint of the full image list);
 //! anything else is refused before the target is touched. Each shard is then copied with `ATTACH` and
 //! `INSERT ... SELECT` in one transaction: the run row (first time only), its images, `run_images`,
 //! predictions, metrics, agreement, maps and errors (with new ids), and one `run_shards` row. A shard's
@@ -94,7 +95,8 @@ pub enum MergeError {
 
     #[error(
         "the shards differ in their {field}: {first} has {first_value}, {other} has {other_value}; only shards of \
-         one run (the same run id, config, model, tool version and shard count) can be merged"
+         one run (the same run id, config, model, tool version, shard count, data root, --limit and image \
+         list) can be merged"
     )]
     Mismatch {
         field: &'static str,
@@ -136,6 +138,12 @@ struct ShardRun {
     tool_version: String,
     index: u32,
     count: u32,
+    /// What the shard was cut from: the test folder, `--limit`, and the size and fingerprint of the full
+    /// image list (NULL in shards written before they were recorded).
+    data_root: String,
+    image_limit: Option<i64>,
+    images_listed: Option<i64>,
+    image_list_sha256: Option<String>,
 }
 
 /// Merges the shard databases `shards` into `target` (created if missing). See the module doc.
@@ -206,12 +214,21 @@ fn read_shard_run(path: &Path, want: Option<&str>) -> Result<ShardRun, MergeErro
         path: path.to_path_buf(),
         source: e,
     };
-    type Row = (String, String, String, String, Option<u32>, Option<u32>);
+    type Source = (String, Option<i64>, Option<i64>, Option<String>);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        Option<u32>,
+        Option<u32>,
+        Source,
+    );
     let rows: Vec<Row> = store
         .conn()
         .prepare(
-            "SELECT run_id, config_yaml, model_sha256, tool_version, shard_index, shard_count FROM runs \
-             ORDER BY run_id",
+            "SELECT run_id, config_yaml, model_sha256, tool_version, shard_index, shard_count, data_root, \
+             image_limit, images_listed, image_list_sha256 FROM runs ORDER BY run_id",
         )
         .and_then(|mut st| {
             st.query_map([], |r| {
@@ -222,6 +239,7 @@ fn read_shard_run(path: &Path, want: Option<&str>) -> Result<ShardRun, MergeErro
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    (r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?),
                 ))
             })?
             .collect()
@@ -257,7 +275,8 @@ fn read_shard_run(path: &Path, want: Option<&str>) -> Result<ShardRun, MergeErro
             }
         }
     };
-    let (run_id, config_yaml, model_sha256, tool_version, index, count) = row;
+    let (run_id, config_yaml, model_sha256, tool_version, index, count, source) = row;
+    let (data_root, image_limit, images_listed, image_list_sha256) = source;
     let (Some(index), Some(count)) = (index, count) else {
         return Err(MergeError::NotAShard {
             path: path.to_path_buf(),
@@ -277,6 +296,10 @@ fn read_shard_run(path: &Path, want: Option<&str>) -> Result<ShardRun, MergeErro
         tool_version,
         index,
         count,
+        data_root,
+        image_limit,
+        images_listed,
+        image_list_sha256,
     })
 }
 
@@ -338,6 +361,39 @@ fn check_same(first: &ShardRun, other: &ShardRun) -> Result<(), MergeError> {
             "shard count",
             format!("{} shards", first.count),
             format!("{} shards", other.count),
+        );
+    }
+    // Shards cut from different test sets would merge into a run that looks complete but is not one
+    // test set: the folder, --limit and the full image list must be the same.
+    if first.data_root != other.data_root {
+        return mismatch(
+            "data root",
+            first.data_root.clone(),
+            other.data_root.clone(),
+        );
+    }
+    let limit = |l: Option<i64>| match l {
+        Some(n) => format!("--limit {n}"),
+        None => "no --limit".into(),
+    };
+    if first.image_limit != other.image_limit {
+        return mismatch(
+            "--limit",
+            limit(first.image_limit),
+            limit(other.image_limit),
+        );
+    }
+    if (first.images_listed, &first.image_list_sha256)
+        != (other.images_listed, &other.image_list_sha256)
+    {
+        let list = |n: Option<i64>, sha: &Option<String>| match (n, sha) {
+            (Some(n), Some(s)) => format!("{n} images (sha256 {})", &s[..12.min(s.len())]),
+            _ => "no recorded list".into(),
+        };
+        return mismatch(
+            "image list (the full test set the shard was cut from)",
+            list(first.images_listed, &first.image_list_sha256),
+            list(other.images_listed, &other.image_list_sha256),
         );
     }
     Ok(())

@@ -7,6 +7,7 @@
 //! thread, which owns its own connection and commits results in batches (see `writer.rs`).
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -15,10 +16,12 @@ use serde::{Deserialize, Serialize};
 use crate::shard::Shard;
 
 pub mod leakage;
+mod lock;
 pub mod maps;
 mod merge;
 pub mod trust;
 mod writer;
+pub use lock::RunLock;
 pub use merge::{merge_shards, MergeError, MergeOptions, MergeReport, MergedShard};
 pub use trust::FaithfulnessRecord;
 pub use writer::{Writer, WriterMessage, WriterStats};
@@ -48,13 +51,37 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_trust.sql",
         include_str!("../../migrations/0005_trust.sql"),
     ),
+    (
+        "0006_shard_source.sql",
+        include_str!("../../migrations/0006_shard_source.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// How long a connection waits for a lock held by another connection before failing with "busy".
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection waits for a lock held by another connection before failing with "busy", by
+/// default (`--lock-timeout`; see [`set_lock_timeout`]).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The wait of every connection opened from now on, in milliseconds.
+static LOCK_TIMEOUT_MS: AtomicU64 = AtomicU64::new(BUSY_TIMEOUT.as_millis() as u64);
+
+/// Sets how long connections wait for a database locked by another process (the global
+/// `--lock-timeout` option): they retry during that time, then fail with [`StoreError::Busy`].
+pub fn set_lock_timeout(wait: Duration) {
+    LOCK_TIMEOUT_MS.store(wait.as_millis() as u64, Ordering::Relaxed);
+}
+
+/// The current wait for a locked database.
+pub fn lock_timeout() -> Duration {
+    Duration::from_millis(LOCK_TIMEOUT_MS.load(Ordering::Relaxed))
+}
+
+/// `PRAGMA application_id` of tumor-audit databases ("TAud"): a database with another non-zero id, or
+/// with tables but neither this id nor tumor-audit's schema, belongs to another application and is
+/// never written (see [`Store::open`]).
+pub const APPLICATION_ID: i32 = 0x5441_7564;
 
 /// The statuses a run can have.
 pub const RUN_STATUSES: &[&str] = &["running", "finished", "failed", "interrupted"];
@@ -135,6 +162,51 @@ pub enum StoreError {
 
     #[error("database {path}: the writer thread panicked")]
     WriterPanicked { path: PathBuf },
+
+    #[error(
+        "database {path} is locked by another process; waited {waited_secs} s (--lock-timeout) and gave up: \
+         {source}"
+    )]
+    Busy {
+        path: PathBuf,
+        waited_secs: u64,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "database {path}: run {run_id} is being audited by another process ({holder}; lock file {lock}); \
+         wait for it to end, or choose another run name"
+    )]
+    RunLocked {
+        path: PathBuf,
+        run_id: String,
+        lock: PathBuf,
+        holder: String,
+    },
+
+    #[error(
+        "database {path}: shard run {run_id} was begun on {what}; resume it on the same test set with the \
+         same --limit, or choose another run name"
+    )]
+    SourceMismatch {
+        path: PathBuf,
+        run_id: String,
+        what: String,
+    },
+
+    #[error("run lock {path}: {source}")]
+    LockFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "{path} is not a tumor-audit database ({found}); it is left untouched: give --db (or --into) a new \
+         file or one tumor-audit wrote"
+    )]
+    Foreign { path: PathBuf, found: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -146,10 +218,28 @@ pub(crate) trait At<T> {
 
 impl<T> At<T> for rusqlite::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| StoreError::Sqlite {
+        self.map_err(|source| at(path, source))
+    }
+}
+
+/// A rusqlite error with the database path; a lock held by another process past the wait is
+/// [`StoreError::Busy`], which says how long it waited.
+pub(crate) fn at(path: &Path, source: rusqlite::Error) -> StoreError {
+    let busy = matches!(
+        source.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    if busy {
+        StoreError::Busy {
+            path: path.to_path_buf(),
+            waited_secs: lock_timeout().as_secs(),
+            source,
+        }
+    } else {
+        StoreError::Sqlite {
             path: path.to_path_buf(),
             source,
-        })
+        }
     }
 }
 
@@ -264,6 +354,30 @@ pub struct ImageResult {
     pub seconds: f64,
 }
 
+/// The full image list a shard was cut from (after `--limit`, before sharding); shards of one run must
+/// share it (see `migrations/0006_shard_source.sql`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSource {
+    pub images_listed: usize,
+    /// sha256 over the sorted image ids of the list (see [`crate::shard::select`]).
+    pub image_list_sha256: String,
+    pub image_limit: Option<usize>,
+}
+
+/// A run's counts over all its invocations (see [`Store::run_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// The images the run covers (its shard's, for a shard).
+    pub images_total: i64,
+    /// Images with all their results recorded ('done').
+    pub done: i64,
+    /// Distinct images (or unreadable files) with at least one row in `errors`.
+    pub failed: i64,
+    /// Predictions of images with a known class, and how many of them are right.
+    pub labelled: i64,
+    pub correct: i64,
+}
+
 /// A connection to an audit database, with its path for error messages.
 pub struct Store {
     conn: Connection,
@@ -280,7 +394,9 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens the database for reading and writing, creating it (and its parent folders) if missing,
-    /// sets the connection pragmas and applies the migrations it lacks.
+    /// sets the connection pragmas and applies the migrations it lacks. A database of another
+    /// application is refused before anything is written to it ([`StoreError::Foreign`]); ours are
+    /// marked with [`APPLICATION_ID`].
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
@@ -289,8 +405,15 @@ impl Store {
             })?;
         }
         let mut conn = Connection::open(path).at(path)?;
+        conn.busy_timeout(lock_timeout()).at(path)?;
+        // Before any pragma that writes (journal mode, migrations): someone else's file stays as it was.
+        let app_id = check_ours(&conn, path)?;
         configure(&conn, path, true)?;
         migrate(&mut conn, path)?;
+        if app_id != APPLICATION_ID {
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .at(path)?;
+        }
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -310,6 +433,7 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(path, flags).at(path)?;
         configure(&conn, path, false)?;
+        check_ours(&conn, path)?;
         let found = user_version(&conn).at(path)?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
@@ -465,6 +589,95 @@ impl Store {
         Ok(())
     }
 
+    /// What run `run_id` holds now, over all the invocations that wrote it (the summary and exit code
+    /// of a resumed run are the run's, not only the last invocation's).
+    pub fn run_counts(&self, run_id: &str) -> Result<RunCounts> {
+        self.conn
+            .query_row(
+                "SELECT images_total, \
+                 (SELECT count(*) FROM run_images WHERE run_id = ?1 AND status = 'done'), \
+                 (SELECT count(DISTINCT coalesce(image_id, path)) FROM errors WHERE run_id = ?1), \
+                 (SELECT count(correct) FROM predictions WHERE run_id = ?1), \
+                 (SELECT count(*) FROM predictions WHERE run_id = ?1 AND correct = 1) \
+                 FROM runs WHERE run_id = ?1",
+                [run_id],
+                |r| {
+                    Ok(RunCounts {
+                        images_total: r.get(0)?,
+                        done: r.get(1)?,
+                        failed: r.get(2)?,
+                        labelled: r.get(3)?,
+                        correct: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .at(&self.path)?
+            .ok_or_else(|| StoreError::NoSuchRun {
+                path: self.path.clone(),
+                run_id: run_id.to_string(),
+            })
+    }
+
+    /// Records what shard run `run_id` was cut from (see [`ShardSource`]), or, when the run already
+    /// records one, checks it: a shard resumed on another image list or with another `--limit` is
+    /// refused (its images would not be the shard's). A run that does not exist yet is left alone, so
+    /// `audit` calls this before [`Store::begin_shard_run`] (nothing changes when refused) and after it.
+    pub fn record_shard_source(&self, run_id: &str, source: &ShardSource) -> Result<()> {
+        let p = &self.path;
+        let found: Option<(Option<i64>, Option<String>, Option<i64>)> = self
+            .conn
+            .query_row(
+                "SELECT images_listed, image_list_sha256, image_limit FROM runs WHERE run_id = ?1",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .at(p)?;
+        let Some(found) = found else {
+            return Ok(());
+        };
+        if let (Some(listed), Some(sha)) = (found.0, &found.1) {
+            let limit = |l: Option<i64>| l.map(|n| n.to_string()).unwrap_or_else(|| "none".into());
+            if found.2 != source.image_limit.map(|n| n as i64) {
+                return Err(StoreError::SourceMismatch {
+                    path: p.clone(),
+                    run_id: run_id.to_string(),
+                    what: format!(
+                        "--limit {}, now --limit {}",
+                        limit(found.2),
+                        limit(source.image_limit.map(|n| n as i64))
+                    ),
+                });
+            }
+            if *sha != source.image_list_sha256 {
+                return Err(StoreError::SourceMismatch {
+                    path: p.clone(),
+                    run_id: run_id.to_string(),
+                    what: format!(
+                        "a list of {listed} images (sha256 {}), now {} images (sha256 {})",
+                        &sha[..12.min(sha.len())],
+                        source.images_listed,
+                        &source.image_list_sha256[..12]
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        self.conn
+            .execute(
+                "UPDATE runs SET images_listed = ?2, image_list_sha256 = ?3, image_limit = ?4 WHERE run_id = ?1",
+                params![
+                    run_id,
+                    source.images_listed as i64,
+                    source.image_list_sha256,
+                    source.image_limit.map(|n| n as i64)
+                ],
+            )
+            .at(p)?;
+        Ok(())
+    }
+
     /// The images of a run recorded as 'done' (a resumed run skips them).
     pub fn done_images(&self, run_id: &str) -> Result<HashSet<String>> {
         let p = &self.path;
@@ -477,13 +690,59 @@ impl Store {
     }
 }
 
+/// Whether the database is tumor-audit's: marked with [`APPLICATION_ID`], or empty (new), or (written
+/// before the mark existed) unmarked with tumor-audit's schema version and core tables. Anything else is
+/// [`StoreError::Foreign`]. Returns the application id found.
+fn check_ours(conn: &Connection, path: &Path) -> Result<i32> {
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .at(path)?;
+    if app_id == APPLICATION_ID {
+        return Ok(app_id);
+    }
+    let foreign = |found: String| {
+        Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            found,
+        })
+    };
+    if app_id != 0 {
+        return foreign(format!("its application id is {app_id:#010x}"));
+    }
+    let mut st = conn
+        .prepare("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+        .at(path)?;
+    let names = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .at(path)?
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .at(path)?;
+    if names.is_empty() {
+        return Ok(app_id);
+    }
+    let version = user_version(conn).at(path)?;
+    let has = |t: &str| names.iter().any(|n| n == t);
+    if version >= 1 && has("runs") && has("run_images") && has("images") {
+        return Ok(app_id);
+    }
+    let mut shown: Vec<&str> = names.iter().map(String::as_str).take(5).collect();
+    if names.len() > 5 {
+        shown.push("...");
+    }
+    foreign(format!(
+        "it holds {} other schema object(s): {}",
+        names.len(),
+        shown.join(", ")
+    ))
+}
+
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
 }
 
 /// Connection settings; they live outside any transaction (SQLite ignores some of them inside one).
 fn configure(conn: &Connection, path: &Path, writable: bool) -> Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT).at(path)?;
+    conn.busy_timeout(lock_timeout()).at(path)?;
     if writable {
         // Persistent in the file: read-only connections find the database already in WAL mode.
         let mode: String = conn

@@ -256,7 +256,11 @@ fn pragmas_wal_foreign_keys_synchronous_busy_timeout() {
     assert_eq!(q("PRAGMA journal_mode"), "Text(\"wal\")");
     assert_eq!(q("PRAGMA foreign_keys"), "Integer(1)");
     assert_eq!(q("PRAGMA synchronous"), "Integer(1)", "NORMAL");
-    assert_eq!(q("PRAGMA busy_timeout"), "Integer(5000)");
+    // The stated wait for a locked database (`--lock-timeout`, 60 s unless set).
+    assert_eq!(
+        q("PRAGMA busy_timeout"),
+        format!("Integer({})", super::BUSY_TIMEOUT.as_millis())
+    );
     let ro = Store::open_read_only(&path).unwrap();
     let mode: String = ro
         .conn()

@@ -37,6 +37,8 @@ pub struct WriterStats {
     pub errors: usize,
     /// Transactions committed.
     pub transactions: usize,
+    /// Images whose results could not be written (each recorded as a 'write' error and logged).
+    pub failed_writes: usize,
 }
 
 /// The single writer thread and the sending side of its bounded channel.
@@ -56,7 +58,15 @@ impl Writer {
         let thread_path = path.clone();
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, &thread_path, receiver, batch.max(1)))
+            .spawn(move || {
+                let r = writer_loop(conn, &thread_path, receiver, batch.max(1));
+                // Said at once (the run stops at its next image and reports it again), so that the
+                // cause is in the log even when the process is killed meanwhile.
+                if let Err(e) = &r {
+                    tracing::error!("the database writer stopped: {e}");
+                }
+                r
+            })
             .expect("cannot start the database writer thread");
         Ok(Writer {
             sender: Some(sender),
@@ -172,6 +182,11 @@ fn write_image_or_record(
         }
         Err(e) => {
             drop(sp); // rolls back
+            tracing::warn!(
+                "{}: write failed: cannot store the results: {e}",
+                r.image.path
+            );
+            stats.failed_writes += 1;
             let failure = ErrorRecord {
                 run_id: r.run_id.clone(),
                 image_id: Some(r.image.image_id.clone()),

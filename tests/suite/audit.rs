@@ -45,10 +45,10 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
 
     let out = audit(&["--data", data_arg, "--db", db_arg, "--run", "night-1"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    // exit code 2: the run finished, but one image failed
+    // exit code 3: the run finished, but images failed
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(3),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -9,6 +9,7 @@ mod default_model;
 mod model;
 mod planted_bias;
 mod query;
+mod reliability;
 mod report;
 mod shard;
 mod trust;

@@ -279,7 +279,7 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
     assert!(gradcam["delta"].as_f64().unwrap() > 0.1);
     assert_eq!(
         up.status.code(),
-        Some(3),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&up.stderr)
     );

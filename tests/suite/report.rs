@@ -85,10 +85,10 @@ fn fixture() -> &'static Fixture {
                 "--faithfulness",
             ],
         );
-        // Exit code 2: the run finished and one file failed (the corrupt one).
+        // Exit code 3: the run finished and one file failed (the corrupt one).
         assert_eq!(
             out.status.code(),
-            Some(2),
+            Some(3),
             "{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)

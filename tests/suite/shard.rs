@@ -119,7 +119,7 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
     let out = audit(&["--db", single.to_str().unwrap()]).output().unwrap();
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(3),
         "the broken file fails: {}",
         text(&out)
     );
@@ -156,7 +156,7 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
     let mut seen: Vec<String> = Vec::new();
     for (k, (out, db)) in outs.iter().zip(&shards).enumerate() {
         assert!(
-            matches!(out.status.code(), Some(0 | 2)),
+            matches!(out.status.code(), Some(0 | 3)),
             "shard {k}: {}",
             text(out)
         );
@@ -191,7 +191,7 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
     assert_eq!(all.len(), 9);
     assert_eq!(seen, all);
 
-    // Two of three: shard 1 is missing, the run is incomplete, exit code 3.
+    // Two of three: shard 1 is missing, the run is incomplete, exit code 5.
     let partial = dir.path().join("partial.sqlite");
     let merge = |into: &Path, shards: &[&PathBuf], extra: &[&str]| {
         bin(&[])
@@ -203,7 +203,7 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
             .unwrap()
     };
     let out = merge(&partial, &[&shards[0], &shards[2]], &[]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("shard 1 of 3 is missing"),
         "{}",
@@ -214,19 +214,19 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
         "interrupted"
     );
     let out = merge(&partial, &[&shards[0], &shards[2]], &["--allow-missing"]);
-    assert_ne!(out.status.code(), Some(3), "{}", text(&out));
+    assert_ne!(out.status.code(), Some(5), "{}", text(&out));
     assert!(
-        out.status.code().is_some_and(|c| c == 0 || c == 2),
+        out.status.code().is_some_and(|c| c == 0 || c == 3),
         "{}",
         text(&out)
     );
 
-    // All three: the same rows as the single process (timings aside); exit 2 as the audit's.
+    // All three: the same rows as the single process (timings aside); exit 3 as the audit's.
     let merged = dir.path().join("merged.sqlite");
     let out = merge(&merged, &[&shards[2], &shards[0], &shards[1]], &[]);
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(3),
         "complete, one image failed: {}",
         text(&out)
     );
@@ -275,7 +275,7 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
         rows(&merged, "errors", &[]),
     );
     let out = merge(&merged, &[&shards[0], &shards[1], &shards[2]], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert_eq!(
         (
             counts(&merged),
@@ -310,7 +310,7 @@ fn merge_refuses_shards_of_another_config_and_bad_shard_values_are_clear_errors(
             ])
             .output()
             .unwrap();
-        assert!(matches!(out.status.code(), Some(0 | 2)), "{}", text(&out));
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
         db
     };
     let a = shard("0", "24");

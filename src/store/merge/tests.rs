@@ -47,7 +47,7 @@ fn result(run_id: &str, n: usize) -> ImageResult {
             width: 100 + n as i64,
             height: 90,
             brain_area_fraction: 0.3 + x,
-            mask_fallback: n % 5 == 0,
+            mask_fallback: n.is_multiple_of(5),
         },
         prediction: Some(PredictionRecord {
             predicted: "no".into(),
@@ -90,7 +90,7 @@ fn result(run_id: &str, n: usize) -> ImageResult {
                 data: vec![n as u8, 1, 2, 3, 4, 5, 6, m.len() as u8],
             })
             .collect(),
-        errors: if n % 3 == 0 {
+        errors: if n.is_multiple_of(3) {
             vec![ErrorRecord {
                 run_id: run_id.into(),
                 image_id: Some(id),

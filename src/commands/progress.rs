@@ -1,0 +1,158 @@
+//! Progress of a long step: a bar on a terminal, and without one (cron, Slurm, Kubernetes logs, a pipe)
+//! periodic log lines through `tracing` on stderr: done / total, items per second and the time left.
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Seconds between two progress lines without a terminal (`--log-every`).
+static LOG_EVERY_SECS: AtomicU64 = AtomicU64::new(30);
+
+/// Sets the interval of the headless progress lines (the global `--log-every` option).
+pub fn set_log_every(secs: u64) {
+    LOG_EVERY_SECS.store(secs.max(1), Ordering::Relaxed);
+}
+
+/// A progress bar, or its headless log lines.
+pub struct Progress {
+    bar: ProgressBar,
+    headless: Option<Mutex<Headless>>,
+}
+
+struct Headless {
+    what: String,
+    unit: String,
+    total: u64,
+    done: u64,
+    start: Instant,
+    last: Instant,
+    every: Duration,
+}
+
+impl Progress {
+    /// Progress over `total` items (0 = unknown) of `unit` ("images"), labelled `what` ("auditing").
+    pub fn new(total: u64, what: &str, unit: &str) -> Progress {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(what.to_string());
+            return Progress {
+                bar,
+                headless: None,
+            };
+        }
+        let now = Instant::now();
+        let h = Headless {
+            what: what.to_string(),
+            unit: unit.to_string(),
+            total,
+            done: 0,
+            start: now,
+            last: now,
+            every: Duration::from_secs(LOG_EVERY_SECS.load(Ordering::Relaxed)),
+        };
+        if total > 0 {
+            tracing::info!("{}: 0/{total} {unit}", h.what);
+        }
+        Progress {
+            bar: ProgressBar::hidden(),
+            headless: Some(Mutex::new(h)),
+        }
+    }
+
+    /// The bar itself (hidden without a terminal), for library code that takes one.
+    pub fn bar(&self) -> &ProgressBar {
+        &self.bar
+    }
+
+    pub fn inc(&self, n: u64) {
+        self.bar.inc(n);
+        if let Some(h) = &self.headless {
+            let mut h = h.lock().unwrap_or_else(|e| e.into_inner());
+            h.done += n;
+            if h.last.elapsed() >= h.every {
+                h.last = Instant::now();
+                h.log();
+            }
+        }
+    }
+
+    /// Runs `f` (which may print or log) with the bar cleared, so its lines are not torn by the bar.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
+    /// Removes the bar; without a terminal, logs the final count and rate.
+    pub fn finish_and_clear(&self) {
+        self.bar.finish_and_clear();
+        if let Some(h) = &self.headless {
+            let h = h.lock().unwrap_or_else(|e| e.into_inner());
+            if h.total > 0 || h.done > 0 {
+                h.log();
+            }
+        }
+    }
+}
+
+impl Headless {
+    fn log(&self) {
+        let secs = self.start.elapsed().as_secs_f64();
+        let rate = self.done as f64 / secs.max(1e-9);
+        if self.total == 0 {
+            tracing::info!(
+                "{}: {} {}, {rate:.2} {}/s",
+                self.what,
+                self.done,
+                self.unit,
+                self.unit
+            );
+            return;
+        }
+        let left = self.total.saturating_sub(self.done);
+        let eta = if left == 0 {
+            "done".to_string()
+        } else if self.done == 0 {
+            "ETA unknown".to_string()
+        } else {
+            format!("ETA {}", duration(left as f64 / rate))
+        };
+        tracing::info!(
+            "{}: {}/{} {} ({:.1}%), {rate:.2} {}/s, {:.0} s elapsed, {eta}",
+            self.what,
+            self.done,
+            self.total,
+            self.unit,
+            100.0 * self.done as f64 / self.total as f64,
+            self.unit,
+            secs
+        );
+    }
+}
+
+/// `1h 02m`, `3m 05s`, `42s`.
+fn duration(secs: f64) -> String {
+    let s = secs.round().max(0.0) as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s:02}s"),
+        (h, m, _) => format!("{h}h {m:02}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_like_a_clock() {
+        assert_eq!(super::duration(42.4), "42s");
+        assert_eq!(super::duration(185.0), "3m 05s");
+        assert_eq!(super::duration(3720.0), "1h 02m");
+    }
+}
