@@ -9,6 +9,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
+pub mod onnx;
 pub mod train;
 
 /// One layer of the native CNN, as written in `config.yml`: a name for layers without arguments
@@ -623,6 +624,8 @@ pub enum Model {
         path: PathBuf,
         input: InputSpec,
     },
+    /// An ONNX graph run node by node on libtorch (see [`onnx`]).
+    Onnx(onnx::OnnxModel),
 }
 
 impl Model {
@@ -630,6 +633,7 @@ impl Model {
         match self {
             Model::Native(m) => &m.input,
             Model::TorchScript { input, .. } => input,
+            Model::Onnx(m) => &m.input,
         }
     }
 
@@ -637,6 +641,7 @@ impl Model {
         match self {
             Model::Native(m) => m.vs.device(),
             Model::TorchScript { .. } => Device::Cpu,
+            Model::Onnx(m) => m.device(),
         }
     }
 
@@ -647,13 +652,22 @@ impl Model {
             Model::TorchScript { module, .. } => {
                 module.forward_ts(&[x]).expect("checked at load time")
             }
+            // Every node ran on the load check's probe batches; a failure here is a bug.
+            Model::Onnx(m) => m.forward(x).expect("the ONNX graph ran at load time"),
         }
     }
 
     pub fn native(&self) -> Option<&NativeCnn> {
         match self {
             Model::Native(m) => Some(m),
-            Model::TorchScript { .. } => None,
+            Model::TorchScript { .. } | Model::Onnx(_) => None,
+        }
+    }
+
+    pub fn onnx(&self) -> Option<&onnx::OnnxModel> {
+        match self {
+            Model::Onnx(m) => Some(m),
+            _ => None,
         }
     }
 
@@ -664,6 +678,7 @@ impl Model {
                 format!("native CNN [{}]", kinds.join(", "))
             }
             Model::TorchScript { path, .. } => format!("TorchScript {}", path.display()),
+            Model::Onnx(m) => m.describe(),
         }
     }
 
