@@ -97,10 +97,17 @@ impl Context {
             .unwrap_or_else(|| self.settings.data.root.clone())
     }
 
-    /// The model under audit: TorchScript when `model.torchscript` is set, else the native CNN with
-    /// its weights. Shape mismatches fail here, before any work.
+    /// The model under audit: ONNX when `model.onnx` is set, TorchScript when `model.torchscript`
+    /// is, else the native CNN with its weights. Shape mismatches fail here, before any work.
     pub fn load_model(&self) -> anyhow::Result<Model> {
         let spec = self.input_spec();
+        if let Some(path) = &self.settings.model.onnx {
+            let ex = &self.settings.explain;
+            let batch = ex.batch_size.max(ex.perturbation_batch_size) as i64;
+            let m = model::onnx::OnnxModel::load(path, spec, &self.settings.model.onnx_layout, self.device, batch)?;
+            eprintln!("{}", m.describe());
+            return Ok(Model::Onnx(m));
+        }
         if let Some(ts) = &self.settings.model.torchscript {
             return Ok(Model::load_torchscript(ts, spec)?);
         }
@@ -274,8 +281,8 @@ fn cmd_train(ctx: &Context, args: &TrainArgs) -> anyhow::Result<()> {
         .weights
         .clone()
         .unwrap_or_else(|| settings.model.weights.clone());
-    if settings.model.torchscript.is_some() {
-        bail!("model.torchscript is set: `train` trains the native CNN only");
+    if settings.model.torchscript.is_some() || settings.model.onnx.is_some() {
+        bail!("model.torchscript or model.onnx is set: `train` trains the native CNN only");
     }
     tch::manual_seed(settings.training.seed as i64);
     let (tr, _) = load_labelled(ctx, &root.join(&settings.data.train_dir), "training")?;
@@ -480,12 +487,7 @@ fn cmd_audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         }
         None => samples,
     };
-    let model_path = ctx
-        .settings
-        .model
-        .torchscript
-        .clone()
-        .unwrap_or_else(|| ctx.settings.model.weights.clone());
+    let model_path = ctx.settings.model.file().to_path_buf();
     let mut snapshot = ctx.settings.clone();
     snapshot.explain = cfg.clone();
     let channels = ctx.settings.donnees.image.channels() as usize;
@@ -791,7 +793,6 @@ fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     };
     cfg.methods = methods.clone();
     let model = ctx.load_model()?;
-    let native = model.native().expect("TorchScript refused above");
     // The sample: the first N images of the test set by image id.
     let (samples, _) = crate::pipeline::test_samples(&dir, &ctx.classes, None)?;
     let mut ids: Vec<(String, dataset::Sample)> = samples
@@ -849,7 +850,7 @@ fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
             segmentation: Default::default(),
         })
         .collect();
-    let layers = sanity::cascade(native);
+    let layers = sanity::cascade_labels(&model)?;
     println!(
         "model randomisation of run {}: {} image(s), {} method(s), {} stages ({} parametrised layers, output first: {})",
         args.run,
@@ -857,15 +858,11 @@ fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
         methods.len(),
         layers.len() + 1,
         layers.len(),
-        layers
-            .iter()
-            .map(|&i| sanity::layer_label(native, i))
-            .collect::<Vec<_>>()
-            .join(", ")
+        layers.join(", ")
     );
     let pb = progress((layers.len() + 1) as u64, "stages");
-    let result = sanity::model_randomisation(
-        native,
+    let result = sanity::randomise(
+        &model,
         &cfg,
         &methods,
         &inputs,
@@ -878,7 +875,7 @@ fn cmd_sanity(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
         let channels = ctx.settings.donnees.image.channels() as usize;
         let mut snapshot = ctx.settings.clone();
         snapshot.explain = cfg.clone();
-        let model_path = ctx.settings.model.weights.clone();
+        let model_path = ctx.settings.model.file().to_path_buf();
         store.begin_run(&RunRecord {
             run_id: args.run.clone(),
             config_yaml: snapshot.to_yaml(),

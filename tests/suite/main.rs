@@ -7,6 +7,7 @@ mod config;
 mod dataset;
 mod default_model;
 mod model;
+mod onnx;
 mod planted_bias;
 mod query;
 mod report;

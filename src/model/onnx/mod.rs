@@ -330,6 +330,11 @@ impl OnnxModel {
         self.device
     }
 
+    /// The graph's image input value.
+    pub fn input_name(&self) -> &str {
+        &self.input_name
+    }
+
     /// The data tensor (N x C x S x S) as the graph's input: channels repeated, axes reordered.
     fn adapt(&self, x: &Tensor) -> Tensor {
         let x = if self.model_channels != x.size()[1] {
@@ -696,15 +701,22 @@ fn show_dims(d: &[graph::Dim]) -> String {
 }
 
 /// Channels-first or channels-last from the declared input shape: the channel axis is the one of
-/// size 1 or 3 (or 4) when only one of axes 1 and 3 is; otherwise a Transpose to channels-first
-/// right after the input (what tf2onnx writes for Keras models) says channels-last.
+/// size 1 or 3 when only one of axes 1 and 3 is; else the pair of equal (square image) axes; else a
+/// Transpose to channels-first right after the input (what tf2onnx writes for Keras models) says
+/// channels-last and a Conv reading the input says channels-first.
 fn detect_layout(g: &Graph) -> Option<Layout> {
     let d = &g.input_dims;
-    let chan = |v: Option<i64>| matches!(v, Some(1 | 3 | 4));
+    let chan = |v: Option<i64>| matches!(v, Some(1 | 3));
     match (chan(d[1]), chan(d[3])) {
         (true, false) => return Some(Layout::Nchw),
         (false, true) => return Some(Layout::Nhwc),
         _ => {}
+    }
+    if d[2].is_some() && d[2] == d[3] && d[1] != d[2] {
+        return Some(Layout::Nchw);
+    }
+    if d[1].is_some() && d[1] == d[2] && d[3] != d[2] {
+        return Some(Layout::Nhwc);
     }
     let first = g.nodes.iter().find(|n| n.inputs.first() == Some(&g.input_name))?;
     match (first.op.as_str(), first.ints("perm")) {

@@ -808,16 +808,22 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
             for (j, &a) in axes.iter().enumerate() {
                 let a = axis(a, rank);
                 let step = steps.as_ref().map(|s| s[j]).unwrap_or(1);
-                if step <= 0 {
-                    return Err("only positive Slice steps are supported".into());
-                }
                 let dim = out.size()[a as usize];
-                let clampv = |v: i64| {
-                    let v = if v < 0 { v.saturating_add(dim) } else { v };
-                    v.clamp(0, dim)
-                };
-                let (s, e) = (clampv(starts[j]), clampv(ends[j]));
-                out = out.f_slice(a, s, e.max(s), step).m()?;
+                let wrap = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+                if step > 0 {
+                    let (s, e) = (wrap(starts[j]).clamp(0, dim), wrap(ends[j]).clamp(0, dim));
+                    out = out.f_slice(a, s, e.max(s), step).m()?;
+                } else if step < 0 {
+                    // Backwards (a reversal, as exporters write for reflect padding): start clamped
+                    // to [0, dim - 1], end to [-1, dim - 1], elements start, start + step, ... > end.
+                    let s = wrap(starts[j]).clamp(0, dim - 1);
+                    let e = if ends[j] < -dim { -1 } else { wrap(ends[j]).clamp(-1, dim - 1) };
+                    let idx: Vec<i64> = (0..).map(|k| s + k * step).take_while(|&i| i > e).collect();
+                    let idx = Tensor::from_slice(&idx).to_device(out.device());
+                    out = out.f_index_select(a, &idx).m()?;
+                } else {
+                    return Err("a Slice step of 0".into());
+                }
             }
             one(out)
         }
