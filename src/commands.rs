@@ -104,9 +104,15 @@ impl Context {
         if let Some(path) = &self.settings.model.onnx {
             let ex = &self.settings.explain;
             let batch = ex.batch_size.max(ex.perturbation_batch_size) as i64;
-            let m = model::onnx::OnnxModel::load(path, spec, &self.settings.model.onnx_layout, self.device, batch)?;
+            let m = model::onnx::OnnxModel::load(
+                path,
+                spec,
+                &self.settings.model.onnx_layout,
+                self.device,
+                batch,
+            )?;
             eprintln!("{}", m.describe());
-            return Ok(Model::Onnx(m));
+            return Ok(Model::Onnx(Box::new(m)));
         }
         if let Some(ts) = &self.settings.model.torchscript {
             return Ok(Model::load_torchscript(ts, spec)?);

@@ -314,7 +314,10 @@ impl Settings {
         if !["auto", "nchw", "nhwc"].contains(&self.model.onnx_layout.as_str()) {
             return Err(Error::key(
                 "model.onnx_layout",
-                format!("`{}` is unknown: allowed auto, nchw, nhwc", self.model.onnx_layout),
+                format!(
+                    "`{}` is unknown: allowed auto, nchw, nhwc",
+                    self.model.onnx_layout
+                ),
             ));
         }
         self.explain.validate()?;

@@ -42,12 +42,21 @@ fn is_guided(model: &OnnxModel, i: usize, inputs: &[Option<Tensor>]) -> bool {
 /// d(target logit) / d(input) by a backward walk over the graph, with the guided rule at ReLU
 /// nodes when `guided` (`grad_in = relu(grad_out) * 1[x > 0]`, i.e. the node's own VJP applied to
 /// the rectified incoming gradient). Without the rule the walk is the ordinary gradient.
-pub fn backward_walk(model: &OnnxModel, x: &Tensor, targets: &[i64], guided: bool) -> Result<Tensor> {
+pub fn backward_walk(
+    model: &OnnxModel,
+    x: &Tensor,
+    targets: &[i64],
+    guided: bool,
+) -> Result<Tensor> {
     let n = x.size()[0];
     if model.single_image && n > 1 {
         let parts = (0..n)
             .map(|i| {
-                let t = if targets.len() == 1 { targets[0] } else { targets[i as usize] };
+                let t = if targets.len() == 1 {
+                    targets[0]
+                } else {
+                    targets[i as usize]
+                };
                 backward_walk(model, &x.narrow(0, i, 1), &[t], guided)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -58,7 +67,9 @@ pub fn backward_walk(model: &OnnxModel, x: &Tensor, targets: &[i64], guided: boo
     let mut grads: HashMap<&str, Tensor> = HashMap::new();
     grads.insert(
         model.output.as_str(),
-        tape.logits.zeros_like().scatter_value(1, &t.view([-1, 1]), 1.0),
+        tape.logits
+            .zeros_like()
+            .scatter_value(1, &t.view([-1, 1]), 1.0),
     );
     for (i, node) in model.nodes.iter().enumerate().rev() {
         let Some(g) = grads.remove(node.outputs[0].as_str()) else {
@@ -106,13 +117,22 @@ pub fn guided_backprop(model: &OnnxModel, x: &Tensor, targets: &[i64]) -> Result
 
 /// Grad-CAM at `node` (a node or value name; `None` = the automatic choice of
 /// [`OnnxModel::gradcam_value`]).
-pub fn gradcam(model: &OnnxModel, x: &Tensor, targets: &[i64], node: Option<&str>) -> Result<Vec<Vec<f32>>> {
+pub fn gradcam(
+    model: &OnnxModel,
+    x: &Tensor,
+    targets: &[i64],
+    node: Option<&str>,
+) -> Result<Vec<Vec<f32>>> {
     let value = model.gradcam_value(node)?;
     let n = x.size()[0];
     if model.single_image && n > 1 {
         let mut maps = Vec::new();
         for i in 0..n {
-            let t = if targets.len() == 1 { targets[0] } else { targets[i as usize] };
+            let t = if targets.len() == 1 {
+                targets[0]
+            } else {
+                targets[i as usize]
+            };
             maps.extend(gradcam(model, &x.narrow(0, i, 1), &[t], Some(&value))?);
         }
         return Ok(maps);

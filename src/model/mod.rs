@@ -625,7 +625,7 @@ pub enum Model {
         input: InputSpec,
     },
     /// An ONNX graph run node by node on libtorch (see [`onnx`]).
-    Onnx(onnx::OnnxModel),
+    Onnx(Box<onnx::OnnxModel>),
 }
 
 impl Model {
@@ -666,7 +666,7 @@ impl Model {
 
     pub fn onnx(&self) -> Option<&onnx::OnnxModel> {
         match self {
-            Model::Onnx(m) => Some(m),
+            Model::Onnx(m) => Some(m.as_ref()),
             _ => None,
         }
     }

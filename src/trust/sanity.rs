@@ -221,7 +221,7 @@ pub fn randomise(
                     if stage > 0 {
                         reinit_onnx_unit(&work, &order[stage - 1], seed)?;
                     }
-                    Ok(Model::Onnx(work.duplicate()))
+                    Ok(Model::Onnx(Box::new(work.duplicate())))
                 },
                 cfg,
                 methods,
@@ -230,7 +230,9 @@ pub fn randomise(
                 progress,
             )
         }
-        Model::TorchScript { .. } => Err(cascade_labels(model).expect_err("TorchScript is refused")),
+        Model::TorchScript { .. } => {
+            Err(cascade_labels(model).expect_err("TorchScript is refused"))
+        }
     }
 }
 

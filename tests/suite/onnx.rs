@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use onnx_protobuf::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
-    GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use protobuf::{EnumOrUnknown, MessageField};
 use tch::{Device, Kind, Tensor};
@@ -35,7 +35,11 @@ fn probe_input(n: i64, c: i64, h: i64, w: i64) -> Tensor {
                 for x in 0..w {
                     let i = (((b * c + ch) * h + y) * w + x) as u64;
                     let hash = (i.wrapping_mul(2654435761) % (1u64 << 32)) as f64 / 4294967296.0;
-                    let ramp = if b % 2 == 0 { y as f64 / h as f64 } else { x as f64 / w as f64 };
+                    let ramp = if b % 2 == 0 {
+                        y as f64 / h as f64
+                    } else {
+                        x as f64 / w as f64
+                    };
                     v.push((0.5 * hash + 0.5 * ramp) as f32);
                 }
             }
@@ -54,23 +58,41 @@ fn rows(v: &serde_json::Value) -> Vec<Vec<f32>> {
     v.as_array()
         .expect("rows")
         .iter()
-        .map(|r| r.as_array().expect("row").iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
         .collect()
 }
 
 fn fixture(name: &str, channels: Option<i64>) -> Fixture {
     let dir = repo("tests/fixtures/onnx");
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
-    let shape: Vec<i64> = meta["input_shape"].as_array().unwrap().iter().map(|d| d.as_i64().unwrap()).collect();
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap())
+            .unwrap();
+    let shape: Vec<i64> = meta["input_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_i64().unwrap())
+        .collect();
     let classes = rows(&meta["logits"])[0].len() as i64;
     let input = InputSpec {
         channels: channels.unwrap_or(shape[1]),
         size: shape[2],
         classes,
     };
-    let model = OnnxModel::load(&dir.join(format!("{name}.onnx")), input, "auto", Device::Cpu, 4)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let model = OnnxModel::load(
+        &dir.join(format!("{name}.onnx")),
+        input,
+        "auto",
+        Device::Cpu,
+        4,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
     let x = probe_input(shape[0], shape[1], shape[2], shape[3]);
     Fixture { model, x, meta }
 }
@@ -101,16 +123,26 @@ fn converted_keras_and_pytorch_models_give_their_frameworks_logits() {
         let f = fixture(name, None);
         let logits = f.model.forward(&f.x).unwrap();
         let d = max_abs_diff(&to_rows(&logits), &rows(&f.meta["logits"]));
-        assert!(d <= 1e-4, "{name}: logits differ from the framework's by {d}");
+        assert!(
+            d <= 1e-4,
+            "{name}: logits differ from the framework's by {d}"
+        );
         // A model ending with a softmax: the softmax was removed and explains logits; the
         // probabilities are still the framework's.
         match f.meta.get("probabilities") {
             Some(p) => {
-                assert!(f.model.removed_softmax.is_some(), "{name}: final softmax not recognised");
+                assert!(
+                    f.model.removed_softmax.is_some(),
+                    "{name}: final softmax not recognised"
+                );
                 let probs = to_rows(&logits.softmax(-1, Kind::Float));
                 let d = max_abs_diff(&probs, &rows(p));
                 assert!(d <= 1e-4, "{name}: probabilities differ by {d}");
-                assert!(f.model.describe().contains("softmax"), "{}", f.model.describe());
+                assert!(
+                    f.model.describe().contains("softmax"),
+                    "{}",
+                    f.model.describe()
+                );
             }
             None => assert!(f.model.removed_softmax.is_none(), "{name}"),
         }
@@ -120,8 +152,14 @@ fn converted_keras_and_pytorch_models_give_their_frameworks_logits() {
 #[test]
 fn keras_inputs_are_read_as_channels_last_and_pytorch_inputs_as_channels_first() {
     use tumor_audit::model::onnx::Layout;
-    assert_eq!(fixture("keras_notebook_cnn", None).model.layout, Layout::Nhwc);
-    assert_eq!(fixture("torch_resnet_block", None).model.layout, Layout::Nchw);
+    assert_eq!(
+        fixture("keras_notebook_cnn", None).model.layout,
+        Layout::Nhwc
+    );
+    assert_eq!(
+        fixture("torch_resnet_block", None).model.layout,
+        Layout::Nchw
+    );
 }
 
 #[test]
@@ -146,7 +184,7 @@ fn backward_walk_without_the_guided_rule_is_the_plain_gradient() {
     // Keras' NHWC transposes.
     for name in FIXTURES {
         let f = fixture(name, None);
-        let model = Model::Onnx(f.model);
+        let model = Model::Onnx(Box::new(f.model));
         let onnx = model.onnx().unwrap();
         let targets = [1i64, 2];
         let walk = attribution::onnx::backward_walk(onnx, &f.x, &targets, false).unwrap();
@@ -155,7 +193,10 @@ fn backward_walk_without_the_guided_rule_is_the_plain_gradient() {
         let scale = g.abs().max().double_value(&[]);
         let d = (&walk - &g).abs().max().double_value(&[]);
         assert!(scale > 0.0, "{name}: zero gradient");
-        assert!(d <= 1e-5 * scale, "{name}: walk vs autograd {d} (scale {scale})");
+        assert!(
+            d <= 1e-5 * scale,
+            "{name}: walk vs autograd {d} (scale {scale})"
+        );
         // With the rule (ReLU and ReLU6 Clip nodes) the map differs from the gradient.
         let guided = attribution::onnx::backward_walk(onnx, &f.x, &targets, true).unwrap();
         let has_relu = onnx.nodes.iter().any(|n| n.op == "Relu" || n.op == "Clip");
@@ -168,7 +209,11 @@ fn backward_walk_without_the_guided_rule_is_the_plain_gradient() {
 fn gradcam_explains_the_last_convolution_after_its_activation() {
     let f = fixture("keras_notebook_cnn", None);
     let v = f.model.gradcam_value(None).unwrap();
-    assert!(f.model.value_label(&v).ends_with(":Relu"), "{}", f.model.value_label(&v));
+    assert!(
+        f.model.value_label(&v).ends_with(":Relu"),
+        "{}",
+        f.model.value_label(&v)
+    );
     let shape = &f.model.shapes[&v];
     assert_eq!(shape.len(), 4);
     assert_eq!(shape[1], 16, "NCHW channels of the last Keras conv");
@@ -176,25 +221,40 @@ fn gradcam_explains_the_last_convolution_after_its_activation() {
     let f2 = fixture("torch_resnet_block", None);
     let v2 = f2.model.gradcam_value(None).unwrap();
     // The last block's conv -> bn -> add -> relu.
-    assert!(f2.model.value_label(&v2).ends_with(":Relu"), "{}", f2.model.value_label(&v2));
+    assert!(
+        f2.model.value_label(&v2).ends_with(":Relu"),
+        "{}",
+        f2.model.value_label(&v2)
+    );
     assert_eq!(r, v);
     let maps = attribution::onnx::gradcam(&f2.model, &f2.x, &[0], None).unwrap();
     assert_eq!(maps.len(), 2);
     assert_eq!(maps[0].len(), 32 * 32);
     // A named node that is not spatial is refused with the candidates.
-    let e = f2.model.gradcam_value(Some("/fc/Gemm")).unwrap_err().to_string();
-    assert!(e.contains("explain.gradcam.node") && e.contains("candidates"), "{e}");
+    let e = f2
+        .model
+        .gradcam_value(Some("/fc/Gemm"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("explain.gradcam.node") && e.contains("candidates"),
+        "{e}"
+    );
 }
 
 #[test]
 fn sanity_cascade_covers_the_graphs_parametrised_nodes() {
     let f = fixture("torch_resnet_block", None);
-    let model = Model::Onnx(f.model);
+    let model = Model::Onnx(Box::new(f.model));
     let labels = sanity::cascade_labels(&model).unwrap();
     // 6 convs (stem, 2 + 2 in the blocks, 1 shortcut), 6 batch norms folded into the convs by the
     // exporter, 1 Gemm; the output first.
     assert!(labels[0].ends_with(":Gemm"), "{labels:?}");
-    assert_eq!(labels.iter().filter(|l| l.ends_with(":Conv")).count(), 6, "{labels:?}");
+    assert_eq!(
+        labels.iter().filter(|l| l.ends_with(":Conv")).count(),
+        6,
+        "{labels:?}"
+    );
     let onnx = model.onnx().unwrap();
     let before = onnx.forward(&f.x).unwrap();
     let copy = onnx.duplicate();
@@ -202,8 +262,15 @@ fn sanity_cascade_covers_the_graphs_parametrised_nodes() {
     sanity::reinit_onnx_unit(&copy, &units[0], 0).unwrap();
     let after = copy.forward(&f.x).unwrap();
     let unchanged = onnx.forward(&f.x).unwrap();
-    assert!((&before - &after).abs().max().double_value(&[]) > 1e-3, "re-initialised output layer");
-    assert_eq!(max_abs_diff(&to_rows(&before), &to_rows(&unchanged)), 0.0, "the original is untouched");
+    assert!(
+        (&before - &after).abs().max().double_value(&[]) > 1e-3,
+        "re-initialised output layer"
+    );
+    assert_eq!(
+        max_abs_diff(&to_rows(&before), &to_rows(&unchanged)),
+        0.0,
+        "the original is untouched"
+    );
     // The whole check on one image, gradient and Guided Backprop.
     let id = "probe".to_string();
     let x = f.x.narrow(0, 0, 1);
@@ -228,7 +295,11 @@ fn sanity_cascade_covers_the_graphs_parametrised_nodes() {
     .unwrap();
     assert_eq!(r.layers, labels);
     assert_eq!(r.stages.len(), 3 * (labels.len() + 1));
-    let last = r.stages.iter().filter(|s| s.stage == labels.len() && s.method == Method::Gradient).next().unwrap();
+    let last = r
+        .stages
+        .iter()
+        .find(|s| s.stage == labels.len() && s.method == Method::Gradient)
+        .unwrap();
     assert!(last.similarity.spearman_abs < 0.99, "{last:?}");
 }
 
@@ -239,7 +310,12 @@ fn bundled() -> NativeCnn {
         size: 128,
         classes: 2,
     };
-    let mut m = NativeCnn::new(&tumor_audit::model::preset_layers([16, 32, 64, 64], 64, 2), input, Device::Cpu).unwrap();
+    let mut m = NativeCnn::new(
+        &tumor_audit::model::preset_layers([16, 32, 64, 64], 64, 2),
+        input,
+        Device::Cpu,
+    )
+    .unwrap();
     m.load(&repo("models/cnn128-br35h.safetensors")).unwrap();
     m.vs.freeze();
     m
@@ -254,7 +330,7 @@ fn the_bundled_cnn_exported_to_onnx_and_imported_gives_the_same_logits_and_maps(
     let input = native.input.clone();
     let onnx = OnnxModel::load(&path, input, "auto", Device::Cpu, 4).unwrap();
     let native = Model::Native(native);
-    let onnx = Model::Onnx(onnx);
+    let onnx = Model::Onnx(Box::new(onnx));
     let x = probe_input(2, 1, 128, 128);
     let a = native.forward(&x);
     let b = onnx.forward(&x);
@@ -280,12 +356,25 @@ fn the_bundled_cnn_exported_to_onnx_and_imported_gives_the_same_logits_and_maps(
                 target,
                 segmentation: Default::default(),
             };
-            for method in [Method::Gradient, Method::GuidedBackprop, Method::Gradcam, Method::IntegratedGradients] {
-                let m1 = attribution::explain(&native, &cfg, method, &img).unwrap().map;
+            for method in [
+                Method::Gradient,
+                Method::GuidedBackprop,
+                Method::Gradcam,
+                Method::IntegratedGradients,
+            ] {
+                let m1 = attribution::explain(&native, &cfg, method, &img)
+                    .unwrap()
+                    .map;
                 let m2 = attribution::explain(&onnx, &cfg, method, &img).unwrap().map;
                 let scale = m1.iter().fold(0f32, |s, v| s.max(v.abs()));
-                let d = m1.iter().zip(&m2).fold(0f32, |s, (p, q)| s.max((p - q).abs()));
-                assert!(d <= 1e-5 * scale.max(f32::MIN_POSITIVE), "{method:?} image {i} target {target}: {d} vs scale {scale}");
+                let d = m1
+                    .iter()
+                    .zip(&m2)
+                    .fold(0f32, |s, (p, q)| s.max((p - q).abs()));
+                assert!(
+                    d <= 1e-5 * scale.max(f32::MIN_POSITIVE),
+                    "{method:?} image {i} target {target}: {d} vs scale {scale}"
+                );
             }
         }
     }
@@ -308,7 +397,10 @@ fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
         type_: MessageField::some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                 elem_type: DataType::FLOAT as i32,
-                shape: MessageField::some(TensorShapeProto { dim, ..Default::default() }),
+                shape: MessageField::some(TensorShapeProto {
+                    dim,
+                    ..Default::default()
+                }),
                 ..Default::default()
             })),
             ..Default::default()
@@ -339,26 +431,29 @@ fn nodep(name: &str, op: &str, inputs: &[&str], output: &str) -> NodeProto {
 
 /// A 1 x 4 x 4 -> 2 classes graph: Flatten, Gemm, then `tail` nodes.
 fn write_small(path: &Path, tail: Vec<NodeProto>, out: &str, extra_init: Vec<TensorProto>) {
-    let mut nodes = vec![
-        nodep("flat", "Flatten", &["x"], "f"),
-        {
-            let mut g = nodep("dense", "Gemm", &["f", "W", "B"], "z");
-            g.attribute.push(AttributeProto {
-                name: "transB".into(),
-                type_: EnumOrUnknown::new(AttributeType::INT),
-                i: 1,
-                ..Default::default()
-            });
-            g
-        },
-    ];
+    let mut nodes = vec![nodep("flat", "Flatten", &["x"], "f"), {
+        let mut g = nodep("dense", "Gemm", &["f", "W", "B"], "z");
+        g.attribute.push(AttributeProto {
+            name: "transB".into(),
+            type_: EnumOrUnknown::new(AttributeType::INT),
+            i: 1,
+            ..Default::default()
+        });
+        g
+    }];
     nodes.extend(tail);
     let w: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) / 16.0).collect();
-    let mut initializer = vec![f32_init("W", &[2, 16], &w), f32_init("B", &[2], &[0.1, -0.2])];
+    let mut initializer = vec![
+        f32_init("W", &[2, 16], &w),
+        f32_init("B", &[2], &[0.1, -0.2]),
+    ];
     initializer.extend(extra_init);
     let model = ModelProto {
         ir_version: 7,
-        opset_import: vec![OperatorSetIdProto { version: 13, ..Default::default() }],
+        opset_import: vec![OperatorSetIdProto {
+            version: 13,
+            ..Default::default()
+        }],
         graph: MessageField::some(GraphProto {
             node: nodes,
             initializer,
@@ -383,9 +478,20 @@ fn small_input() -> InputSpec {
 fn an_unsupported_operator_fails_at_load_with_one_line_naming_it_and_its_node() {
     let dir = tempdir();
     let path = dir.path().join("lstm.onnx");
-    write_small(&path, vec![nodep("the_mystery_node", "Einsum", &["z"], "y")], "y", vec![]);
-    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4).err().expect("refused").to_string();
-    assert!(e.contains("unsupported ONNX operator `Einsum` at node `the_mystery_node`"), "{e}");
+    write_small(
+        &path,
+        vec![nodep("the_mystery_node", "Einsum", &["z"], "y")],
+        "y",
+        vec![],
+    );
+    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("unsupported ONNX operator `Einsum` at node `the_mystery_node`"),
+        "{e}"
+    );
     assert!(!e.contains('\n'), "one line: {e}");
 }
 
@@ -394,7 +500,12 @@ fn probabilities_are_never_taken_for_logits() {
     let dir = tempdir();
     // Softmax last: removed, the logits z are explained.
     let path = dir.path().join("softmax.onnx");
-    write_small(&path, vec![nodep("sm", "Softmax", &["z"], "p")], "p", vec![]);
+    write_small(
+        &path,
+        vec![nodep("sm", "Softmax", &["z"], "p")],
+        "p",
+        vec![],
+    );
     let m = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4).unwrap();
     assert_eq!(m.removed_softmax.as_deref(), Some("sm"));
     assert_eq!(m.output, "z");
@@ -402,26 +513,52 @@ fn probabilities_are_never_taken_for_logits() {
     let path = dir.path().join("hidden.onnx");
     write_small(
         &path,
-        vec![nodep("sm", "Softmax", &["z"], "p"), nodep("scale", "Mul", &["p", "one"], "y")],
+        vec![
+            nodep("sm", "Softmax", &["z"], "p"),
+            nodep("scale", "Mul", &["p", "one"], "y"),
+        ],
         "y",
         vec![f32_init("one", &[], &[1.0])],
     );
-    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4).err().expect("refused").to_string();
+    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("look like probabilities"), "{e}");
 }
 
 #[test]
 fn a_model_for_another_image_size_or_class_count_is_refused_at_load() {
     let dir = repo("tests/fixtures/onnx");
-    let wrong_size = InputSpec { channels: 3, size: 64, classes: 4 };
-    let e = OnnxModel::load(&dir.join("torch_resnet_block.onnx"), wrong_size, "auto", Device::Cpu, 2);
+    let wrong_size = InputSpec {
+        channels: 3,
+        size: 64,
+        classes: 4,
+    };
+    let e = OnnxModel::load(
+        &dir.join("torch_resnet_block.onnx"),
+        wrong_size,
+        "auto",
+        Device::Cpu,
+        2,
+    );
     // torch_resnet_block has a dynamic batch but fixed 32 x 32 input.
     let e = e.err().expect("refused").to_string();
     assert!(e.contains("32") && e.contains("données.image.size"), "{e}");
-    let wrong_classes = InputSpec { channels: 3, size: 32, classes: 2 };
-    let e = OnnxModel::load(&dir.join("torch_resnet_block.onnx"), wrong_classes, "auto", Device::Cpu, 2)
-        .err()
-        .expect("refused")
-        .to_string();
+    let wrong_classes = InputSpec {
+        channels: 3,
+        size: 32,
+        classes: 2,
+    };
+    let e = OnnxModel::load(
+        &dir.join("torch_resnet_block.onnx"),
+        wrong_classes,
+        "auto",
+        Device::Cpu,
+        2,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
     assert!(e.contains("[1, 4]") && e.contains("[1, 2]"), "{e}");
 }

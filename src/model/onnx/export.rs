@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use onnx_protobuf::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
-    GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use protobuf::{EnumOrUnknown, MessageField};
 use tch::{Device, Kind};
@@ -41,7 +41,13 @@ fn float(name: &str, v: f32) -> AttributeProto {
     }
 }
 
-fn node(name: String, op: &str, inputs: Vec<String>, output: String, attribute: Vec<AttributeProto>) -> NodeProto {
+fn node(
+    name: String,
+    op: &str,
+    inputs: Vec<String>,
+    output: String,
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
     NodeProto {
         name,
         op_type: op.into(),
@@ -104,7 +110,12 @@ pub fn export_native(model: &NativeCnn, path: &Path) -> Result<()> {
         let name = format!("{i}.{}", spec.kind_name());
         let p = |s: &str| format!("{i}.{s}");
         let n = match (spec, layer) {
-            (LayerSpec::Conv { kernel, padding, .. }, Layer::Conv(_)) => {
+            (
+                LayerSpec::Conv {
+                    kernel, padding, ..
+                },
+                Layer::Conv(_),
+            ) => {
                 // The native conv: stride 1, dilation 1, zero padding `kernel / 2` unless given.
                 let pad = padding.unwrap_or(kernel / 2);
                 let mut inputs = vec![prev.clone(), p("weight")];
@@ -133,7 +144,13 @@ pub fn export_native(model: &NativeCnn, path: &Path) -> Result<()> {
                 out.clone(),
                 vec![ints("kernel_shape", &[*k, *k]), ints("strides", &[*k, *k])],
             ),
-            (_, Layer::Flatten) => node(name, "Flatten", vec![prev.clone()], out.clone(), vec![int("axis", 1)]),
+            (_, Layer::Flatten) => node(
+                name,
+                "Flatten",
+                vec![prev.clone()],
+                out.clone(),
+                vec![int("axis", 1)],
+            ),
             (_, Layer::Dense(_)) => node(
                 name,
                 "Gemm",
@@ -141,19 +158,39 @@ pub fn export_native(model: &NativeCnn, path: &Path) -> Result<()> {
                 out.clone(),
                 vec![int("transB", 1)],
             ),
-            (_, Layer::Dropout(_)) => node(name, "Dropout", vec![prev.clone()], out.clone(), vec![]),
+            (_, Layer::Dropout(_)) => {
+                node(name, "Dropout", vec![prev.clone()], out.clone(), vec![])
+            }
             // tch's batch_norm2d default epsilon.
             (_, Layer::BatchNorm(_)) => node(
                 name,
                 "BatchNormalization",
-                vec![prev.clone(), p("weight"), p("bias"), p("running_mean"), p("running_var")],
+                vec![
+                    prev.clone(),
+                    p("weight"),
+                    p("bias"),
+                    p("running_mean"),
+                    p("running_var"),
+                ],
                 out.clone(),
                 vec![float("epsilon", 1e-5)],
             ),
             (_, Layer::GlobalAvgPool) => {
                 let pooled = format!("{i}.pooled");
-                nodes.push(node(format!("{name}.pool"), "GlobalAveragePool", vec![prev.clone()], pooled.clone(), vec![]));
-                node(name, "Flatten", vec![pooled], out.clone(), vec![int("axis", 1)])
+                nodes.push(node(
+                    format!("{name}.pool"),
+                    "GlobalAveragePool",
+                    vec![prev.clone()],
+                    pooled.clone(),
+                    vec![],
+                ));
+                node(
+                    name,
+                    "Flatten",
+                    vec![pooled],
+                    out.clone(),
+                    vec![int("axis", 1)],
+                )
             }
             (s, l) => {
                 return Err(Error::Other(format!(
@@ -166,13 +203,22 @@ pub fn export_native(model: &NativeCnn, path: &Path) -> Result<()> {
         prev = out;
     }
     // The last value is renamed `logits` through an Identity, so the output name is stable.
-    nodes.push(node("logits".into(), "Identity", vec![prev], "logits".into(), vec![]));
+    nodes.push(node(
+        "logits".into(),
+        "Identity",
+        vec![prev],
+        "logits".into(),
+        vec![],
+    ));
     let inp = &model.input;
     let graph = GraphProto {
         name: "tumor-audit native CNN".into(),
         node: nodes,
         initializer,
-        input: vec![value_info("input", &[None, Some(inp.channels), Some(inp.size), Some(inp.size)])],
+        input: vec![value_info(
+            "input",
+            &[None, Some(inp.channels), Some(inp.size), Some(inp.size)],
+        )],
         output: vec![value_info("logits", &[None, Some(inp.classes)])],
         ..Default::default()
     };
@@ -192,7 +238,9 @@ pub fn export_native(model: &NativeCnn, path: &Path) -> Result<()> {
         .write_to_bytes()
         .map_err(|e| Error::Other(format!("cannot encode the ONNX model: {e}")))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     }
-    std::fs::write(path, bytes).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    std::fs::write(path, bytes)
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }

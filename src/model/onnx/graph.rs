@@ -190,7 +190,8 @@ impl Graph {
             .unwrap_or(1);
         let mut initializers = HashMap::new();
         for t in &graph.initializer {
-            let tensor = tensor_from_proto(t).map_err(|m| err(format!("initialiser `{}`: {m}", t.name)))?;
+            let tensor =
+                tensor_from_proto(t).map_err(|m| err(format!("initialiser `{}`: {m}", t.name)))?;
             initializers.insert(t.name.clone(), tensor);
         }
         if !graph.sparse_initializer.is_empty() {
@@ -207,7 +208,11 @@ impl Graph {
                 return Err(err(format!(
                     "expected one image input, found {} ({})",
                     other.len(),
-                    other.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                    other
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )))
             }
         };
@@ -217,7 +222,11 @@ impl Graph {
                 return Err(err(format!(
                     "expected one output (the class scores), found {} ({})",
                     other.len(),
-                    other.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")
+                    other
+                        .iter()
+                        .map(|o| o.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )))
             }
         };
@@ -229,7 +238,9 @@ impl Graph {
             } else {
                 n.name.clone()
             };
-            if !(n.domain.is_empty() || n.domain == "ai.onnx") || !SUPPORTED_OPS.contains(&n.op_type.as_str()) {
+            if !(n.domain.is_empty() || n.domain == "ai.onnx")
+                || !SUPPORTED_OPS.contains(&n.op_type.as_str())
+            {
                 let op = if n.domain.is_empty() {
                     n.op_type.clone()
                 } else {
@@ -247,20 +258,28 @@ impl Graph {
                     Ok(AttributeType::INTS) => Attr::Ints(a.ints.clone()),
                     Ok(AttributeType::FLOAT) => Attr::Float(a.f),
                     Ok(AttributeType::FLOATS) => Attr::Floats(a.floats.clone()),
-                    Ok(AttributeType::STRING) => Attr::Str(String::from_utf8_lossy(&a.s).into_owned()),
+                    Ok(AttributeType::STRING) => {
+                        Attr::Str(String::from_utf8_lossy(&a.s).into_owned())
+                    }
                     Ok(AttributeType::TENSOR) => {
                         let t = a.t.as_ref().ok_or_else(|| {
-                            err(format!("{} node `{name}`: attribute `{}` has no tensor", n.op_type, a.name))
+                            err(format!(
+                                "{} node `{name}`: attribute `{}` has no tensor",
+                                n.op_type, a.name
+                            ))
                         })?;
                         Attr::Tensor(tensor_from_proto(t).map_err(|m| {
-                            err(format!("{} node `{name}`: attribute `{}`: {m}", n.op_type, a.name))
+                            err(format!(
+                                "{} node `{name}`: attribute `{}`: {m}",
+                                n.op_type, a.name
+                            ))
                         })?)
                     }
                     _ => {
                         return Err(err(format!(
-                            "{} node `{name}`: attribute `{}` has a type the importer does not read",
-                            n.op_type, a.name
-                        )))
+                        "{} node `{name}`: attribute `{}` has a type the importer does not read",
+                        n.op_type, a.name
+                    )))
                     }
                 };
                 attrs.insert(a.name.clone(), v);
@@ -309,7 +328,8 @@ impl Graph {
                     )));
                 }
             }
-            super::ops::check_node(n, self.opset).map_err(|m| err(format!("{}: {m}", n.label())))?;
+            super::ops::check_node(n, self.opset)
+                .map_err(|m| err(format!("{}: {m}", n.label())))?;
             // Secondary outputs (Dropout's mask, MaxPool's indices, BatchNorm's training stats) are
             // not computed: a graph that reads one is refused.
             for extra in n.outputs.iter().skip(1).filter(|o| !o.is_empty()) {
@@ -385,7 +405,8 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
     let dims: Vec<i64> = t.dims.clone();
     let n: i64 = dims.iter().product();
     let raw = &t.raw_data;
-    let dt = DataType::from_i32(t.data_type).ok_or_else(|| format!("unknown data type {}", t.data_type))?;
+    let dt = DataType::from_i32(t.data_type)
+        .ok_or_else(|| format!("unknown data type {}", t.data_type))?;
     let from_raw = |size: usize| -> std::result::Result<(), String> {
         if raw.len() != n as usize * size {
             return Err(format!(
@@ -405,7 +426,9 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
         DataType::FLOAT => {
             let v: Vec<f32> = if !raw.is_empty() {
                 from_raw(4)?;
-                raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
             } else {
                 t.float_data.clone()
             };
@@ -414,7 +437,9 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
         DataType::DOUBLE => {
             let v: Vec<f64> = if !raw.is_empty() {
                 from_raw(8)?;
-                raw.chunks_exact(8).map(|c| f64::from_le_bytes(le(c))).collect()
+                raw.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(le(c)))
+                    .collect()
             } else {
                 t.double_data.clone()
             };
@@ -423,23 +448,38 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
         DataType::FLOAT16 | DataType::BFLOAT16 => {
             let bits: Vec<i16> = if !raw.is_empty() {
                 from_raw(2)?;
-                raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()
+                raw.chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect()
             } else {
                 t.int32_data.iter().map(|&v| v as u16 as i16).collect()
             };
-            let kind = if dt == DataType::FLOAT16 { Kind::Half } else { Kind::BFloat16 };
-            Tensor::from_slice(&bits).view_dtype(kind).to_kind(Kind::Float)
+            let kind = if dt == DataType::FLOAT16 {
+                Kind::Half
+            } else {
+                Kind::BFloat16
+            };
+            Tensor::from_slice(&bits)
+                .view_dtype(kind)
+                .to_kind(Kind::Float)
         }
         DataType::INT64 => {
             let v: Vec<i64> = if !raw.is_empty() {
                 from_raw(8)?;
-                raw.chunks_exact(8).map(|c| i64::from_le_bytes(le(c))).collect()
+                raw.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(le(c)))
+                    .collect()
             } else {
                 t.int64_data.clone()
             };
             Tensor::from_slice(&v)
         }
-        DataType::INT32 | DataType::INT16 | DataType::INT8 | DataType::UINT8 | DataType::UINT16 | DataType::BOOL => {
+        DataType::INT32
+        | DataType::INT16
+        | DataType::INT8
+        | DataType::UINT8
+        | DataType::UINT16
+        | DataType::BOOL => {
             let size = match dt {
                 DataType::INT32 => 4,
                 DataType::INT16 | DataType::UINT16 => 2,

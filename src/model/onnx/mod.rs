@@ -120,7 +120,13 @@ impl OnnxModel {
     /// Loads `path` for data of shape `input` (channels, size, classes), with the graph's input
     /// layout `layout` (`auto` reads it from the declared input shape). Runs the checks described
     /// in the module notes on a probe batch of 1 and of `batch` images.
-    pub fn load(path: &Path, input: InputSpec, layout: &str, device: Device, batch: i64) -> Result<OnnxModel> {
+    pub fn load(
+        path: &Path,
+        input: InputSpec,
+        layout: &str,
+        device: Device,
+        batch: i64,
+    ) -> Result<OnnxModel> {
         let err = |m: String| model_err(path, m);
         if !path.exists() {
             return Err(err("ONNX file not found".into()));
@@ -192,10 +198,10 @@ impl OnnxModel {
         let mut output = g.output_name.clone();
         // A final Softmax (possibly behind Identity nodes) is removed: the maps explain its input.
         let mut removed_softmax = None;
-        loop {
-            let Some(i) = nodes.iter().rposition(|n| n.outputs.first() == Some(&output)) else {
-                break;
-            };
+        while let Some(i) = nodes
+            .iter()
+            .rposition(|n| n.outputs.first() == Some(&output))
+        {
             let n = &nodes[i];
             let only_reader = !nodes.iter().any(|m| m.inputs.contains(&output));
             if !only_reader {
@@ -224,7 +230,12 @@ impl OnnxModel {
                 needed.extend(n.inputs.iter().filter(|s| !s.is_empty()).cloned());
             }
         }
-        let nodes: Vec<Node> = nodes.into_iter().zip(keep).filter(|(_, k)| *k).map(|(n, _)| n).collect();
+        let nodes: Vec<Node> = nodes
+            .into_iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(n, _)| n)
+            .collect();
         let mut dynamic = HashSet::from([g.input_name.clone()]);
         for n in &nodes {
             if n.inputs.iter().any(|i| dynamic.contains(i)) {
@@ -358,15 +369,16 @@ impl OnnxModel {
                 env.get(name)
                     .or_else(|| self.params.get(name))
                     .map(|t| Some(t.shallow_clone()))
-                    .ok_or_else(|| Error::Other(format!("{}: value `{name}` is not available", n.label())))
+                    .ok_or_else(|| {
+                        Error::Other(format!("{}: value `{name}` is not available", n.label()))
+                    })
             })
             .collect()
     }
 
     fn run_node(&self, n: &Node, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
-        ops::run(n, inputs, self.opset).map_err(|m| {
-            Error::Other(format!("ONNX {} ({}): {m}", n.label(), self.path.display()))
-        })
+        ops::run(n, inputs, self.opset)
+            .map_err(|m| Error::Other(format!("ONNX {} ({}): {m}", n.label(), self.path.display())))
     }
 
     /// Plain forward, calling `seen(value, tensor)` for each node output. Values are freed after
@@ -393,7 +405,11 @@ impl OnnxModel {
 
     /// Runs `f` on the whole batch, or image by image for a graph with a fixed batch of 1, and
     /// concatenates the results along the batch.
-    fn per_batch(&self, x: &Tensor, f: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    fn per_batch(
+        &self,
+        x: &Tensor,
+        f: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         if !self.single_image || x.size()[0] == 1 {
             return f(x);
         }
@@ -439,9 +455,9 @@ impl OnnxModel {
             inputs_all.push(inputs);
             outputs_all.push(outs);
         }
-        let logits = env
-            .remove(&self.output)
-            .ok_or_else(|| Error::Other(format!("the output `{}` was not computed", self.output)))?;
+        let logits = env.remove(&self.output).ok_or_else(|| {
+            Error::Other(format!("the output `{}` was not computed", self.output))
+        })?;
         Ok(Tape {
             inputs: inputs_all,
             outputs: outputs_all,
@@ -469,10 +485,11 @@ impl OnnxModel {
                 env.insert(name.clone(), t);
             }
         }
-        let leaf = leaf.ok_or_else(|| Error::Other(format!("value `{cut}` is not computed by the graph")))?;
-        let logits = env
-            .remove(&self.output)
-            .ok_or_else(|| Error::Other(format!("the output `{}` was not computed", self.output)))?;
+        let leaf = leaf
+            .ok_or_else(|| Error::Other(format!("value `{cut}` is not computed by the graph")))?;
+        let logits = env.remove(&self.output).ok_or_else(|| {
+            Error::Other(format!("the output `{}` was not computed", self.output))
+        })?;
         Ok((leaf, logits))
     }
 
@@ -486,18 +503,28 @@ impl OnnxModel {
         for n in &self.nodes {
             let out = &n.outputs[0];
             let is = match n.op.as_str() {
-                "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "BatchNormalization" | "Resize" | "Upsample" => true,
-                "Relu" | "Clip" | "LeakyRelu" | "Elu" | "Selu" | "Sigmoid" | "Tanh" | "HardSwish" | "HardSigmoid"
-                | "Identity" | "Dropout" | "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" | "Mean"
-                | "Concat" | "Pad" => n
-                    .inputs
-                    .iter()
-                    .filter(|i| self.dynamic.contains(*i) && self.shapes.get(*i).is_some_and(|s| s.len() == 4))
-                    .all(|i| nchw.contains(i))
-                    && n.inputs.iter().any(|i| nchw.contains(i)),
+                "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "BatchNormalization"
+                | "Resize" | "Upsample" => true,
+                "Relu" | "Clip" | "LeakyRelu" | "Elu" | "Selu" | "Sigmoid" | "Tanh"
+                | "HardSwish" | "HardSigmoid" | "Identity" | "Dropout" | "Add" | "Sub" | "Mul"
+                | "Div" | "Max" | "Min" | "Sum" | "Mean" | "Concat" | "Pad" => {
+                    n.inputs
+                        .iter()
+                        .filter(|i| {
+                            self.dynamic.contains(*i)
+                                && self.shapes.get(*i).is_some_and(|s| s.len() == 4)
+                        })
+                        .all(|i| nchw.contains(i))
+                        && n.inputs.iter().any(|i| nchw.contains(i))
+                }
                 _ => false,
             };
-            if is && self.shapes.get(out).is_some_and(|s| s.len() == 4 && s[2] * s[3] > 1) {
+            if is
+                && self
+                    .shapes
+                    .get(out)
+                    .is_some_and(|s| s.len() == 4 && s[2] * s[3] > 1)
+            {
                 nchw.insert(out.clone());
             }
         }
@@ -538,19 +565,38 @@ impl OnnxModel {
         let i = self
             .nodes
             .iter()
-            .rposition(|n| (n.op == "Conv" || n.op == "ConvTranspose") && spatial.contains(&n.outputs[0]))
+            .rposition(|n| {
+                (n.op == "Conv" || n.op == "ConvTranspose") && spatial.contains(&n.outputs[0])
+            })
             .ok_or_else(|| Error::Unsupported {
                 method: "Grad-CAM".into(),
-                reason: format!("{} has no convolution with a spatial output", self.path.display()),
+                reason: format!(
+                    "{} has no convolution with a spatial output",
+                    self.path.display()
+                ),
             })?;
         let mut value = self.nodes[i].outputs[0].clone();
         loop {
-            let readers: Vec<&Node> = self.nodes.iter().filter(|n| n.inputs.contains(&value)).collect();
+            let readers: Vec<&Node> = self
+                .nodes
+                .iter()
+                .filter(|n| n.inputs.contains(&value))
+                .collect();
             match readers.as_slice() {
                 [n] if matches!(
                     n.op.as_str(),
-                    "Relu" | "Clip" | "LeakyRelu" | "Elu" | "Selu" | "Sigmoid" | "Tanh" | "HardSwish"
-                        | "BatchNormalization" | "Add" | "Identity" | "Dropout"
+                    "Relu"
+                        | "Clip"
+                        | "LeakyRelu"
+                        | "Elu"
+                        | "Selu"
+                        | "Sigmoid"
+                        | "Tanh"
+                        | "HardSwish"
+                        | "BatchNormalization"
+                        | "Add"
+                        | "Identity"
+                        | "Dropout"
                 ) && spatial.contains(&n.outputs[0]) =>
                 {
                     value = n.outputs[0].clone()
@@ -574,7 +620,11 @@ impl OnnxModel {
     /// initialiser (with the bias of an Add that directly follows a MatMul, as Keras' Dense exports),
     /// batch norms.
     pub fn param_units(&self) -> Vec<ParamUnit> {
-        let p = |i: usize, n: &Node| n.input(i).filter(|s| self.params.contains_key(*s)).map(str::to_string);
+        let p = |i: usize, n: &Node| {
+            n.input(i)
+                .filter(|s| self.params.contains_key(*s))
+                .map(str::to_string)
+        };
         let mut units = Vec::new();
         for (idx, n) in self.nodes.iter().enumerate() {
             let mut params = Vec::new();
@@ -599,8 +649,11 @@ impl OnnxModel {
                             let bias = if n.op == "Gemm" {
                                 p(2, n)
                             } else {
-                                let readers: Vec<&Node> =
-                                    self.nodes.iter().filter(|m| m.inputs.contains(&n.outputs[0])).collect();
+                                let readers: Vec<&Node> = self
+                                    .nodes
+                                    .iter()
+                                    .filter(|m| m.inputs.contains(&n.outputs[0]))
+                                    .collect();
                                 match readers.as_slice() {
                                     [a] if a.op == "Add" => a
                                         .inputs
@@ -617,7 +670,12 @@ impl OnnxModel {
                     }
                 }
                 "BatchNormalization" => {
-                    let roles = [ParamRole::Scale, ParamRole::Zero, ParamRole::Zero, ParamRole::One];
+                    let roles = [
+                        ParamRole::Scale,
+                        ParamRole::Zero,
+                        ParamRole::Zero,
+                        ParamRole::One,
+                    ];
                     for (k, role) in roles.into_iter().enumerate() {
                         if let Some(t) = p(k + 1, n) {
                             params.push((t, role));
@@ -684,10 +742,18 @@ impl OnnxModel {
             "ONNX {} (opset {}, {}; {} nodes, {convs} conv; input {}{grey}; {softmax}{})",
             self.path.display(),
             self.opset,
-            if self.producer.is_empty() { "unknown producer" } else { &self.producer },
+            if self.producer.is_empty() {
+                "unknown producer"
+            } else {
+                &self.producer
+            },
             self.nodes.len(),
             self.layout.name(),
-            if self.single_image { "; fixed batch of 1" } else { "" }
+            if self.single_image {
+                "; fixed batch of 1"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -718,7 +784,10 @@ fn detect_layout(g: &Graph) -> Option<Layout> {
     if d[1].is_some() && d[1] == d[2] && d[3] != d[2] {
         return Some(Layout::Nhwc);
     }
-    let first = g.nodes.iter().find(|n| n.inputs.first() == Some(&g.input_name))?;
+    let first = g
+        .nodes
+        .iter()
+        .find(|n| n.inputs.first() == Some(&g.input_name))?;
     match (first.op.as_str(), first.ints("perm")) {
         ("Transpose", Some([0, 3, 1, 2])) => Some(Layout::Nhwc),
         ("Conv", _) => Some(Layout::Nchw),

@@ -28,12 +28,7 @@ fn first_line(s: &str) -> String {
 
 /// Integer values of a (small, shape-like) tensor.
 pub fn ints_of(t: &Tensor) -> R<Vec<i64>> {
-    Vec::<i64>::try_from(
-        t.to_kind(Kind::Int64)
-            .to_device(Device::Cpu)
-            .flatten(0, -1),
-    )
-    .m()
+    Vec::<i64>::try_from(t.to_kind(Kind::Int64).to_device(Device::Cpu).flatten(0, -1)).m()
 }
 
 fn floats_of(t: &Tensor) -> R<Vec<f64>> {
@@ -78,21 +73,29 @@ pub fn check_node(n: &Node, opset: i64) -> R<()> {
         "Pad" => {
             let mode = n.string("mode", "constant");
             if !["constant", "reflect", "edge"].contains(&mode.as_str()) {
-                return Err(format!("mode `{mode}` is not supported (constant, reflect, edge)"));
+                return Err(format!(
+                    "mode `{mode}` is not supported (constant, reflect, edge)"
+                ));
             }
         }
         "Cast" => {
             cast_kind(n.int("to", 1))?;
         }
-        "Constant" => {
-            if !["value", "value_float", "value_floats", "value_int", "value_ints"]
-                .iter()
-                .any(|k| n.attrs.contains_key(*k))
-            {
-                return Err("no supported value attribute (value, value_float(s), value_int(s))".into());
-            }
+        "Constant"
+            if ![
+                "value",
+                "value_float",
+                "value_floats",
+                "value_int",
+                "value_ints",
+            ]
+            .iter()
+            .any(|k| n.attrs.contains_key(*k)) =>
+        {
+            return Err(
+                "no supported value attribute (value, value_float(s), value_int(s))".into(),
+            );
         }
-        "Softmax" | "LogSoftmax" | "Flatten" | "Concat" | "Gather" => {}
         _ => {}
     }
     Ok(())
@@ -105,8 +108,14 @@ pub enum Interp {
     Nearest,
     /// `src = floor((dst + 0.5) / scale)`: ONNX half_pixel + round_prefer_ceil, torch `nearest-exact`.
     NearestExact,
-    Bilinear { align_corners: bool, antialias: bool },
-    Bicubic { align_corners: bool, antialias: bool },
+    Bilinear {
+        align_corners: bool,
+        antialias: bool,
+    },
+    Bicubic {
+        align_corners: bool,
+        antialias: bool,
+    },
 }
 
 fn resize_mode(n: &Node, opset: i64) -> R<Interp> {
@@ -127,7 +136,11 @@ fn resize_mode(n: &Node, opset: i64) -> R<Interp> {
         "nearest" => {
             let nm = n.string(
                 "nearest_mode",
-                if n.op == "Upsample" || opset < 11 { "floor" } else { "round_prefer_floor" },
+                if n.op == "Upsample" || opset < 11 {
+                    "floor"
+                } else {
+                    "round_prefer_floor"
+                },
             );
             match (ct.as_str(), nm.as_str()) {
                 ("asymmetric", "floor") => Interp::Nearest,
@@ -146,7 +159,9 @@ fn resize_mode(n: &Node, opset: i64) -> R<Interp> {
         "cubic" | "bicubic" if half || ct == "align_corners" => {
             let a = n.float("cubic_coeff_a", -0.75);
             if (a + 0.75).abs() > 1e-6 {
-                return Err(format!("cubic_coeff_a {a} is not supported (libtorch uses -0.75)"));
+                return Err(format!(
+                    "cubic_coeff_a {a} is not supported (libtorch uses -0.75)"
+                ));
             }
             Interp::Bicubic {
                 align_corners: ct == "align_corners",
@@ -177,14 +192,21 @@ fn cast_kind(to: i64) -> R<Kind> {
 }
 
 /// Pads for the two spatial axes as (top, left, bottom, right), from `pads` or `auto_pad`.
-fn spatial_pads(n: &Node, input: [i64; 2], kernel: [i64; 2], stride: [i64; 2], dil: [i64; 2]) -> [i64; 4] {
+fn spatial_pads(
+    n: &Node,
+    input: [i64; 2],
+    kernel: [i64; 2],
+    stride: [i64; 2],
+    dil: [i64; 2],
+) -> [i64; 4] {
     match n.string("auto_pad", "NOTSET").as_str() {
         "VALID" => [0; 4],
         auto @ ("SAME_UPPER" | "SAME_LOWER") => {
             let mut p = [0i64; 4];
             for a in 0..2 {
                 let out = (input[a] + stride[a] - 1) / stride[a];
-                let total = ((out - 1) * stride[a] + (kernel[a] - 1) * dil[a] + 1 - input[a]).max(0);
+                let total =
+                    ((out - 1) * stride[a] + (kernel[a] - 1) * dil[a] + 1 - input[a]).max(0);
                 let small = total / 2;
                 let (begin, end) = if auto == "SAME_UPPER" {
                     (small, total - small)
@@ -269,7 +291,11 @@ fn binary(n: &Node, a: &Tensor, b: &Tensor) -> R<Tensor> {
         (false, true) => (a.to_kind(b.kind()), b.shallow_clone()),
         _ => (a.shallow_clone(), b.shallow_clone()),
     };
-    let dev = if a.device() != Device::Cpu { a.device() } else { b.device() };
+    let dev = if a.device() != Device::Cpu {
+        a.device()
+    } else {
+        b.device()
+    };
     let (a, b) = (a.to_device(dev), b.to_device(dev));
     match n.op.as_str() {
         "Add" => a.f_add(&b).m(),
@@ -331,7 +357,9 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
                 )
             } else {
                 let bound = |i: usize| -> R<Option<f64>> {
-                    opt(inputs, i).map(|t| floats_of(t).map(|v| v[0])).transpose()
+                    opt(inputs, i)
+                        .map(|t| floats_of(t).map(|v| v[0]))
+                        .transpose()
                 };
                 (bound(1)?, bound(2)?)
             };
@@ -382,7 +410,7 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
                 acc = binary(&node, &acc, get(inputs, i, n)?)?;
             }
             if n.op == "Mean" {
-                acc = acc / inputs.len() as f64;
+                acc /= inputs.len() as f64;
             }
             one(acc)
         }
@@ -403,7 +431,9 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
                 // Asymmetric padding (SAME with an even total from Keras/TF): pad explicitly.
                 (x.constant_pad_nd(torch_pads(p)), [0, 0])
             };
-            one(x.f_conv2d(&w, b.as_ref(), stride, pad, dil, n.int("group", 1)).m()?)
+            one(x
+                .f_conv2d(&w, b.as_ref(), stride, pad, dil, n.int("group", 1))
+                .m()?)
         }
         "ConvTranspose" => {
             let x = x()?;
@@ -443,9 +473,11 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
                     crop = [v[0], v[1], v[2], v[3]];
                 }
             }
-            one(full
-                .narrow(2, crop[0], fs[2] - crop[0] - crop[2])
-                .narrow(3, crop[1], fs[3] - crop[1] - crop[3]))
+            one(full.narrow(2, crop[0], fs[2] - crop[0] - crop[2]).narrow(
+                3,
+                crop[1],
+                fs[3] - crop[1] - crop[3],
+            ))
         }
         "BatchNormalization" => {
             let x = x()?;
@@ -473,15 +505,13 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
             let ceil = n.int("ceil_mode", 0) != 0;
             let s = x.size();
             let p = spatial_pads(n, [s[2], s[3]], kernel, stride, dil);
-            let symmetric = p[0] == p[2] && p[1] == p[3] && p[0] * 2 <= kernel[0] && p[1] * 2 <= kernel[1];
+            let symmetric =
+                p[0] == p[2] && p[1] == p[3] && p[0] * 2 <= kernel[0] && p[1] * 2 <= kernel[1];
             if n.op == "MaxPool" {
                 let (x, pad) = if symmetric {
                     (x.shallow_clone(), [p[0], p[1]])
                 } else {
-                    (
-                        x.pad(torch_pads(p), "constant", f64::NEG_INFINITY),
-                        [0, 0],
-                    )
+                    (x.pad(torch_pads(p), "constant", f64::NEG_INFINITY), [0, 0])
                 };
                 return one(x.f_max_pool2d(kernel, stride, pad, dil, ceil).m()?);
             }
@@ -497,7 +527,9 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
             // Asymmetric pads: the sum over the zero-padded input divided by the number of real
             // pixels in each window (or the full window with count_include_pad).
             let padded = x.constant_pad_nd(torch_pads(p));
-            let sum = padded.f_avg_pool2d(kernel, stride, [0, 0], ceil, true, 1).m()?;
+            let sum = padded
+                .f_avg_pool2d(kernel, stride, [0, 0], ceil, true, 1)
+                .m()?;
             let count = if include {
                 (kernel[0] * kernel[1]) as f64
             } else {
@@ -537,7 +569,11 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
             let rank = ts.first().map(|t| t.dim() as i64).unwrap_or(1);
             let a = axis(n.int("axis", 0), rank);
             // Shape pieces may mix kinds/devices (a constant and a computed dimension).
-            let dev = ts.iter().map(|t| t.device()).find(|d| *d != Device::Cpu).unwrap_or(Device::Cpu);
+            let dev = ts
+                .iter()
+                .map(|t| t.device())
+                .find(|d| *d != Device::Cpu)
+                .unwrap_or(Device::Cpu);
             let float = ts.iter().any(|t| t.is_floating_point());
             let ts: Vec<Tensor> = ts
                 .iter()
@@ -568,7 +604,9 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
             if !allow_zero {
                 for (i, d) in shape.iter_mut().enumerate() {
                     if *d == 0 {
-                        *d = *s.get(i).ok_or("a 0 in the shape has no input dimension to copy")?;
+                        *d = *s
+                            .get(i)
+                            .ok_or("a 0 in the shape has no input dimension to copy")?;
                     }
                 }
             }
@@ -616,17 +654,25 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
         "Gemm" => {
             let a = x()?;
             let b = on(a, get(inputs, 1, n)?);
-            let a = if n.int("transA", 0) != 0 { a.tr() } else { a.shallow_clone() };
+            let a = if n.int("transA", 0) != 0 {
+                a.tr()
+            } else {
+                a.shallow_clone()
+            };
             let b = if n.int("transB", 0) != 0 { b.tr() } else { b };
             let mut y = a.f_matmul(&b).m()?;
             let alpha = n.float("alpha", 1.0) as f64;
             if alpha != 1.0 {
-                y = y * alpha;
+                y *= alpha;
             }
             if let Some(c) = opt(inputs, 2) {
                 let beta = n.float("beta", 1.0) as f64;
                 let c = on(&y, c);
-                y = if beta == 1.0 { y.f_add(&c).m()? } else { y.f_add(&(c * beta)).m()? };
+                y = if beta == 1.0 {
+                    y.f_add(&c).m()?
+                } else {
+                    y.f_add(&(c * beta)).m()?
+                };
             }
             one(y)
         }
@@ -643,7 +689,9 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
                     n.float("value", 0.0) as f64,
                 )
             } else {
-                let v = opt(inputs, 2).map(|t| floats_of(t).map(|v| v.first().copied().unwrap_or(0.0))).transpose()?;
+                let v = opt(inputs, 2)
+                    .map(|t| floats_of(t).map(|v| v.first().copied().unwrap_or(0.0)))
+                    .transpose()?;
                 (ints_of(get(inputs, 1, n)?)?, v.unwrap_or(0.0))
             };
             // `pads` = [begin of each axis..., end of each axis...] over `axes` (default all).
@@ -661,7 +709,10 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
             }
             // libtorch wants (last begin, last end, second-to-last begin, ...), trimmed to the
             // padded trailing axes.
-            let first = per_axis.iter().position(|p| *p != (0, 0)).unwrap_or(rank as usize);
+            let first = per_axis
+                .iter()
+                .position(|p| *p != (0, 0))
+                .unwrap_or(rank as usize);
             let mut tp = Vec::new();
             for p in per_axis[first..].iter().rev() {
                 tp.push(p.0);
@@ -722,18 +773,26 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
             one(match interp {
                 Interp::Nearest => x.f_upsample_nearest2d(out, sh, sw).m()?,
                 Interp::NearestExact => x.f_internal_upsample_nearest_exact2d(out, sh, sw).m()?,
-                Interp::Bilinear { align_corners, antialias: false } => {
-                    x.f_upsample_bilinear2d(out, align_corners, sh, sw).m()?
-                }
-                Interp::Bilinear { align_corners, antialias: true } => {
-                    x.f_internal_upsample_bilinear2d_aa(out, align_corners, sh, sw).m()?
-                }
-                Interp::Bicubic { align_corners, antialias: false } => {
-                    x.f_upsample_bicubic2d(out, align_corners, sh, sw).m()?
-                }
-                Interp::Bicubic { align_corners, antialias: true } => {
-                    x.f_internal_upsample_bicubic2d_aa(out, align_corners, sh, sw).m()?
-                }
+                Interp::Bilinear {
+                    align_corners,
+                    antialias: false,
+                } => x.f_upsample_bilinear2d(out, align_corners, sh, sw).m()?,
+                Interp::Bilinear {
+                    align_corners,
+                    antialias: true,
+                } => x
+                    .f_internal_upsample_bilinear2d_aa(out, align_corners, sh, sw)
+                    .m()?,
+                Interp::Bicubic {
+                    align_corners,
+                    antialias: false,
+                } => x.f_upsample_bicubic2d(out, align_corners, sh, sw).m()?,
+                Interp::Bicubic {
+                    align_corners,
+                    antialias: true,
+                } => x
+                    .f_internal_upsample_bicubic2d_aa(out, align_corners, sh, sw)
+                    .m()?,
             })
         }
         "Constant" => {
@@ -756,7 +815,11 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
         "ConstantOfShape" => {
             let shape = ints_of(x()?)?;
             let t = match n.attrs.get("value") {
-                Some(Attr::Tensor(v)) => v.flatten(0, -1).get(0).expand(shape.as_slice(), false).contiguous(),
+                Some(Attr::Tensor(v)) => v
+                    .flatten(0, -1)
+                    .get(0)
+                    .expand(shape.as_slice(), false)
+                    .contiguous(),
                 _ => Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu)),
             };
             one(t)
@@ -817,8 +880,13 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
                     // Backwards (a reversal, as exporters write for reflect padding): start clamped
                     // to [0, dim - 1], end to [-1, dim - 1], elements start, start + step, ... > end.
                     let s = wrap(starts[j]).clamp(0, dim - 1);
-                    let e = if ends[j] < -dim { -1 } else { wrap(ends[j]).clamp(-1, dim - 1) };
-                    let idx: Vec<i64> = (0..).map(|k| s + k * step).take_while(|&i| i > e).collect();
+                    let e = if ends[j] < -dim {
+                        -1
+                    } else {
+                        wrap(ends[j]).clamp(-1, dim - 1)
+                    };
+                    let idx: Vec<i64> =
+                        (0..).map(|k| s + k * step).take_while(|&i| i > e).collect();
                     let idx = Tensor::from_slice(&idx).to_device(out.device());
                     out = out.f_index_select(a, &idx).m()?;
                 } else {
@@ -836,8 +904,16 @@ pub fn run(n: &Node, inputs: &[Option<Tensor>], opset: i64) -> R<Vec<Tensor>> {
             let rank = xs.len().max(shape.len());
             let mut target = vec![1i64; rank];
             for i in 0..rank {
-                let a = if i + xs.len() >= rank { xs[i + xs.len() - rank] } else { 1 };
-                let b = if i + shape.len() >= rank { shape[i + shape.len() - rank] } else { 1 };
+                let a = if i + xs.len() >= rank {
+                    xs[i + xs.len() - rank]
+                } else {
+                    1
+                };
+                let b = if i + shape.len() >= rank {
+                    shape[i + shape.len() - rank]
+                } else {
+                    1
+                };
                 target[i] = if a == 1 { b } else { a };
             }
             one(x.f_expand(target.as_slice(), false).m()?)
