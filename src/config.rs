@@ -61,6 +61,27 @@ pub struct ModelConfig {
     pub weights: PathBuf,
     /// A TorchScript module (`.pt`) to audit instead of the native CNN.
     pub torchscript: Option<PathBuf>,
+    /// An ONNX model (`.onnx`, e.g. Keras through tf2onnx or PyTorch through torch.onnx.export) to
+    /// audit instead of the native CNN; every method and the sanity check run on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<PathBuf>,
+    /// Axis order of the ONNX model's image input: `auto` (from its declared shape), `nchw`, `nhwc`.
+    #[serde(skip_serializing_if = "is_auto")]
+    pub onnx_layout: String,
+}
+
+fn is_auto(s: &str) -> bool {
+    s == "auto"
+}
+
+impl ModelConfig {
+    /// The file holding the model under audit: the ONNX or TorchScript file, else the weights.
+    pub fn file(&self) -> &Path {
+        self.onnx
+            .as_deref()
+            .or(self.torchscript.as_deref())
+            .unwrap_or(&self.weights)
+    }
 }
 
 impl Default for ModelConfig {
@@ -70,6 +91,8 @@ impl Default for ModelConfig {
             layers: Vec::new(),
             weights: PathBuf::from("models/cnn128-br35h.safetensors"),
             torchscript: None,
+            onnx: None,
+            onnx_layout: "auto".into(),
         }
     }
 }
@@ -194,6 +217,21 @@ impl Settings {
         for (i, l) in self.model.layers.iter().enumerate() {
             l.validate()
                 .map_err(|m| Error::key(format!("model.layers[{i}]"), m))?;
+        }
+        if self.model.onnx.is_some() && self.model.torchscript.is_some() {
+            return Err(Error::key(
+                "model.onnx",
+                "model.onnx and model.torchscript are both set: choose one model",
+            ));
+        }
+        if !["auto", "nchw", "nhwc"].contains(&self.model.onnx_layout.as_str()) {
+            return Err(Error::key(
+                "model.onnx_layout",
+                format!(
+                    "`{}` is unknown: allowed auto, nchw, nhwc",
+                    self.model.onnx_layout
+                ),
+            ));
         }
         self.explain.validate()?;
         self.faithfulness.validate()?;

@@ -22,6 +22,10 @@ pub struct ImageConfig {
     pub standardize: bool,
     /// One grey channel instead of three RGB channels.
     pub grayscale: bool,
+    /// Resize filter: bilinear (default), bicubic (PIL's default), nearest, lanczos3. Left out of
+    /// the run's config snapshot at its default, so earlier runs keep their snapshot.
+    #[serde(default, skip_serializing_if = "ResizeFilter::is_default")]
+    pub resize: ResizeFilter,
 }
 
 impl ImageConfig {
@@ -48,11 +52,41 @@ pub struct Prepared {
     pub original_height: u32,
 }
 
-/// Mode conversion (L, RGB, RGBA, P all end up as 8-bit grey or RGB; alpha is dropped) and bilinear
-/// resize (TensorFlow's default resize method, which the notebook used).
+/// `données.image.resize`: the filter that brings an image to size x size. The model's own training
+/// pipeline decides: maps move measurably with the filter alone. Shrinking widens the filter to the
+/// scale (antialiased, as PIL does).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeFilter {
+    /// Bilinear (TensorFlow's default resize method, which the notebook used).
+    #[default]
+    Bilinear,
+    /// Bicubic (Catmull-Rom, a = -0.5): PIL's default for `Image.resize`.
+    Bicubic,
+    Nearest,
+    Lanczos3,
+}
+
+impl ResizeFilter {
+    pub fn is_default(&self) -> bool {
+        *self == ResizeFilter::default()
+    }
+
+    fn filter(self) -> FilterType {
+        match self {
+            ResizeFilter::Bilinear => FilterType::Triangle,
+            ResizeFilter::Bicubic => FilterType::CatmullRom,
+            ResizeFilter::Nearest => FilterType::Nearest,
+            ResizeFilter::Lanczos3 => FilterType::Lanczos3,
+        }
+    }
+}
+
+/// Mode conversion (L, RGB, RGBA, P all end up as 8-bit grey or RGB; alpha is dropped) and the
+/// resize of `données.image.resize` (bilinear by default).
 pub fn prepare(img: &DynamicImage, cfg: &ImageConfig) -> Prepared {
     let size = cfg.size;
-    let resized = img.resize_exact(size, size, FilterType::Triangle);
+    let resized = img.resize_exact(size, size, cfg.resize.filter());
     let grey_u8 = resized.to_luma8();
     let grey: Vec<f32> = grey_u8.as_raw().iter().map(|&v| v as f32 / 255.0).collect();
     let n = (size * size) as usize;

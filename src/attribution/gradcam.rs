@@ -47,6 +47,12 @@ pub fn gradcam(
     let t = Tensor::from_slice(&t).to_device(x.device());
     let score = logits.gather(1, &t.view([-1, 1]), false).sum(Kind::Float);
     let grads = Tensor::f_run_backward(&[&score], &[&acts], false, false)?.remove(0);
+    cam_maps(&acts, &grads, h, w)
+}
+
+/// The maps from the activations and their gradients: channel weights = spatial mean of the
+/// gradients, ReLU of the weighted sum, bicubic upsampling to h x w. Shared with the ONNX graph.
+pub(crate) fn cam_maps(acts: &Tensor, grads: &Tensor, h: i64, w: i64) -> Result<Vec<Vec<f32>>> {
     let weights = grads.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
     let cam = (weights * acts.detach())
         .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)

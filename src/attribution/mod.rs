@@ -15,6 +15,7 @@ use crate::model::Model;
 
 pub mod gradcam;
 pub mod gradient;
+pub mod onnx;
 pub mod perturbation;
 pub mod segment;
 pub mod subject;
@@ -140,6 +141,10 @@ pub struct GradCamConfig {
     /// Layer index in the layer list whose output is explained; `None` = the last conv layer (its
     /// ReLU output when a ReLU follows, as Keras' Conv2D(activation='relu')).
     pub layer: Option<usize>,
+    /// ONNX models: the node (or value) name whose output is explained; `None` = the last
+    /// convolution's output, through the activation / batch-norm / residual-add nodes that follow it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -543,6 +548,10 @@ pub fn explain(
     let mut segments = None;
     let map = match method {
         Method::Gradient => gradient::gradient(model, input.x, &[input.target])?.remove(0),
+        Method::GuidedBackprop if model.onnx().is_some() => {
+            let m = model.onnx().expect("matched");
+            onnx::guided_backprop(m, input.x, &[input.target])?.remove(0)
+        }
         Method::GuidedBackprop => {
             let native = model.native().ok_or_else(|| unsupported(method, "a TorchScript module is opaque: its ReLUs cannot be given the guided backward rule"))?;
             gradient::guided_backprop(native, input.x, &[input.target])?.remove(0)
@@ -572,6 +581,10 @@ pub fn explain(
                 cfg.batch_size,
                 &mut rng,
             )?
+        }
+        Method::Gradcam if model.onnx().is_some() => {
+            let m = model.onnx().expect("matched");
+            onnx::gradcam(m, input.x, &[input.target], cfg.gradcam.node.as_deref())?.remove(0)
         }
         Method::Gradcam => {
             let native = model.native().ok_or_else(|| unsupported(method, "a TorchScript module is opaque: its last convolutional layer cannot be reached"))?;

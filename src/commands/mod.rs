@@ -166,19 +166,28 @@ impl Context {
         self.settings.data.root.join(&self.settings.data.test_dir)
     }
 
-    /// The model file under audit: the TorchScript module when set, else the native weights.
+    /// The model file under audit: the ONNX or TorchScript file when set, else the native weights.
     pub fn model_path(&self) -> PathBuf {
-        self.settings
-            .model
-            .torchscript
-            .clone()
-            .unwrap_or_else(|| self.settings.model.weights.clone())
+        self.settings.model.file().to_path_buf()
     }
 
-    /// The model under audit: TorchScript when `model.torchscript` is set, else the native CNN with
-    /// its weights. Shape mismatches fail here, before any work.
+    /// The model under audit: ONNX when `model.onnx` is set, TorchScript when `model.torchscript`
+    /// is, else the native CNN with its weights. Shape mismatches fail here, before any work.
     pub fn load_model(&self) -> anyhow::Result<Model> {
         let spec = self.input_spec();
+        if let Some(path) = &self.settings.model.onnx {
+            let ex = &self.settings.explain;
+            let batch = ex.batch_size.max(ex.perturbation_batch_size) as i64;
+            let m = model::onnx::OnnxModel::load(
+                path,
+                spec,
+                &self.settings.model.onnx_layout,
+                self.device,
+                batch,
+            )?;
+            tracing::info!("{}", m.describe());
+            return Ok(Model::Onnx(Box::new(m)));
+        }
         let model = if let Some(ts) = &self.settings.model.torchscript {
             Model::load_torchscript(ts, spec)?
         } else {

@@ -58,13 +58,12 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     };
     let cfg = ctx.explain_config(&methods)?;
     let model = ctx.load_model()?;
-    let native = model.native().expect("TorchScript refused above");
     let picked = pick_images(&ctx, &model, &dir, args.images)?;
     let inputs: Vec<_> = picked
         .iter()
         .map(|p| p.subject.input(&p.id, &p.prep.grey))
         .collect();
-    let layers = sanity::cascade(native);
+    let layers = sanity::cascade_labels(&model)?;
     println!(
         "model randomisation of run {}: {} image(s), {} method(s), {} stages ({} parametrised layers, output first: {})",
         args.run,
@@ -72,15 +71,11 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
         methods.len(),
         layers.len() + 1,
         layers.len(),
-        layers
-            .iter()
-            .map(|&i| sanity::layer_label(native, i))
-            .collect::<Vec<_>>()
-            .join(", ")
+        layers.join(", ")
     );
     let pb = progress((layers.len() + 1) as u64, "sanity check", "stages");
-    let result = sanity::model_randomisation(
-        native,
+    let result = sanity::randomise(
+        &model,
         &cfg,
         &methods,
         &inputs,
@@ -94,7 +89,7 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
             &args.run,
             &cfg,
             &ctx.settings.faithfulness,
-            Some(&ctx.settings.model.weights),
+            Some(&ctx.model_path()),
             &dir,
             0,
         )?;

@@ -19,8 +19,8 @@ pub fn run(ctx: &Context, args: &TrainArgs) -> anyhow::Result<()> {
         .weights
         .clone()
         .unwrap_or_else(|| settings.model.weights.clone());
-    if settings.model.torchscript.is_some() {
-        bail!("model.torchscript is set: `train` trains the native CNN only");
+    if settings.model.torchscript.is_some() || settings.model.onnx.is_some() {
+        bail!("model.torchscript or model.onnx is set: `train` trains the native CNN only");
     }
     tch::manual_seed(settings.training.seed as i64);
     let tr = load_labelled(ctx, &root.join(&settings.data.train_dir), "training")?;

@@ -9,6 +9,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
+pub mod onnx;
 pub mod train;
 
 /// `model.architecture`: a preset layer list, or `custom` (the `model.layers` list).
@@ -643,6 +644,8 @@ pub enum Model {
         path: PathBuf,
         input: InputSpec,
     },
+    /// An ONNX graph run node by node on libtorch (see [`onnx`]).
+    Onnx(Box<onnx::OnnxModel>),
 }
 
 impl Model {
@@ -650,6 +653,7 @@ impl Model {
         match self {
             Model::Native(m) => &m.input,
             Model::TorchScript { input, .. } => input,
+            Model::Onnx(m) => &m.input,
         }
     }
 
@@ -657,6 +661,7 @@ impl Model {
         match self {
             Model::Native(m) => m.vs.device(),
             Model::TorchScript { .. } => Device::Cpu,
+            Model::Onnx(m) => m.device(),
         }
     }
 
@@ -667,6 +672,8 @@ impl Model {
             Model::TorchScript { module, .. } => {
                 module.forward_ts(&[x]).expect("checked at load time")
             }
+            // Every node ran on the load check's probe batches; a failure here is a bug.
+            Model::Onnx(m) => m.forward(x).expect("the ONNX graph ran at load time"),
         }
     }
 
@@ -692,7 +699,14 @@ impl Model {
     pub fn native(&self) -> Option<&NativeCnn> {
         match self {
             Model::Native(m) => Some(m),
-            Model::TorchScript { .. } => None,
+            Model::TorchScript { .. } | Model::Onnx(_) => None,
+        }
+    }
+
+    pub fn onnx(&self) -> Option<&onnx::OnnxModel> {
+        match self {
+            Model::Onnx(m) => Some(m.as_ref()),
+            _ => None,
         }
     }
 
@@ -703,6 +717,7 @@ impl Model {
                 format!("native CNN [{}]", kinds.join(", "))
             }
             Model::TorchScript { path, .. } => format!("TorchScript {}", path.display()),
+            Model::Onnx(m) => m.describe(),
         }
     }
 

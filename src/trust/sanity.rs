@@ -26,14 +26,18 @@
 //! does not depend on the order layers are visited. The layers keep their shapes and places, so Grad-CAM
 //! still finds its last conv layer and Guided Backprop its ReLUs.
 //!
-//! Only the native CNN can be randomised this way: a TorchScript module is opaque (its parameters have
-//! names but no known order along the forward pass or known initialisers), and the check refuses it.
+//! An imported ONNX graph is randomised the same way over its parametrised nodes in execution order
+//! (convolutions, Gemm / MatMul with their bias, batch norms; see `OnnxModel::param_units`), each
+//! parameter drawn from the distribution of the native layer of its kind, seeded by its initialiser
+//! name. A TorchScript module is opaque (its parameters have names but no known order along the
+//! forward pass or known initialisers), and the check refuses it.
 use rand::distributions::{Distribution, Uniform};
 use tch::Tensor;
 
 use crate::attribution::{self, rng_for_key, ExplainConfig, ImageInput, Method};
 use crate::error::{Error, Result};
 use crate::metrics;
+use crate::model::onnx::{OnnxModel, ParamRole, ParamUnit};
 use crate::model::{LayerSpec, Model, NativeCnn};
 
 /// Default threshold on the last stage's mean |Spearman| of the absolute maps.
@@ -98,21 +102,7 @@ pub fn reinit_layer(model: &NativeCnn, index: usize, seed: u64) -> Result<()> {
         (d[1] * d.iter().skip(2).product::<i64>()) as f64
     };
     let fill = |t: &Tensor, param: &str, lo: f64, hi: f64| -> Result<()> {
-        let n = t.numel();
-        let values: Vec<f32> = if lo == hi {
-            vec![lo as f32; n]
-        } else {
-            let mut rng = rng_for_key(&format!("{index}.{param}"), "reinit", seed);
-            let dist = Uniform::new(lo as f32, hi as f32);
-            (0..n).map(|_| dist.sample(&mut rng)).collect()
-        };
-        let src = Tensor::from_slice(&values)
-            .view(t.size().as_slice())
-            .to_kind(t.kind())
-            .to_device(t.device());
-        let mut dst = t.shallow_clone();
-        tch::no_grad(|| dst.copy_(&src));
-        Ok(())
+        fill_uniform(t, &format!("{index}.{param}"), lo, hi, seed)
     };
     match spec {
         LayerSpec::Conv { .. } | LayerSpec::Dense { .. } => {
@@ -139,6 +129,111 @@ pub fn reinit_layer(model: &NativeCnn, index: usize, seed: u64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Overwrites `t` with values uniform in [lo, hi] (all `lo` when equal) from the generator seeded by
+/// `key` (the parameter's name) and `seed`.
+fn fill_uniform(t: &Tensor, key: &str, lo: f64, hi: f64, seed: u64) -> Result<()> {
+    let n = t.numel();
+    let values: Vec<f32> = if lo == hi {
+        vec![lo as f32; n]
+    } else {
+        let mut rng = rng_for_key(key, "reinit", seed);
+        let dist = Uniform::new(lo as f32, hi as f32);
+        (0..n).map(|_| dist.sample(&mut rng)).collect()
+    };
+    let src = Tensor::from_slice(&values)
+        .view(t.size().as_slice())
+        .to_kind(t.kind())
+        .to_device(t.device());
+    let mut dst = t.shallow_clone();
+    tch::no_grad(|| dst.copy_(&src));
+    Ok(())
+}
+
+/// The ONNX graph's cascade: its parametrised nodes (see [`OnnxModel::param_units`]), output first.
+pub fn onnx_cascade(model: &OnnxModel) -> Vec<ParamUnit> {
+    let mut v = model.param_units();
+    v.reverse();
+    v
+}
+
+/// Re-initialises one parametrised node of an ONNX graph with the distributions of the native
+/// layers (module notes): weights Kaiming-uniform, biases uniform in `+-1 / sqrt(fan_in)`,
+/// batch-norm scale uniform in [0, 1], shift and mean 0, variance 1; seeded by the initialiser name.
+pub fn reinit_onnx_unit(model: &OnnxModel, unit: &ParamUnit, seed: u64) -> Result<()> {
+    for (name, role) in &unit.params {
+        let t = model
+            .param(name)
+            .ok_or_else(|| Error::Other(format!("{}: no initialiser `{name}`", unit.label)))?;
+        let (lo, hi) = match *role {
+            ParamRole::Weight { fan_in } => {
+                let b = (6.0 / fan_in as f64).sqrt();
+                (-b, b)
+            }
+            ParamRole::Bias { fan_in } => {
+                let b = 1.0 / (fan_in as f64).sqrt();
+                (-b, b)
+            }
+            ParamRole::Scale => (0.0, 1.0),
+            ParamRole::Zero => (0.0, 0.0),
+            ParamRole::One => (1.0, 1.0),
+        };
+        fill_uniform(&t, name, lo, hi, seed)?;
+    }
+    Ok(())
+}
+
+/// The labels of the cascade's stages for any model that can be randomised (stage 1 first).
+pub fn cascade_labels(model: &Model) -> Result<Vec<String>> {
+    match model {
+        Model::Native(m) => Ok(cascade(m).iter().map(|&i| layer_label(m, i)).collect()),
+        Model::Onnx(m) => Ok(onnx_cascade(m).into_iter().map(|u| u.label).collect()),
+        Model::TorchScript { path, .. } => Err(Error::Unsupported {
+            method: "the model-randomisation check".into(),
+            reason: format!(
+                "{} is a TorchScript module, whose layers' order along the forward pass and initialisers are unknown",
+                path.display()
+            ),
+        }),
+    }
+}
+
+/// [`model_randomisation`] for a native CNN or an ONNX graph (a TorchScript module is refused).
+pub fn randomise(
+    model: &Model,
+    cfg: &ExplainConfig,
+    methods: &[Method],
+    images: &[ImageInput],
+    classes: i64,
+    seed: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<SanityResult> {
+    match model {
+        Model::Native(m) => model_randomisation(m, cfg, methods, images, classes, seed, progress),
+        Model::Onnx(m) => {
+            let work = m.duplicate();
+            let order = onnx_cascade(m);
+            let labels = order.iter().map(|u| u.label.clone()).collect();
+            run_cascade(
+                labels,
+                &mut |stage| {
+                    if stage > 0 {
+                        reinit_onnx_unit(&work, &order[stage - 1], seed)?;
+                    }
+                    Ok(Model::Onnx(Box::new(work.duplicate())))
+                },
+                cfg,
+                methods,
+                images,
+                classes,
+                progress,
+            )
+        }
+        Model::TorchScript { .. } => {
+            Err(cascade_labels(model).expect_err("TorchScript is refused"))
+        }
+    }
 }
 
 /// Spearman correlations of a map with its stage-0 map.
@@ -213,16 +308,42 @@ pub fn model_randomisation(
     // copies a model makes for its forward-only batches (channels-last, bf16) are of this stage.
     let work = duplicate(model)?;
     let order = cascade(model);
+    let labels = order.iter().map(|&i| layer_label(model, i)).collect();
+    run_cascade(
+        labels,
+        &mut |stage| {
+            if stage > 0 {
+                reinit_layer(&work, order[stage - 1], seed)?;
+            }
+            Ok(Model::Native(duplicate(&work)?))
+        },
+        cfg,
+        methods,
+        images,
+        classes,
+        progress,
+    )
+}
+
+/// The stage loop shared by the native CNN and the ONNX graph: `stage_model(s)` applies stage s's
+/// re-initialisation (none at 0) and returns the model to explain; `layers` labels stages 1...
+fn run_cascade(
+    layers: Vec<String>,
+    stage_model: &mut dyn FnMut(usize) -> Result<Model>,
+    cfg: &ExplainConfig,
+    methods: &[Method],
+    images: &[ImageInput],
+    classes: i64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<SanityResult> {
+    let stages = layers.len();
     let mut result = SanityResult {
-        layers: order.iter().map(|&i| layer_label(model, i)).collect(),
+        layers,
         ..Default::default()
     };
     let mut originals: Vec<Vec<Vec<f32>>> = vec![Vec::new(); images.len()];
-    for stage in 0..=order.len() {
-        if stage > 0 {
-            reinit_layer(&work, order[stage - 1], seed)?;
-        }
-        let stage_model = Model::Native(duplicate(&work)?);
+    for stage in 0..=stages {
+        let stage_model = stage_model(stage)?;
         for (i, img) in images.iter().enumerate() {
             for (j, &method) in methods.iter().enumerate() {
                 let map = attribution::explain(&stage_model, cfg, method, img)?.map;
@@ -256,7 +377,7 @@ pub fn model_randomisation(
                 });
             }
         }
-        progress(stage, order.len());
+        progress(stage, stages);
     }
     Ok(result)
 }

@@ -133,6 +133,7 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
         normalize: true,
         standardize: false,
         grayscale: true,
+        resize: Default::default(),
     };
     let p = preprocess::prepare(&img, &cfg);
     assert_eq!(p.input, vec![0.0, 1.0, 1.0, 0.0]); // normalize = /255
@@ -164,6 +165,7 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
         normalize: true,
         standardize: false,
         grayscale: false,
+        resize: Default::default(),
     };
     let p = preprocess::prepare(&rgb, &cfg);
     assert_eq!(p.channels, 3);
@@ -179,6 +181,7 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
         normalize: true,
         standardize: false,
         grayscale: true,
+        resize: Default::default(),
     };
     let p = preprocess::prepare(&big, &cfg);
     assert_eq!(

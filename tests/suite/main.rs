@@ -7,6 +7,8 @@ mod config;
 mod dataset;
 mod default_model;
 mod model;
+mod onnx;
+mod onnx_kaggle;
 mod planted_bias;
 mod query;
 mod reliability;

@@ -1,0 +1,515 @@
+//! An ONNX file read into plain Rust values: the nodes in execution order with typed attributes, the
+//! initialisers as tensors, the single image input and logits output. Everything an operator needs
+//! is checked here, so an unsupported operator or attribute fails at load, before any image is read.
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use onnx_protobuf::{attribute_proto::AttributeType, tensor_proto::DataType, Message};
+use protobuf::Enum;
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// The operators the importer runs (default ONNX domain).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Abs",
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "ConvTranspose",
+    "Div",
+    "Dropout",
+    "Elu",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "LeakyRelu",
+    "LogSoftmax",
+    "MatMul",
+    "Max",
+    "MaxPool",
+    "Mean",
+    "Min",
+    "Mul",
+    "Neg",
+    "Pad",
+    "Pow",
+    "Reciprocal",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "Selu",
+    "Shape",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+    "Upsample",
+];
+
+/// One attribute value, as the operators read it.
+#[derive(Debug)]
+pub enum Attr {
+    Int(i64),
+    Ints(Vec<i64>),
+    Float(f32),
+    Floats(Vec<f32>),
+    Str(String),
+    Tensor(Tensor),
+}
+
+impl Clone for Attr {
+    fn clone(&self) -> Attr {
+        match self {
+            Attr::Int(v) => Attr::Int(*v),
+            Attr::Ints(v) => Attr::Ints(v.clone()),
+            Attr::Float(v) => Attr::Float(*v),
+            Attr::Floats(v) => Attr::Floats(v.clone()),
+            Attr::Str(v) => Attr::Str(v.clone()),
+            // Attribute tensors are never modified: copies share them.
+            Attr::Tensor(t) => Attr::Tensor(t.shallow_clone()),
+        }
+    }
+}
+
+/// A node of the graph.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The node's name, or `#index` when the file leaves it empty.
+    pub name: String,
+    pub op: String,
+    /// Input value names; an empty name is an omitted optional input.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub attrs: HashMap<String, Attr>,
+}
+
+impl Node {
+    pub fn int(&self, key: &str, default: i64) -> i64 {
+        match self.attrs.get(key) {
+            Some(Attr::Int(v)) => *v,
+            _ => default,
+        }
+    }
+    pub fn ints(&self, key: &str) -> Option<&[i64]> {
+        match self.attrs.get(key) {
+            Some(Attr::Ints(v)) => Some(v),
+            _ => None,
+        }
+    }
+    pub fn float(&self, key: &str, default: f32) -> f32 {
+        match self.attrs.get(key) {
+            Some(Attr::Float(v)) => *v,
+            _ => default,
+        }
+    }
+    pub fn string(&self, key: &str, default: &str) -> String {
+        match self.attrs.get(key) {
+            Some(Attr::Str(v)) => v.clone(),
+            _ => default.to_string(),
+        }
+    }
+    /// The `i`-th input's name when present (not omitted).
+    pub fn input(&self, i: usize) -> Option<&str> {
+        self.inputs
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+    /// How the node is named in messages: `Conv node `conv1``.
+    pub fn label(&self) -> String {
+        format!("{} node `{}`", self.op, self.name)
+    }
+}
+
+/// A declared dimension: a number, or a symbol (`batch`, `N`, ...) / nothing.
+pub type Dim = Option<i64>;
+
+/// The parsed file.
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    /// Initialisers (weights and constant tensors), on the CPU, in their stored kind.
+    pub initializers: HashMap<String, Tensor>,
+    pub input_name: String,
+    pub input_dims: Vec<Dim>,
+    pub output_name: String,
+    /// The default-domain opset the file was exported with.
+    pub opset: i64,
+    pub producer: String,
+    /// `metadata_props` of the model (e.g. class names a converter stored).
+    pub metadata: Vec<(String, String)>,
+}
+
+fn model_err(path: &Path, message: String) -> Error {
+    Error::Model {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+impl Graph {
+    /// Reads and checks `path`: one image input, one output, every node's operator supported and
+    /// every value defined before it is used.
+    pub fn read(path: &Path) -> Result<Graph> {
+        let err = |m: String| model_err(path, m);
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(format!("cannot read ONNX model {}", path.display()), e))?;
+        let model = onnx_protobuf::ModelProto::parse_from_bytes(&bytes)
+            .map_err(|e| err(format!("not an ONNX model (protobuf: {e})")))?;
+        let graph = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| err("the file has no graph".into()))?;
+        let opset = model
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .map(|o| o.version)
+            .unwrap_or(1);
+        let mut initializers = HashMap::new();
+        for t in &graph.initializer {
+            let tensor =
+                tensor_from_proto(t).map_err(|m| err(format!("initialiser `{}`: {m}", t.name)))?;
+            initializers.insert(t.name.clone(), tensor);
+        }
+        if !graph.sparse_initializer.is_empty() {
+            return Err(err("sparse initialisers are not supported".into()));
+        }
+        let real_inputs: Vec<_> = graph
+            .input
+            .iter()
+            .filter(|i| !initializers.contains_key(&i.name))
+            .collect();
+        let input = match real_inputs.as_slice() {
+            [one] => *one,
+            other => {
+                return Err(err(format!(
+                    "expected one image input, found {} ({})",
+                    other.len(),
+                    other
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        };
+        let output = match graph.output.as_slice() {
+            [one] => one,
+            other => {
+                return Err(err(format!(
+                    "expected one output (the class scores), found {} ({})",
+                    other.len(),
+                    other
+                        .iter()
+                        .map(|o| o.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        };
+        let input_dims = value_dims(input);
+        let mut nodes = Vec::with_capacity(graph.node.len());
+        for (i, n) in graph.node.iter().enumerate() {
+            let name = if n.name.is_empty() {
+                format!("#{i}")
+            } else {
+                n.name.clone()
+            };
+            if !(n.domain.is_empty() || n.domain == "ai.onnx")
+                || !SUPPORTED_OPS.contains(&n.op_type.as_str())
+            {
+                let op = if n.domain.is_empty() {
+                    n.op_type.clone()
+                } else {
+                    format!("{}:{}", n.domain, n.op_type)
+                };
+                return Err(err(format!(
+                    "unsupported ONNX operator `{op}` at node `{name}` (supported: {})",
+                    SUPPORTED_OPS.join(", ")
+                )));
+            }
+            let mut attrs = HashMap::new();
+            for a in &n.attribute {
+                let v = match a.type_.enum_value() {
+                    Ok(AttributeType::INT) => Attr::Int(a.i),
+                    Ok(AttributeType::INTS) => Attr::Ints(a.ints.clone()),
+                    Ok(AttributeType::FLOAT) => Attr::Float(a.f),
+                    Ok(AttributeType::FLOATS) => Attr::Floats(a.floats.clone()),
+                    Ok(AttributeType::STRING) => {
+                        Attr::Str(String::from_utf8_lossy(&a.s).into_owned())
+                    }
+                    Ok(AttributeType::TENSOR) => {
+                        let t = a.t.as_ref().ok_or_else(|| {
+                            err(format!(
+                                "{} node `{name}`: attribute `{}` has no tensor",
+                                n.op_type, a.name
+                            ))
+                        })?;
+                        Attr::Tensor(tensor_from_proto(t).map_err(|m| {
+                            err(format!(
+                                "{} node `{name}`: attribute `{}`: {m}",
+                                n.op_type, a.name
+                            ))
+                        })?)
+                    }
+                    _ => {
+                        return Err(err(format!(
+                        "{} node `{name}`: attribute `{}` has a type the importer does not read",
+                        n.op_type, a.name
+                    )))
+                    }
+                };
+                attrs.insert(a.name.clone(), v);
+            }
+            nodes.push(Node {
+                name,
+                op: n.op_type.clone(),
+                inputs: n.input.clone(),
+                outputs: n.output.clone(),
+                attrs,
+            });
+        }
+        let g = Graph {
+            nodes,
+            initializers,
+            input_name: input.name.clone(),
+            input_dims,
+            output_name: output.name.clone(),
+            opset,
+            producer: format!("{} {}", model.producer_name, model.producer_version)
+                .trim()
+                .to_string(),
+            metadata: model
+                .metadata_props
+                .iter()
+                .map(|p| (p.key.clone(), p.value.clone()))
+                .collect(),
+        };
+        g.check(path)?;
+        Ok(g)
+    }
+
+    /// Values defined before use (ONNX requires nodes in topological order), the output produced,
+    /// and every attribute combination an operator does not run refused now, naming the node.
+    fn check(&self, path: &Path) -> Result<()> {
+        let err = |m: String| model_err(path, m);
+        let mut defined: HashSet<&str> = self.initializers.keys().map(String::as_str).collect();
+        defined.insert(&self.input_name);
+        let consumers = self.consumers();
+        for n in &self.nodes {
+            for i in n.inputs.iter().filter(|i| !i.is_empty()) {
+                if !defined.contains(i.as_str()) {
+                    return Err(err(format!(
+                        "{}: input `{i}` is not produced by an earlier node (nodes out of order or a missing initialiser)",
+                        n.label()
+                    )));
+                }
+            }
+            super::ops::check_node(n, self.opset)
+                .map_err(|m| err(format!("{}: {m}", n.label())))?;
+            // Secondary outputs (Dropout's mask, MaxPool's indices, BatchNorm's training stats) are
+            // not computed: a graph that reads one is refused.
+            for extra in n.outputs.iter().skip(1).filter(|o| !o.is_empty()) {
+                if consumers.contains_key(extra.as_str()) || *extra == self.output_name {
+                    return Err(err(format!(
+                        "{}: its secondary output `{extra}` is used, which the importer does not compute",
+                        n.label()
+                    )));
+                }
+            }
+            defined.extend(n.outputs.iter().map(String::as_str));
+        }
+        if !defined.contains(self.output_name.as_str()) {
+            return Err(err(format!(
+                "the output `{}` is produced by no node",
+                self.output_name
+            )));
+        }
+        Ok(())
+    }
+
+    /// For each value, the indices of the nodes reading it.
+    pub fn consumers(&self) -> HashMap<&str, Vec<usize>> {
+        let mut m: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for inp in n.inputs.iter().filter(|s| !s.is_empty()) {
+                m.entry(inp.as_str()).or_default().push(i);
+            }
+        }
+        m
+    }
+
+    /// The index of the node producing `value`.
+    pub fn producer_of(&self, value: &str) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.outputs.first().is_some_and(|o| o == value))
+    }
+}
+
+fn value_dims(v: &onnx_protobuf::ValueInfoProto) -> Vec<Dim> {
+    use onnx_protobuf::tensor_shape_proto::dimension::Value as D;
+    use onnx_protobuf::type_proto::Value as T;
+    let Some(tp) = v.type_.as_ref() else {
+        return Vec::new();
+    };
+    match &tp.value {
+        Some(T::TensorType(t)) => t
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(D::DimValue(n)) if n > 0 => Some(n),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// An ONNX tensor as a CPU tch tensor. Floating point data becomes float32 (the importer computes in
+/// float32 like the native CNN), integers int64, booleans bool.
+pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<Tensor, String> {
+    if t.data_location.enum_value() == Ok(onnx_protobuf::tensor_proto::DataLocation::EXTERNAL)
+        || !t.external_data.is_empty()
+    {
+        return Err("stored as external data (a separate file), which is not supported: save the model as one file".into());
+    }
+    let dims: Vec<i64> = t.dims.clone();
+    let n: i64 = dims.iter().product();
+    let raw = &t.raw_data;
+    let dt = DataType::from_i32(t.data_type)
+        .ok_or_else(|| format!("unknown data type {}", t.data_type))?;
+    let from_raw = |size: usize| -> std::result::Result<(), String> {
+        if raw.len() != n as usize * size {
+            return Err(format!(
+                "raw data has {} bytes, shape {dims:?} needs {}",
+                raw.len(),
+                n as usize * size
+            ));
+        }
+        Ok(())
+    };
+    let le = |c: &[u8]| -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..c.len()].copy_from_slice(c);
+        b
+    };
+    let tensor = match dt {
+        DataType::FLOAT => {
+            let v: Vec<f32> = if !raw.is_empty() {
+                from_raw(4)?;
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            } else {
+                t.float_data.clone()
+            };
+            Tensor::from_slice(&v)
+        }
+        DataType::DOUBLE => {
+            let v: Vec<f64> = if !raw.is_empty() {
+                from_raw(8)?;
+                raw.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(le(c)))
+                    .collect()
+            } else {
+                t.double_data.clone()
+            };
+            Tensor::from_slice(&v).to_kind(Kind::Float)
+        }
+        DataType::FLOAT16 | DataType::BFLOAT16 => {
+            let bits: Vec<i16> = if !raw.is_empty() {
+                from_raw(2)?;
+                raw.chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect()
+            } else {
+                t.int32_data.iter().map(|&v| v as u16 as i16).collect()
+            };
+            let kind = if dt == DataType::FLOAT16 {
+                Kind::Half
+            } else {
+                Kind::BFloat16
+            };
+            Tensor::from_slice(&bits)
+                .view_dtype(kind)
+                .to_kind(Kind::Float)
+        }
+        DataType::INT64 => {
+            let v: Vec<i64> = if !raw.is_empty() {
+                from_raw(8)?;
+                raw.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(le(c)))
+                    .collect()
+            } else {
+                t.int64_data.clone()
+            };
+            Tensor::from_slice(&v)
+        }
+        DataType::INT32
+        | DataType::INT16
+        | DataType::INT8
+        | DataType::UINT8
+        | DataType::UINT16
+        | DataType::BOOL => {
+            let size = match dt {
+                DataType::INT32 => 4,
+                DataType::INT16 | DataType::UINT16 => 2,
+                _ => 1,
+            };
+            let v: Vec<i64> = if !raw.is_empty() {
+                from_raw(size)?;
+                raw.chunks_exact(size)
+                    .map(|c| match dt {
+                        DataType::INT32 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64,
+                        DataType::INT16 => i16::from_le_bytes([c[0], c[1]]) as i64,
+                        DataType::UINT16 => u16::from_le_bytes([c[0], c[1]]) as i64,
+                        DataType::INT8 => c[0] as i8 as i64,
+                        _ => c[0] as i64,
+                    })
+                    .collect()
+            } else {
+                t.int32_data.iter().map(|&v| v as i64).collect()
+            };
+            let t = Tensor::from_slice(&v);
+            if dt == DataType::BOOL {
+                t.to_kind(Kind::Bool)
+            } else {
+                t
+            }
+        }
+        other => return Err(format!("data type {other:?} is not supported")),
+    };
+    if tensor.numel() as i64 != n {
+        return Err(format!("{} values for shape {dims:?}", tensor.numel()));
+    }
+    Ok(tensor.view(dims.as_slice()).to_device(Device::Cpu))
+}

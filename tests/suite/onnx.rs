@@ -1,0 +1,564 @@
+//! ONNX import: models converted from Keras (tf2onnx) and PyTorch (torch.onnx.export) against the
+//! outputs their own framework computed (tests/fixtures/onnx, made by scripts/make-onnx-fixtures.py),
+//! the bundled native CNN exported and imported against itself, and the load-time refusals.
+use std::path::Path;
+
+use onnx_protobuf::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use protobuf::{EnumOrUnknown, MessageField};
+use tch::{Device, Kind, Tensor};
+use tumor_audit::attribution::{self, gradient, ImageInput, Method};
+use tumor_audit::model::onnx::{export::export_native, OnnxModel};
+use tumor_audit::model::{InputSpec, Model, NativeCnn};
+use tumor_audit::trust::sanity;
+
+use super::util::{repo, tempdir};
+
+const FIXTURES: [&str; 4] = [
+    "keras_notebook_cnn",
+    "keras_separable_residual",
+    "torch_resnet_block",
+    "torch_ops_zoo",
+];
+
+/// The fixture script's probe input (N x C x H x W): half an integer hash of the flat index,
+/// ((i * 2654435761) mod 2^32) / 2^32, plus half a ramp (down the rows for even images, across the
+/// columns for odd ones), in float64, rounded once to float32 — bit-identical to the numpy version.
+fn probe_input(n: i64, c: i64, h: i64, w: i64) -> Tensor {
+    let mut v = Vec::with_capacity((n * c * h * w) as usize);
+    for b in 0..n {
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let i = (((b * c + ch) * h + y) * w + x) as u64;
+                    let hash = (i.wrapping_mul(2654435761) % (1u64 << 32)) as f64 / 4294967296.0;
+                    let ramp = if b % 2 == 0 {
+                        y as f64 / h as f64
+                    } else {
+                        x as f64 / w as f64
+                    };
+                    v.push((0.5 * hash + 0.5 * ramp) as f32);
+                }
+            }
+        }
+    }
+    Tensor::from_slice(&v).view([n, c, h, w])
+}
+
+struct Fixture {
+    model: OnnxModel,
+    x: Tensor,
+    meta: serde_json::Value,
+}
+
+fn rows(v: &serde_json::Value) -> Vec<Vec<f32>> {
+    v.as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn fixture(name: &str, channels: Option<i64>) -> Fixture {
+    let dir = repo("tests/fixtures/onnx");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap())
+            .unwrap();
+    let shape: Vec<i64> = meta["input_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_i64().unwrap())
+        .collect();
+    let classes = rows(&meta["logits"])[0].len() as i64;
+    let input = InputSpec {
+        channels: channels.unwrap_or(shape[1]),
+        size: shape[2],
+        classes,
+    };
+    let model = OnnxModel::load(
+        &dir.join(format!("{name}.onnx")),
+        input,
+        "auto",
+        Device::Cpu,
+        4,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let x = probe_input(shape[0], shape[1], shape[2], shape[3]);
+    Fixture { model, x, meta }
+}
+
+fn to_rows(t: &Tensor) -> Vec<Vec<f32>> {
+    let k = t.size()[1] as usize;
+    Vec::<f32>::try_from(t.detach().to_kind(Kind::Float).flatten(0, -1))
+        .unwrap()
+        .chunks(k)
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|(r, s)| {
+            assert_eq!(r.len(), s.len());
+            r.iter().zip(s).map(|(x, y)| (x - y).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn converted_keras_and_pytorch_models_give_their_frameworks_logits() {
+    for name in FIXTURES {
+        let f = fixture(name, None);
+        let logits = f.model.forward(&f.x).unwrap();
+        let d = max_abs_diff(&to_rows(&logits), &rows(&f.meta["logits"]));
+        assert!(
+            d <= 1e-4,
+            "{name}: logits differ from the framework's by {d}"
+        );
+        // A model ending with a softmax: the softmax was removed and explains logits; the
+        // probabilities are still the framework's.
+        match f.meta.get("probabilities") {
+            Some(p) => {
+                assert!(
+                    f.model.removed_softmax.is_some(),
+                    "{name}: final softmax not recognised"
+                );
+                let probs = to_rows(&logits.softmax(-1, Kind::Float));
+                let d = max_abs_diff(&probs, &rows(p));
+                assert!(d <= 1e-4, "{name}: probabilities differ by {d}");
+                assert!(
+                    f.model.describe().contains("softmax"),
+                    "{}",
+                    f.model.describe()
+                );
+            }
+            None => assert!(f.model.removed_softmax.is_none(), "{name}"),
+        }
+    }
+}
+
+#[test]
+fn keras_inputs_are_read_as_channels_last_and_pytorch_inputs_as_channels_first() {
+    use tumor_audit::model::onnx::Layout;
+    assert_eq!(
+        fixture("keras_notebook_cnn", None).model.layout,
+        Layout::Nhwc
+    );
+    assert_eq!(
+        fixture("torch_resnet_block", None).model.layout,
+        Layout::Nchw
+    );
+}
+
+#[test]
+fn grey_images_are_repeated_for_an_rgb_model() {
+    // keras_separable_residual takes 3 channels; fed 1 channel it sees it three times.
+    let rgb = fixture("keras_separable_residual", None);
+    let grey = fixture("keras_separable_residual", Some(1));
+    assert_eq!(grey.model.model_channels, 3);
+    let x1 = rgb.x.narrow(1, 0, 1);
+    let a = grey.model.forward(&x1).unwrap();
+    let b = rgb.model.forward(&x1.repeat([1, 3, 1, 1])).unwrap();
+    assert!(max_abs_diff(&to_rows(&a), &to_rows(&b)) <= 1e-6);
+    // Gradients flow back onto the single grey channel.
+    let g = grey.model.forward(&x1.detach().set_requires_grad(true));
+    assert!(g.is_ok());
+}
+
+#[test]
+fn backward_walk_without_the_guided_rule_is_the_plain_gradient() {
+    // The walk sums per-node vector-Jacobian products; with the ReLU rule off it must reproduce
+    // autograd's d logit / d x, including through residual adds (a value read by two nodes) and
+    // Keras' NHWC transposes.
+    for name in FIXTURES {
+        let f = fixture(name, None);
+        let model = Model::Onnx(Box::new(f.model));
+        let onnx = model.onnx().unwrap();
+        let targets = [1i64, 2];
+        let walk = attribution::onnx::backward_walk(onnx, &f.x, &targets, false).unwrap();
+        let t = Tensor::from_slice(&targets);
+        let (g, _) = gradient::input_gradients(&model, &f.x, &t).unwrap();
+        let scale = g.abs().max().double_value(&[]);
+        let d = (&walk - &g).abs().max().double_value(&[]);
+        assert!(scale > 0.0, "{name}: zero gradient");
+        assert!(
+            d <= 1e-5 * scale,
+            "{name}: walk vs autograd {d} (scale {scale})"
+        );
+        // With the rule (ReLU and ReLU6 Clip nodes) the map differs from the gradient.
+        let guided = attribution::onnx::backward_walk(onnx, &f.x, &targets, true).unwrap();
+        let has_relu = onnx.nodes.iter().any(|n| n.op == "Relu" || n.op == "Clip");
+        let dg = (&guided - &g).abs().max().double_value(&[]);
+        assert_eq!(has_relu, dg > 1e-5 * scale, "{name}: guided vs plain {dg}");
+    }
+}
+
+#[test]
+fn gradcam_explains_the_last_convolution_after_its_activation() {
+    let f = fixture("keras_notebook_cnn", None);
+    let v = f.model.gradcam_value(None).unwrap();
+    assert!(
+        f.model.value_label(&v).ends_with(":Relu"),
+        "{}",
+        f.model.value_label(&v)
+    );
+    let shape = &f.model.shapes[&v];
+    assert_eq!(shape.len(), 4);
+    assert_eq!(shape[1], 16, "NCHW channels of the last Keras conv");
+    let r = f.model.gradcam_value(None).unwrap();
+    let f2 = fixture("torch_resnet_block", None);
+    let v2 = f2.model.gradcam_value(None).unwrap();
+    // The last block's conv -> bn -> add -> relu.
+    assert!(
+        f2.model.value_label(&v2).ends_with(":Relu"),
+        "{}",
+        f2.model.value_label(&v2)
+    );
+    assert_eq!(r, v);
+    let maps = attribution::onnx::gradcam(&f2.model, &f2.x, &[0], None).unwrap();
+    assert_eq!(maps.len(), 2);
+    assert_eq!(maps[0].len(), 32 * 32);
+    // A named node that is not spatial is refused with the candidates.
+    let e = f2
+        .model
+        .gradcam_value(Some("/fc/Gemm"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("explain.gradcam.node") && e.contains("candidates"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sanity_cascade_covers_the_graphs_parametrised_nodes() {
+    let f = fixture("torch_resnet_block", None);
+    let model = Model::Onnx(Box::new(f.model));
+    let labels = sanity::cascade_labels(&model).unwrap();
+    // 6 convs (stem, 2 + 2 in the blocks, 1 shortcut), 6 batch norms folded into the convs by the
+    // exporter, 1 Gemm; the output first.
+    assert!(labels[0].ends_with(":Gemm"), "{labels:?}");
+    assert_eq!(
+        labels.iter().filter(|l| l.ends_with(":Conv")).count(),
+        6,
+        "{labels:?}"
+    );
+    let onnx = model.onnx().unwrap();
+    let before = onnx.forward(&f.x).unwrap();
+    let copy = onnx.duplicate();
+    let units = sanity::onnx_cascade(&copy);
+    sanity::reinit_onnx_unit(&copy, &units[0], 0).unwrap();
+    let after = copy.forward(&f.x).unwrap();
+    let unchanged = onnx.forward(&f.x).unwrap();
+    assert!(
+        (&before - &after).abs().max().double_value(&[]) > 1e-3,
+        "re-initialised output layer"
+    );
+    assert_eq!(
+        max_abs_diff(&to_rows(&before), &to_rows(&unchanged)),
+        0.0,
+        "the original is untouched"
+    );
+    // The whole check on one image, gradient and Guided Backprop.
+    let id = "probe".to_string();
+    let x = f.x.narrow(0, 0, 1);
+    let grey = vec![0f32; 32 * 32];
+    let img = ImageInput {
+        id: &id,
+        x: &x,
+        grey: &grey,
+        target: 0,
+        segmentation: Default::default(),
+    };
+    let cfg = tumor_audit::attribution::ExplainConfig::default();
+    let r = sanity::randomise(
+        &model,
+        &cfg,
+        &[Method::Gradient, Method::GuidedBackprop, Method::Gradcam],
+        std::slice::from_ref(&img),
+        1,
+        0,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(r.layers, labels);
+    assert_eq!(r.stages.len(), 3 * (labels.len() + 1));
+    let last = r
+        .stages
+        .iter()
+        .find(|s| s.stage == labels.len() && s.method == Method::Gradient)
+        .unwrap();
+    assert!(last.similarity.spearman_abs < 0.99, "{last:?}");
+}
+
+/// The bundled CNN with its trained weights.
+fn bundled() -> NativeCnn {
+    let input = InputSpec {
+        channels: 1,
+        size: 128,
+        classes: 2,
+    };
+    let mut m = NativeCnn::new(
+        &tumor_audit::model::preset_layers([16, 32, 64, 64], 64, 2),
+        input,
+        Device::Cpu,
+    )
+    .unwrap();
+    m.load(&repo("models/cnn128-br35h.safetensors")).unwrap();
+    m.vs.freeze();
+    m
+}
+
+#[test]
+fn the_bundled_cnn_exported_to_onnx_and_imported_gives_the_same_logits_and_maps() {
+    let dir = tempdir();
+    let path = dir.path().join("cnn128.onnx");
+    let native = bundled();
+    export_native(&native, &path).unwrap();
+    let input = native.input.clone();
+    let onnx = OnnxModel::load(&path, input, "auto", Device::Cpu, 4).unwrap();
+    let native = Model::Native(native);
+    let onnx = Model::Onnx(Box::new(onnx));
+    let x = probe_input(2, 1, 128, 128);
+    let a = native.forward(&x);
+    let b = onnx.forward(&x);
+    let scale = a.abs().max().double_value(&[]);
+    let d = (&a - &b).abs().max().double_value(&[]);
+    assert!(d <= 1e-5 * scale, "logits differ by {d} (scale {scale})");
+    let cfg = tumor_audit::attribution::ExplainConfig {
+        integrated_gradients: tumor_audit::attribution::IgConfig {
+            steps: Some(16),
+            baseline_value: 0.0,
+        },
+        ..Default::default()
+    };
+    let id = "probe".to_string();
+    let grey = vec![0f32; 128 * 128];
+    for i in 0..2 {
+        let xi = x.narrow(0, i, 1);
+        for target in [0, 1] {
+            let img = ImageInput {
+                id: &id,
+                x: &xi,
+                grey: &grey,
+                target,
+                segmentation: Default::default(),
+            };
+            for method in [
+                Method::Gradient,
+                Method::GuidedBackprop,
+                Method::Gradcam,
+                Method::IntegratedGradients,
+            ] {
+                let m1 = attribution::explain(&native, &cfg, method, &img)
+                    .unwrap()
+                    .map;
+                let m2 = attribution::explain(&onnx, &cfg, method, &img).unwrap().map;
+                let scale = m1.iter().fold(0f32, |s, v| s.max(v.abs()));
+                let d = m1
+                    .iter()
+                    .zip(&m2)
+                    .fold(0f32, |s, (p, q)| s.max((p - q).abs()));
+                assert!(
+                    d <= 1e-5 * scale.max(f32::MIN_POSITIVE),
+                    "{method:?} image {i} target {target}: {d} vs scale {scale}"
+                );
+            }
+        }
+    }
+}
+
+fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|&d| tensor_shape_proto::Dimension {
+            value: Some(if d < 0 {
+                tensor_shape_proto::dimension::Value::DimParam("N".into())
+            } else {
+                tensor_shape_proto::dimension::Value::DimValue(d)
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        type_: MessageField::some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::FLOAT as i32,
+                shape: MessageField::some(TensorShapeProto {
+                    dim,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn f32_init(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: DataType::FLOAT as i32,
+        float_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn nodep(name: &str, op: &str, inputs: &[&str], output: &str) -> NodeProto {
+    NodeProto {
+        name: name.into(),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+/// A 1 x 4 x 4 -> 2 classes graph: Flatten, Gemm, then `tail` nodes.
+fn write_small(path: &Path, tail: Vec<NodeProto>, out: &str, extra_init: Vec<TensorProto>) {
+    let mut nodes = vec![nodep("flat", "Flatten", &["x"], "f"), {
+        let mut g = nodep("dense", "Gemm", &["f", "W", "B"], "z");
+        g.attribute.push(AttributeProto {
+            name: "transB".into(),
+            type_: EnumOrUnknown::new(AttributeType::INT),
+            i: 1,
+            ..Default::default()
+        });
+        g
+    }];
+    nodes.extend(tail);
+    let w: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) / 16.0).collect();
+    let mut initializer = vec![
+        f32_init("W", &[2, 16], &w),
+        f32_init("B", &[2], &[0.1, -0.2]),
+    ];
+    initializer.extend(extra_init);
+    let model = ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto {
+            version: 13,
+            ..Default::default()
+        }],
+        graph: MessageField::some(GraphProto {
+            node: nodes,
+            initializer,
+            input: vec![vi("x", &[-1, 1, 4, 4])],
+            output: vec![vi(out, &[-1, 2])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    std::fs::write(path, model.write_to_bytes().unwrap()).unwrap();
+}
+
+fn small_input() -> InputSpec {
+    InputSpec {
+        channels: 1,
+        size: 4,
+        classes: 2,
+    }
+}
+
+#[test]
+fn an_unsupported_operator_fails_at_load_with_one_line_naming_it_and_its_node() {
+    let dir = tempdir();
+    let path = dir.path().join("lstm.onnx");
+    write_small(
+        &path,
+        vec![nodep("the_mystery_node", "Einsum", &["z"], "y")],
+        "y",
+        vec![],
+    );
+    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("unsupported ONNX operator `Einsum` at node `the_mystery_node`"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn probabilities_are_never_taken_for_logits() {
+    let dir = tempdir();
+    // Softmax last: removed, the logits z are explained.
+    let path = dir.path().join("softmax.onnx");
+    write_small(
+        &path,
+        vec![nodep("sm", "Softmax", &["z"], "p")],
+        "p",
+        vec![],
+    );
+    let m = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4).unwrap();
+    assert_eq!(m.removed_softmax.as_deref(), Some("sm"));
+    assert_eq!(m.output, "z");
+    // Softmax followed by another node: the outputs are still probabilities, and are refused.
+    let path = dir.path().join("hidden.onnx");
+    write_small(
+        &path,
+        vec![
+            nodep("sm", "Softmax", &["z"], "p"),
+            nodep("scale", "Mul", &["p", "one"], "y"),
+        ],
+        "y",
+        vec![f32_init("one", &[], &[1.0])],
+    );
+    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("look like probabilities"), "{e}");
+}
+
+#[test]
+fn a_model_for_another_image_size_or_class_count_is_refused_at_load() {
+    let dir = repo("tests/fixtures/onnx");
+    let wrong_size = InputSpec {
+        channels: 3,
+        size: 64,
+        classes: 4,
+    };
+    let e = OnnxModel::load(
+        &dir.join("torch_resnet_block.onnx"),
+        wrong_size,
+        "auto",
+        Device::Cpu,
+        2,
+    );
+    // torch_resnet_block has a dynamic batch but fixed 32 x 32 input.
+    let e = e.err().expect("refused").to_string();
+    assert!(e.contains("32") && e.contains("données.image.size"), "{e}");
+    let wrong_classes = InputSpec {
+        channels: 3,
+        size: 32,
+        classes: 2,
+    };
+    let e = OnnxModel::load(
+        &dir.join("torch_resnet_block.onnx"),
+        wrong_classes,
+        "auto",
+        Device::Cpu,
+        2,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(e.contains("[1, 4]") && e.contains("[1, 2]"), "{e}");
+}
