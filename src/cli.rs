@@ -5,6 +5,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::attribution::{Method, Target};
 
+/// The exit-code table of `--help` (the same as [`crate::exit::Exit::TABLE`]; a test keeps them equal).
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0  done
+  1  stopped on an error (database, model, file system, lock)
+  2  the command line or the configuration is wrong; nothing was done
+  3  finished, but some images failed (see the run's errors table)
+  4  diff: a --fail-on rule was crossed
+  5  merge: shards missing or unfinished; the merged run is 'interrupted'";
+
 /// Audit what a CNN brain-tumor MRI classifier looks at: predictions and six attribution methods
 /// (Guided Backprop, Integrated Gradients, SmoothGrad, Grad-CAM, LIME, Kernel SHAP) for whole test sets.
 ///
@@ -15,15 +24,6 @@ use crate::attribution::{Method, Target};
 /// tumor-audit audit --limit 16
 ///
 /// tumor-audit explain data/kaggle-sample/Testing/glioma/Te-gl_0010.jpg
-/// The exit-code table of `--help` (the same as [`crate::exit::Exit::TABLE`]; a test keeps them equal).
-pub const EXIT_CODES_HELP: &str = "Exit codes:
-  0  done
-  1  stopped on an error (database, model, file system, lock)
-  2  the command line or the configuration is wrong; nothing was done
-  3  finished, but some images failed (see the run's errors table)
-  4  diff: a --fail-on rule was crossed
-  5  merge: shards missing or unfinished; the merged run is 'interrupted'";
-
 #[derive(Debug, Parser)]
 #[command(name = "tumor-audit", version, about, long_about, max_term_width = 110, after_long_help = EXIT_CODES_HELP)]
 pub struct Cli {
