@@ -354,6 +354,14 @@ pub struct AuditArgs {
     /// K = explain.faithfulness.steps).
     #[arg(long)]
     pub faithfulness: bool,
+    /// Skip the shortcut check at the end (discovery of regions the class's maps share, their causal
+    /// test on the model, trust-weighted calibrated flags and the run's verdict; `query shortcuts`).
+    #[arg(long)]
+    pub no_shortcuts: bool,
+    /// An accepted earlier run in the same database (e.g. last night's): its distributions calibrate
+    /// the flag thresholds and its mean maps join the shortcut baseline (default: the run's own).
+    #[arg(long, value_name = "RUN")]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]

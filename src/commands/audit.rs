@@ -92,9 +92,22 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         }
     };
     store.finish_run(&run_id, "finished")?;
+    let audit_seconds = t0.elapsed().as_secs_f64();
     if !args.no_leakage_check {
         leakage_check(ctx, args, &store, &run_id)?;
     }
+    // The run's verdict (issue 15): shortcut discovery, causal test, trust-weighted flags.
+    let verdict = if args.no_shortcuts {
+        None
+    } else if shard.is_some() {
+        println!("shortcut check skipped: a shard holds part of the test set");
+        None
+    } else {
+        let t = Instant::now();
+        let result = super::shortcuts::check(ctx, &model, &store, &run_id, args.reference.as_deref(), &cfg)?;
+        tracing::info!("shortcut check: {:.1} s", t.elapsed().as_secs_f64());
+        Some(result)
+    };
     let flagged: i64 = store
         .conn()
         .query_row(
@@ -172,6 +185,9 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         "{flagged} image(s) flagged as suspicious (view v_suspicious); results in {}",
         db.display()
     );
+    if let Some(v) = &verdict {
+        super::shortcuts::print(v, Some(audit_seconds));
+    }
     if stats.failed > 0 {
         println!(
             "{} image(s) failed: see the errors table (exit code 2)",

@@ -20,6 +20,7 @@ mod explain;
 mod merge;
 mod query;
 mod sanity;
+mod shortcuts;
 mod split;
 mod train;
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::shard::Shard;
 
 mod merge;
+pub mod shortcuts;
 pub mod trust;
 mod writer;
 pub use merge::{merge_shards, MergeError, MergeOptions, MergeReport, MergedShard};
@@ -44,6 +45,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_trust.sql",
         include_str!("../../migrations/0005_trust.sql"),
+    ),
+    (
+        "0006_verdicts.sql",
+        include_str!("../../migrations/0006_verdicts.sql"),
     ),
 ];
 
@@ -209,6 +214,9 @@ pub struct MetricRecord {
     pub completeness_error: Option<f64>,
     pub segments: Option<i64>,
     pub seconds: f64,
+    /// Split-half reproducibility of a stochastic map (migration 0006); `None` for the others.
+    #[serde(default)]
+    pub reproducibility: Option<f64>,
 }
 
 /// A row of `agreement` between two methods on one image.
