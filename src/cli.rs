@@ -115,6 +115,13 @@ pub enum Command {
     ///
     /// Example: tumor-audit sanity --run nightly-2026-11-25 --db out/audit.sqlite --images 8
     Sanity(SanityArgs),
+    /// The shortcut check of a stored run again (what `audit` runs at its end): regions the class's
+    /// mean maps share, their causal test on the model, trust-weighted calibrated flags, the verdict.
+    /// For a run merged from shards, or against a --reference run chosen later. Uses the current
+    /// config and model (give the same --set as the audit).
+    ///
+    /// Example: tumor-audit shortcuts --run nightly-2026-11-25 --reference nightly-2026-11-24
+    Shortcuts(ShortcutsArgs),
     /// Benchmark the attribution methods on real test images: seconds per image per method (median
     /// and spread over repeats) and in total. A benchmark, not a test: run it on a quiet machine.
     ///
@@ -360,6 +367,20 @@ pub struct AuditArgs {
     pub no_shortcuts: bool,
     /// An accepted earlier run in the same database (e.g. last night's): its distributions calibrate
     /// the flag thresholds and its mean maps join the shortcut baseline (default: the run's own).
+    #[arg(long, value_name = "RUN")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShortcutsArgs {
+    /// The run to check.
+    #[arg(long)]
+    pub run: String,
+    /// SQLite database (default: <output.dir>/audit.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// An accepted earlier run in the same database: its distributions calibrate the flag thresholds
+    /// and its mean maps join the shortcut baseline.
     #[arg(long, value_name = "RUN")]
     pub reference: Option<String>,
 }

@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff(args) => return query::cmd_diff(&settings()?, args),
         Command::Merge(args) => return merge::run(args),
         Command::Sanity(args) => sanity::run(&cli, args),
+        Command::Shortcuts(args) => shortcuts::run(&Context::new(&cli)?, args),
         Command::Report(args) => query::cmd_report(&settings()?, args),
     }?;
     Ok(0)

@@ -12,6 +12,29 @@ use crate::store::shortcuts::{read_inputs, RunImage, ShortcutCheck};
 use crate::store::Store;
 use crate::trust::shortcut::{self, Reference, ShortcutConfig};
 
+/// `tumor-audit shortcuts`: the check of a stored run, with the current config and model.
+pub fn run(ctx: &Context, args: &crate::cli::ShortcutsArgs) -> anyhow::Result<()> {
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| ctx.settings.output.dir.join("audit.sqlite"));
+    if !db.is_file() {
+        anyhow::bail!("database {} does not exist: run `tumor-audit audit` first, or pass --db", db.display());
+    }
+    let store = Store::open(&db)?;
+    let exists: bool = store
+        .conn()
+        .query_row("SELECT count(*) > 0 FROM runs WHERE run_id = ?1", [&args.run], |r| r.get(0))?;
+    if !exists {
+        anyhow::bail!("database {}: there is no run {}", db.display(), args.run);
+    }
+    let model = ctx.load_model()?;
+    let explain = ctx.explain_config(&[])?;
+    let result = check(ctx, &model, &store, &args.run, args.reference.as_deref(), &explain)?;
+    print(&result, None);
+    Ok(())
+}
+
 /// Runs and stores the check of `run_id`; `reference` = an accepted run whose thresholds and mean maps
 /// are the baseline.
 pub fn check(

@@ -40,7 +40,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use tch::Tensor;
 
-use crate::attribution::{rng_for_key, ExplainConfig, Method};
+use crate::attribution::{rng_for_key, ExplainConfig};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::preprocess::Prepared;
@@ -48,7 +48,7 @@ use crate::store::shortcuts::{
     FaithRow, RunImage, RunInputs, ShortcutCheck, ShortcutCheckRecord, ShortcutFlagRecord,
     ShortcutMethodRecord, ShortcutRegionRecord,
 };
-use crate::trust::faithfulness::{self, FaithfulnessConfig, Score};
+use crate::trust::faithfulness;
 
 /// The check's parameters (see the module documentation for what each one means).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -89,8 +89,8 @@ impl Default for ShortcutConfig {
             min_density: 2.0,
             max_area: 0.10,
             regions_per_map: 2,
-            regions_per_class: 6,
-            test_images: 64,
+            regions_per_class: 4,
+            test_images: 32,
             min_flip_rate: 0.2,
             fence: 3.0,
             min_margin: 0.05,
@@ -573,6 +573,7 @@ fn causal_test(
     size: usize,
     key: &str,
     seed: u64,
+    min_flip_rate: f64,
 ) -> Result<(Causal, usize)> {
     let mask = mask_at(mask_grid, grid, size);
     let ring_width = (size / 16).max(2);
@@ -582,32 +583,52 @@ fn causal_test(
         .map(|(&d, &m)| d && !m)
         .collect();
     let mut rng = rng_for_key(key, "shortcut-control", seed);
+    // Phase 1, the region itself; phase 2, the controls, only when a rate could confirm (a region no
+    // image reacts to needs no control, and the check stays cheap on a clean model).
     let mut batch = Vec::new();
-    // Per tested pair: (kind 0..4, index into own/others).
+    // Per tested image: (kind 0..4, index into own/others).
     let mut what = Vec::new();
     for (i, img) in own.iter().enumerate() {
         batch.push(occlude(img.input, channels, size, &mask, &ring));
         what.push((0, i));
-        let (dx, dy) = control_shift(&mask, size, &mut rng);
-        let (m, r) = (
-            translate(&mask, size, dx, dy),
-            translate(&ring, size, dx, dy),
-        );
-        batch.push(occlude(img.input, channels, size, &m, &r));
-        what.push((2, i));
     }
     if !own.is_empty() {
         for (j, img) in others.iter().enumerate() {
-            let src = own[j % own.len()].input;
-            batch.push(paste(img.input, src, channels, size, &mask));
+            batch.push(paste(img.input, own[j % own.len()].input, channels, size, &mask));
             what.push((1, j));
-            let (dx, dy) = control_shift(&mask, size, &mut rng);
-            let m = translate(&mask, size, dx, dy);
-            batch.push(paste(img.input, src, channels, size, &m));
-            what.push((3, j));
         }
     }
-    let probs = predict(model, &batch, channels, size)?;
+    let mut probs = predict(model, &batch, channels, size)?;
+    let flips = |kind: usize, probs: &[Vec<f32>]| {
+        what.iter()
+            .zip(probs)
+            .filter(|((k, _), p)| {
+                *k == kind && ((kind == 0 && argmax(p) != class) || (kind == 1 && argmax(p) == class))
+            })
+            .count()
+    };
+    let needs_control = flips(0, &probs) as f64 >= min_flip_rate * own.len() as f64
+        || (!own.is_empty() && flips(1, &probs) as f64 >= min_flip_rate * others.len() as f64);
+    if needs_control {
+        let mut controls = Vec::new();
+        for (i, img) in own.iter().enumerate() {
+            let (dx, dy) = control_shift(&mask, size, &mut rng);
+            let (m, r) = (
+                translate(&mask, size, dx, dy),
+                translate(&ring, size, dx, dy),
+            );
+            controls.push(occlude(img.input, channels, size, &m, &r));
+            what.push((2, i));
+        }
+        for (j, img) in others.iter().enumerate() {
+            let (dx, dy) = control_shift(&mask, size, &mut rng);
+            let m = translate(&mask, size, dx, dy);
+            controls.push(paste(img.input, own[j % own.len()].input, channels, size, &m));
+            what.push((3, j));
+        }
+        probs.extend(predict(model, &controls, channels, size)?);
+        batch.extend(controls);
+    }
     let mut counts = [Counts::default(); 4];
     for ((kind, i), p) in what.iter().zip(&probs) {
         let c = &mut counts[*kind];
@@ -832,6 +853,7 @@ pub fn check_run(
                 size,
                 &format!("{run_id}/{}", k + 1),
                 explain.seed,
+                cfg.min_flip_rate,
             )?
         } else {
             (Causal::default(), 0)
@@ -1040,10 +1062,12 @@ pub fn check_run(
     })
 }
 
-/// Deletion curves (K = `probe_steps`) of the stored maps, upsampled to the model's side, and of the
-/// random order on `probe_images` tested images (classes in turn, by image id): per method the mean
-/// deletion AUC, the random order's, and the share of images where the method's is lower. Returns the
-/// rows and the forward passes spent.
+/// Deletion curves (K = `probe_steps`, probability of the explained class) of the stored maps,
+/// upsampled to the model's side, and of the random pixel order (the same seeded order the
+/// faithfulness curves use), on `probe_images` tested images (classes in turn, by image id): per method
+/// the mean deletion AUC, the random order's, and the share of images where the method's is lower.
+/// Deletion only, and the curves' two ends (the image itself, the all-reference image) are shared by
+/// every order: (orders x (K - 1) + 1) forward passes per image. Returns the rows and the passes.
 #[allow(clippy::too_many_arguments)]
 fn deletion_probe(
     model: &Model,
@@ -1056,11 +1080,11 @@ fn deletion_probe(
     size: usize,
 ) -> Result<(Vec<FaithRow>, usize)> {
     let grid = inputs.grid;
-    let f = FaithfulnessConfig {
-        enabled: true,
-        steps: cfg.probe_steps,
-        score: Score::Probability,
-    };
+    let steps = cfg.probe_steps.max(2);
+    let n = size * size;
+    let counts = faithfulness::step_counts(n, steps);
+    let fractions: Vec<f64> = counts.iter().map(|&c| c as f64 / n as f64).collect();
+    let reference = explain.reference(channels);
     // Classes in turn, so a probe of 16 images covers both classes of a binary model.
     let mut by_class: Vec<Vec<&(&RunImage, TestImage)>> = vec![Vec::new(); classes.len()];
     for t in tested {
@@ -1083,36 +1107,59 @@ fn deletion_probe(
     let mut per: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let mut forwards = 0;
     for (img, t) in sample {
-        let target = classes.iter().position(|c| c == &img.target).unwrap_or(0) as i64;
-        let up: Vec<(Method, Vec<f32>)> = inputs
+        let target = classes.iter().position(|c| c == &img.target).unwrap_or(0);
+        let random = faithfulness::random_order(
+            n,
+            &mut rng_for_key(&img.image_id, faithfulness::RANDOM, explain.seed),
+        );
+        let mut orders: Vec<(String, Vec<usize>)> = inputs
             .methods
             .iter()
             .filter_map(|m| {
                 let map = inputs.maps.get(&(img.image_id.clone(), m.clone()))?;
-                let method = Method::parse(m).ok()?;
-                Some((method, crate::metrics::downsample(map, grid, grid, size, size)))
+                let up = crate::metrics::downsample(map, grid, grid, size, size);
+                Some((m.clone(), faithfulness::importance_order(&up, &random)))
             })
             .collect();
-        if up.is_empty() {
+        if orders.is_empty() {
             continue;
         }
-        let maps: Vec<(Method, &[f32])> = up.iter().map(|(m, v)| (*m, v.as_slice())).collect();
-        let x = Tensor::from_slice(t.input)
-            .view([1, channels as i64, size as i64, size as i64])
-            .to_device(model.device());
-        let curves =
-            faithfulness::image_curves(model, explain, &f, &img.image_id, &x, target, &maps)?;
-        forwards += f.forward_passes(maps.len());
-        let random = curves
-            .iter()
-            .find(|c| c.method == faithfulness::RANDOM)
-            .map(|c| c.curves.deletion_auc);
-        if let Some(r) = random {
-            for c in curves.iter().filter(|c| c.method != faithfulness::RANDOM) {
-                per.entry(c.method.clone())
-                    .or_default()
-                    .push((c.curves.deletion_auc, r));
+        orders.push((faithfulness::RANDOM.to_string(), random));
+        let mut batch = Vec::new();
+        for (_, order) in &orders {
+            let mut img_k = t.input.to_vec();
+            let mut done = 0;
+            for &c in &counts[1..steps] {
+                for &p in &order[done..c] {
+                    for ch in 0..channels {
+                        img_k[ch * n + p] = reference;
+                    }
+                }
+                done = c;
+                batch.push(img_k.clone());
             }
+        }
+        batch.push(vec![reference; channels * n]);
+        let probs = predict(model, &batch, channels, size)?;
+        forwards += batch.len();
+        let last = probs[probs.len() - 1][target] as f64;
+        let aucs: Vec<(String, f64)> = orders
+            .iter()
+            .enumerate()
+            .map(|(o, (name, _))| {
+                let mut curve = vec![t.probs[target] as f64];
+                curve.extend(
+                    probs[o * (steps - 1)..(o + 1) * (steps - 1)]
+                        .iter()
+                        .map(|p| p[target] as f64),
+                );
+                curve.push(last);
+                (name.clone(), faithfulness::trapezoid_auc(&fractions, &curve))
+            })
+            .collect();
+        let r = aucs.last().expect("the random order is last").1;
+        for (name, auc) in &aucs[..aucs.len() - 1] {
+            per.entry(name.clone()).or_default().push((*auc, r));
         }
     }
     let rows = per

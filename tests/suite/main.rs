@@ -11,5 +11,6 @@ mod planted_bias;
 mod query;
 mod report;
 mod shard;
+mod shortcuts;
 mod trust;
 mod util;
