@@ -211,6 +211,17 @@ pub enum QueryWhat {
         #[arg(long)]
         run: Option<String>,
     },
+    /// The run's verdict (from the shortcut check `audit` runs at its end): shortcut confirmed at a
+    /// region for a class, or no shortcut and how many images trusted methods flag for review; the
+    /// candidate regions with their occlusion / paste flip rates, each method's trust and calibrated
+    /// thresholds, the flagged images, the stochastic maps' reproducibility.
+    ///
+    /// Example: tumor-audit query shortcuts --run nightly-2026-11-25
+    Shortcuts {
+        /// Run (default: the latest; a unique prefix is enough).
+        #[arg(long)]
+        run: Option<String>,
+    },
     /// One SQL statement on a read-only connection; statements that would write are refused.
     /// Views: v_image_method, v_suspicious, v_suspicious_images, v_bias_summary, v_run_summary,
     /// v_method_agreement, v_image_agreement, v_faithfulness_image, v_faithfulness_summary,

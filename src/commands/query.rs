@@ -156,6 +156,33 @@ pub fn cmd_query(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        QueryWhat::Shortcuts { run } => {
+            let run = query::resolve_run(conn, run.as_deref())?;
+            let sections = [
+                ("verdict", query::shortcuts::verdict(conn, &run)?),
+                ("regions", query::shortcuts::regions(conn, &run)?),
+                ("methods", query::shortcuts::methods(conn, &run)?),
+                ("flagged", query::shortcuts::flagged(conn, &run)?),
+                ("reproducibility", query::shortcuts::reproducibility(conn, &run)?),
+            ];
+            if args.format != Format::Table {
+                return print_sections(&sections, args.format);
+            }
+            println!("run {run}");
+            if sections[0].1.rows.is_empty() {
+                println!("no shortcut check for this run: run `tumor-audit shortcuts --run {run}`");
+                return Ok(());
+            }
+            for (name, t) in &sections {
+                println!("\n{name}:");
+                if t.rows.is_empty() {
+                    println!("  none");
+                } else {
+                    print(t, Format::Table)?;
+                }
+            }
+            Ok(())
+        }
         QueryWhat::Sql { statement } => print(&query::sql(conn, statement)?, args.format),
     }
 }

@@ -7,6 +7,7 @@ use rusqlite::{named_params, Connection};
 pub mod bias;
 pub mod diff;
 pub mod export;
+pub mod shortcuts;
 pub mod table;
 pub mod trust;
 
