@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
 use crate::error::{Error, Result};
-use crate::model::{Architecture, LayerSpec};
 pub use crate::model::train::{AugmentConfig, TrainingConfig};
+use crate::model::{Architecture, LayerSpec};
 pub use crate::preprocess::ImageConfig;
 use crate::trust::FaithfulnessConfig;
 

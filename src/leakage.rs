@@ -1,13 +1,14 @@
 //! Near-duplicate leakage check: for each audited image, the nearest image of the training folder by
 //! the split's 256-bit average hash. A model that is "right" on a near-copy of a training image proves
-//! little, so the audit stores the distance and the query/report show it.
+//! little, so the audit stores the distance and the query/report show it. This file hashes and
+//! matches; the rows are read by `query::leakage` and written by `store::leakage`.
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use rusqlite::params;
 
 use crate::dataset::{self, Limits};
 use crate::split::{self, AHash};
+use crate::store::{self, leakage::LeakageRow};
 
 /// The average hashes of every readable image under a class-folder training set.
 pub struct TrainIndex {
@@ -71,47 +72,23 @@ pub fn check_run(
     max_distance: u32,
     limits: Limits,
 ) -> rusqlite::Result<(usize, usize)> {
-    let todo: Vec<(String, String)> = conn
-        .prepare(
-            "SELECT i.image_id, i.path FROM run_images AS r JOIN images AS i USING (image_id)
-             WHERE r.run_id = ?1 AND r.status = 'done'
-               AND NOT EXISTS (SELECT 1 FROM leakage AS l WHERE l.run_id = r.run_id AND l.image_id = r.image_id)
-             ORDER BY i.image_id",
-        )?
-        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let found: Vec<(String, Option<(u32, String)>)> = todo
+    let todo = crate::query::leakage::unchecked_images(conn, run_id)?;
+    let found: Vec<LeakageRow> = todo
         .par_iter()
-        .map(|(id, path)| {
-            let near = dataset::read_image(Path::new(path), limits)
+        .map(|(id, path)| LeakageRow {
+            image_id: id.clone(),
+            nearest: dataset::read_image(Path::new(path), limits)
                 .ok()
                 .and_then(|d| index.nearest(&split::average_hash(&d.image)))
-                .map(|(dist, p)| (dist, p.to_string_lossy().into_owned()));
-            (id.clone(), near)
+                .map(|(dist, p)| (dist, p.to_string_lossy().into_owned())),
         })
         .collect();
-    let tx = conn.unchecked_transaction()?;
-    let mut dupes = 0;
-    {
-        let mut ins = tx.prepare(
-            "INSERT OR REPLACE INTO leakage
-             (run_id, image_id, train_dir, distance, nearest_path, max_distance, near_duplicate)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for (id, near) in &found {
-            let dup = near.as_ref().is_some_and(|(d, _)| *d <= max_distance);
-            dupes += dup as usize;
-            ins.execute(params![
-                run_id,
-                id,
-                index.dir.to_string_lossy(),
-                near.as_ref().map(|(d, _)| *d as i64),
-                near.as_ref().map(|(_, p)| p.as_str()),
-                max_distance as i64,
-                dup as i64
-            ])?;
-        }
-    }
-    tx.commit()?;
+    let dupes = store::leakage::write_leakage(
+        conn,
+        run_id,
+        &index.dir.to_string_lossy(),
+        max_distance,
+        &found,
+    )?;
     Ok((found.len(), dupes))
 }

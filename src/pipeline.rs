@@ -102,12 +102,7 @@ pub fn spawn_decoder(
     (rx, handle)
 }
 
-fn decode_one(
-    s: &Sample,
-    cfg: &ImageConfig,
-    limits: Limits,
-    done: &HashSet<String>,
-) -> Decoded {
+fn decode_one(s: &Sample, cfg: &ImageConfig, limits: Limits, done: &HashSet<String>) -> Decoded {
     // Hash first: a resumed run skips finished images without decoding them.
     let bytes = match std::fs::read(&s.path) {
         Ok(b) => b,
@@ -198,7 +193,9 @@ pub fn audit_image(
     let faithfulness_on = job.faithfulness.is_some();
     let mut full: Vec<(Method, Vec<f32>)> = Vec::new();
     let mut errors = Vec::new();
-    for (method, result) in attribution::explain_image(model, job.explain, &job.explain.methods, &input) {
+    for (method, result) in
+        attribution::explain_image(model, job.explain, &job.explain.methods, &input)
+    {
         match result {
             Ok(a) => {
                 let m = metrics::map_metrics(&a.map, &mask.inside, &border);
@@ -221,13 +218,12 @@ pub fn audit_image(
                     seconds: a.seconds,
                     reproducibility: a.reproducibility,
                 });
-                maps.push(MapRecord {
-                    method: method.name().to_string(),
-                    width: MAP_STORE_SIZE as i64,
-                    height: MAP_STORE_SIZE as i64,
-                    encoding: "f16le".into(),
-                    data: metrics::compact_map(&a.map, size, size, MAP_STORE_SIZE, MAP_STORE_SIZE),
-                });
+                maps.push(MapRecord::f16le(
+                    method.name(),
+                    &metrics::downsample(&a.map, size, size, MAP_STORE_SIZE, MAP_STORE_SIZE),
+                    MAP_STORE_SIZE,
+                    MAP_STORE_SIZE,
+                ));
                 small.push((
                     method,
                     metrics::downsample(&a.map, size, size, AGREEMENT_SIZE, AGREEMENT_SIZE),

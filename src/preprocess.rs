@@ -34,7 +34,6 @@ impl ImageConfig {
     }
 }
 
-
 /// A model-ready image plus what display, segmentation and the brain mask need.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -135,7 +134,8 @@ pub fn prepare_samples(
     let results: Vec<_> = samples
         .par_iter()
         .map(|s| {
-            let r = dataset::read_image(&s.path, limits).map(|d| (d.id.clone(), prepare(&d.image, cfg)));
+            let r = dataset::read_image(&s.path, limits)
+                .map(|d| (d.id.clone(), prepare(&d.image, cfg)));
             tick();
             (s.clone(), r)
         })

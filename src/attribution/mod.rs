@@ -340,7 +340,10 @@ impl ExplainConfig {
             if self.methods[..i].contains(m) {
                 return Err(Error::key(
                     "explain.methods",
-                    format!("`{}` is listed twice: each method runs once per image", m.name()),
+                    format!(
+                        "`{}` is listed twice: each method runs once per image",
+                        m.name()
+                    ),
                 ));
             }
         }

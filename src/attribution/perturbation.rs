@@ -54,7 +54,9 @@ pub fn segment_for(
             segment::from_label_image(path, size, size)
                 .map_err(|e| Error::key("explain.segmentation.path", e.to_string()))?
         }
-        SegmentationMethod::Felzenszwalb => segment::felzenszwalb(img, size, size, ch, cfg.scale, cfg.sigma, cfg.min_size),
+        SegmentationMethod::Felzenszwalb => {
+            segment::felzenszwalb(img, size, size, ch, cfg.scale, cfg.sigma, cfg.min_size)
+        }
     })
 }
 

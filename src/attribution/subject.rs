@@ -38,8 +38,8 @@ impl Target {
         Ok(match self {
             Target::Predicted => TargetRule::Predicted,
             Target::Label => TargetRule::Label,
-            Target::Class(name) => TargetRule::Class(
-                classes.iter().position(|c| c == name).ok_or_else(|| {
+            Target::Class(name) => {
+                TargetRule::Class(classes.iter().position(|c| c == name).ok_or_else(|| {
                     Error::key(
                         "explain.target",
                         format!(
@@ -48,8 +48,8 @@ impl Target {
                             classes.join(", ")
                         ),
                     )
-                })?,
-            ),
+                })?)
+            }
         })
     }
 }

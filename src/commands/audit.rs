@@ -108,14 +108,7 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         tracing::info!("shortcut check: {:.1} s", t.elapsed().as_secs_f64());
         Some(result)
     };
-    let flagged: i64 = store
-        .conn()
-        .query_row(
-            "SELECT COUNT(DISTINCT image_id) FROM v_suspicious WHERE run_id = ?1",
-            [&run_id],
-            |r| r.get(0),
-        )
-        .unwrap_or(0);
+    let flagged = crate::query::runs::suspicious_image_count(store.conn(), &run_id).unwrap_or(0);
     let secs = t0.elapsed().as_secs_f64();
     println!(
         "run {run_id}: {} images audited, {} resumed as done, {} failed; {:.0} s ({:.3} images/s, {} decode threads, peak memory {})",

@@ -1,5 +1,6 @@
 //! The command layer: one file per subcommand, each wiring the library's steps together for one job
 //! and printing its results. Nothing in the library imports from here.
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
@@ -7,18 +8,22 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
 use crate::attribution::{ExplainConfig, Method, TargetRule};
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, RunOutput};
 use crate::config::Settings;
 use crate::dataset::{self, Limits, Skipped};
 use crate::model::{self, InputSpec, Model, NativeCnn};
-use crate::store::RunRecord;
+use crate::query::{Format, Table};
+use crate::store::{RunRecord, Store};
 
 mod audit;
 mod bench;
+mod diff;
 mod evaluate;
 mod explain;
+mod export;
 mod merge;
 mod query;
+mod report;
 mod sanity;
 mod shortcuts;
 mod split;
@@ -41,13 +46,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Explain(args) => explain::run(&Context::new(&cli)?, args),
         Command::Bench(args) => bench::run(&Context::new(&cli)?, args),
         Command::Audit(args) => return audit::run(&Context::new(&cli)?, args),
-        Command::Query(args) => query::cmd_query(&settings()?, args),
-        Command::Export(args) => query::cmd_export(&settings()?, args),
-        Command::Diff(args) => return query::cmd_diff(&settings()?, args),
+        Command::Query(args) => query::run(&settings()?, args),
+        Command::Export(args) => export::run(&settings()?, args),
+        Command::Diff(args) => return diff::run(&settings()?, args),
         Command::Merge(args) => return merge::run(args),
         Command::Sanity(args) => sanity::run(&cli, args),
         Command::Shortcuts(args) => shortcuts::run(&Context::new(&cli)?, args),
-        Command::Report(args) => query::cmd_report(&settings()?, args),
+        Command::Report(args) => report::run(&settings()?, args),
     }?;
     Ok(0)
 }
@@ -248,4 +253,40 @@ fn report_skipped(skipped: &[Skipped], not_images: &[Skipped]) {
     for s in not_images {
         tracing::debug!("ignored {}: {}", s.path.display(), s.reason);
     }
+}
+
+/// The read-side commands' database, opened read-only; a missing file says how to make one.
+pub(crate) fn open_db(settings: &Settings, db: &Option<PathBuf>) -> anyhow::Result<Store> {
+    let path = db
+        .clone()
+        .unwrap_or_else(|| settings.output.dir.join("audit.sqlite"));
+    Store::open_read_only(&path).map_err(|e| match e {
+        crate::store::StoreError::NotFound { .. } => anyhow::anyhow!(
+            "database {} does not exist: run `tumor-audit audit` first, or pass --db",
+            path.display()
+        ),
+        other => other.into(),
+    })
+}
+
+/// A table to stdout in the chosen format.
+fn print_table(table: &Table, format: Format) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    table.write(format, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The store, the resolved run and the output folder of `export` / `report`.
+fn run_output(settings: &Settings, target: &RunOutput) -> anyhow::Result<(Store, String, PathBuf)> {
+    let store = open_db(settings, &target.db)?;
+    let run = crate::query::resolve_run(store.conn(), target.run.as_deref())?;
+    let dir = target.out.clone().unwrap_or_else(|| {
+        settings
+            .output
+            .dir
+            .join(crate::query::bias::file_safe(&run))
+    });
+    Ok((store, run, dir))
 }

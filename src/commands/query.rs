@@ -1,40 +1,11 @@
-//! The read-side subcommands: `query`, `export`, `diff`. They only need the database (and the config
-//! for the default database path), never the model.
-use std::io::Write;
-use std::path::PathBuf;
-
-use anyhow::Context as _;
-
-use crate::cli::{DiffArgs, ExportArgs, QueryArgs, QueryWhat, ReportArgs, RunOutput};
+//! `tumor-audit query`: runs, suspicious images, one image, bias summaries, trust summaries and
+//! read-only SQL, as aligned tables, CSV or JSON. Needs only the database, never the model.
+use super::{open_db as open, print_table as print};
+use crate::cli::{QueryArgs, QueryWhat};
 use crate::config::Settings;
-use crate::query::{self, bias, diff, export, trust, Format, Rules, Table};
-use crate::store::Store;
+use crate::query::{self, bias, trust, Format, Rules, Table};
 
-fn db_path(settings: &Settings, db: &Option<PathBuf>) -> PathBuf {
-    db.clone()
-        .unwrap_or_else(|| settings.output.dir.join("audit.sqlite"))
-}
-
-fn open(settings: &Settings, db: &Option<PathBuf>) -> anyhow::Result<Store> {
-    let path = db_path(settings, db);
-    Store::open_read_only(&path).map_err(|e| match e {
-        crate::store::StoreError::NotFound { .. } => anyhow::anyhow!(
-            "database {} does not exist: run `tumor-audit audit` first, or pass --db",
-            path.display()
-        ),
-        other => other.into(),
-    })
-}
-
-fn print(table: &Table, format: Format) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    table.write(format, &mut out)?;
-    out.flush()?;
-    Ok(())
-}
-
-pub fn cmd_query(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
+pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
     let store = open(settings, &args.db)?;
     let conn = store.conn();
     match &args.what {
@@ -235,100 +206,4 @@ fn project(t: &Table, names: &[&str]) -> Table {
             .map(|r| idx.iter().map(|&i| r[i].clone()).collect())
             .collect(),
     }
-}
-
-/// The store, the resolved run and the output folder of `export` / `report`.
-fn run_output(settings: &Settings, target: &RunOutput) -> anyhow::Result<(Store, String, PathBuf)> {
-    let store = open(settings, &target.db)?;
-    let run = query::resolve_run(store.conn(), target.run.as_deref())?;
-    let dir = target
-        .out
-        .clone()
-        .unwrap_or_else(|| settings.output.dir.join(bias::file_safe(&run)));
-    Ok((store, run, dir))
-}
-
-pub fn cmd_export(settings: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
-    let (store, run, dir) = run_output(settings, &args.target)?;
-    let done = export::export_run(store.conn(), &run, &dir)?;
-    println!("run {run} exported to {}:", dir.display());
-    for (path, rows) in &done.files {
-        println!(
-            "  {:<40} {rows:>7} rows",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        );
-    }
-    if let Some(grid) = &done.mean_map_grid {
-        println!("  mean maps per class x method: {}", grid.display());
-    }
-    Ok(())
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-pub fn cmd_report(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
-    let (store, run, dir) = run_output(settings, &args.target)?;
-    let opts = crate::report::Options {
-        per_page: args.per_page as usize,
-        thumb: args.thumb,
-    };
-    let w = crate::report::write_report(store.conn(), &run, &dir, &opts)
-        .with_context(|| format!("report of run {run}"))?;
-    println!("run {run}: report written to {}", w.index.display());
-    println!(
-        "  {} image(s) in the gallery, {} page(s); HTML {}, assets {}; report.html with its plots, mean \
-         maps and first gallery page: {} (the gallery strips load as the reader scrolls)",
-        w.images,
-        w.pages.len(),
-        mib(w.html_bytes),
-        mib(w.asset_bytes),
-        mib(w.first_page_bytes)
-    );
-    if w.originals_missing > 0 {
-        println!(
-            "  {} original image(s) not readable at their recorded path: their rows show the maps alone",
-            w.originals_missing
-        );
-    }
-    Ok(())
-}
-
-/// Exit code when a `--fail-on` rule is crossed.
-pub const DIFF_FAILED: u8 = 3;
-
-pub fn cmd_diff(settings: &Settings, args: &DiffArgs) -> anyhow::Result<u8> {
-    let store_a = open(settings, &args.db)?;
-    let store_b = match &args.db_b {
-        Some(p) => Some(open(settings, &Some(p.clone()))?),
-        None => None,
-    };
-    let conn_b = store_b.as_ref().unwrap_or(&store_a).conn();
-    let a = query::resolve_run(store_a.conn(), Some(&args.run_a))?;
-    let b = query::resolve_run(conn_b, Some(&args.run_b))?;
-    let d = diff::diff(store_a.conn(), &a, conn_b, &b, &args.fail_on)
-        .with_context(|| format!("diff {a} {b}"))?;
-    if args.format == Format::Table {
-        println!(
-            "A = {a}, B = {b}: {} image(s) in common ({} only in A, {} only in B); delta = B - A; \
-             accuracy, precision, recall, f1 in %",
-            d.common_images, d.only_a, d.only_b
-        );
-    }
-    print(&d.table, args.format)?;
-    if d.violations.is_empty() {
-        if !args.fail_on.is_empty() {
-            eprintln!("no --fail-on rule crossed");
-        }
-        return Ok(0);
-    }
-    for v in &d.violations {
-        eprintln!("FAIL: {v}");
-    }
-    eprintln!(
-        "{} rule violation(s): exit code {DIFF_FAILED}",
-        d.violations.len()
-    );
-    Ok(DIFF_FAILED)
 }

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use rayon::prelude::*;
-use rusqlite::OptionalExtension as _;
 
 use super::{progress, Context};
 use crate::attribution::{Method, Subject};
@@ -119,23 +118,17 @@ fn run_context(
     store: &Store,
     args: &SanityArgs,
 ) -> anyhow::Result<(Context, PathBuf, bool)> {
-    let stored: Option<(String, String, String, String)> = store
-        .conn()
-        .query_row(
-            "SELECT config_yaml, model_path, model_sha256, data_root FROM runs WHERE run_id = ?1",
-            [&args.run],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()
+    let stored = crate::query::runs::stored_run(store.conn(), &args.run)
         .with_context(|| format!("database {}", store.path().display()))?;
-    let Some((yaml, model_path, sha, data_root)) = stored else {
+    let Some(stored) = stored else {
         let dir = args.data.clone().unwrap_or_else(|| current.test_dir());
         return Ok((current, dir, false));
     };
-    let settings = Settings::from_yaml(&yaml, &[])
+    let (model_path, sha) = (&stored.model_path, &stored.model_sha256);
+    let settings = Settings::from_yaml(&stored.config_yaml, &[])
         .with_context(|| format!("run {}: its stored config no longer loads", args.run))?;
-    let found = model::file_sha256(Path::new(&model_path))?;
-    if found != sha {
+    let found = model::file_sha256(Path::new(model_path))?;
+    if &found != sha {
         bail!(
             "run {}: the model file {model_path} has changed since the run (sha256 {} recorded, {} now)",
             args.run,
@@ -147,7 +140,7 @@ fn run_context(
     let dir = args
         .data
         .clone()
-        .unwrap_or_else(|| PathBuf::from(data_root));
+        .unwrap_or_else(|| PathBuf::from(&stored.data_root));
     Ok((ctx, dir, true))
 }
 
@@ -258,17 +251,10 @@ fn store_result(
 /// The stored sanity check of a run as tables (the `query trust` ones): per method the verdict and the
 /// randomisation curve, then the other-class check.
 pub fn print_sanity(conn: &rusqlite::Connection, run_id: &str) -> anyhow::Result<()> {
-    use rusqlite::OptionalExtension as _;
     use std::io::Write as _;
 
     use crate::query::{trust, Format};
-    let threshold: Option<f64> = conn
-        .query_row(
-            "SELECT threshold FROM sanity_checks WHERE run_id = ?1",
-            [run_id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let threshold = trust::sanity_threshold(conn, run_id)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

@@ -98,7 +98,6 @@ impl Default for AugmentConfig {
     }
 }
 
-
 #[derive(Debug, Serialize, Clone)]
 pub struct EpochLog {
     pub epoch: usize,

@@ -7,8 +7,9 @@ use image::RgbImage;
 use rusqlite::Connection;
 
 use super::table::{Cell, Table};
+use super::QueryError;
 use crate::display;
-use crate::metrics;
+use crate::store::maps;
 
 /// One group's values, kept whole for medians.
 #[derive(Default)]
@@ -169,10 +170,10 @@ pub fn mean_maps(conn: &Connection, run: &str) -> rusqlite::Result<Vec<MeanMap>>
     while let Some(r) = rows.next()? {
         let (label, method): (String, String) = (r.get(0)?, r.get(1)?);
         let (w, h): (i64, i64) = (r.get(2)?, r.get(3)?);
-        if r.get::<_, String>(4)? != "f16le" {
+        let encoding: String = r.get(4)?;
+        let Some(values) = maps::decode(&encoding, r.get_ref(5)?.as_blob()?) else {
             continue;
-        }
-        let values = metrics::decode_f16(r.get_ref(5)?.as_blob()?);
+        };
         let total: f64 = values
             .iter()
             .filter(|v| v.is_finite())
@@ -243,8 +244,8 @@ pub fn render(map: &MeanMap, size: u32) -> RgbImage {
 
 /// Writes one PNG per class x method (`<label>__<method>.png`) and a grid `mean-maps.png` (rows =
 /// classes then "all", columns = methods) into `dir`. Returns the grid's path.
-pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> Result<PathBuf, QueryError> {
+    std::fs::create_dir_all(dir).map_err(|e| QueryError::io("create", dir, e))?;
     let mut labels: Vec<String> = Vec::new();
     let mut methods: Vec<String> = Vec::new();
     for m in maps {
@@ -254,11 +255,14 @@ pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> anyhow::Result<PathBuf> 
         if !methods.contains(&m.method) {
             methods.push(m.method.clone());
         }
-        render(m, 192).save(dir.join(format!(
+        let path = dir.join(format!(
             "{}__{}.png",
             file_safe(&m.label),
             file_safe(&m.method)
-        )))?;
+        ));
+        render(m, 192)
+            .save(&path)
+            .map_err(|source| QueryError::Image { path, source })?;
     }
     let rows: Vec<Vec<RgbImage>> = labels
         .iter()
@@ -289,7 +293,10 @@ pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> anyhow::Result<PathBuf> 
         .collect();
     let grid = display::montage(&rows, &row_labels, &col_labels);
     let path = dir.join("mean-maps.png");
-    grid.save(&path)?;
+    grid.save(&path).map_err(|source| QueryError::Image {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }
 

@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::bail;
 use rusqlite::Connection;
 
 use super::table::{Cell, Table};
+use super::QueryError;
 
 /// What one run holds, per image.
 struct RunData {
@@ -132,13 +132,16 @@ pub fn diff(
     conn_b: &Connection,
     b: &str,
     rules: &[Rule],
-) -> anyhow::Result<Diff> {
+) -> Result<Diff, QueryError> {
     let (da, db) = (load(conn_a, a)?, load(conn_b, b)?);
     let ids_a: BTreeSet<&String> = da.predictions.keys().collect();
     let ids_b: BTreeSet<&String> = db.predictions.keys().collect();
     let common: BTreeSet<&String> = ids_a.intersection(&ids_b).copied().collect();
     if common.is_empty() {
-        bail!("runs {a} and {b} have no image in common: nothing to compare");
+        return Err(QueryError::NoCommonImages {
+            a: a.to_string(),
+            b: b.to_string(),
+        });
     }
     let (fa, fb) = (figures(&da, &common), figures(&db, &common));
     let keys: BTreeSet<&(String, String)> = fa.keys().chain(fb.keys()).collect();

@@ -3,11 +3,10 @@
 //! columns are documented in the README ("Export files").
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use rusqlite::Connection;
 
 use super::table::{Cell, Table};
-use super::{bias, trust, Format};
+use super::{bias, trust, Format, QueryError};
 
 /// Per image x method metrics (tidy long format: one row per image x method).
 pub fn metrics(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
@@ -121,8 +120,8 @@ pub struct Exported {
 /// Writes `metrics.csv`, `predictions.csv`, `agreement.csv`, `bias_summary.csv`, `errors.csv`, the
 /// trust checks (`faithfulness.csv`, `faithfulness_summary.csv`, `faithfulness_curves.csv`,
 /// `sanity_curve.csv`) and `mean-maps/` into `dir`. Returns each file with its row count.
-pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> anyhow::Result<Exported> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, QueryError> {
+    std::fs::create_dir_all(dir).map_err(|e| QueryError::io("create", dir, e))?;
     let tables = [
         ("metrics.csv", metrics(conn, run)?),
         ("predictions.csv", predictions(conn, run)?),
@@ -142,11 +141,10 @@ pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> anyhow::Result<Ex
     for (name, t) in &tables {
         let path = dir.join(name);
         let mut f = std::io::BufWriter::new(
-            std::fs::File::create(&path)
-                .with_context(|| format!("cannot write {}", path.display()))?,
+            std::fs::File::create(&path).map_err(|e| QueryError::io("write", &path, e))?,
         );
         t.write(Format::Csv, &mut f)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .map_err(|e| QueryError::io("write", &path, e))?;
         files.push((path, t.rows.len()));
     }
     let maps = bias::mean_maps(conn, run)?;

@@ -1,61 +1,99 @@
-//! Reading an audit database: the `query` answers (runs, suspicious images, one image, raw SQL), the
-//! bias summaries and mean maps, the CSV export and the run-to-run diff. Everything here reads through
-//! the SQL views of `migrations/`, so sqlite3, Python or R users get the same answers.
-use anyhow::{bail, Context as _};
+//! Reading an audit database: every SELECT of the project outside the store's own bookkeeping. The
+//! `query` answers (suspicious images, one image, raw SQL) live here; runs (runs.rs), the bias
+//! summaries and mean maps (bias.rs), the CSV export (export.rs), the run-to-run diff (diff.rs), the
+//! trust summaries (trust.rs), the leakage rows (leakage.rs) and the report's readers (report.rs) in
+//! their files. Everything reads through the SQL views of `migrations/`, so sqlite3, Python or R users
+//! get the same answers.
+use std::path::PathBuf;
+
 use rusqlite::{named_params, Connection};
 
 pub mod bias;
 pub mod diff;
 pub mod export;
+pub mod leakage;
+pub mod report;
+pub mod runs;
 pub mod shortcuts;
 pub mod table;
 pub mod trust;
 
+pub use runs::{resolve_run, runs};
 pub use table::{Cell, Format, Table};
 
-/// The run a query is about: `None` = the most recently started run; otherwise an exact run id or a
-/// prefix that matches exactly one run.
-pub fn resolve_run(conn: &Connection, run: Option<&str>) -> anyhow::Result<String> {
-    let ids: Vec<String> = conn
-        .prepare("SELECT run_id FROM runs ORDER BY started_at DESC, run_id")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    if ids.is_empty() {
-        bail!("the database has no runs yet: run `tumor-audit audit` first");
-    }
-    let Some(want) = run else {
-        return Ok(ids[0].clone());
-    };
-    if ids.iter().any(|i| i == want) {
-        return Ok(want.to_string());
-    }
-    let matches: Vec<&String> = ids.iter().filter(|i| i.starts_with(want)).collect();
-    match matches.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => bail!("no run {want:?}; runs: {}", ids.join(", ")),
-        many => bail!(
-            "run {want:?} is ambiguous: it starts {}",
-            many.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+/// What can go wrong when reading a database; every message says what was asked and what was found.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+
+    /// A statement given by the user (`query sql`) that SQLite refused.
+    #[error("SQL: {sql}")]
+    Sql {
+        sql: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("the database has no runs yet: run `tumor-audit audit` first")]
+    NoRuns,
+
+    #[error("no run {want:?}; runs: {runs}")]
+    UnknownRun { want: String, runs: String },
+
+    #[error("run {want:?} is ambiguous: it starts {matches}")]
+    AmbiguousRun { want: String, matches: String },
+
+    #[error("run {run} has no image whose id starts with, or whose path ends with, {key:?}")]
+    NoImage { run: String, key: String },
+
+    #[error(
+        "{key:?} matches {count} images of run {run}, e.g. {examples}; give more of the id or path"
+    )]
+    AmbiguousImage {
+        key: String,
+        count: usize,
+        run: String,
+        examples: String,
+    },
+
+    #[error(
+        "refused: `query sql` is read-only and this statement would change the database ({keyword}); \
+         nothing was changed"
+    )]
+    WouldWrite { keyword: String },
+
+    #[error("runs {a} and {b} have no image in common: nothing to compare")]
+    NoCommonImages { a: String, b: String },
+
+    /// A setting out of its range (the message names the option and the range).
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot write {}", path.display())]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
 }
 
-/// `query runs`: every run, newest first, with its headline figures.
-pub fn runs(conn: &Connection) -> rusqlite::Result<Table> {
-    Table::query(
-        conn,
-        "SELECT s.run_id, s.status, s.started_at,
-                round((julianday(coalesce(s.finished_at, s.started_at)) - julianday(s.started_at)) * 86400.0, 1)
-                  AS seconds,
-                r.profile, substr(r.model_sha256, 1, 12) AS model, r.device,
-                s.images_total, s.images_done, s.images_failed, s.accuracy, s.images_flagged
-         FROM v_run_summary AS s JOIN runs AS r USING (run_id)
-         ORDER BY s.started_at DESC, s.run_id",
-        [],
-    )
+impl QueryError {
+    pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        QueryError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// Thresholds of `query suspicious`; the defaults are the rules of the `v_suspicious_images` view.
@@ -90,9 +128,11 @@ impl Default for Rules {
 
 /// `query suspicious`: one row per suspicious image, most suspicious first (score, then the largest
 /// value-to-threshold ratio), with the rules that fired spelled out in `reasons`.
-pub fn suspicious(conn: &Connection, run: &str, rules: &Rules) -> anyhow::Result<Table> {
+pub fn suspicious(conn: &Connection, run: &str, rules: &Rules) -> Result<Table, QueryError> {
     if rules.background <= 0.0 || rules.border <= 0.0 {
-        bail!("--background and --border must be above 0");
+        return Err(QueryError::Invalid(
+            "--background and --border must be above 0".into(),
+        ));
     }
     let sql = "
 WITH marked AS (
@@ -160,7 +200,7 @@ ORDER BY score DESC, location_ratio DESC, image_id";
 }
 
 /// Finds one image of a run by id prefix, or by a path ending (`Te-gl_0010.jpg`).
-pub fn find_image(conn: &Connection, run: &str, key: &str) -> anyhow::Result<String> {
+pub fn find_image(conn: &Connection, run: &str, key: &str) -> Result<String, QueryError> {
     let ids: Vec<(String, String)> = conn
         .prepare(
             "SELECT i.image_id, i.path FROM run_images AS r JOIN images AS i USING (image_id)
@@ -174,18 +214,21 @@ pub fn find_image(conn: &Connection, run: &str, key: &str) -> anyhow::Result<Str
         .collect::<Result<_, _>>()?;
     match ids.as_slice() {
         [(id, _)] => Ok(id.clone()),
-        [] => {
-            bail!("run {run} has no image whose id starts with, or whose path ends with, {key:?}")
-        }
-        many => bail!(
-            "{key:?} matches {} images of run {run}, e.g. {}; give more of the id or path",
-            many.len(),
-            many.iter()
+        [] => Err(QueryError::NoImage {
+            run: run.to_string(),
+            key: key.to_string(),
+        }),
+        many => Err(QueryError::AmbiguousImage {
+            key: key.to_string(),
+            count: many.len(),
+            run: run.to_string(),
+            examples: many
+                .iter()
                 .take(3)
                 .map(|(_, p)| p.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
-        ),
+                .join(", "),
+        }),
     }
 }
 
@@ -196,7 +239,11 @@ fn like_escape(s: &str) -> String {
 }
 
 /// `query image`: everything stored for one image of a run, as named sections.
-pub fn image(conn: &Connection, run: &str, image_id: &str) -> anyhow::Result<Vec<(String, Table)>> {
+pub fn image(
+    conn: &Connection,
+    run: &str,
+    image_id: &str,
+) -> Result<Vec<(String, Table)>, QueryError> {
     let p = rusqlite::params![run, image_id];
     let sections = [
         (
@@ -243,16 +290,15 @@ pub fn image(conn: &Connection, run: &str, image_id: &str) -> anyhow::Result<Vec
 
 /// `query sql`: one statement on a read-only connection. A statement that would write is refused
 /// before it runs (SQLite's own read-only check), and the connection itself cannot write either.
-pub fn sql(conn: &Connection, text: &str) -> anyhow::Result<Table> {
-    let mut stmt = conn
-        .prepare(text)
-        .with_context(|| format!("SQL: {}", text.trim()))?;
+pub fn sql(conn: &Connection, text: &str) -> Result<Table, QueryError> {
+    let mut stmt = conn.prepare(text).map_err(|source| QueryError::Sql {
+        sql: text.trim().to_string(),
+        source,
+    })?;
     if !stmt.readonly() {
-        bail!(
-            "refused: `query sql` is read-only and this statement would change the database ({}); \
-             nothing was changed",
-            text.split_whitespace().next().unwrap_or("").to_uppercase()
-        );
+        return Err(QueryError::WouldWrite {
+            keyword: text.split_whitespace().next().unwrap_or("").to_uppercase(),
+        });
     }
     Ok(Table::from_statement(&mut stmt, [])?)
 }

@@ -172,3 +172,23 @@ pub fn sanity_check(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
         [run],
     )
 }
+
+/// The threshold of the run's stored sanity check; `None` when the run has no sanity check.
+pub fn sanity_threshold(conn: &Connection, run: &str) -> rusqlite::Result<Option<f64>> {
+    use rusqlite::OptionalExtension as _;
+    conn.query_row(
+        "SELECT threshold FROM sanity_checks WHERE run_id = ?1",
+        [run],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// The largest number of curve steps among the run's faithfulness rows (`None` without rows).
+pub fn faithfulness_steps(conn: &Connection, run: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT max(steps) FROM faithfulness WHERE run_id = ?1",
+        [run],
+        |r| r.get(0),
+    )
+}

@@ -4,16 +4,22 @@
 //! (the browser draws it with its own fonts, and plotters escapes it), so no font file is needed.
 use std::path::Path;
 
-use anyhow::Context as _;
 use plotters::coord::ranged1d::SegmentValue;
 pub use plotters::prelude::SeriesLabelPosition;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::ReportError;
+
 type Seg = SegmentValue<i32>;
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("plot: {e}")
+/// A drawing error of plotters (its error types are generic over the backend; the text is kept).
+#[derive(Debug, thiserror::Error)]
+#[error("plot: {0}")]
+pub struct PlotError(String);
+
+fn err(e: impl std::fmt::Display) -> PlotError {
+    PlotError(e.to_string())
 }
 
 /// A label cut to `n` characters (long class names would push the plot off its canvas).
@@ -55,7 +61,7 @@ fn matrix(
     x_desc: &str,
     y_desc: &str,
     cells: &[Vec<(RGBColor, String, bool)>],
-) -> anyhow::Result<()> {
+) -> Result<(), ReportError> {
     let (nr, nc) = (rows.len() as i32, cols.len() as i32);
     let longest = rows.iter().map(|r| r.chars().count()).max().unwrap_or(1) as u32;
     let left = (longest.min(22) * 8 + 40).max(90);
@@ -127,14 +133,17 @@ fn matrix(
         }
     }
     root.present()
-        .map_err(err)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .map_err(|e| ReportError::write(path, err(e)))?;
     Ok(())
 }
 
 /// Confusion matrix: rows = true class, columns = predicted class, count in each cell, shaded by
 /// the share of its row (so a small class's errors are as visible as a large one's).
-pub fn confusion(path: &Path, classes: &[String], confusion: &[Vec<usize>]) -> anyhow::Result<()> {
+pub fn confusion(
+    path: &Path,
+    classes: &[String],
+    confusion: &[Vec<usize>],
+) -> Result<(), ReportError> {
     let cells: Vec<Vec<(RGBColor, String, bool)>> = confusion
         .iter()
         .map(|row| {
@@ -167,7 +176,7 @@ pub fn agreement(
     path: &Path,
     methods: &[String],
     values: &[Vec<Option<f64>>],
-) -> anyhow::Result<()> {
+) -> Result<(), ReportError> {
     let cells: Vec<Vec<(RGBColor, String, bool)>> = values
         .iter()
         .map(|row| {
@@ -200,7 +209,7 @@ pub fn mass_histograms(
     what: &str,
     threshold: f64,
     series: &[(String, Vec<f64>)],
-) -> anyhow::Result<()> {
+) -> Result<(), ReportError> {
     let per_row = 3usize;
     let nrows = series.len().div_ceil(per_row).max(1);
     let (pw, ph) = (330u32, 230u32);
@@ -262,8 +271,7 @@ pub fn mass_histograms(
             .map_err(err)?;
     }
     root.present()
-        .map_err(err)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .map_err(|e| ReportError::write(path, err(e)))?;
     Ok(())
 }
 
@@ -303,7 +311,7 @@ pub struct Panel<'a> {
 }
 
 /// Panels side by side, each a line chart with its legend, in one SVG.
-pub fn line_panels(path: &Path, panels: &[Panel<'_>]) -> anyhow::Result<()> {
+pub fn line_panels(path: &Path, panels: &[Panel<'_>]) -> Result<(), ReportError> {
     let (pw, ph) = (460u32, 340u32);
     let root = SVGBackend::new(path, (pw * panels.len().max(1) as u32, ph)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -381,8 +389,7 @@ pub fn line_panels(path: &Path, panels: &[Panel<'_>]) -> anyhow::Result<()> {
             .map_err(err)?;
     }
     root.present()
-        .map_err(err)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .map_err(|e| ReportError::write(path, err(e)))?;
     Ok(())
 }
 

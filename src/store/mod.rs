@@ -1,4 +1,5 @@
-//! The SQLite storage layer: schema migrations, the [`Store`] handle (open, runs, resume) and the record types.
+//! The SQLite storage layer (the write side): schema migrations, the [`Store`] handle (open, runs, resume),
+//! the record types, the stored maps' codec (`maps.rs`), trust-check and leakage rows. Reads live in `query/`.
 //!
 //! The schema lives in `migrations/NNNN_*.sql` (embedded at build time), applied in order, one
 //! transaction each, the number applied kept in `PRAGMA user_version`. The database is in WAL mode,
@@ -13,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::shard::Shard;
 
+pub mod leakage;
+pub mod maps;
 mod merge;
 pub mod shortcuts;
 pub mod trust;
@@ -228,7 +231,8 @@ pub struct AgreementRecord {
     pub iou_top10: f64,
 }
 
-/// A row of `maps`: a downsampled attribution map, `encoding` "f16le" (2 bytes per pixel, row-major).
+/// A row of `maps`: a downsampled attribution map in the encoding named by `encoding` (see [`maps`]:
+/// built with [`MapRecord::f16le`], read with [`maps::decode`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MapRecord {
     pub method: String,

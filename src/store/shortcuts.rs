@@ -9,7 +9,6 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::{At, Result, Store};
-use crate::metrics;
 
 /// One audited image of a run, with its prediction.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,11 +85,11 @@ pub fn read_inputs(conn: &Connection, run_id: &str) -> rusqlite::Result<RunInput
     let mut rows = stmt.query([run_id])?;
     while let Some(r) = rows.next()? {
         let (w, h): (i64, i64) = (r.get(2)?, r.get(3)?);
-        if w != h || r.get::<_, String>(4)? != "f16le" {
+        let Some(values) = super::maps::decode(&r.get::<_, String>(4)?, r.get_ref(5)?.as_blob()?)
+        else {
             continue;
-        }
-        let values = metrics::decode_f16(r.get_ref(5)?.as_blob()?);
-        if values.len() != (w * h) as usize || (out.grid != 0 && out.grid != w as usize) {
+        };
+        if w != h || values.len() != (w * h) as usize || (out.grid != 0 && out.grid != w as usize) {
             continue;
         }
         out.grid = w as usize;

@@ -90,7 +90,7 @@ fn image_result(
                 method: m.to_string(),
                 width: 4,
                 height: 4,
-                encoding: "f16le".into(),
+                encoding: crate::store::maps::F16LE.into(),
                 data: vec![0; 32],
             })
             .collect(),

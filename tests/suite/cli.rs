@@ -83,7 +83,10 @@ fn a_target_class_that_does_not_exist_fails_before_any_work_in_audit_as_in_expla
         .arg(&db)
         .output()
         .unwrap();
-    assert!(!out.status.success(), "audit with an unknown target class exited 0");
+    assert!(
+        !out.status.success(),
+        "audit with an unknown target class exited 0"
+    );
     let audit_err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         audit_err.contains("explain.target")
@@ -91,7 +94,11 @@ fn a_target_class_that_does_not_exist_fails_before_any_work_in_audit_as_in_expla
             && audit_err.contains("predicted, label, no, yes"),
         "{audit_err}"
     );
-    assert!(!db.exists(), "the audit created {} before refusing", db.display());
+    assert!(
+        !db.exists(),
+        "the audit created {} before refusing",
+        db.display()
+    );
     let out = bin(&[])
         .args(["explain", "--target", "maybe", "--out"])
         .arg(dir.path())

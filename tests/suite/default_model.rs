@@ -1,11 +1,11 @@
 //! The bundled default CNN on real Br35H images (needs `make setup`'s data; the weights ship in models/).
-use tumor_audit::attribution::{self, ImageInput, Method};
 use tumor_audit::attribution::Precision;
+use tumor_audit::attribution::{self, ImageInput, Method};
 use tumor_audit::commands::{prepare_samples, Context};
-use tumor_audit::preprocess::stack_inputs;
 use tumor_audit::config::Settings;
 use tumor_audit::dataset::{Dataset, Limits};
 use tumor_audit::evaluate::argmax;
+use tumor_audit::preprocess::stack_inputs;
 
 use super::util::repo;
 

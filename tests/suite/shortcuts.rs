@@ -89,7 +89,14 @@ impl Marker {
 
 /// A Br35H slice at SIZE x SIZE grey, with `marker` burnt in.
 fn slice(path: &Path, marker: Option<Marker>) -> GrayImage {
-    let img = image::open(path).unwrap().to_luma8();
+    // Br35H has PNG bytes behind some .jpg names: the format comes from the content.
+    let img = image::ImageReader::open(path)
+        .unwrap()
+        .with_guessed_format()
+        .unwrap()
+        .decode()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_luma8();
     let mut img = image::imageops::resize(&img, SIZE, SIZE, FilterType::Triangle);
     if let Some(m) = marker {
         let (pixels, value) = m.pixels();

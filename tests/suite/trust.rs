@@ -110,8 +110,16 @@ fn two_class_probability_curves_are_the_softmax_of_the_logit_curves() {
     let grad = tumor_audit::attribution::gradient::gradient(&model, &x, &[1])
         .unwrap()
         .remove(0);
-    let rows =
-        fa::image_curves(&model, &cfg, &f, "img-a", &x, 1, &[(Method::Gradient, &grad)]).unwrap();
+    let rows = fa::image_curves(
+        &model,
+        &cfg,
+        &f,
+        "img-a",
+        &x,
+        1,
+        &[(Method::Gradient, &grad)],
+    )
+    .unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(
         (rows[0].method.as_str(), rows[1].method.as_str()),

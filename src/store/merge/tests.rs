@@ -87,7 +87,7 @@ fn result(run_id: &str, n: usize) -> ImageResult {
                 method: m.to_string(),
                 width: 2,
                 height: 2,
-                encoding: "f16le".into(),
+                encoding: crate::store::maps::F16LE.into(),
                 data: vec![n as u8, 1, 2, 3, 4, 5, 6, m.len() as u8],
             })
             .collect(),

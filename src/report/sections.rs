@@ -1,0 +1,465 @@
+//! The report's sections built from plain values (what `query` read): the run header, the
+//! evaluation, the bias summary's mean-map grid and histogram series, the method agreement, the trust
+//! checks, the gallery and the "at a glance" figures. No SQL and no file here: the builders return
+//! view models (`view.rs`) and the data of the plots that `assets.rs` draws.
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::plots::Line;
+use super::view::{
+    asset_name, fmt2, fmt3, html_table, method_title, methods_html, pct, GalleryGroup, GalleryItem,
+    Glance, KeyValue, MeanMapRow, MethodCell, TrustSection,
+};
+use super::ASSETS;
+use crate::config::ImageConfig;
+use crate::evaluate::{self, Evaluation};
+use crate::query::bias::MeanMap;
+use crate::query::leakage::LeakageSummary;
+use crate::query::report::{GalleryEntry, LabelledPrediction, MethodFigures};
+use crate::query::runs::{RunRecord, RunSummary};
+use crate::query::{Cell, Rules, Table};
+
+/// `données.image` of the run's config snapshot (how the gallery strips redo the model's input).
+pub fn image_config(yaml: &str) -> Option<ImageConfig> {
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).ok()?;
+    serde_yaml_ng::from_value(v.get("données")?.get("image")?.clone()).ok()
+}
+
+/// The run header: one line per fact of the run record.
+pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
+    let duration = match (rec.seconds, &rec.finished_at) {
+        (Some(s), Some(_)) if s >= 60.0 => {
+            format!("{:.0} min {:.0} s", (s / 60.0).floor(), s % 60.0)
+        }
+        (Some(s), Some(_)) => format!("{s:.1} s"),
+        _ => "not finished".into(),
+    };
+    let kv = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: v,
+    };
+    vec![
+        kv("run", run.to_string()),
+        kv("status", rec.status.clone()),
+        kv("started (UTC)", rec.started_at.clone()),
+        kv(
+            "finished (UTC)",
+            rec.finished_at.clone().unwrap_or_else(|| "–".into()),
+        ),
+        kv("duration", duration),
+        kv("model", rec.model_path.clone()),
+        kv("model sha256", rec.model_sha256.clone()),
+        kv("data root", rec.data_root.clone()),
+        kv(
+            "images",
+            format!(
+                "{} done, {} failed, of {} listed ({} error rows)",
+                rec.images_done, rec.images_failed, rec.images_total, rec.errors
+            ),
+        ),
+        kv("device", rec.device.clone()),
+        kv("tool version", format!("tumor-audit {}", rec.tool_version)),
+        kv("profile", rec.profile.clone()),
+        kv(
+            "methods",
+            rec.methods
+                .iter()
+                .map(|m| method_title(m))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        kv("seed", rec.seed.to_string()),
+        kv(
+            "IG baseline / LIME-SHAP reference",
+            format!(
+                "{} / {}",
+                fmt3(rec.baseline_value),
+                fmt3(rec.reference_value)
+            ),
+        ),
+    ]
+}
+
+/// Accuracy, per-class P/R/F1 and the confusion matrix over the labelled images (`None` without
+/// any); a label outside `classes` is left out.
+pub fn evaluation(classes: &[String], predictions: &[LabelledPrediction]) -> Option<Evaluation> {
+    let mut labels = Vec::new();
+    let mut probs = Vec::new();
+    for lp in predictions {
+        let Some(l) = classes.iter().position(|c| *c == lp.label) else {
+            continue;
+        };
+        let mut p: Vec<f32> = classes
+            .iter()
+            .map(|c| lp.probabilities.get(c).copied().unwrap_or(0.0) as f32)
+            .collect();
+        // The stored prediction decides (ties in the probabilities must not flip it).
+        if let Some(k) = classes.iter().position(|c| *c == lp.predicted) {
+            if evaluate::argmax(&p) != k {
+                p.iter_mut().for_each(|v| *v = 0.0);
+                p[k] = 1.0;
+            }
+        }
+        labels.push(l);
+        probs.push(p);
+    }
+    if labels.is_empty() {
+        return None;
+    }
+    Some(evaluate::evaluate(&labels, &probs, classes))
+}
+
+/// The per-class table of an evaluation.
+pub fn per_class(e: &Evaluation) -> super::view::HtmlTable {
+    let mut t = Table::new(["class", "precision", "recall", "F1", "support"]);
+    for c in &e.per_class {
+        t.push(vec![
+            Cell::Text(c.class.clone()),
+            Cell::Real(c.precision),
+            Cell::Real(c.recall),
+            Cell::Real(c.f1),
+            Cell::Int(c.support as i64),
+        ]);
+    }
+    html_table(&t)
+}
+
+/// The mean-map grid: one row per label (in the order of `maps`), one tile per method of the run.
+/// Returns the rows and, for each tile, the index of its map in `maps` and its file name under
+/// `mean-maps/`.
+pub fn mean_map_rows(
+    maps: &[MeanMap],
+    methods: &[String],
+) -> (Vec<MeanMapRow>, Vec<(usize, String)>) {
+    let mut labels: Vec<&String> = Vec::new();
+    for m in maps {
+        if !labels.contains(&&m.label) {
+            labels.push(&m.label);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut files = Vec::new();
+    for (li, label) in labels.iter().enumerate() {
+        let mut row = MeanMapRow {
+            label: label.to_string(),
+            images: 0,
+            tiles: Vec::new(),
+        };
+        for (mi, method) in methods.iter().enumerate() {
+            match maps
+                .iter()
+                .position(|m| &m.label == *label && &m.method == method)
+            {
+                Some(k) => {
+                    row.images = row.images.max(maps[k].images);
+                    let name = format!("mean-{li}-{mi}.png");
+                    row.tiles.push(Some(format!("{ASSETS}/mean-maps/{name}")));
+                    files.push((k, name));
+                }
+                None => row.tiles.push(None),
+            }
+        }
+        rows.push(row);
+    }
+    (rows, files)
+}
+
+/// A histogram's data: one series of values per method, named by its title.
+pub type Series = Vec<(String, Vec<f64>)>;
+
+/// The background and border-band mass series per method, from (background, border) per map.
+pub fn mass_series(
+    methods: &[String],
+    masses: &[Vec<(Option<f64>, Option<f64>)>],
+) -> (Series, Series) {
+    let mut background = Vec::new();
+    let mut border = Vec::new();
+    for (m, vals) in methods.iter().zip(masses) {
+        background.push((method_title(m), vals.iter().filter_map(|v| v.0).collect()));
+        border.push((method_title(m), vals.iter().filter_map(|v| v.1).collect()));
+    }
+    (background, border)
+}
+
+/// Mean Spearman per method pair (from `query::report::agreement_means`), as a symmetric matrix in
+/// `methods` order (diagonal 1).
+pub fn agreement_matrix(methods: &[String], means: &Table) -> Vec<Vec<Option<f64>>> {
+    let n = methods.len();
+    let mut m = vec![vec![None; n]; n];
+    for r in &means.rows {
+        let (Cell::Text(a), Cell::Text(b)) = (&r[0], &r[1]) else {
+            continue;
+        };
+        let v = match r[3] {
+            Cell::Real(v) => Some(v),
+            _ => None,
+        };
+        if let (Some(i), Some(j)) = (
+            methods.iter().position(|x| x == a),
+            methods.iter().position(|x| x == b),
+        ) {
+            m[i][j] = v;
+            m[j][i] = v;
+        }
+    }
+    for (i, row) in m.iter_mut().enumerate() {
+        row[i] = Some(1.0);
+    }
+    m
+}
+
+/// What the trust section is made of, as read by `query::trust`.
+pub struct TrustData {
+    pub faithfulness: Table,
+    pub faithfulness_by_class: Table,
+    pub mean_curves: Table,
+    pub faithfulness_steps: Option<i64>,
+    pub sanity_wide: Table,
+    pub sanity_check: Table,
+    pub other_class: Table,
+}
+
+/// The faithfulness plot: deletion and insertion curves per method, the y range that holds them.
+pub struct FaithfulnessPlot {
+    pub deletion: Vec<Line>,
+    pub insertion: Vec<Line>,
+    pub y: (f64, f64),
+}
+
+/// The sanity plot: the cascade's stages (x tick labels) and one curve per method.
+pub struct SanityPlot {
+    pub stages: Vec<String>,
+    pub lines: Vec<Line>,
+    pub threshold: Option<f64>,
+}
+
+/// The trust section's tables and the data of its plots (`None` when the run has no such rows).
+/// The caller fills in the plots' asset paths once it has drawn them.
+pub fn trust(d: &TrustData) -> (TrustSection, Option<FaithfulnessPlot>, Option<SanityPlot>) {
+    let mut out = TrustSection::default();
+    let mut faith_plot = None;
+    if !d.faithfulness.rows.is_empty() {
+        out.faithfulness = Some(methods_html(&d.faithfulness));
+        out.faithfulness_by_class = Some(methods_html(&d.faithfulness_by_class));
+        // The mean curves: one line per method, the random order dashed.
+        let curves = &d.mean_curves;
+        let col = |n: &str| curves.column(n).expect("mean_curves column");
+        let (cm, cf, cd, ci) = (
+            col("method"),
+            col("fraction"),
+            col("deletion_score"),
+            col("insertion_score"),
+        );
+        let mut deletion: Vec<Line> = Vec::new();
+        let mut insertion: Vec<Line> = Vec::new();
+        for r in &curves.rows {
+            let m = r[cm].as_text().unwrap_or_default();
+            if deletion.last().is_none_or(|l| l.name != method_title(m)) {
+                for lines in [&mut deletion, &mut insertion] {
+                    lines.push(Line {
+                        name: method_title(m),
+                        points: Vec::new(),
+                        baseline: m == "random",
+                    });
+                }
+            }
+            if let (Some(f), Some(d), Some(i)) = (r[cf].as_f64(), r[cd].as_f64(), r[ci].as_f64()) {
+                deletion.last_mut().expect("pushed").points.push((f, d));
+                insertion.last_mut().expect("pushed").points.push((f, i));
+            }
+        }
+        out.faithfulness_steps = d.faithfulness_steps;
+        // Probabilities fit [0, 1]; logits (explain.faithfulness.score: logit) get their own range.
+        let y = deletion
+            .iter()
+            .chain(&insertion)
+            .flat_map(|l| l.points.iter().map(|p| p.1))
+            .fold((0.0f64, 1.02f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        faith_plot = Some(FaithfulnessPlot {
+            deletion,
+            insertion,
+            y,
+        });
+    }
+    let wide = &d.sanity_wide;
+    let mut sanity_plot = None;
+    if !wide.rows.is_empty() {
+        let check = &d.sanity_check;
+        if let Some(r) = check.rows.first() {
+            out.sanity_images = check
+                .column("images")
+                .and_then(|c| r[c].as_f64())
+                .map(|v| v as i64);
+            out.sanity_threshold = check.column("threshold").and_then(|c| r[c].as_f64());
+        }
+        // Stage columns sit between `verdict` and `signed_last`.
+        let stages: Vec<String> = wide.columns[2..wide.columns.len() - 1].to_vec();
+        let lines: Vec<Line> = wide
+            .rows
+            .iter()
+            .map(|r| Line {
+                name: method_title(r[0].as_text().unwrap_or_default()),
+                points: r[2..r.len() - 1]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(s, c)| c.as_f64().map(|v| (s as f64, v)))
+                    .collect(),
+                baseline: false,
+            })
+            .collect();
+        sanity_plot = Some(SanityPlot {
+            stages,
+            lines,
+            threshold: out.sanity_threshold,
+        });
+        out.sanity = Some(methods_html(wide));
+        out.other_class = Some(methods_html(&d.other_class));
+    }
+    (out, faith_plot, sanity_plot)
+}
+
+/// One gallery image: its strip (file name under `strips/`, and the note when the original could not
+/// be shown) and one cell of figures per method, the rules that fire marked.
+pub fn gallery_item(
+    index: usize,
+    e: &GalleryEntry,
+    strip: &str,
+    note: String,
+    figures: &HashMap<(String, String), MethodFigures>,
+    methods: &[String],
+    rules: &Rules,
+) -> GalleryItem {
+    let cells = methods
+        .iter()
+        .map(|m| {
+            figures
+                .get(&(e.image_id.clone(), m.clone()))
+                .map(|(bg, bd, ag)| MethodCell {
+                    background: fmt2(*bg),
+                    border: fmt2(*bd),
+                    agreement: fmt2(*ag),
+                    bg_hot: bg.is_some_and(|v| v > rules.background),
+                    border_hot: bd.is_some_and(|v| v > rules.border),
+                    agree_low: ag.is_some_and(|v| v < rules.agreement),
+                })
+        })
+        .collect();
+    let file = Path::new(&e.path)
+        .file_name()
+        .map_or_else(|| e.path.clone(), |f| f.to_string_lossy().into_owned());
+    GalleryItem {
+        anchor: format!("img-{}", asset_name(&e.image_id, index)),
+        file,
+        path: e.path.clone(),
+        label: e.label.clone().unwrap_or_else(|| "(unlabelled)".into()),
+        predicted: e.predicted.clone(),
+        confidence: e
+            .confidence
+            .map_or_else(|| "–".into(), |c| format!("{c:.3}")),
+        correct: e.correct,
+        score: e.score,
+        reasons: e.reasons.clone(),
+        near_duplicate: e.near_duplicate,
+        train_distance: e
+            .train_distance
+            .map_or_else(|| "–".into(), |d| d.to_string()),
+        strip: format!("{ASSETS}/strips/{strip}"),
+        note,
+        cells,
+    }
+}
+
+/// The gallery split into pages: groups incorrect, correct, then unlabelled if any (each keeps the
+/// suspicious-first order of `items`), `per_page` images of each group per page; at least one page.
+pub fn gallery_pages(items: Vec<GalleryItem>, per_page: usize) -> Vec<Vec<GalleryGroup>> {
+    let mut groups: Vec<(String, String, Vec<GalleryItem>)> = vec![
+        (
+            "incorrect".into(),
+            "Incorrect predictions".into(),
+            Vec::new(),
+        ),
+        ("correct".into(), "Correct predictions".into(), Vec::new()),
+        ("unlabelled".into(), "Unlabelled images".into(), Vec::new()),
+    ];
+    for it in items {
+        let g = match it.correct {
+            Some(false) => 0,
+            Some(true) => 1,
+            None => 2,
+        };
+        groups[g].2.push(it);
+    }
+    if groups[2].2.is_empty() {
+        groups.pop();
+    }
+    let pages = groups
+        .iter()
+        .map(|g| g.2.len().div_ceil(per_page))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let totals: Vec<(usize, usize)> = groups
+        .iter()
+        .map(|g| (g.2.len(), g.2.iter().filter(|i| i.score > 0).count()))
+        .collect();
+    let mut paged: Vec<Vec<GalleryGroup>> = (0..pages).map(|_| Vec::new()).collect();
+    for (gi, (id, title, items)) in groups.into_iter().enumerate() {
+        let mut it = items.into_iter();
+        for (p, page) in paged.iter_mut().enumerate() {
+            page.push(GalleryGroup {
+                id: id.clone(),
+                title: title.clone(),
+                total: totals[gi].0,
+                suspicious: totals[gi].1,
+                first: p * per_page + 1,
+                items: it.by_ref().take(per_page).collect(),
+            });
+        }
+    }
+    paged
+}
+
+/// The figures at the top of the report: accuracy, images audited, suspicious images, leakage.
+pub fn glance(
+    summary: &RunSummary,
+    entries: &[GalleryEntry],
+    leak: &LeakageSummary,
+) -> Vec<Glance> {
+    let suspicious_images = entries.iter().filter(|e| e.score > 0).count();
+    let wrong = entries.iter().filter(|e| e.correct == Some(false)).count();
+    let checked = leak.checked > 0;
+    vec![
+        Glance {
+            label: "accuracy".into(),
+            value: summary.accuracy.map_or_else(|| "–".into(), pct),
+            note: format!("{} wrong of {} labelled", wrong, summary.labelled),
+            alert: wrong > 0,
+        },
+        Glance {
+            label: "images audited".into(),
+            value: summary.images_done.to_string(),
+            note: format!("{} failed", summary.images_failed),
+            alert: summary.images_failed > 0,
+        },
+        Glance {
+            label: "suspicious images".into(),
+            value: suspicious_images.to_string(),
+            note: "map misplaced, confidently wrong or methods disagree".into(),
+            alert: suspicious_images > 0,
+        },
+        Glance {
+            label: "near-duplicates of training images".into(),
+            value: if checked {
+                leak.near_duplicates.to_string()
+            } else {
+                "–".into()
+            },
+            note: if checked {
+                format!("of {} checked", leak.checked)
+            } else {
+                "not checked".into()
+            },
+            alert: leak.near_duplicates > 0,
+        },
+    ]
+}

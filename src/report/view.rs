@@ -1,0 +1,290 @@
+//! What the templates see: the report's view models (plain serialisable values, all text escaped by
+//! the template engine when rendered) and the formatting of numbers, tables and method names.
+use serde::Serialize;
+
+use crate::attribution::Method;
+use crate::query::{Cell, Table};
+
+#[derive(Serialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Serialize)]
+pub struct HtmlTable {
+    /// An optional header row above the column names: (title, columns spanned).
+    pub groups: Vec<HeaderGroup>,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<HtmlCell>>,
+}
+
+#[derive(Serialize)]
+pub struct HeaderGroup {
+    pub title: String,
+    pub span: usize,
+}
+
+#[derive(Serialize)]
+pub struct HtmlCell {
+    pub text: String,
+    pub num: bool,
+}
+
+/// One figure of the "at a glance" strip at the top of the report.
+#[derive(Serialize)]
+pub struct Glance {
+    pub label: String,
+    pub value: String,
+    pub note: String,
+    pub alert: bool,
+}
+
+/// One class (or "all") of the mean-map grid: one tile per method, `None` where there is no map.
+#[derive(Serialize)]
+pub struct MeanMapRow {
+    pub label: String,
+    pub images: usize,
+    pub tiles: Vec<Option<String>>,
+}
+
+/// One method's figures for one gallery image, with the rules that fire marked.
+#[derive(Serialize)]
+pub struct MethodCell {
+    pub background: String,
+    pub border: String,
+    pub agreement: String,
+    pub bg_hot: bool,
+    pub border_hot: bool,
+    pub agree_low: bool,
+}
+
+#[derive(Serialize)]
+pub struct GalleryItem {
+    pub anchor: String,
+    pub file: String,
+    pub path: String,
+    pub label: String,
+    pub predicted: String,
+    pub confidence: String,
+    pub correct: Option<bool>,
+    pub score: i64,
+    pub reasons: String,
+    pub near_duplicate: bool,
+    pub train_distance: String,
+    pub strip: String,
+    pub note: String,
+    pub cells: Vec<Option<MethodCell>>,
+}
+
+/// One group of the gallery (incorrect, correct, unlabelled) on one page.
+#[derive(Serialize)]
+pub struct GalleryGroup {
+    pub id: String,
+    pub title: String,
+    pub total: usize,
+    pub suspicious: usize,
+    pub first: usize,
+    pub items: Vec<GalleryItem>,
+}
+
+#[derive(Serialize)]
+pub struct PageLink {
+    pub number: usize,
+    pub href: String,
+    pub current: bool,
+}
+
+/// The report's trust section: tables with method titles, and the plots' asset paths (`None` when
+/// the run has no such rows).
+#[derive(Serialize, Default)]
+pub struct TrustSection {
+    pub faithfulness: Option<HtmlTable>,
+    pub faithfulness_by_class: Option<HtmlTable>,
+    pub faithfulness_svg: Option<String>,
+    pub faithfulness_steps: Option<i64>,
+    pub sanity: Option<HtmlTable>,
+    pub sanity_svg: Option<String>,
+    pub sanity_images: Option<i64>,
+    pub sanity_threshold: Option<f64>,
+    pub other_class: Option<HtmlTable>,
+}
+
+/// The thresholds of the default rules, as the pages explain them.
+#[derive(Serialize)]
+pub struct Thresholds {
+    pub background: f64,
+    pub border: f64,
+    pub agreement: f64,
+    pub confidence: f64,
+}
+
+/// What every page sees.
+#[derive(Serialize)]
+pub struct Common<'a> {
+    pub run: &'a str,
+    pub methods: &'a [String],
+    pub per_page: usize,
+    pub pages: usize,
+    pub thumb: u32,
+    pub thresholds: Thresholds,
+}
+
+/// What `report.html` sees besides [`Common`], the page number, its links and its gallery groups.
+#[derive(Serialize)]
+pub struct IndexPage {
+    pub glance: Vec<Glance>,
+    pub info: Vec<KeyValue>,
+    pub config_yaml: String,
+    pub accuracy: Option<String>,
+    pub roc_auc: Option<String>,
+    pub labelled: usize,
+    pub per_class: Option<HtmlTable>,
+    pub confusion_svg: Option<String>,
+    pub bias: HtmlTable,
+    pub mean_rows: Vec<MeanMapRow>,
+    pub has_metrics: bool,
+    pub has_agreement: bool,
+    pub agreement_table: HtmlTable,
+    pub trust: TrustSection,
+    pub leak_checked: i64,
+    pub leak_near: i64,
+    pub leak_max_distance: Option<i64>,
+    pub leak_train_dir: Option<String>,
+    pub leak_table: HtmlTable,
+    pub errors: HtmlTable,
+    pub originals_missing: usize,
+}
+
+pub fn fmt3(v: Option<f64>) -> String {
+    v.filter(|v| v.is_finite())
+        .map_or_else(|| "–".to_string(), |v| format!("{v:.3}"))
+}
+
+pub fn fmt2(v: Option<f64>) -> String {
+    v.filter(|v| v.is_finite())
+        .map_or_else(|| "–".to_string(), |v| format!("{v:.2}"))
+}
+
+pub fn pct(v: f64) -> String {
+    format!("{:.2}%", v * 100.0)
+}
+
+pub fn html_table(t: &Table) -> HtmlTable {
+    HtmlTable {
+        groups: Vec::new(),
+        columns: t.columns.clone(),
+        rows: t
+            .rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|c| match c {
+                        Cell::Null => HtmlCell {
+                            text: "–".into(),
+                            num: false,
+                        },
+                        Cell::Int(i) => HtmlCell {
+                            text: i.to_string(),
+                            num: true,
+                        },
+                        Cell::Real(v) => HtmlCell {
+                            text: format!("{v:.3}"),
+                            num: true,
+                        },
+                        Cell::Text(s) => HtmlCell {
+                            text: s.clone(),
+                            num: false,
+                        },
+                        Cell::Blob(n) => HtmlCell {
+                            text: format!("<blob of {n} bytes>"),
+                            num: false,
+                        },
+                    })
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// `bias::side_by_side` for a reader: method titles, and the right / wrong halves under a header.
+pub fn bias_html(t: &Table) -> HtmlTable {
+    let mut h = html_table(t);
+    if h.columns.len() != 12 {
+        return h;
+    }
+    for r in &mut h.rows {
+        r[1].text = method_title(&r[1].text);
+    }
+    let half = [
+        "images",
+        "background mean",
+        "background median",
+        "border mean",
+        "share flagged",
+    ];
+    h.columns = ["class", "method"]
+        .into_iter()
+        .chain(half)
+        .chain(half)
+        .map(str::to_string)
+        .collect();
+    h.groups = vec![
+        HeaderGroup {
+            title: String::new(),
+            span: 2,
+        },
+        HeaderGroup {
+            title: "correct predictions".into(),
+            span: 5,
+        },
+        HeaderGroup {
+            title: "incorrect predictions".into(),
+            span: 5,
+        },
+    ];
+    h
+}
+
+/// `html_table` with the `method` column's names as titles.
+pub fn methods_html(t: &Table) -> HtmlTable {
+    let mut h = html_table(t);
+    if let Some(c) = t.column("method") {
+        for r in &mut h.rows {
+            r[c].text = method_title(&r[c].text);
+        }
+    }
+    h
+}
+
+/// A method's display name ("Grad-CAM" for `gradcam`; an unknown name as it is).
+pub fn method_title(m: &str) -> String {
+    Method::parse(m).map_or_else(|_| m.to_string(), |m| m.title().to_string())
+}
+
+/// An asset name from an image id: the id when it is a plain hex digest (as tumor-audit writes it),
+/// else the row number. Never a path or a name taken from the data.
+pub fn asset_name(image_id: &str, index: usize) -> String {
+    if !image_id.is_empty()
+        && image_id.len() <= 64
+        && image_id.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        image_id.to_ascii_lowercase()
+    } else {
+        format!("row-{index}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asset_names_never_come_from_paths() {
+        let hex = "ab".repeat(32);
+        assert_eq!(asset_name(&hex, 3), hex);
+        assert_eq!(asset_name("../../etc/passwd", 3), "row-3");
+        assert_eq!(asset_name("<img src=x>", 7), "row-7");
+        assert_eq!(asset_name("", 0), "row-0");
+    }
+}
