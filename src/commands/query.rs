@@ -140,16 +140,34 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
                 return print_sections(&sections, args.format);
             }
             println!("run {run}");
-            if sections[0].1.rows.is_empty() {
+            let Some(summary) = sections[0].1.rows.first().and_then(|r| {
+                sections[0].1.column("summary").map(|i| r[i].clone())
+            }) else {
                 println!("no shortcut check for this run: run `tumor-audit shortcuts --run {run}`");
                 return Ok(());
+            };
+            if let query::Cell::Text(s) = summary {
+                println!("verdict: {s}");
             }
-            for (name, t) in &sections {
+            // The terminal view: the columns a person reads first; CSV / JSON get them all.
+            let keep: [&[&str]; 5] = [
+                &["verdict", "images", "flagged_images", "flagged_share", "confirmed_regions",
+                  "candidate_regions", "untrusted_methods", "reference_run", "forward_passes", "seconds"],
+                &["region", "class", "verdict", "methods", "x0", "x1", "y0", "y1", "occluded_images",
+                  "occlusion_rate", "control_occlusion_rate", "pasted_images", "paste_rate",
+                  "control_paste_rate"],
+                &["method", "trusted", "reason", "trust_source", "deletion_auc", "random_deletion_auc",
+                  "sanity_verdict", "median_reproducibility", "threshold_background",
+                  "threshold_border", "flagged_images"],
+                &["path", "label", "predicted", "confidence", "reasons"],
+                &["method", "images", "median", "lowest", "share_below_level"],
+            ];
+            for ((name, t), keep) in sections.iter().zip(keep) {
                 println!("\n{name}:");
                 if t.rows.is_empty() {
                     println!("  none");
                 } else {
-                    print(t, Format::Table)?;
+                    print(&project(t, keep), Format::Table)?;
                 }
             }
             Ok(())
