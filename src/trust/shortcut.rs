@@ -177,8 +177,7 @@ impl Candidate {
 }
 
 /// The candidate regions of one mean map against its baseline (see the module documentation), largest
-/// excess first, at most `cfg.regions_per_map`, each grown by one cell (a region's edge is where the
-/// map's evidence fades, not where the object ends).
+/// excess first, at most `cfg.regions_per_map`.
 pub fn find_candidates(
     mean: &[f32],
     baseline: &[f32],
@@ -200,6 +199,10 @@ pub fn find_candidates(
             m >= cfg.min_density * uniform && m >= cfg.min_lift * b.max(1e-12 * uniform)
         })
         .collect();
+    // Hot cells up to GAP cells apart belong to one region: the parts of one marker (the glyphs of a
+    // line of text, the dashes of a ruler) lie close together, and a region is tested as a whole.
+    const GAP: usize = 2;
+    let near = dilate(&hot, grid, grid, GAP);
     let mut seen = vec![false; n];
     let mut out = Vec::new();
     for start in 0..n {
@@ -219,16 +222,19 @@ pub fn find_candidates(
                         continue;
                     }
                     let j = ny as usize * grid + nx as usize;
-                    if hot[j] && !seen[j] {
+                    if near[j] && !seen[j] {
                         seen[j] = true;
                         stack.push(j);
                     }
                 }
             }
         }
+        // The component is the hot cells grown by GAP; shrunk by GAP - 1 it is their closing (the gaps
+        // filled) with a one-cell margin (a region's edge is where the map's evidence fades, not where
+        // the object ends).
         let mut mask = vec![false; n];
         comp.iter().for_each(|&i| mask[i] = true);
-        let mask = dilate(&mask, grid, grid, 1);
+        let mask = erode(&mask, grid, grid, GAP - 1);
         let cells = mask.iter().filter(|&&b| b).count();
         if cells as f64 > cfg.max_area * n as f64 {
             continue;
@@ -272,6 +278,12 @@ pub fn dilate(mask: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
         }
     }
     out
+}
+
+/// Shrinks a mask by `r` pixels (Chebyshev distance): the complement of the dilated complement.
+pub fn erode(mask: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
+    let outside: Vec<bool> = mask.iter().map(|&b| !b).collect();
+    dilate(&outside, w, h, r).iter().map(|&b| !b).collect()
 }
 
 /// Intersection over union of two masks.
