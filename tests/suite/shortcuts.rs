@@ -263,6 +263,17 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
     assert_eq!(json["verdict"][0]["verdict"], "shortcut", "{json}");
     assert!(json["regions"].as_array().unwrap().iter().any(|r| r["verdict"] == "confirmed"));
     assert_eq!(json["methods"].as_array().unwrap().len(), 3, "{json}");
+    // The gate: a confirmed shortcut that last night's run did not have fails `diff --fail-on`.
+    let gate = |a: &str, b: &str| {
+        bin(&[])
+            .args(["diff", a, b, "--db", &db_arg, "--fail-on", "shortcuts up 0", "--format", "json"])
+            .output()
+            .unwrap()
+    };
+    let up = gate("clean", "corner");
+    assert_eq!(up.status.code(), Some(3), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(String::from_utf8_lossy(&up.stderr).contains("FAIL: shortcuts"));
+    assert_eq!(gate("corner", "clean").status.code(), Some(0));
     for (name, marker) in &runs {
         let (verdict, summary): (String, String) = c
             .query_row(
