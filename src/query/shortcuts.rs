@@ -88,3 +88,48 @@ pub fn reproducibility(conn: &Connection, run: &str) -> rusqlite::Result<Table> 
         [run],
     )
 }
+
+/// One region of the check, with its mask, for pictures (the report draws it over the class's mean
+/// map and over an example image of the class).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionMask {
+    pub region: i64,
+    pub class: String,
+    pub verdict: String,
+    /// The methods whose mean map found it (the first one's mean map is drawn).
+    pub methods: Vec<String>,
+    pub grid: usize,
+    pub mask: Vec<bool>,
+    pub occlusion_rate: Option<f64>,
+    pub paste_rate: Option<f64>,
+    /// The first image (by id) predicted `class`: its recorded path.
+    pub example_path: Option<String>,
+}
+
+/// The regions of a run's check, confirmed first, then by the larger flip rate.
+pub fn region_masks(conn: &Connection, run: &str) -> rusqlite::Result<Vec<RegionMask>> {
+    conn.prepare(
+        "SELECT r.region, r.class, r.verdict, r.methods, r.grid, r.mask, r.occlusion_rate, r.paste_rate,
+                (SELECT i.path FROM predictions AS p JOIN images AS i USING (image_id)
+                 WHERE p.run_id = r.run_id AND p.predicted = r.class ORDER BY i.image_id LIMIT 1)
+         FROM shortcut_regions AS r WHERE r.run_id = ?1
+         ORDER BY r.verdict <> 'confirmed', max(coalesce(r.occlusion_rate, 0), coalesce(r.paste_rate, 0)) DESC,
+                  r.region",
+    )?
+    .query_map([run], |r| {
+        let methods: String = r.get(3)?;
+        let mask: Vec<u8> = r.get(5)?;
+        Ok(RegionMask {
+            region: r.get(0)?,
+            class: r.get(1)?,
+            verdict: r.get(2)?,
+            methods: serde_json::from_str(&methods).unwrap_or_default(),
+            grid: r.get::<_, i64>(4)? as usize,
+            mask: mask.into_iter().map(|b| b != 0).collect(),
+            occlusion_rate: r.get(6)?,
+            paste_rate: r.get(7)?,
+            example_path: r.get(8)?,
+        })
+    })?
+    .collect()
+}
