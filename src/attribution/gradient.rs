@@ -193,8 +193,11 @@ pub fn smoothgrad_halves(
                 grad_sum.copy()
             } else {
                 &grad_sum
-                    - g.narrow(0, len as i64 - over, over)
-                        .sum_dim_intlist([0i64].as_slice(), true, Kind::Float)
+                    - g.narrow(0, len as i64 - over, over).sum_dim_intlist(
+                        [0i64].as_slice(),
+                        true,
+                        Kind::Float,
+                    )
             };
             first_sum = Some(part);
         }

@@ -182,7 +182,10 @@ pub fn lime(
     bf16: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<f32>> {
-    Ok(lime_halves(model, x, target, seg, reference, samples, cfg, batch, bf16, rng)?.0)
+    Ok(lime_halves(
+        model, x, target, seg, reference, samples, cfg, batch, bf16, rng,
+    )?
+    .0)
 }
 
 /// [`lime`], plus the maps fitted on the first and on the second half of the same samples (the
@@ -224,7 +227,11 @@ pub fn lime_halves(
     }
     let coef = ridge(&masks, &y, &w, m, cfg.alpha)?;
     let halves = split_fits(samples, m, |rows| {
-        let (z, yy, ww) = (&masks[rows.start * m..rows.end * m], &y[rows.clone()], &w[rows]);
+        let (z, yy, ww) = (
+            &masks[rows.start * m..rows.end * m],
+            &y[rows.clone()],
+            &w[rows],
+        );
         // A half whose kernel weights all underflow falls back to uniform weights, as the whole does.
         let ww: Vec<f64> = if ww.iter().all(|&v| v == 0.0 || !v.is_finite()) {
             vec![1.0; ww.len()]
@@ -233,10 +240,13 @@ pub fn lime_halves(
         };
         ridge(z, yy, &ww, m, cfg.alpha)
     });
-    Ok((paint(seg, &coef), halves.map(|(a, b)| Halves {
-        first: paint(seg, &a),
-        second: paint(seg, &b),
-    })))
+    Ok((
+        paint(seg, &coef),
+        halves.map(|(a, b)| Halves {
+            first: paint(seg, &a),
+            second: paint(seg, &b),
+        }),
+    ))
 }
 
 /// The coefficients fitted on samples `0..n/2` and on `n/2..n` (`None` when a half has fewer than 2
@@ -402,10 +412,13 @@ pub fn kernel_shap_halves(
     let halves = split_fits(samples, m, |rows| {
         least_squares_with_intercept(&masks[rows.start * m..rows.end * m], &y[rows], m)
     });
-    Ok((paint(seg, &coef), halves.map(|(a, b)| Halves {
-        first: paint(seg, &a),
-        second: paint(seg, &b),
-    })))
+    Ok((
+        paint(seg, &coef),
+        halves.map(|(a, b)| Halves {
+            first: paint(seg, &a),
+            second: paint(seg, &b),
+        }),
+    ))
 }
 
 /// OLS of y on [1, Z]: the centred normal equations with a vanishing ridge (1e-9 of the mean

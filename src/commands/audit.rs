@@ -104,7 +104,14 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<u8> {
         None
     } else {
         let t = Instant::now();
-        let result = super::shortcuts::check(ctx, &model, &store, &run_id, args.reference.as_deref(), &cfg)?;
+        let result = super::shortcuts::check(
+            ctx,
+            &model,
+            &store,
+            &run_id,
+            args.reference.as_deref(),
+            &cfg,
+        )?;
         tracing::info!("shortcut check: {:.1} s", t.elapsed().as_secs_f64());
         Some(result)
     };

@@ -19,18 +19,30 @@ pub fn run(ctx: &Context, args: &crate::cli::ShortcutsArgs) -> anyhow::Result<()
         .clone()
         .unwrap_or_else(|| ctx.settings.output.dir.join("audit.sqlite"));
     if !db.is_file() {
-        anyhow::bail!("database {} does not exist: run `tumor-audit audit` first, or pass --db", db.display());
+        anyhow::bail!(
+            "database {} does not exist: run `tumor-audit audit` first, or pass --db",
+            db.display()
+        );
     }
     let store = Store::open(&db)?;
-    let exists: bool = store
-        .conn()
-        .query_row("SELECT count(*) > 0 FROM runs WHERE run_id = ?1", [&args.run], |r| r.get(0))?;
+    let exists: bool = store.conn().query_row(
+        "SELECT count(*) > 0 FROM runs WHERE run_id = ?1",
+        [&args.run],
+        |r| r.get(0),
+    )?;
     if !exists {
         anyhow::bail!("database {}: there is no run {}", db.display(), args.run);
     }
     let model = ctx.load_model()?;
     let explain = ctx.explain_config(&[])?;
-    let result = check(ctx, &model, &store, &args.run, args.reference.as_deref(), &explain)?;
+    let result = check(
+        ctx,
+        &model,
+        &store,
+        &args.run,
+        args.reference.as_deref(),
+        &explain,
+    )?;
     print(&result, None);
     Ok(())
 }
@@ -52,9 +64,11 @@ pub fn check(
         Some(r) => {
             let exists: bool = store
                 .conn()
-                .query_row("SELECT count(*) > 0 FROM runs WHERE run_id = ?1", [r], |row| {
-                    row.get(0)
-                })
+                .query_row(
+                    "SELECT count(*) > 0 FROM runs WHERE run_id = ?1",
+                    [r],
+                    |row| row.get(0),
+                )
                 .with_context(|| format!("database {db}: looking up reference run {r}"))?;
             if !exists {
                 anyhow::bail!("--reference {r}: no such run in {db}");

@@ -140,7 +140,10 @@ pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, 
         // The run's verdict (empty, header only, when the shortcut check did not run).
         ("verdict.csv", super::shortcuts::verdict(conn, run)?),
         ("shortcuts.csv", super::shortcuts::regions(conn, run)?),
-        ("shortcut_methods.csv", super::shortcuts::methods(conn, run)?),
+        (
+            "shortcut_methods.csv",
+            super::shortcuts::methods(conn, run)?,
+        ),
         ("shortcut_flags.csv", super::shortcuts::flagged(conn, run)?),
     ];
     let mut files = Vec::new();

@@ -112,10 +112,7 @@ impl Assets {
                 .methods
                 .iter()
                 .find_map(|m| maps.iter().find(|x| x.label == r.class && &x.method == m));
-            let left = mean.map_or_else(
-                || RgbImage::new(SIDE, SIDE),
-                |m| bias::render(m, SIDE),
-            );
+            let left = mean.map_or_else(|| RgbImage::new(SIDE, SIDE), |m| bias::render(m, SIDE));
             let right = r
                 .example_path
                 .as_ref()

@@ -25,7 +25,8 @@ mod view;
 
 pub use assets::JPEG_QUALITY;
 use view::{
-    bias_html, html_table, method_title, pct, Common, IndexPage, RegionPicture, Thresholds, VerdictSection,
+    bias_html, html_table, method_title, pct, Common, IndexPage, RegionPicture, Thresholds,
+    VerdictSection,
 };
 
 /// Folder of the assets, beside the pages.
@@ -194,12 +195,13 @@ pub fn write_report(
         // Confirmed regions first; at most six pictures.
         let shown: Vec<_> = regions.into_iter().take(6).collect();
         let pictures = assets.region_pictures(&shown, &maps, crate::dataset::Limits::default())?;
-        verdict.pictures = pictures
-            .into_iter()
-            .zip(&shown)
-            .map(|((src, _), r)| RegionPicture {
-                src,
-                caption: format!(
+        verdict.pictures =
+            pictures
+                .into_iter()
+                .zip(&shown)
+                .map(|((src, _), r)| RegionPicture {
+                    src,
+                    caption: format!(
                     "region {} of class {} ({}; found by {}): occlusion flips {}, paste flips {}",
                     r.region,
                     r.class,
@@ -208,8 +210,8 @@ pub fn write_report(
                     r.occlusion_rate.map_or("–".into(), |v| format!("{:.0}%", 100.0 * v)),
                     r.paste_rate.map_or("–".into(), |v| format!("{:.0}%", 100.0 * v)),
                 ),
-            })
-            .collect();
+                })
+                .collect();
     }
 
     // Gallery: the maps are read here (one connection), the strips made in parallel.

@@ -59,8 +59,7 @@ pub struct RunInputs {
 
 /// Reads what the check needs from run `run_id` (images recorded 'done', with a prediction).
 pub fn read_inputs(conn: &Connection, run_id: &str) -> rusqlite::Result<RunInputs> {
-    let mut out = RunInputs::default();
-    out.images = conn
+    let images = conn
         .prepare(
             "SELECT i.image_id, i.path, i.label, p.predicted, p.target
              FROM run_images AS r
@@ -79,6 +78,10 @@ pub fn read_inputs(conn: &Connection, run_id: &str) -> rusqlite::Result<RunInput
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    let mut out = RunInputs {
+        images,
+        ..Default::default()
+    };
     let mut stmt = conn.prepare(
         "SELECT image_id, method, width, height, encoding, data FROM maps WHERE run_id = ?1",
     )?;
@@ -131,9 +134,11 @@ pub fn read_inputs(conn: &Connection, run_id: &str) -> rusqlite::Result<RunInput
         .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     out.methods = conn
-        .query_row("SELECT methods FROM runs WHERE run_id = ?1", [run_id], |r| {
-            r.get::<_, String>(0)
-        })
+        .query_row(
+            "SELECT methods FROM runs WHERE run_id = ?1",
+            [run_id],
+            |r| r.get::<_, String>(0),
+        )
         .ok()
         .and_then(|j| serde_json::from_str(&j).ok())
         .unwrap_or_default();
@@ -339,7 +344,12 @@ fn write_all(conn: &Connection, s: &ShortcutCheck) -> rusqlite::Result<()> {
     )?;
     for f in &s.flags {
         stmt.execute(params![
-            run, f.image_id, f.method, f.reason, f.value, f.threshold
+            run,
+            f.image_id,
+            f.method,
+            f.reason,
+            f.value,
+            f.threshold
         ])?;
     }
     Ok(())

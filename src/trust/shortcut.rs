@@ -144,7 +144,11 @@ pub fn shift_baseline(mean: &[f32], grid: usize, radius: usize) -> Vec<f32> {
                         src[c * grid + a]
                     };
                 }
-                let idx = if horizontal { a * grid + b } else { b * grid + a };
+                let idx = if horizontal {
+                    a * grid + b
+                } else {
+                    b * grid + a
+                };
                 out[idx] = s / k;
             }
         }
@@ -553,7 +557,12 @@ fn paste(target: &[f32], source: &[f32], channels: usize, size: usize, mask: &[b
 }
 
 /// Probabilities of a batch of C x S x S inputs.
-fn predict(model: &Model, inputs: &[Vec<f32>], channels: usize, size: usize) -> Result<Vec<Vec<f32>>> {
+fn predict(
+    model: &Model,
+    inputs: &[Vec<f32>],
+    channels: usize,
+    size: usize,
+) -> Result<Vec<Vec<f32>>> {
     if inputs.is_empty() {
         return Ok(Vec::new());
     }
@@ -606,7 +615,13 @@ fn causal_test(
     }
     if !own.is_empty() {
         for (j, img) in others.iter().enumerate() {
-            batch.push(paste(img.input, own[j % own.len()].input, channels, size, &mask));
+            batch.push(paste(
+                img.input,
+                own[j % own.len()].input,
+                channels,
+                size,
+                &mask,
+            ));
             what.push((1, j));
         }
     }
@@ -615,7 +630,8 @@ fn causal_test(
         what.iter()
             .zip(probs)
             .filter(|((k, _), p)| {
-                *k == kind && ((kind == 0 && argmax(p) != class) || (kind == 1 && argmax(p) == class))
+                *k == kind
+                    && ((kind == 0 && argmax(p) != class) || (kind == 1 && argmax(p) == class))
             })
             .count()
     };
@@ -635,7 +651,13 @@ fn causal_test(
         for (j, img) in others.iter().enumerate() {
             let (dx, dy) = control_shift(&mask, size, &mut rng);
             let m = translate(&mask, size, dx, dy);
-            controls.push(paste(img.input, own[j % own.len()].input, channels, size, &m));
+            controls.push(paste(
+                img.input,
+                own[j % own.len()].input,
+                channels,
+                size,
+                &m,
+            ));
             what.push((3, j));
         }
         probs.extend(predict(model, &controls, channels, size)?);
@@ -672,10 +694,7 @@ fn causal_test(
 }
 
 /// A method's trust: (trusted, why not).
-pub fn method_trust(
-    faith: Option<&FaithRow>,
-    sanity: Option<&str>,
-) -> (bool, Option<String>) {
+pub fn method_trust(faith: Option<&FaithRow>, sanity: Option<&str>) -> (bool, Option<String>) {
     if sanity == Some("fail") {
         return (
             false,
@@ -770,7 +789,10 @@ pub fn check_run(
                             .map(Vec::as_slice)
                             .collect();
                         if let Some(rm) = mean_abs_map(&ref_maps) {
-                            baseline.iter_mut().zip(&rm).for_each(|(b, &v)| *b = b.max(v));
+                            baseline
+                                .iter_mut()
+                                .zip(&rm)
+                                .for_each(|(b, &v)| *b = b.max(v));
                         }
                     }
                 }
@@ -917,8 +939,9 @@ pub fn check_run(
         .map(|f| (f.method.clone(), (f.clone(), "faithfulness")))
         .collect();
     if faith.is_empty() && cfg.probe_images > 0 && size > 0 && grid > 0 {
-        let (rows, n) =
-            deletion_probe(model, explain, cfg, inputs, &tested, classes, channels, size)?;
+        let (rows, n) = deletion_probe(
+            model, explain, cfg, inputs, &tested, classes, channels, size,
+        )?;
         forwards += n;
         for r in rows {
             faith.insert(r.method.clone(), (r, "probe"));
@@ -957,9 +980,9 @@ pub fn check_run(
         let mut flagged = BTreeSet::new();
         if trusted {
             for m in inputs.metrics.iter().filter(|m| &m.method == method) {
-                if m
-                    .reproducibility
-                    .is_some_and(|r| !(r >= cfg.min_reproducibility))
+                // A stochastic map below the level (NaN included) raises no flag.
+                if m.reproducibility
+                    .is_some_and(|r| r.is_nan() || r < cfg.min_reproducibility)
                 {
                     continue;
                 }
@@ -1166,7 +1189,10 @@ fn deletion_probe(
                         .map(|p| p[target] as f64),
                 );
                 curve.push(last);
-                (name.clone(), faithfulness::trapezoid_auc(&fractions, &curve))
+                (
+                    name.clone(),
+                    faithfulness::trapezoid_auc(&fractions, &curve),
+                )
             })
             .collect();
         let r = aucs.last().expect("the random order is last").1;
@@ -1235,7 +1261,8 @@ mod tests {
             let (x0, y0, x1, y1) = bbox(&c[0].mask, g);
             let centre = ((x0 + x1) / 2.0 * g as f64, (y0 + y1) / 2.0 * g as f64);
             assert!(
-                (centre.0 - cx as f64 - 0.5).abs() < 1.01 && (centre.1 - cy as f64 - 0.5).abs() < 1.01,
+                (centre.0 - cx as f64 - 0.5).abs() < 1.01
+                    && (centre.1 - cy as f64 - 0.5).abs() < 1.01,
                 "{centre:?} vs ({cx}, {cy})"
             );
         }

@@ -47,17 +47,17 @@ impl Marker {
         match self {
             // A 6 x 6 bright square in the top-right corner.
             Marker::Corner => (rect(32, 38, 2, 8), 255),
-            // Three glyph-like stroke groups (an "L", a "T", an "E"-ish comb) along the bottom left,
-            // 1 px strokes as burnt-in scanner text would be.
+            // Three glyph-like stroke groups (an "L", a "T", an "E") along the bottom left, 1 px strokes
+            // one pixel apart, as burnt-in scanner text would be.
             Marker::Text => {
                 let mut p = rect(3, 4, 32, 37);
                 p.extend(rect(3, 6, 36, 37));
-                p.extend(rect(8, 12, 32, 33));
-                p.extend(rect(10, 11, 32, 37));
-                p.extend(rect(14, 15, 32, 37));
-                p.extend(rect(14, 17, 32, 33));
-                p.extend(rect(14, 17, 34, 35));
-                p.extend(rect(14, 17, 36, 37));
+                p.extend(rect(7, 10, 32, 33));
+                p.extend(rect(8, 9, 32, 37));
+                p.extend(rect(11, 12, 32, 37));
+                p.extend(rect(11, 14, 32, 33));
+                p.extend(rect(11, 14, 34, 35));
+                p.extend(rect(11, 14, 36, 37));
                 (p, 235)
             }
             // A 2 px frame line down the whole left side.
@@ -214,7 +214,10 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
     let db = dir.path().join("audit.sqlite");
     let db_arg = db.to_str().unwrap().to_string();
     // 150 + 150 training, 40 + 40 validation, 32 + 32 test slices per model.
-    let train = [("Training", "Training", 150), ("Validation", "Validation", 40)];
+    let train = [
+        ("Training", "Training", 150),
+        ("Validation", "Validation", 40),
+    ];
     let test = [("Testing", "Testing", 32)];
     let mut runs: Vec<(String, Option<Marker>)> = Marker::ALL
         .iter()
@@ -255,23 +258,55 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
     assert_eq!((shap, with, others), (5 * 64, 5 * 64, 0));
     // `query shortcuts` reads the same verdict.
     let out = bin(&[])
-        .args(["query", "--db", &db_arg, "--format", "json", "shortcuts", "--run", "corner"])
+        .args([
+            "query",
+            "--db",
+            &db_arg,
+            "--format",
+            "json",
+            "shortcuts",
+            "--run",
+            "corner",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["verdict"][0]["verdict"], "shortcut", "{json}");
-    assert!(json["regions"].as_array().unwrap().iter().any(|r| r["verdict"] == "confirmed"));
+    assert!(json["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["verdict"] == "confirmed"));
     assert_eq!(json["methods"].as_array().unwrap().len(), 3, "{json}");
     // The gate: a confirmed shortcut that last night's run did not have fails `diff --fail-on`.
     let gate = |a: &str, b: &str| {
         bin(&[])
-            .args(["diff", a, b, "--db", &db_arg, "--fail-on", "shortcuts up 0", "--format", "json"])
+            .args([
+                "diff",
+                a,
+                b,
+                "--db",
+                &db_arg,
+                "--fail-on",
+                "shortcuts up 0",
+                "--format",
+                "json",
+            ])
             .output()
             .unwrap()
     };
     let up = gate("clean", "corner");
-    assert_eq!(up.status.code(), Some(3), "{}", String::from_utf8_lossy(&up.stderr));
+    assert_eq!(
+        up.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     assert!(String::from_utf8_lossy(&up.stderr).contains("FAIL: shortcuts"));
     assert_eq!(gate("corner", "clean").status.code(), Some(0));
     for (name, marker) in &runs {
@@ -318,7 +353,11 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
                 // ...and nothing is confirmed away from it.
                 for r in &confirmed {
                     let i = r.5.iter().zip(p).filter(|(a, b)| **a && **b).count();
-                    assert!(i > 0, "{name}: region {} is confirmed away from the marker", r.0);
+                    assert!(
+                        i > 0,
+                        "{name}: region {} is confirmed away from the marker",
+                        r.0
+                    );
                 }
             }
         }
