@@ -134,6 +134,13 @@ pub enum Command {
     ///
     /// Example: tumor-audit sanity --run nightly-2026-11-25 --db out/audit.sqlite --images 8
     Sanity(SanityArgs),
+    /// The shortcut check of a stored run again (what `audit` runs at its end): regions the class's
+    /// mean maps share, their causal test on the model, trust-weighted calibrated flags, the verdict.
+    /// For a run merged from shards, or against a --reference run chosen later. Uses the current
+    /// config and model (give the same --set as the audit).
+    ///
+    /// Example: tumor-audit shortcuts --run nightly-2026-11-25 --reference nightly-2026-11-24
+    Shortcuts(ShortcutsArgs),
     /// Benchmark the attribution methods on real test images: seconds per image per method (median
     /// and spread over repeats) and in total. A benchmark, not a test: run it on a quiet machine.
     ///
@@ -219,6 +226,17 @@ pub enum QueryWhat {
     ///
     /// Example: tumor-audit query trust --run nightly-2026-11-25
     Trust {
+        /// Run (default: the latest; a unique prefix is enough).
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// The run's verdict (from the shortcut check `audit` runs at its end): shortcut confirmed at a
+    /// region for a class, or no shortcut and how many images trusted methods flag for review; the
+    /// candidate regions with their occlusion / paste flip rates, each method's trust and calibrated
+    /// thresholds, the flagged images, the stochastic maps' reproducibility.
+    ///
+    /// Example: tumor-audit query shortcuts --run nightly-2026-11-25
+    Shortcuts {
         /// Run (default: the latest; a unique prefix is enough).
         #[arg(long)]
         run: Option<String>,
@@ -373,6 +391,28 @@ pub struct AuditArgs {
     /// K = explain.faithfulness.steps).
     #[arg(long)]
     pub faithfulness: bool,
+    /// Skip the shortcut check at the end (discovery of regions the class's maps share, their causal
+    /// test on the model, trust-weighted calibrated flags and the run's verdict; `query shortcuts`).
+    #[arg(long)]
+    pub no_shortcuts: bool,
+    /// An accepted earlier run in the same database (e.g. last night's): its distributions calibrate
+    /// the flag thresholds and its mean maps join the shortcut baseline (default: the run's own).
+    #[arg(long, value_name = "RUN")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShortcutsArgs {
+    /// The run to check.
+    #[arg(long)]
+    pub run: String,
+    /// SQLite database (default: <output.dir>/audit.sqlite).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// An accepted earlier run in the same database: its distributions calibrate the flag thresholds
+    /// and its mean maps join the shortcut baseline.
+    #[arg(long, value_name = "RUN")]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]

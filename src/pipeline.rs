@@ -219,6 +219,7 @@ pub fn audit_image(
                     completeness_error: a.completeness_error,
                     segments: a.segments.map(|s| s as i64),
                     seconds: a.seconds,
+                    reproducibility: a.reproducibility,
                 });
                 maps.push(MapRecord::f16le(
                     method.name(),

@@ -7,6 +7,7 @@ use tch::{Kind, Tensor};
 use super::channel_mean_maps;
 use crate::error::Result;
 use crate::model::{Layer, Model, NativeCnn};
+use crate::trust::reproducibility::Halves;
 
 /// Gradients of the target logits w.r.t. a batch of inputs, plus the logits. Samples are independent
 /// in eval mode, so the gradient of the summed target logits is each sample's own gradient.
@@ -146,6 +147,23 @@ pub fn smoothgrad(
     batch: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<f32>> {
+    Ok(smoothgrad_halves(model, x, target, samples, noise, batch, rng)?.0)
+}
+
+/// [`smoothgrad`], plus the maps of the first and the second half of its noise samples (the
+/// split-half reproducibility of [`crate::trust::reproducibility`]; no extra model call). The full map
+/// is computed exactly as [`smoothgrad`] computes it; `None` with fewer than 2 samples.
+pub fn smoothgrad_halves(
+    model: &Model,
+    x: &Tensor,
+    target: i64,
+    samples: usize,
+    noise: f32,
+    batch: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<f32>, Option<Halves>)> {
+    let half = samples / 2;
+    let mut first_sum: Option<Tensor> = None;
     let dev = x.device();
     let shape = x.size();
     let per = (shape[1] * shape[2] * shape[3]) as usize;
@@ -167,6 +185,33 @@ pub fn smoothgrad(
         let (g, _) = input_gradients(model, &points, &t)?;
         grad_sum += g.sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
         start += len;
+        // The first half's sum is taken when the running sum reaches it (inside this batch when the
+        // half falls in it), so the full sum above keeps its exact order of additions.
+        if first_sum.is_none() && half >= 1 && start >= half {
+            let over = (start - half) as i64;
+            let part = if over == 0 {
+                grad_sum.copy()
+            } else {
+                &grad_sum
+                    - g.narrow(0, len as i64 - over, over).sum_dim_intlist(
+                        [0i64].as_slice(),
+                        true,
+                        Kind::Float,
+                    )
+            };
+            first_sum = Some(part);
+        }
     }
-    Ok(channel_mean_maps(&(grad_sum / samples as f64))?.remove(0))
+    let map = channel_mean_maps(&(&grad_sum / samples as f64))?.remove(0);
+    let halves = match first_sum {
+        Some(a) if samples >= 2 => {
+            let b = &grad_sum - &a;
+            Some(Halves {
+                first: channel_mean_maps(&(a / half as f64))?.remove(0),
+                second: channel_mean_maps(&(b / (samples - half) as f64))?.remove(0),
+            })
+        }
+        _ => None,
+    };
+    Ok((map, halves))
 }

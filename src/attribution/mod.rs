@@ -512,6 +512,9 @@ pub struct Attribution {
     pub completeness_error: Option<f64>,
     /// LIME / Kernel SHAP: number of superpixels.
     pub segments: Option<usize>,
+    /// SmoothGrad / LIME / Kernel SHAP: the split-half reproducibility of the map (see
+    /// [`crate::trust::reproducibility`]); `None` for the deterministic methods.
+    pub reproducibility: Option<f64>,
     pub seconds: f64,
 }
 
@@ -546,6 +549,7 @@ pub fn explain(
     let size = input.x.size()[3] as usize;
     let mut completeness_error = None;
     let mut segments = None;
+    let mut halves = None;
     let map = match method {
         Method::Gradient => gradient::gradient(model, input.x, &[input.target])?.remove(0),
         Method::GuidedBackprop if model.onnx().is_some() => {
@@ -572,7 +576,7 @@ pub fn explain(
         Method::Smoothgrad => {
             let mut rng = rng_for(input.id, method, cfg.seed);
             let n = cfg.smoothgrad.samples.unwrap_or(80);
-            gradient::smoothgrad(
+            let (map, h) = gradient::smoothgrad_halves(
                 model,
                 input.x,
                 input.target,
@@ -580,7 +584,9 @@ pub fn explain(
                 cfg.smoothgrad.noise,
                 cfg.batch_size,
                 &mut rng,
-            )?
+            )?;
+            halves = h;
+            map
         }
         Method::Gradcam if model.onnx().is_some() => {
             let m = model.onnx().expect("matched");
@@ -603,9 +609,9 @@ pub fn explain(
             let bf16 = cfg.bf16_forwards(model);
             let mut rng = rng_for(input.id, method, cfg.seed);
             let reference = cfg.reference(input.x.size()[1] as usize);
-            if method == Method::Lime {
+            let (map, h) = if method == Method::Lime {
                 let n = cfg.lime.samples.unwrap_or(1000);
-                perturbation::lime(
+                perturbation::lime_halves(
                     model,
                     input.x,
                     input.target,
@@ -619,7 +625,7 @@ pub fn explain(
                 )?
             } else {
                 let n = cfg.kernel_shap.samples.unwrap_or(1000);
-                perturbation::kernel_shap(
+                perturbation::kernel_shap_halves(
                     model,
                     input.x,
                     input.target,
@@ -630,7 +636,9 @@ pub fn explain(
                     bf16,
                     &mut rng,
                 )?
-            }
+            };
+            halves = h;
+            map
         }
     };
     Ok(Attribution {
@@ -639,6 +647,9 @@ pub fn explain(
         size,
         completeness_error,
         segments,
+        reproducibility: halves
+            .as_ref()
+            .map(|h| crate::trust::reproducibility::reproducibility(h, size)),
         seconds: t0.elapsed().as_secs_f64(),
     })
 }

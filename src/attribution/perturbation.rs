@@ -10,6 +10,7 @@ use super::segment::{self, Segmentation};
 use super::{LimeConfig, SegmentationConfig, SegmentationMethod};
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::trust::reproducibility::Halves;
 
 /// The segmentation the config asks for. Single-channel input is segmented on its grey image in
 /// [0, 1]; RGB input on the model input min-max scaled to [0, 1] (channel-last).
@@ -181,6 +182,28 @@ pub fn lime(
     bf16: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<f32>> {
+    Ok(lime_halves(
+        model, x, target, seg, reference, samples, cfg, batch, bf16, rng,
+    )?
+    .0)
+}
+
+/// [`lime`], plus the maps fitted on the first and on the second half of the same samples (the
+/// split-half reproducibility of [`crate::trust::reproducibility`]: two more ridge solves, no extra
+/// model call). `None` with fewer than 4 samples.
+#[allow(clippy::too_many_arguments)]
+pub fn lime_halves(
+    model: &Model,
+    x: &Tensor,
+    target: i64,
+    seg: &Segmentation,
+    reference: f32,
+    samples: usize,
+    cfg: &LimeConfig,
+    batch: usize,
+    bf16: bool,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<f32>, Option<Halves>)> {
     let m = seg.n_segments;
     let masks: Vec<f32> = (0..samples * m)
         .map(|_| if rng.gen_bool(0.5) { 1.0 } else { 0.0 })
@@ -203,7 +226,41 @@ pub fn lime(
         w.iter_mut().for_each(|v| *v = 1.0);
     }
     let coef = ridge(&masks, &y, &w, m, cfg.alpha)?;
-    Ok(paint(seg, &coef))
+    let halves = split_fits(samples, m, |rows| {
+        let (z, yy, ww) = (
+            &masks[rows.start * m..rows.end * m],
+            &y[rows.clone()],
+            &w[rows],
+        );
+        // A half whose kernel weights all underflow falls back to uniform weights, as the whole does.
+        let ww: Vec<f64> = if ww.iter().all(|&v| v == 0.0 || !v.is_finite()) {
+            vec![1.0; ww.len()]
+        } else {
+            ww.to_vec()
+        };
+        ridge(z, yy, &ww, m, cfg.alpha)
+    });
+    Ok((
+        paint(seg, &coef),
+        halves.map(|(a, b)| Halves {
+            first: paint(seg, &a),
+            second: paint(seg, &b),
+        }),
+    ))
+}
+
+/// The coefficients fitted on samples `0..n/2` and on `n/2..n` (`None` when a half has fewer than 2
+/// samples or a fit fails: the figure is then unknown, never a guess).
+fn split_fits(
+    samples: usize,
+    m: usize,
+    fit: impl Fn(std::ops::Range<usize>) -> Result<Vec<f64>>,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    let half = samples / 2;
+    if half < 2 || m == 0 {
+        return None;
+    }
+    Some((fit(0..half).ok()?, fit(half..samples).ok()?))
 }
 
 /// Weighted ridge with an unpenalised intercept (centre by the weighted means, then solve
@@ -311,11 +368,28 @@ pub fn kernel_shap(
     bf16: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<f32>> {
+    Ok(kernel_shap_halves(model, x, target, seg, reference, samples, batch, bf16, rng)?.0)
+}
+
+/// [`kernel_shap`], plus the maps fitted on the first and on the second half of the same coalitions
+/// (see [`lime_halves`]). `None` for one superpixel (the value is then exact) or fewer than 4 samples.
+#[allow(clippy::too_many_arguments)]
+pub fn kernel_shap_halves(
+    model: &Model,
+    x: &Tensor,
+    target: i64,
+    seg: &Segmentation,
+    reference: f32,
+    samples: usize,
+    batch: usize,
+    bf16: bool,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<f32>, Option<Halves>)> {
     let m = seg.n_segments;
     if m < 2 {
         // One feature: its Shapley value is exactly f(x) - f(reference).
         let y = perturbed_scores(model, x, target, seg, reference, &[1.0, 0.0], batch, bf16)?;
-        return Ok(paint(seg, &[y[0] - y[1]]));
+        return Ok((paint(seg, &[y[0] - y[1]]), None));
     }
     let sizes: Vec<f64> = (1..m)
         .map(|k| (m - 1) as f64 / (k as f64 * (m - k) as f64))
@@ -335,7 +409,16 @@ pub fn kernel_shap(
     }
     let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
     let coef = least_squares_with_intercept(&masks, &y, m)?;
-    Ok(paint(seg, &coef))
+    let halves = split_fits(samples, m, |rows| {
+        least_squares_with_intercept(&masks[rows.start * m..rows.end * m], &y[rows], m)
+    });
+    Ok((
+        paint(seg, &coef),
+        halves.map(|(a, b)| Halves {
+            first: paint(seg, &a),
+            second: paint(seg, &b),
+        }),
+    ))
 }
 
 /// OLS of y on [1, Z]: the centred normal equations with a vanishing ridge (1e-9 of the mean

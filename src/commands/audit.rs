@@ -112,13 +112,37 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
         (_, Err(w)) => return Err(fail_run(&store, &run_id, w.into())),
         (Err(r), Ok(_)) => return Err(fail_run(&store, &run_id, r.into())),
     };
-    // The run is finished only once the leakage check has stored its rows: a kill during the check
-    // leaves it 'running', and the rerun does the check again.
+    let audit_seconds = t0.elapsed().as_secs_f64();
+    // The run is finished only once the leakage check and the shortcut check have stored their rows:
+    // a kill during either leaves it 'running', and the rerun does them again.
     if !args.no_leakage_check {
         if let Err(e) = leakage_check(ctx, args, &store, &run_id) {
             return Err(fail_run(&store, &run_id, e));
         }
     }
+    // The run's verdict (issue 15): shortcut discovery, causal test, trust-weighted flags.
+    let verdict = if args.no_shortcuts {
+        None
+    } else if shard.is_some() {
+        println!("shortcut check skipped: a shard holds part of the test set");
+        None
+    } else {
+        let t = Instant::now();
+        let result = super::shortcuts::check(
+            ctx,
+            &model,
+            &store,
+            &run_id,
+            args.reference.as_deref(),
+            &cfg,
+        );
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => return Err(fail_run(&store, &run_id, e)),
+        };
+        tracing::info!("shortcut check: {:.1} s", t.elapsed().as_secs_f64());
+        Some(result)
+    };
     store.finish_run(&run_id, "finished")?;
     let flagged = crate::query::runs::suspicious_image_count(store.conn(), &run_id).unwrap_or(0);
     let secs = t0.elapsed().as_secs_f64();
@@ -201,6 +225,9 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
         "{flagged} image(s) flagged as suspicious (view v_suspicious); results in {}",
         db.display()
     );
+    if let Some(v) = &verdict {
+        super::shortcuts::print(v, Some(audit_seconds));
+    }
     if run.failed > 0 {
         let line = format!(
             "{} image(s) of run {run_id} failed: each is a row of the errors table (exit code {})",

@@ -26,6 +26,7 @@ mod progress;
 mod query;
 mod report;
 mod sanity;
+mod shortcuts;
 mod split;
 mod train;
 
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Diff(args) => return diff::run(&read_settings(&cli, &args.db)?, args),
         Command::Merge(args) => return merge::run(args),
         Command::Sanity(args) => sanity::run(&cli, args),
+        Command::Shortcuts(args) => shortcuts::run(&Context::new(&cli)?, args),
         Command::Report(args) => report::run(&read_settings(&cli, &args.target.db)?, args),
     }?;
     Ok(Exit::Ok)

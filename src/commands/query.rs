@@ -139,6 +139,90 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        QueryWhat::Shortcuts { run } => {
+            let run = query::resolve_run(conn, run.as_deref())?;
+            let sections = [
+                ("verdict", query::shortcuts::verdict(conn, &run)?),
+                ("regions", query::shortcuts::regions(conn, &run)?),
+                ("methods", query::shortcuts::methods(conn, &run)?),
+                ("flagged", query::shortcuts::flagged(conn, &run)?),
+                (
+                    "reproducibility",
+                    query::shortcuts::reproducibility(conn, &run)?,
+                ),
+            ];
+            if args.format != Format::Table {
+                return print_sections(&sections, args.format);
+            }
+            println!("run {run}");
+            let Some(summary) = sections[0]
+                .1
+                .rows
+                .first()
+                .and_then(|r| sections[0].1.column("summary").map(|i| r[i].clone()))
+            else {
+                println!("no shortcut check for this run: run `tumor-audit shortcuts --run {run}`");
+                return Ok(());
+            };
+            if let query::Cell::Text(s) = summary {
+                println!("verdict: {s}");
+            }
+            // The terminal view: the columns a person reads first; CSV / JSON get them all.
+            let keep: [&[&str]; 5] = [
+                &[
+                    "verdict",
+                    "images",
+                    "flagged_images",
+                    "flagged_share",
+                    "confirmed_regions",
+                    "candidate_regions",
+                    "untrusted_methods",
+                    "reference_run",
+                    "forward_passes",
+                    "seconds",
+                ],
+                &[
+                    "region",
+                    "class",
+                    "verdict",
+                    "methods",
+                    "x0",
+                    "x1",
+                    "y0",
+                    "y1",
+                    "occluded_images",
+                    "occlusion_rate",
+                    "control_occlusion_rate",
+                    "pasted_images",
+                    "paste_rate",
+                    "control_paste_rate",
+                ],
+                &[
+                    "method",
+                    "trusted",
+                    "reason",
+                    "trust_source",
+                    "deletion_auc",
+                    "random_deletion_auc",
+                    "sanity_verdict",
+                    "median_reproducibility",
+                    "threshold_background",
+                    "threshold_border",
+                    "flagged_images",
+                ],
+                &["path", "label", "predicted", "confidence", "reasons"],
+                &["method", "images", "median", "lowest", "share_below_level"],
+            ];
+            for ((name, t), keep) in sections.iter().zip(keep) {
+                println!("\n{name}:");
+                if t.rows.is_empty() {
+                    println!("  none");
+                } else {
+                    print(&project(t, keep), Format::Table)?;
+                }
+            }
+            Ok(())
+        }
         QueryWhat::Sql { statement } => print(&query::sql(conn, statement)?, args.format),
     }
 }

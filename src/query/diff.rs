@@ -1,10 +1,11 @@
 //! `diff RUN_A RUN_B`: accuracy, per-class metrics and bias metrics of two runs side by side with their
-//! deltas (B - A), on the images both runs audited, and `--fail-on` rules that gate a nightly job.
+//! deltas (B - A), on the images both runs audited, the two runs' verdicts (confirmed shortcuts, share
+//! flagged by trusted methods), and `--fail-on` rules that gate a nightly job.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::table::{Cell, Table};
 use super::QueryError;
@@ -15,6 +16,9 @@ struct RunData {
     predictions: HashMap<String, (Option<String>, String)>,
     /// (image_id, method) -> [mass_background, mass_border, flagged, agreement]
     metrics: HashMap<(String, String), [Option<f64>; 4]>,
+    /// The run's verdict (migration 0006), when its shortcut check ran: confirmed shortcut regions per
+    /// class, and the share of its images flagged by trusted methods.
+    verdict: Option<(BTreeMap<String, usize>, f64)>,
 }
 
 fn load(conn: &Connection, run: &str) -> rusqlite::Result<RunData> {
@@ -44,10 +48,42 @@ fn load(conn: &Connection, run: &str) -> rusqlite::Result<RunData> {
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    let flagged_share: Option<f64> = conn
+        .query_row(
+            "SELECT coalesce(flagged_share, 0) FROM v_verdict WHERE run_id = ?1",
+            [run],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let verdict = match flagged_share {
+        Some(share) => {
+            let mut confirmed: BTreeMap<String, usize> = conn
+                .prepare(
+                    "SELECT class, count(*) FROM shortcut_regions WHERE run_id = ?1 AND verdict = 'confirmed'
+                     GROUP BY class",
+                )?
+                .query_map([run], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?
+                .collect::<rusqlite::Result<_>>()?;
+            // A class without a confirmed region counts 0, so a region appearing in B is a delta.
+            for class in classes_of(&predictions) {
+                confirmed.entry(class).or_insert(0);
+            }
+            Some((confirmed, share))
+        }
+        None => None,
+    };
     Ok(RunData {
         predictions,
         metrics,
+        verdict,
     })
+}
+
+fn classes_of(predictions: &HashMap<String, (Option<String>, String)>) -> BTreeSet<String> {
+    predictions
+        .values()
+        .flat_map(|(l, p)| l.iter().cloned().chain([p.clone()]))
+        .collect()
 }
 
 /// The metrics a diff compares; accuracy, precision, recall and f1 are in percent, the rest are the
@@ -59,6 +95,9 @@ const METHOD_METRICS: [&str; 4] = [
     "agreement",
 ];
 const CLASS_METRICS: [&str; 3] = ["precision", "recall", "f1"];
+/// From the run's verdict (whole run, not only the common images): `shortcuts` = confirmed shortcut
+/// regions (scope "" = all, or a class), `flagged_share` = % of images flagged by trusted methods.
+const VERDICT_METRICS: [&str; 2] = ["shortcuts", "flagged_share"];
 
 /// One compared figure: (metric, scope) -> value; scope is "" for run-wide, a class or a method.
 type Figures = BTreeMap<(String, String), f64>;
@@ -113,6 +152,16 @@ fn figures(d: &RunData, common: &BTreeSet<&String>) -> Figures {
             s / n as f64,
         );
     }
+    if let Some((confirmed, share)) = &d.verdict {
+        f.insert(
+            ("shortcuts".into(), String::new()),
+            confirmed.values().sum::<usize>() as f64,
+        );
+        for (class, n) in confirmed {
+            f.insert(("shortcuts".into(), class.clone()), *n as f64);
+        }
+        f.insert(("flagged_share".into(), String::new()), 100.0 * share);
+    }
     f
 }
 
@@ -150,6 +199,7 @@ pub fn diff(
             .iter()
             .chain(&CLASS_METRICS)
             .chain(&METHOD_METRICS)
+            .chain(&VERDICT_METRICS)
             .position(|x| *x == m)
             .unwrap_or(usize::MAX)
     };
@@ -249,6 +299,7 @@ impl FromStr for Rule {
             .iter()
             .chain(&CLASS_METRICS)
             .chain(&METHOD_METRICS)
+            .chain(&VERDICT_METRICS)
             .copied()
             .collect();
         let usage = format!(
@@ -311,6 +362,12 @@ mod tests {
         let r: Rule = "recall@yes down 2".parse().unwrap();
         assert!(r.fires("recall", "yes", -2.5));
         assert!(!r.fires("recall", "no", -2.5));
+        // One more confirmed shortcut region than last night fires; as many does not.
+        let r: Rule = "shortcuts up 0".parse().unwrap();
+        assert!(r.fires("shortcuts", "", 1.0) && r.fires("shortcuts", "yes", 1.0));
+        assert!(!r.fires("shortcuts", "", 0.0));
+        let r: Rule = "flagged_share up 5".parse().unwrap();
+        assert!(r.fires("flagged_share", "", 6.0) && !r.fires("flagged_share", "", 4.0));
     }
 
     #[test]

@@ -119,7 +119,8 @@ pub struct Exported {
 
 /// Writes `metrics.csv`, `predictions.csv`, `agreement.csv`, `bias_summary.csv`, `errors.csv`, the
 /// trust checks (`faithfulness.csv`, `faithfulness_summary.csv`, `faithfulness_curves.csv`,
-/// `sanity_curve.csv`) and `mean-maps/` into `dir`. Returns each file with its row count.
+/// `sanity_curve.csv`), the verdict (`verdict.csv`, `shortcuts.csv`, `shortcut_methods.csv`,
+/// `shortcut_flags.csv`) and `mean-maps/` into `dir`. Returns each file with its row count.
 pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, QueryError> {
     std::fs::create_dir_all(dir).map_err(|e| QueryError::io("create", dir, e))?;
     let tables = [
@@ -136,6 +137,14 @@ pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, 
         ),
         ("faithfulness_curves.csv", trust::mean_curves(conn, run)?),
         ("sanity_curve.csv", trust::sanity_curve(conn, run)?),
+        // The run's verdict (empty, header only, when the shortcut check did not run).
+        ("verdict.csv", super::shortcuts::verdict(conn, run)?),
+        ("shortcuts.csv", super::shortcuts::regions(conn, run)?),
+        (
+            "shortcut_methods.csv",
+            super::shortcuts::methods(conn, run)?,
+        ),
+        ("shortcut_flags.csv", super::shortcuts::flagged(conn, run)?),
     ];
     let mut files = Vec::new();
     for (name, t) in &tables {

@@ -14,6 +14,7 @@ pub mod export;
 pub mod leakage;
 pub mod report;
 pub mod runs;
+pub mod shortcuts;
 pub mod table;
 pub mod trust;
 

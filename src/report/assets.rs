@@ -80,6 +80,53 @@ impl Assets {
         Ok(())
     }
 
+    /// `shortcuts/region-<k>.png` per region: the class's mean map of the region's first method and an
+    /// example image of the class (grey, 128 px; black when its file cannot be read), side by side,
+    /// the region outlined in white on both. Returns (path relative to the pages, region) per picture.
+    pub fn region_pictures(
+        &mut self,
+        regions: &[crate::query::shortcuts::RegionMask],
+        maps: &[MeanMap],
+        limits: crate::dataset::Limits,
+    ) -> Result<Vec<(String, i64)>, ReportError> {
+        const SIDE: u32 = 128;
+        let dir = self.dir.join("shortcuts");
+        std::fs::create_dir_all(&dir).map_err(|e| ReportError::io("create", &dir, e))?;
+        let mut out = Vec::new();
+        for r in regions {
+            let mean = r
+                .methods
+                .iter()
+                .find_map(|m| maps.iter().find(|x| x.label == r.class && &x.method == m));
+            let left = mean.map_or_else(|| RgbImage::new(SIDE, SIDE), |m| bias::render(m, SIDE));
+            let right = r
+                .example_path
+                .as_ref()
+                .and_then(|p| crate::dataset::read_image(Path::new(p), limits).ok())
+                .map(|d| {
+                    image::DynamicImage::ImageLuma8(
+                        d.image
+                            .resize_exact(SIDE, SIDE, image::imageops::FilterType::Triangle)
+                            .to_luma8(),
+                    )
+                    .to_rgb8()
+                })
+                .unwrap_or_else(|| RgbImage::new(SIDE, SIDE));
+            let mut pic = RgbImage::new(2 * SIDE + 8, SIDE);
+            image::imageops::replace(&mut pic, &left, 0, 0);
+            image::imageops::replace(&mut pic, &right, (SIDE + 8) as i64, 0);
+            for x0 in [0, SIDE + 8] {
+                outline(&mut pic, &r.mask, r.grid, x0, SIDE);
+            }
+            let name = format!("region-{}.png", r.region);
+            let p = dir.join(&name);
+            save_png(&pic, &p)?;
+            self.first_page.push(p);
+            out.push((format!("{ASSETS}/shortcuts/{name}"), r.region));
+        }
+        Ok(out)
+    }
+
     /// `hist-background.svg` and `hist-border.svg`, the thresholds of `rules` marked.
     pub fn histograms(
         &mut self,
@@ -317,6 +364,34 @@ fn strip(
         image::imageops::replace(&mut out, t, (i as u32 * step) as i64, 0);
     }
     (out, note)
+}
+
+/// Draws the boundary of a grid mask, scaled to `side` pixels, in white at column offset `x0`.
+fn outline(img: &mut RgbImage, mask: &[bool], grid: usize, x0: u32, side: u32) {
+    if grid == 0 || mask.len() != grid * grid {
+        return;
+    }
+    let at = |x: u32, y: u32| -> bool {
+        mask[(y as usize * grid / side as usize) * grid + x as usize * grid / side as usize]
+    };
+    for y in 0..side {
+        for x in 0..side {
+            if !at(x, y) {
+                continue;
+            }
+            let edge = x == 0
+                || y == 0
+                || x + 1 == side
+                || y + 1 == side
+                || !at(x - 1, y)
+                || !at(x + 1, y)
+                || !at(x, y - 1)
+                || !at(x, y + 1);
+            if edge {
+                img.put_pixel(x0 + x, y, image::Rgb([255, 255, 255]));
+            }
+        }
+    }
 }
 
 fn save_png(img: &RgbImage, path: &Path) -> Result<(), ReportError> {

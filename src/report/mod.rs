@@ -25,7 +25,10 @@ mod sections;
 mod view;
 
 pub use assets::JPEG_QUALITY;
-use view::{bias_html, html_table, method_title, pct, Common, IndexPage, Thresholds};
+use view::{
+    bias_html, html_table, method_title, pct, Common, IndexPage, RegionPicture, Thresholds,
+    VerdictSection,
+};
 
 /// Folder of the assets, beside the pages.
 pub const ASSETS: &str = "report-assets";
@@ -174,6 +177,47 @@ pub fn write_report(
         trust_section.sanity_svg = Some(assets.sanity(p)?);
     }
 
+    // The run's verdict (the shortcut check): its sentence, regions with pictures, methods' trust.
+    let mut verdict = VerdictSection::default();
+    let verdict_table = crate::query::shortcuts::verdict(conn, run)?;
+    if let Some(row) = verdict_table.rows.first() {
+        let text = |name: &str| {
+            verdict_table
+                .column(name)
+                .and_then(|i| match &row[i] {
+                    crate::query::Cell::Text(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        verdict.present = true;
+        verdict.shortcut = text("verdict") == "shortcut";
+        verdict.summary = text("summary");
+        verdict.regions = Some(html_table(&crate::query::shortcuts::regions(conn, run)?));
+        verdict.methods = Some(html_table(&crate::query::shortcuts::methods(conn, run)?));
+        let regions = crate::query::shortcuts::region_masks(conn, run)?;
+        // Confirmed regions first; at most six pictures.
+        let shown: Vec<_> = regions.into_iter().take(6).collect();
+        let pictures = assets.region_pictures(&shown, &maps, crate::dataset::Limits::default())?;
+        verdict.pictures =
+            pictures
+                .into_iter()
+                .zip(&shown)
+                .map(|((src, _), r)| RegionPicture {
+                    src,
+                    caption: format!(
+                    "region {} of class {} ({}; found by {}): occlusion flips {}, paste flips {}",
+                    r.region,
+                    r.class,
+                    r.verdict.replace('_', " "),
+                    r.methods.join(", "),
+                    r.occlusion_rate.map_or("–".into(), |v| format!("{:.0}%", 100.0 * v)),
+                    r.paste_rate.map_or("–".into(), |v| format!("{:.0}%", 100.0 * v)),
+                ),
+                })
+                .collect();
+    }
+
     // Gallery: the maps are read here (one connection), the strips made in parallel.
     let entries = rq::gallery_entries(conn, run)?;
     let figures = rq::image_metrics(conn, run)?;
@@ -207,6 +251,7 @@ pub fn write_report(
         has_agreement,
         agreement_table: html_table(&agreement),
         trust: trust_section,
+        verdict,
         leak_checked: leak.checked,
         leak_near: leak.near_duplicates,
         leak_max_distance: leak.max_distance,

@@ -110,6 +110,26 @@ pub struct TrustSection {
     pub other_class: Option<HtmlTable>,
 }
 
+/// The run's verdict (the shortcut check, issue 15): the sentence, the regions with their causal
+/// test, the methods' trust, and per region a picture (the region outlined in white over the class's
+/// mean map and over an example image of the class). `present` is false when the check did not run.
+#[derive(Serialize, Default)]
+pub struct VerdictSection {
+    pub present: bool,
+    pub shortcut: bool,
+    pub summary: String,
+    pub regions: Option<HtmlTable>,
+    pub methods: Option<HtmlTable>,
+    pub pictures: Vec<RegionPicture>,
+}
+
+/// One region's picture and caption.
+#[derive(Serialize)]
+pub struct RegionPicture {
+    pub src: String,
+    pub caption: String,
+}
+
 /// The thresholds of the default rules, as the pages explain them.
 #[derive(Serialize)]
 pub struct Thresholds {
@@ -147,6 +167,7 @@ pub struct IndexPage {
     pub has_agreement: bool,
     pub agreement_table: HtmlTable,
     pub trust: TrustSection,
+    pub verdict: VerdictSection,
     pub leak_checked: i64,
     pub leak_near: i64,
     pub leak_max_distance: Option<i64>,

@@ -19,6 +19,7 @@ pub mod leakage;
 mod lock;
 pub mod maps;
 mod merge;
+pub mod shortcuts;
 pub mod trust;
 mod writer;
 pub use lock::RunLock;
@@ -54,6 +55,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0006_shard_source.sql",
         include_str!("../../migrations/0006_shard_source.sql"),
+    ),
+    (
+        "0007_verdicts.sql",
+        include_str!("../../migrations/0007_verdicts.sql"),
     ),
 ];
 
@@ -302,6 +307,9 @@ pub struct MetricRecord {
     pub completeness_error: Option<f64>,
     pub segments: Option<i64>,
     pub seconds: f64,
+    /// Split-half reproducibility of a stochastic map (migration 0006); `None` for the others.
+    #[serde(default)]
+    pub reproducibility: Option<f64>,
 }
 
 /// A row of `agreement` between two methods on one image.

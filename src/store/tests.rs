@@ -44,6 +44,7 @@ fn metric(method: &str, background: f64, border: f64) -> MetricRecord {
         completeness_error: (method == "integrated_gradients").then_some(0.01),
         segments: None,
         seconds: 0.25,
+        reproducibility: None,
     }
 }
 

@@ -268,7 +268,8 @@ fn write_image(conn: &Connection, r: &ImageResult) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO attribution_metrics (run_id, image_id, method, mass_inside, mass_background, mass_border, \
          concentration_inside, concentration_border, top1_inside, top5_inside, gini, empty, completeness_error, \
-         segments, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+         segments, seconds, reproducibility) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     for m in &r.metrics {
         stmt.execute(params![
@@ -286,7 +287,8 @@ fn write_image(conn: &Connection, r: &ImageResult) -> rusqlite::Result<usize> {
             m.empty,
             m.completeness_error.and_then(real),
             m.segments,
-            real(m.seconds)
+            real(m.seconds),
+            m.reproducibility.and_then(real)
         ])?;
     }
     let mut stmt = conn.prepare_cached(

@@ -14,5 +14,6 @@ mod query;
 mod reliability;
 mod report;
 mod shard;
+mod shortcuts;
 mod trust;
 mod util;

@@ -72,6 +72,7 @@ fn result(run_id: &str, n: usize) -> ImageResult {
                 completeness_error: None,
                 segments: Some(40 + n as i64),
                 seconds: 0.1,
+                reproducibility: (*m == "lime").then_some(0.5 + x),
             })
             .collect(),
         agreement: vec![AgreementRecord {

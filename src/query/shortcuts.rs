@@ -1,0 +1,135 @@
+//! The shortcut check of a run (issue 15), read from the tables and views of
+//! `migrations/0007_verdicts.sql`: the verdict, the candidate regions with their causal test, each
+//! method's trust and calibrated thresholds, the flagged images, and the maps' reproducibility.
+//! `query shortcuts` and `export` read them from here.
+use rusqlite::Connection;
+
+use super::table::Table;
+
+/// The run's verdict (`v_verdict`): one row, or none when the check did not run.
+pub fn verdict(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT verdict, summary, images, flagged_images, round(flagged_share, 4) AS flagged_share,
+                confirmed_regions, candidate_regions, untrusted_methods, reference_run, forward_passes,
+                round(seconds, 1) AS seconds
+         FROM v_verdict WHERE run_id = ?1",
+        [run],
+    )
+}
+
+/// The candidate regions, confirmed first (`v_shortcuts`).
+pub fn regions(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT region, class, verdict, methods, round(x0, 3) AS x0, round(x1, 3) AS x1,
+                round(y0, 3) AS y0, round(y1, 3) AS y1, round(area, 4) AS area, round(lift, 2) AS lift,
+                occluded_images, round(occlusion_rate, 3) AS occlusion_rate,
+                round(occlusion_low, 3) AS occlusion_low, round(occlusion_high, 3) AS occlusion_high,
+                round(occlusion_drop, 3) AS occlusion_drop,
+                pasted_images, round(paste_rate, 3) AS paste_rate, round(paste_low, 3) AS paste_low,
+                round(paste_high, 3) AS paste_high, round(paste_gain, 3) AS paste_gain,
+                round(control_occlusion_rate, 3) AS control_occlusion_rate,
+                round(control_paste_rate, 3) AS control_paste_rate
+         FROM v_shortcuts WHERE run_id = ?1",
+        [run],
+    )
+}
+
+/// Per method: trusted or not (and why), the evidence, the calibrated thresholds, images flagged.
+pub fn methods(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT method, trusted, reason, trust_source, trust_images,
+                round(deletion_auc, 3) AS deletion_auc, round(random_deletion_auc, 3) AS random_deletion_auc,
+                sanity_verdict, round(median_reproducibility, 3) AS median_reproducibility,
+                round(threshold_background, 3) AS threshold_background,
+                round(threshold_border, 3) AS threshold_border, threshold_source, flagged_images
+         FROM shortcut_methods WHERE run_id = ?1 ORDER BY trusted DESC, method",
+        [run],
+    )
+}
+
+/// The flagged images, one row per image: the methods and reasons, the largest value over its
+/// threshold first.
+pub fn flagged(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT f.image_id, i.path, i.label, p.predicted, round(p.confidence, 3) AS confidence,
+                group_concat(f.method || ' ' || f.reason || ' ' || printf('%.2f > %.2f', f.value, f.threshold), '; ')
+                  AS reasons,
+                round(max(f.value / f.threshold), 3) AS ratio
+         FROM shortcut_flags AS f
+         JOIN images AS i ON i.image_id = f.image_id
+         LEFT JOIN predictions AS p ON p.run_id = f.run_id AND p.image_id = f.image_id
+         WHERE f.run_id = ?1
+         GROUP BY f.image_id ORDER BY ratio DESC, f.image_id",
+        [run],
+    )
+}
+
+/// Reproducibility of the stochastic maps per method: images, median, lowest, share below the level
+/// the check uses.
+pub fn reproducibility(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "WITH m AS (
+             SELECT method, reproducibility AS r,
+                    row_number() OVER (PARTITION BY method ORDER BY reproducibility) AS k,
+                    count(*) OVER (PARTITION BY method) AS n
+             FROM attribution_metrics WHERE run_id = ?1 AND reproducibility IS NOT NULL)
+         SELECT method, max(n) AS images,
+                round(avg(CASE WHEN k IN ((n + 1) / 2, (n + 2) / 2) THEN r END), 3) AS median,
+                round(min(r), 3) AS lowest,
+                round(avg(CASE WHEN r < coalesce((SELECT min_reproducibility FROM shortcut_checks
+                                                  WHERE run_id = ?1), 0.5) THEN 1.0 ELSE 0.0 END), 3)
+                  AS share_below_level
+         FROM m GROUP BY method ORDER BY method",
+        [run],
+    )
+}
+
+/// One region of the check, with its mask, for pictures (the report draws it over the class's mean
+/// map and over an example image of the class).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionMask {
+    pub region: i64,
+    pub class: String,
+    pub verdict: String,
+    /// The methods whose mean map found it (the first one's mean map is drawn).
+    pub methods: Vec<String>,
+    pub grid: usize,
+    pub mask: Vec<bool>,
+    pub occlusion_rate: Option<f64>,
+    pub paste_rate: Option<f64>,
+    /// The first image (by id) predicted `class`: its recorded path.
+    pub example_path: Option<String>,
+}
+
+/// The regions of a run's check, confirmed first, then by the larger flip rate.
+pub fn region_masks(conn: &Connection, run: &str) -> rusqlite::Result<Vec<RegionMask>> {
+    conn.prepare(
+        "SELECT r.region, r.class, r.verdict, r.methods, r.grid, r.mask, r.occlusion_rate, r.paste_rate,
+                (SELECT i.path FROM predictions AS p JOIN images AS i USING (image_id)
+                 WHERE p.run_id = r.run_id AND p.predicted = r.class ORDER BY i.image_id LIMIT 1)
+         FROM shortcut_regions AS r WHERE r.run_id = ?1
+         ORDER BY r.verdict <> 'confirmed', max(coalesce(r.occlusion_rate, 0), coalesce(r.paste_rate, 0)) DESC,
+                  r.region",
+    )?
+    .query_map([run], |r| {
+        let methods: String = r.get(3)?;
+        let mask: Vec<u8> = r.get(5)?;
+        Ok(RegionMask {
+            region: r.get(0)?,
+            class: r.get(1)?,
+            verdict: r.get(2)?,
+            methods: serde_json::from_str(&methods).unwrap_or_default(),
+            grid: r.get::<_, i64>(4)? as usize,
+            mask: mask.into_iter().map(|b| b != 0).collect(),
+            occlusion_rate: r.get(6)?,
+            paste_rate: r.get(7)?,
+            example_path: r.get(8)?,
+        })
+    })?
+    .collect()
+}

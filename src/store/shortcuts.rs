@@ -1,0 +1,356 @@
+//! Rows of the shortcut check (migration 0006): what the check reads from a run (its images,
+//! predictions, stored maps, metrics and trust-check summaries) and the rows it writes back (the check,
+//! each method's trust and thresholds, the candidate regions with their causal test, the calibrated
+//! flags), all of one run replaced in one transaction. `query shortcuts` reads them through
+//! [`crate::query::shortcuts`].
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use super::{At, Result, Store};
+
+/// One audited image of a run, with its prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunImage {
+    pub image_id: String,
+    pub path: String,
+    pub label: Option<String>,
+    pub predicted: String,
+    /// The class the maps explain.
+    pub target: String,
+}
+
+/// Per image x method: what the calibrated flags look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub image_id: String,
+    pub method: String,
+    pub mass_background: Option<f64>,
+    pub mass_border: Option<f64>,
+    pub reproducibility: Option<f64>,
+}
+
+/// A run's faithfulness summary for one method (`v_faithfulness_summary`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaithRow {
+    pub method: String,
+    pub images: i64,
+    pub deletion_auc: f64,
+    pub random_deletion_auc: f64,
+    pub share_below_random: f64,
+}
+
+/// Everything the shortcut check reads from one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunInputs {
+    pub images: Vec<RunImage>,
+    /// (image id, method) -> the stored map decoded (grid x grid, row-major).
+    pub maps: BTreeMap<(String, String), Vec<f32>>,
+    /// The stored maps' side (0 when the run has none).
+    pub grid: usize,
+    pub metrics: Vec<MetricRow>,
+    pub faithfulness: Vec<FaithRow>,
+    /// method -> 'pass' / 'fail' from `tumor-audit sanity`.
+    pub sanity: BTreeMap<String, String>,
+    /// The run's methods, in its order.
+    pub methods: Vec<String>,
+}
+
+/// Reads what the check needs from run `run_id` (images recorded 'done', with a prediction).
+pub fn read_inputs(conn: &Connection, run_id: &str) -> rusqlite::Result<RunInputs> {
+    let images = conn
+        .prepare(
+            "SELECT i.image_id, i.path, i.label, p.predicted, p.target
+             FROM run_images AS r
+             JOIN images AS i ON i.image_id = r.image_id
+             JOIN predictions AS p ON p.run_id = r.run_id AND p.image_id = r.image_id
+             WHERE r.run_id = ?1 AND r.status = 'done'
+             ORDER BY i.image_id",
+        )?
+        .query_map([run_id], |r| {
+            Ok(RunImage {
+                image_id: r.get(0)?,
+                path: r.get(1)?,
+                label: r.get(2)?,
+                predicted: r.get(3)?,
+                target: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = RunInputs {
+        images,
+        ..Default::default()
+    };
+    let mut stmt = conn.prepare(
+        "SELECT image_id, method, width, height, encoding, data FROM maps WHERE run_id = ?1",
+    )?;
+    let mut rows = stmt.query([run_id])?;
+    while let Some(r) = rows.next()? {
+        let (w, h): (i64, i64) = (r.get(2)?, r.get(3)?);
+        let Some(values) = super::maps::decode(&r.get::<_, String>(4)?, r.get_ref(5)?.as_blob()?)
+        else {
+            continue;
+        };
+        if w != h || values.len() != (w * h) as usize || (out.grid != 0 && out.grid != w as usize) {
+            continue;
+        }
+        out.grid = w as usize;
+        out.maps.insert((r.get(0)?, r.get(1)?), values);
+    }
+    out.metrics = conn
+        .prepare(
+            "SELECT image_id, method, mass_background, mass_border, reproducibility
+             FROM attribution_metrics WHERE run_id = ?1 ORDER BY image_id, method",
+        )?
+        .query_map([run_id], |r| {
+            Ok(MetricRow {
+                image_id: r.get(0)?,
+                method: r.get(1)?,
+                mass_background: r.get(2)?,
+                mass_border: r.get(3)?,
+                reproducibility: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    out.faithfulness = conn
+        .prepare(
+            "SELECT method, images, mean_deletion_auc, random_deletion_auc, share_deletion_below_random
+             FROM v_faithfulness_summary
+             WHERE run_id = ?1 AND mean_deletion_auc IS NOT NULL AND random_deletion_auc IS NOT NULL",
+        )?
+        .query_map([run_id], |r| {
+            Ok(FaithRow {
+                method: r.get(0)?,
+                images: r.get(1)?,
+                deletion_auc: r.get(2)?,
+                random_deletion_auc: r.get(3)?,
+                share_below_random: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    out.sanity = conn
+        .prepare("SELECT method, verdict FROM v_sanity_verdict WHERE run_id = ?1")?
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    out.methods = conn
+        .query_row(
+            "SELECT methods FROM runs WHERE run_id = ?1",
+            [run_id],
+            |r| r.get::<_, String>(0),
+        )
+        .ok()
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default();
+    Ok(out)
+}
+
+/// A row of `shortcut_checks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortcutCheckRecord {
+    pub run_id: String,
+    pub reference_run: Option<String>,
+    pub images: i64,
+    /// `shortcut` or `no_shortcut`.
+    pub verdict: String,
+    pub summary: String,
+    pub flagged_images: i64,
+    pub min_reproducibility: f64,
+    /// The check's parameters, JSON.
+    pub params: String,
+    pub forward_passes: i64,
+    pub seconds: f64,
+}
+
+/// A row of `shortcut_methods`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortcutMethodRecord {
+    pub method: String,
+    pub trusted: bool,
+    pub reason: Option<String>,
+    pub trust_source: Option<String>,
+    pub trust_images: Option<i64>,
+    pub deletion_auc: Option<f64>,
+    pub random_deletion_auc: Option<f64>,
+    pub sanity_verdict: Option<String>,
+    pub median_reproducibility: Option<f64>,
+    pub threshold_background: Option<f64>,
+    pub threshold_border: Option<f64>,
+    pub threshold_source: String,
+    pub flagged_images: i64,
+}
+
+/// A row of `shortcut_regions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortcutRegionRecord {
+    pub region: i64,
+    pub class: String,
+    pub methods: Vec<String>,
+    pub x0: f64,
+    pub y0: f64,
+    pub x1: f64,
+    pub y1: f64,
+    pub area: f64,
+    pub grid: i64,
+    /// grid x grid bytes, 1 inside the region.
+    pub mask: Vec<u8>,
+    pub mass_share: f64,
+    pub lift: f64,
+    pub occluded_images: i64,
+    pub occlusion_flips: i64,
+    pub occlusion_rate: Option<f64>,
+    pub occlusion_low: Option<f64>,
+    pub occlusion_high: Option<f64>,
+    pub occlusion_drop: Option<f64>,
+    pub pasted_images: i64,
+    pub paste_flips: i64,
+    pub paste_rate: Option<f64>,
+    pub paste_low: Option<f64>,
+    pub paste_high: Option<f64>,
+    pub paste_gain: Option<f64>,
+    pub control_occlusion_rate: Option<f64>,
+    pub control_occlusion_high: Option<f64>,
+    pub control_paste_rate: Option<f64>,
+    pub control_paste_high: Option<f64>,
+    /// `confirmed`, `artefact` or `not_significant`.
+    pub verdict: String,
+}
+
+/// A row of `shortcut_flags`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortcutFlagRecord {
+    pub image_id: String,
+    pub method: String,
+    /// `background` or `border`.
+    pub reason: String,
+    pub value: f64,
+    pub threshold: f64,
+}
+
+/// Everything one shortcut check writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortcutCheck {
+    pub check: ShortcutCheckRecord,
+    pub methods: Vec<ShortcutMethodRecord>,
+    pub regions: Vec<ShortcutRegionRecord>,
+    pub flags: Vec<ShortcutFlagRecord>,
+}
+
+fn real(x: Option<f64>) -> Option<f64> {
+    x.filter(|v| !v.is_nan())
+}
+
+impl Store {
+    /// Writes a run's shortcut check, replacing an earlier one of the same run, in one transaction.
+    pub fn write_shortcut_check(&self, s: &ShortcutCheck) -> Result<()> {
+        let p = self.path();
+        let tx = rusqlite::Transaction::new_unchecked(self.conn(), TransactionBehavior::Immediate)
+            .at(p)?;
+        write_all(&tx, s).at(p)?;
+        tx.commit().at(p)
+    }
+}
+
+fn write_all(conn: &Connection, s: &ShortcutCheck) -> rusqlite::Result<()> {
+    let c = &s.check;
+    let run = c.run_id.as_str();
+    // The check's child rows go with it (ON DELETE CASCADE).
+    conn.execute("DELETE FROM shortcut_checks WHERE run_id = ?1", [run])?;
+    conn.execute(
+        "INSERT INTO shortcut_checks (run_id, reference_run, images, verdict, summary, flagged_images, \
+         min_reproducibility, params, forward_passes, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            run,
+            c.reference_run,
+            c.images,
+            c.verdict,
+            c.summary,
+            c.flagged_images,
+            c.min_reproducibility,
+            c.params,
+            c.forward_passes,
+            real(Some(c.seconds))
+        ],
+    )?;
+    let mut stmt = conn.prepare(
+        "INSERT INTO shortcut_methods (run_id, method, trusted, reason, trust_source, trust_images, deletion_auc, \
+         random_deletion_auc, sanity_verdict, median_reproducibility, threshold_background, threshold_border, \
+         threshold_source, flagged_images) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?;
+    for m in &s.methods {
+        stmt.execute(params![
+            run,
+            m.method,
+            m.trusted,
+            m.reason,
+            m.trust_source,
+            m.trust_images,
+            real(m.deletion_auc),
+            real(m.random_deletion_auc),
+            m.sanity_verdict,
+            real(m.median_reproducibility),
+            real(m.threshold_background),
+            real(m.threshold_border),
+            m.threshold_source,
+            m.flagged_images
+        ])?;
+    }
+    let mut stmt = conn.prepare(
+        "INSERT INTO shortcut_regions (run_id, region, class, methods, x0, y0, x1, y1, area, grid, mask, \
+         mass_share, lift, occluded_images, occlusion_flips, occlusion_rate, occlusion_low, occlusion_high, \
+         occlusion_drop, pasted_images, paste_flips, paste_rate, paste_low, paste_high, paste_gain, \
+         control_occlusion_rate, control_occlusion_high, control_paste_rate, control_paste_high, verdict) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
+         ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+    )?;
+    for r in &s.regions {
+        let methods = serde_json::to_string(&r.methods).expect("a list of strings serializes");
+        stmt.execute(params![
+            run,
+            r.region,
+            r.class,
+            methods,
+            r.x0,
+            r.y0,
+            r.x1,
+            r.y1,
+            r.area,
+            r.grid,
+            r.mask,
+            real(Some(r.mass_share)),
+            real(Some(r.lift)),
+            r.occluded_images,
+            r.occlusion_flips,
+            real(r.occlusion_rate),
+            real(r.occlusion_low),
+            real(r.occlusion_high),
+            real(r.occlusion_drop),
+            r.pasted_images,
+            r.paste_flips,
+            real(r.paste_rate),
+            real(r.paste_low),
+            real(r.paste_high),
+            real(r.paste_gain),
+            real(r.control_occlusion_rate),
+            real(r.control_occlusion_high),
+            real(r.control_paste_rate),
+            real(r.control_paste_high),
+            r.verdict
+        ])?;
+    }
+    let mut stmt = conn.prepare(
+        "INSERT INTO shortcut_flags (run_id, image_id, method, reason, value, threshold) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for f in &s.flags {
+        stmt.execute(params![
+            run,
+            f.image_id,
+            f.method,
+            f.reason,
+            f.value,
+            f.threshold
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1332 @@
+//! The run's verdict (issue 15): shortcut discovery in the class mean maps, causal confirmation on the
+//! model, trust-weighted calibrated flags, and one sentence a nightly gate and a person read.
+//!
+//! **Discovery.** A shortcut (a marker, burnt-in text, a frame line, a ruler) is evidence *in the same
+//! place* in every image of a class, while anatomy and tumours move. Per class x method, each image's
+//! |map| is scaled to sum 1 and averaged (the class's mean map M, as in the report's mean maps). The
+//! baseline B is what the same maps would average to if each image's map were shifted by a random
+//! offset of up to `shift` of the side in x and y (circularly, so no place of the image is favoured):
+//! the mean of the shifted maps is M box-blurred with that window, computed exactly. Evidence that
+//! moves from image to image is already spread in M, so M / B stays near 1 there; evidence in the same
+//! place in many images stands out as a peak. Candidate regions are the connected cells where
+//! M / B >= `min_lift` and M >= `min_density` x the uniform density, no larger than `max_area` of the
+//! image, wherever they lie (inside or outside the brain mask). With a reference run (e.g. last
+//! night's accepted run) the baseline is max(B, M_reference): a hot spot the accepted run already had
+//! is not new. Regions of the same class found by several methods are merged.
+//!
+//! **Causal confirmation.** A map can point at a place the model does not use. Each candidate region R
+//! of class C is tested on the model itself: *occlusion* fills R in the images predicted C with the
+//! mean of a ring around R (per channel, per image: the region's surroundings, so a marker becomes
+//! background and a patch over the head becomes head-grey) and counts the predictions that leave C;
+//! *paste* copies R from C images into images predicted otherwise and counts those that become C. The
+//! *control* repeats both tests with R moved to a random place of the image (seeded per region and
+//! image), so a model that flips whenever anything is covered or pasted does not pass. Rates carry 95%
+//! Wilson intervals. Verdict: **confirmed** when a rate reaches `min_flip_rate` and its interval lies
+//! above the control's; **artefact** when both rates' upper bounds stay below `min_flip_rate` (the
+//! model does not depend on the region: the map's hot spot is not a bias); **not significant**
+//! otherwise.
+//!
+//! **Trust and calibrated flags.** A method whose deletion AUC is not below the random order's (from
+//! the run's faithfulness curves, or else from deletion curves on a small sample computed here) or that
+//! fails the model-randomisation sanity check is untrusted: it is shown, it raises no flags. A map
+//! whose split-half reproducibility is below `min_reproducibility` raises no flag either. Thresholds
+//! are per method: Tukey's far-out fence Q3 + `fence` x IQR of the method's background and border-band
+//! mass over the run's images (or the reference run's), never closer than `min_margin` above Q3; an
+//! image is flagged for review when a trusted, reproducible map lies above its method's fence.
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+use tch::Tensor;
+
+use crate::attribution::{rng_for_key, ExplainConfig};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::preprocess::Prepared;
+use crate::store::shortcuts::{
+    FaithRow, RunImage, RunInputs, ShortcutCheck, ShortcutCheckRecord, ShortcutFlagRecord,
+    ShortcutMethodRecord, ShortcutRegionRecord,
+};
+use crate::trust::faithfulness;
+
+/// The check's parameters (see the module documentation for what each one means).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ShortcutConfig {
+    /// Largest random shift of the baseline, as a fraction of the side.
+    pub shift: f64,
+    /// A cell is a candidate when the mean map is at least this many times the baseline...
+    pub min_lift: f64,
+    /// ...and at least this many times the uniform density 1 / cells.
+    pub min_density: f64,
+    /// Largest region, as a fraction of the image.
+    pub max_area: f64,
+    /// Regions kept per class x method (largest excess mass first).
+    pub regions_per_map: usize,
+    /// Regions tested per class after merging.
+    pub regions_per_class: usize,
+    /// Images per side of a causal test (first by image id).
+    pub test_images: usize,
+    /// Smallest flip rate that counts as a shortcut.
+    pub min_flip_rate: f64,
+    /// Tukey fence multiplier of the calibrated thresholds.
+    pub fence: f64,
+    /// A threshold is at least this far above the third quartile.
+    pub min_margin: f64,
+    /// Maps below this split-half reproducibility raise no flag.
+    pub min_reproducibility: f64,
+    /// Images of the deletion probe when the run has no faithfulness curves (0: no probe).
+    pub probe_images: usize,
+    /// Curve steps of the deletion probe.
+    pub probe_steps: usize,
+}
+
+impl Default for ShortcutConfig {
+    fn default() -> Self {
+        ShortcutConfig {
+            shift: 0.25,
+            min_lift: 3.0,
+            min_density: 2.0,
+            max_area: 0.10,
+            regions_per_map: 2,
+            regions_per_class: 4,
+            test_images: 32,
+            min_flip_rate: 0.2,
+            fence: 3.0,
+            min_margin: 0.05,
+            min_reproducibility: crate::trust::reproducibility::MIN_REPRODUCIBILITY,
+            probe_images: 16,
+            probe_steps: 8,
+        }
+    }
+}
+
+/// The mean of the images' |map| scaled to sum 1 each (maps with no mass are skipped); `None` when
+/// no map has mass.
+pub fn mean_abs_map(maps: &[&[f32]]) -> Option<Vec<f32>> {
+    let n = maps.first()?.len();
+    let mut acc = vec![0f64; n];
+    let mut used = 0usize;
+    for m in maps.iter().filter(|m| m.len() == n) {
+        let total: f64 = m
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|v| v.abs() as f64)
+            .sum();
+        if total <= 0.0 {
+            continue;
+        }
+        used += 1;
+        for (a, v) in acc.iter_mut().zip(m.iter()) {
+            if v.is_finite() {
+                *a += v.abs() as f64 / total;
+            }
+        }
+    }
+    (used > 0).then(|| acc.iter().map(|&v| (v / used as f64) as f32).collect())
+}
+
+/// The mean of `mean` (grid x grid) under a uniform random circular shift of up to `radius` cells in
+/// x and y: a circular box blur of side 2 radius + 1 (separable, exact).
+pub fn shift_baseline(mean: &[f32], grid: usize, radius: usize) -> Vec<f32> {
+    let r = radius.min(grid.saturating_sub(1) / 2);
+    let k = (2 * r + 1) as f64;
+    let blur = |src: &[f64], horizontal: bool| -> Vec<f64> {
+        let mut out = vec![0f64; grid * grid];
+        for a in 0..grid {
+            for b in 0..grid {
+                let mut s = 0.0;
+                for d in 0..=2 * r {
+                    let c = (b + grid + d - r) % grid;
+                    s += if horizontal {
+                        src[a * grid + c]
+                    } else {
+                        src[c * grid + a]
+                    };
+                }
+                let idx = if horizontal {
+                    a * grid + b
+                } else {
+                    b * grid + a
+                };
+                out[idx] = s / k;
+            }
+        }
+        out
+    };
+    let src: Vec<f64> = mean.iter().map(|&v| v as f64).collect();
+    blur(&blur(&src, true), false)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
+/// A candidate region of one class x method.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// grid x grid, row-major.
+    pub mask: Vec<bool>,
+    /// Share of the mean map's mass inside.
+    pub mass_share: f64,
+    /// Mean map mass over baseline mass inside.
+    pub lift: f64,
+    /// Mean map mass minus baseline mass inside (the ranking key).
+    pub excess: f64,
+}
+
+impl Candidate {
+    pub fn cells(&self) -> usize {
+        self.mask.iter().filter(|&&b| b).count()
+    }
+}
+
+/// The candidate regions of one mean map against its baseline (see the module documentation), largest
+/// excess first, at most `cfg.regions_per_map`.
+pub fn find_candidates(
+    mean: &[f32],
+    baseline: &[f32],
+    grid: usize,
+    cfg: &ShortcutConfig,
+) -> Vec<Candidate> {
+    let n = grid * grid;
+    if mean.len() != n || baseline.len() != n || n == 0 {
+        return Vec::new();
+    }
+    let total: f64 = mean.iter().map(|&v| v as f64).sum();
+    if total <= 0.0 {
+        return Vec::new();
+    }
+    let uniform = total / n as f64;
+    let hot: Vec<bool> = (0..n)
+        .map(|i| {
+            let (m, b) = (mean[i] as f64, baseline[i] as f64);
+            m >= cfg.min_density * uniform && m >= cfg.min_lift * b.max(1e-12 * uniform)
+        })
+        .collect();
+    // Hot cells up to GAP cells apart belong to one region: the parts of one marker (the glyphs of a
+    // line of text, the dashes of a ruler) lie close together, and a region is tested as a whole.
+    const GAP: usize = 2;
+    let near = dilate(&hot, grid, grid, GAP);
+    let mut seen = vec![false; n];
+    let mut out = Vec::new();
+    for start in 0..n {
+        if !hot[start] || seen[start] {
+            continue;
+        }
+        let mut comp = Vec::new();
+        let mut stack = vec![start];
+        seen[start] = true;
+        while let Some(i) = stack.pop() {
+            comp.push(i);
+            let (y, x) = ((i / grid) as i64, (i % grid) as i64);
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    let (ny, nx) = (y + dy, x + dx);
+                    if ny < 0 || nx < 0 || ny >= grid as i64 || nx >= grid as i64 {
+                        continue;
+                    }
+                    let j = ny as usize * grid + nx as usize;
+                    if near[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        // The component is the hot cells grown by GAP; shrunk by GAP - 1 it is their closing (the gaps
+        // filled) with a one-cell margin (a region's edge is where the map's evidence fades, not where
+        // the object ends).
+        let mut mask = vec![false; n];
+        comp.iter().for_each(|&i| mask[i] = true);
+        let mask = erode(&mask, grid, grid, GAP - 1);
+        let cells = mask.iter().filter(|&&b| b).count();
+        if cells as f64 > cfg.max_area * n as f64 {
+            continue;
+        }
+        let (m, b): (f64, f64) = (0..n)
+            .filter(|&i| mask[i])
+            .map(|i| (mean[i] as f64, baseline[i] as f64))
+            .fold((0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1));
+        out.push(Candidate {
+            mask,
+            mass_share: m / total,
+            lift: m / b.max(1e-12),
+            excess: (m - b) / total,
+        });
+    }
+    out.sort_by(|a, b| b.excess.total_cmp(&a.excess));
+    out.truncate(cfg.regions_per_map);
+    out
+}
+
+/// Grows a mask by `r` pixels (Chebyshev distance).
+pub fn dilate(mask: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
+    let mut rows = vec![false; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            if mask[y * w + x] {
+                for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
+                    rows[y * w + xx] = true;
+                }
+            }
+        }
+    }
+    let mut out = vec![false; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            if rows[y * w + x] {
+                for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
+                    out[yy * w + x] = true;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Shrinks a mask by `r` pixels (Chebyshev distance): the complement of the dilated complement.
+pub fn erode(mask: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
+    let outside: Vec<bool> = mask.iter().map(|&b| !b).collect();
+    dilate(&outside, w, h, r).iter().map(|&b| !b).collect()
+}
+
+/// Intersection over union of two masks.
+pub fn iou(a: &[bool], b: &[bool]) -> f64 {
+    let (mut i, mut u) = (0usize, 0usize);
+    for (&x, &y) in a.iter().zip(b) {
+        i += (x && y) as usize;
+        u += (x || y) as usize;
+    }
+    if u == 0 {
+        0.0
+    } else {
+        i as f64 / u as f64
+    }
+}
+
+/// The bounding box of a mask, as fractions of the side: (x0, y0, x1, y1), [x0, x1) x [y0, y1).
+pub fn bbox(mask: &[bool], grid: usize) -> (f64, f64, f64, f64) {
+    let (mut x0, mut y0, mut x1, mut y1) = (grid, grid, 0, 0);
+    for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
+        let (y, x) = (i / grid, i % grid);
+        x0 = x0.min(x);
+        y0 = y0.min(y);
+        x1 = x1.max(x + 1);
+        y1 = y1.max(y + 1);
+    }
+    if x1 == 0 {
+        return (0.0, 0.0, 0.0, 0.0);
+    }
+    let g = grid as f64;
+    (x0 as f64 / g, y0 as f64 / g, x1 as f64 / g, y1 as f64 / g)
+}
+
+/// A region of one class, found by one or more methods.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Region {
+    pub class: String,
+    pub methods: Vec<String>,
+    pub candidate: Candidate,
+}
+
+/// Merges the candidates of one class found by different methods: regions that overlap by half of the
+/// smaller one become their union (the strongest figures kept); at most `keep`, largest excess first.
+pub fn merge_regions(class: &str, found: Vec<(String, Candidate)>, keep: usize) -> Vec<Region> {
+    let mut out: Vec<Region> = Vec::new();
+    let mut found = found;
+    found.sort_by(|a, b| b.1.excess.total_cmp(&a.1.excess));
+    for (method, c) in found {
+        let hit = out.iter_mut().find(|r| {
+            let inter = r
+                .candidate
+                .mask
+                .iter()
+                .zip(&c.mask)
+                .filter(|(a, b)| **a && **b)
+                .count();
+            inter * 2 >= r.candidate.cells().min(c.cells()).max(1)
+        });
+        match hit {
+            Some(r) => {
+                if !r.methods.contains(&method) {
+                    r.methods.push(method);
+                }
+                for (a, b) in r.candidate.mask.iter_mut().zip(&c.mask) {
+                    *a |= *b;
+                }
+                r.candidate.lift = r.candidate.lift.max(c.lift);
+                r.candidate.mass_share = r.candidate.mass_share.max(c.mass_share);
+                r.candidate.excess = r.candidate.excess.max(c.excess);
+            }
+            None => out.push(Region {
+                class: class.to_string(),
+                methods: vec![method],
+                candidate: c,
+            }),
+        }
+    }
+    out.truncate(keep);
+    out
+}
+
+/// The 95% Wilson score interval of `k` successes in `n` trials; (0, 1) when n = 0.
+pub fn wilson(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let (n, p) = (n as f64, k as f64 / n as f64);
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// Tukey's far-out fence of `values`: Q3 + k IQR, at least Q3 + margin (quartiles by linear
+/// interpolation); `None` without values.
+pub fn fence(values: &[f64], k: f64, margin: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let pos = p * (v.len() - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    };
+    let (q1, q3) = (q(0.25), q(0.75));
+    Some((q3 + k * (q3 - q1)).max(q3 + margin))
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+/// One tested image: its model input (C x S x S) and the model's probabilities.
+struct TestImage<'a> {
+    input: &'a [f32],
+    probs: Vec<f32>,
+}
+
+/// Outcome counts of one causal test.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counts {
+    pub images: usize,
+    pub flips: usize,
+    /// Mean change of the class's probability in the tested direction (fall for occlusion, rise for
+    /// paste).
+    pub mean_shift: f64,
+}
+
+impl Counts {
+    pub fn rate(&self) -> Option<f64> {
+        (self.images > 0).then(|| self.flips as f64 / self.images as f64)
+    }
+    pub fn interval(&self) -> (f64, f64) {
+        wilson(self.flips, self.images)
+    }
+}
+
+/// The four tests of one region.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Causal {
+    pub occlusion: Counts,
+    pub paste: Counts,
+    pub control_occlusion: Counts,
+    pub control_paste: Counts,
+}
+
+impl Causal {
+    /// The verdict rule of the module documentation.
+    pub fn verdict(&self, min_flip_rate: f64) -> &'static str {
+        let confirmed = |t: &Counts, c: &Counts| {
+            t.rate().is_some_and(|r| r >= min_flip_rate)
+                && t.interval().0 > c.interval().1.min(1.0 - 1e-12)
+                && (c.images > 0 || t.interval().0 >= min_flip_rate)
+        };
+        if confirmed(&self.occlusion, &self.control_occlusion)
+            || confirmed(&self.paste, &self.control_paste)
+        {
+            return "confirmed";
+        }
+        let below = |t: &Counts| t.images == 0 || t.interval().1 < min_flip_rate;
+        if self.occlusion.images + self.paste.images > 0
+            && below(&self.occlusion)
+            && below(&self.paste)
+        {
+            "artefact"
+        } else {
+            "not_significant"
+        }
+    }
+}
+
+/// Nearest-neighbour upsampling of a grid mask to the model's side.
+fn mask_at(mask: &[bool], grid: usize, size: usize) -> Vec<bool> {
+    (0..size * size)
+        .map(|i| {
+            let (y, x) = (i / size, i % size);
+            mask[(y * grid / size) * grid + x * grid / size]
+        })
+        .collect()
+}
+
+/// A mask moved by (dx, dy) pixels (what falls outside is dropped).
+fn translate(mask: &[bool], size: usize, dx: i64, dy: i64) -> Vec<bool> {
+    let mut out = vec![false; size * size];
+    for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
+        let (y, x) = ((i / size) as i64 + dy, (i % size) as i64 + dx);
+        if x >= 0 && y >= 0 && x < size as i64 && y < size as i64 {
+            out[y as usize * size + x as usize] = true;
+        }
+    }
+    out
+}
+
+/// A random place for the control: a shift that keeps the region's box inside the image and overlaps
+/// the region by less than a quarter of it when possible (the least overlapping of 32 draws otherwise).
+fn control_shift(mask: &[bool], size: usize, rng: &mut impl Rng) -> (i64, i64) {
+    let (x0, y0, x1, y1) = bbox(mask, size);
+    let s = size as f64;
+    let (bx0, by0, bx1, by1) = (
+        (x0 * s) as i64,
+        (y0 * s) as i64,
+        (x1 * s) as i64,
+        (y1 * s) as i64,
+    );
+    let cells = mask.iter().filter(|&&b| b).count().max(1);
+    let mut best = (0, 0, usize::MAX);
+    for _ in 0..32 {
+        let dx = rng.gen_range(-bx0..=(size as i64 - bx1));
+        let dy = rng.gen_range(-by0..=(size as i64 - by1));
+        let moved = translate(mask, size, dx, dy);
+        let overlap = moved.iter().zip(mask).filter(|(a, b)| **a && **b).count();
+        if overlap * 4 < cells {
+            return (dx, dy);
+        }
+        if overlap < best.2 {
+            best = (dx, dy, overlap);
+        }
+    }
+    (best.0, best.1)
+}
+
+fn occlude(input: &[f32], channels: usize, size: usize, mask: &[bool], ring: &[bool]) -> Vec<f32> {
+    let n = size * size;
+    let mut out = input.to_vec();
+    let ring_n = ring.iter().filter(|&&b| b).count();
+    for c in 0..channels {
+        let plane = &input[c * n..(c + 1) * n];
+        let fill = if ring_n > 0 {
+            (plane
+                .iter()
+                .zip(ring)
+                .filter(|(_, &r)| r)
+                .map(|(&v, _)| v as f64)
+                .sum::<f64>()
+                / ring_n as f64) as f32
+        } else {
+            0.0
+        };
+        for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
+            out[c * n + i] = fill;
+        }
+    }
+    out
+}
+
+fn paste(target: &[f32], source: &[f32], channels: usize, size: usize, mask: &[bool]) -> Vec<f32> {
+    let n = size * size;
+    let mut out = target.to_vec();
+    for c in 0..channels {
+        for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
+            out[c * n + i] = source[c * n + i];
+        }
+    }
+    out
+}
+
+/// Probabilities of a batch of C x S x S inputs.
+fn predict(
+    model: &Model,
+    inputs: &[Vec<f32>],
+    channels: usize,
+    size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    if inputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let flat: Vec<f32> = inputs.iter().flat_map(|v| v.iter().copied()).collect();
+    let x = Tensor::from_slice(&flat).view([
+        inputs.len() as i64,
+        channels as i64,
+        size as i64,
+        size as i64,
+    ]);
+    model.predict_probs(&x)
+}
+
+fn argmax(p: &[f32]) -> usize {
+    crate::evaluate::argmax(p)
+}
+
+/// Runs the occlusion, paste and control tests of one region on the model. `own` = images predicted
+/// `class`, `others` = images predicted otherwise; `key` seeds the control's places.
+#[allow(clippy::too_many_arguments)]
+fn causal_test(
+    model: &Model,
+    class: usize,
+    own: &[TestImage],
+    others: &[TestImage],
+    mask_grid: &[bool],
+    grid: usize,
+    channels: usize,
+    size: usize,
+    key: &str,
+    seed: u64,
+    min_flip_rate: f64,
+) -> Result<(Causal, usize)> {
+    let mask = mask_at(mask_grid, grid, size);
+    let ring_width = (size / 16).max(2);
+    let ring: Vec<bool> = dilate(&mask, size, size, ring_width)
+        .iter()
+        .zip(&mask)
+        .map(|(&d, &m)| d && !m)
+        .collect();
+    let mut rng = rng_for_key(key, "shortcut-control", seed);
+    // Phase 1, the region itself; phase 2, the controls, only when a rate could confirm (a region no
+    // image reacts to needs no control, and the check stays cheap on a clean model).
+    let mut batch = Vec::new();
+    // Per tested image: (kind 0..4, index into own/others).
+    let mut what = Vec::new();
+    for (i, img) in own.iter().enumerate() {
+        batch.push(occlude(img.input, channels, size, &mask, &ring));
+        what.push((0, i));
+    }
+    if !own.is_empty() {
+        for (j, img) in others.iter().enumerate() {
+            batch.push(paste(
+                img.input,
+                own[j % own.len()].input,
+                channels,
+                size,
+                &mask,
+            ));
+            what.push((1, j));
+        }
+    }
+    let mut probs = predict(model, &batch, channels, size)?;
+    let flips = |kind: usize, probs: &[Vec<f32>]| {
+        what.iter()
+            .zip(probs)
+            .filter(|((k, _), p)| {
+                *k == kind
+                    && ((kind == 0 && argmax(p) != class) || (kind == 1 && argmax(p) == class))
+            })
+            .count()
+    };
+    let needs_control = flips(0, &probs) as f64 >= min_flip_rate * own.len() as f64
+        || (!own.is_empty() && flips(1, &probs) as f64 >= min_flip_rate * others.len() as f64);
+    if needs_control {
+        let mut controls = Vec::new();
+        for (i, img) in own.iter().enumerate() {
+            let (dx, dy) = control_shift(&mask, size, &mut rng);
+            let (m, r) = (
+                translate(&mask, size, dx, dy),
+                translate(&ring, size, dx, dy),
+            );
+            controls.push(occlude(img.input, channels, size, &m, &r));
+            what.push((2, i));
+        }
+        for (j, img) in others.iter().enumerate() {
+            let (dx, dy) = control_shift(&mask, size, &mut rng);
+            let m = translate(&mask, size, dx, dy);
+            controls.push(paste(
+                img.input,
+                own[j % own.len()].input,
+                channels,
+                size,
+                &m,
+            ));
+            what.push((3, j));
+        }
+        probs.extend(predict(model, &controls, channels, size)?);
+        batch.extend(controls);
+    }
+    let mut counts = [Counts::default(); 4];
+    for ((kind, i), p) in what.iter().zip(&probs) {
+        let c = &mut counts[*kind];
+        c.images += 1;
+        let (before, flipped) = if *kind % 2 == 0 {
+            let b = own[*i].probs[class];
+            (b - p[class], argmax(p) != class)
+        } else {
+            let b = others[*i].probs[class];
+            (p[class] - b, argmax(p) == class)
+        };
+        c.flips += flipped as usize;
+        c.mean_shift += before as f64;
+    }
+    for c in &mut counts {
+        if c.images > 0 {
+            c.mean_shift /= c.images as f64;
+        }
+    }
+    Ok((
+        Causal {
+            occlusion: counts[0],
+            paste: counts[1],
+            control_occlusion: counts[2],
+            control_paste: counts[3],
+        },
+        batch.len(),
+    ))
+}
+
+/// A method's trust: (trusted, why not).
+pub fn method_trust(faith: Option<&FaithRow>, sanity: Option<&str>) -> (bool, Option<String>) {
+    if sanity == Some("fail") {
+        return (
+            false,
+            Some("fails the model-randomisation sanity check".into()),
+        );
+    }
+    if let Some(f) = faith {
+        if f.deletion_auc >= f.random_deletion_auc {
+            return (
+                false,
+                Some(format!(
+                    "deletion AUC {:.3} is not below the random order's {:.3}",
+                    f.deletion_auc, f.random_deletion_auc
+                )),
+            );
+        }
+        if f.share_below_random <= 0.5 {
+            return (
+                false,
+                Some(format!(
+                    "deletion AUC below the random order's on only {:.0}% of images",
+                    100.0 * f.share_below_random
+                )),
+            );
+        }
+    }
+    (true, None)
+}
+
+/// Where the calibrated thresholds come from: the run itself, or a reference run's inputs.
+pub struct Reference<'a> {
+    pub run_id: &'a str,
+    pub inputs: &'a RunInputs,
+}
+
+/// The whole check of one run. `decode` gives an image's model input (None: the file cannot be read
+/// any more; the image is left out of the tests). `classes` in the model's output order.
+#[allow(clippy::too_many_arguments)]
+pub fn check_run(
+    model: &Model,
+    run_id: &str,
+    inputs: &RunInputs,
+    reference: Option<Reference>,
+    classes: &[String],
+    explain: &ExplainConfig,
+    cfg: &ShortcutConfig,
+    decode: &(dyn Fn(&RunImage) -> Option<Prepared> + Sync),
+) -> Result<ShortcutCheck> {
+    let t0 = std::time::Instant::now();
+    let grid = inputs.grid;
+    let class_index = |name: &str| classes.iter().position(|c| c == name);
+    let mut forwards = 0usize;
+    let methods: Vec<String> = if inputs.methods.is_empty() {
+        let set: BTreeSet<&String> = inputs.maps.keys().map(|k| &k.1).collect();
+        set.into_iter().cloned().collect()
+    } else {
+        inputs.methods.clone()
+    };
+
+    // Discovery: per explained class x method.
+    let mut regions: Vec<Region> = Vec::new();
+    if grid > 0 {
+        let radius = ((cfg.shift * grid as f64).round() as usize).max(1);
+        for class in classes {
+            let ids: Vec<&str> = inputs
+                .images
+                .iter()
+                .filter(|i| &i.target == class)
+                .map(|i| i.image_id.as_str())
+                .collect();
+            let mut found = Vec::new();
+            for method in &methods {
+                let maps: Vec<&[f32]> = ids
+                    .iter()
+                    .filter_map(|id| inputs.maps.get(&(id.to_string(), method.clone())))
+                    .map(Vec::as_slice)
+                    .collect();
+                let Some(mean) = mean_abs_map(&maps) else {
+                    continue;
+                };
+                let mut baseline = shift_baseline(&mean, grid, radius);
+                if let Some(r) = &reference {
+                    if r.inputs.grid == grid {
+                        let ref_maps: Vec<&[f32]> = r
+                            .inputs
+                            .images
+                            .iter()
+                            .filter(|i| &i.target == class)
+                            .filter_map(|i| {
+                                r.inputs.maps.get(&(i.image_id.clone(), method.clone()))
+                            })
+                            .map(Vec::as_slice)
+                            .collect();
+                        if let Some(rm) = mean_abs_map(&ref_maps) {
+                            baseline
+                                .iter_mut()
+                                .zip(&rm)
+                                .for_each(|(b, &v)| *b = b.max(v));
+                        }
+                    }
+                }
+                for c in find_candidates(&mean, &baseline, grid, cfg) {
+                    found.push((method.clone(), c));
+                }
+            }
+            regions.extend(merge_regions(class, found, cfg.regions_per_class));
+        }
+    }
+
+    // The images the tests need, decoded once: per predicted class, the first `test_images` by id.
+    let mut chosen: Vec<&RunImage> = Vec::new();
+    for class in classes {
+        chosen.extend(
+            inputs
+                .images
+                .iter()
+                .filter(|i| &i.predicted == class)
+                .take(cfg.test_images),
+        );
+    }
+    let decoded: Vec<(&RunImage, Prepared)> = chosen
+        .par_iter()
+        .filter_map(|i| decode(i).map(|p| (*i, p)))
+        .collect();
+    let (channels, size) = match decoded.first() {
+        Some((_, p)) => (p.channels, p.size),
+        None => (0, 0),
+    };
+    let probs = if decoded.is_empty() {
+        Vec::new()
+    } else {
+        let inputs: Vec<Vec<f32>> = decoded.iter().map(|(_, p)| p.input.clone()).collect();
+        forwards += inputs.len();
+        predict(model, &inputs, channels, size)?
+    };
+    let tested: Vec<(&RunImage, TestImage)> = decoded
+        .iter()
+        .zip(probs)
+        .map(|((i, p), probs)| {
+            (
+                *i,
+                TestImage {
+                    input: &p.input,
+                    probs,
+                },
+            )
+        })
+        .collect();
+
+    // Causal tests.
+    let mut region_rows = Vec::new();
+    for (k, region) in regions.iter().enumerate() {
+        let Some(ci) = class_index(&region.class) else {
+            continue;
+        };
+        // The prediction now (the images' stored prediction could come from another device's rounding).
+        let own: Vec<&TestImage> = tested
+            .iter()
+            .filter(|(_, t)| argmax(&t.probs) == ci)
+            .map(|(_, t)| t)
+            .collect();
+        let others: Vec<&TestImage> = tested
+            .iter()
+            .filter(|(_, t)| argmax(&t.probs) != ci)
+            .map(|(_, t)| t)
+            .collect();
+        let own: Vec<TestImage> = own
+            .iter()
+            .map(|t| TestImage {
+                input: t.input,
+                probs: t.probs.clone(),
+            })
+            .collect();
+        let others: Vec<TestImage> = others
+            .iter()
+            .map(|t| TestImage {
+                input: t.input,
+                probs: t.probs.clone(),
+            })
+            .collect();
+        let (causal, n) = if size > 0 {
+            causal_test(
+                model,
+                ci,
+                &own,
+                &others,
+                &region.candidate.mask,
+                grid,
+                channels,
+                size,
+                &format!("{run_id}/{}", k + 1),
+                explain.seed,
+                cfg.min_flip_rate,
+            )?
+        } else {
+            (Causal::default(), 0)
+        };
+        forwards += n;
+        let (x0, y0, x1, y1) = bbox(&region.candidate.mask, grid);
+        let rate = |c: &Counts| c.rate();
+        let lo = |c: &Counts| (c.images > 0).then(|| c.interval().0);
+        let hi = |c: &Counts| (c.images > 0).then(|| c.interval().1);
+        let shift = |c: &Counts| (c.images > 0).then_some(c.mean_shift);
+        region_rows.push(ShortcutRegionRecord {
+            region: k as i64 + 1,
+            class: region.class.clone(),
+            methods: region.methods.clone(),
+            x0,
+            y0,
+            x1,
+            y1,
+            area: region.candidate.cells() as f64 / (grid * grid) as f64,
+            grid: grid as i64,
+            mask: region.candidate.mask.iter().map(|&b| b as u8).collect(),
+            mass_share: region.candidate.mass_share,
+            lift: region.candidate.lift,
+            occluded_images: causal.occlusion.images as i64,
+            occlusion_flips: causal.occlusion.flips as i64,
+            occlusion_rate: rate(&causal.occlusion),
+            occlusion_low: lo(&causal.occlusion),
+            occlusion_high: hi(&causal.occlusion),
+            occlusion_drop: shift(&causal.occlusion),
+            pasted_images: causal.paste.images as i64,
+            paste_flips: causal.paste.flips as i64,
+            paste_rate: rate(&causal.paste),
+            paste_low: lo(&causal.paste),
+            paste_high: hi(&causal.paste),
+            paste_gain: shift(&causal.paste),
+            control_occlusion_rate: rate(&causal.control_occlusion),
+            control_occlusion_high: hi(&causal.control_occlusion),
+            control_paste_rate: rate(&causal.control_paste),
+            control_paste_high: hi(&causal.control_paste),
+            verdict: causal.verdict(cfg.min_flip_rate).to_string(),
+        });
+    }
+
+    // Trust: the run's own faithfulness curves, or a deletion probe on a sample of the tested images.
+    let mut faith: BTreeMap<String, (FaithRow, &'static str)> = inputs
+        .faithfulness
+        .iter()
+        .filter(|f| f.images >= 4)
+        .map(|f| (f.method.clone(), (f.clone(), "faithfulness")))
+        .collect();
+    if faith.is_empty() && cfg.probe_images > 0 && size > 0 && grid > 0 {
+        let (rows, n) = deletion_probe(
+            model, explain, cfg, inputs, &tested, classes, channels, size,
+        )?;
+        forwards += n;
+        for r in rows {
+            faith.insert(r.method.clone(), (r, "probe"));
+        }
+    }
+
+    // Calibrated thresholds and flags.
+    let calibration = reference.as_ref().map(|r| r.inputs).unwrap_or(inputs);
+    let threshold_source = reference
+        .as_ref()
+        .map(|r| format!("reference:{}", r.run_id))
+        .unwrap_or_else(|| "run".into());
+    let mut method_rows = Vec::new();
+    let mut flags = Vec::new();
+    for method in &methods {
+        let f = faith.get(method);
+        let sanity = inputs.sanity.get(method).map(String::as_str);
+        let (trusted, reason) = method_trust(f.map(|x| &x.0), sanity);
+        let values = |pick: fn(&crate::store::shortcuts::MetricRow) -> Option<f64>| -> Vec<f64> {
+            calibration
+                .metrics
+                .iter()
+                .filter(|m| &m.method == method)
+                .filter_map(pick)
+                .collect()
+        };
+        let t_bg = fence(&values(|m| m.mass_background), cfg.fence, cfg.min_margin);
+        let t_border = fence(&values(|m| m.mass_border), cfg.fence, cfg.min_margin);
+        let mut repro: Vec<f64> = inputs
+            .metrics
+            .iter()
+            .filter(|m| &m.method == method)
+            .filter_map(|m| m.reproducibility)
+            .collect();
+        let median_repro = median(&mut repro);
+        let mut flagged = BTreeSet::new();
+        if trusted {
+            for m in inputs.metrics.iter().filter(|m| &m.method == method) {
+                // A stochastic map below the level (NaN included) raises no flag.
+                if m.reproducibility
+                    .is_some_and(|r| r.is_nan() || r < cfg.min_reproducibility)
+                {
+                    continue;
+                }
+                for (reason, value, threshold) in [
+                    ("background", m.mass_background, t_bg),
+                    ("border", m.mass_border, t_border),
+                ] {
+                    if let (Some(v), Some(t)) = (value, threshold) {
+                        if v > t {
+                            flagged.insert(m.image_id.clone());
+                            flags.push(ShortcutFlagRecord {
+                                image_id: m.image_id.clone(),
+                                method: method.clone(),
+                                reason: reason.into(),
+                                value: v,
+                                threshold: t,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        method_rows.push(ShortcutMethodRecord {
+            method: method.clone(),
+            trusted,
+            reason,
+            trust_source: f.map(|x| x.1.to_string()),
+            trust_images: f.map(|x| x.0.images),
+            deletion_auc: f.map(|x| x.0.deletion_auc),
+            random_deletion_auc: f.map(|x| x.0.random_deletion_auc),
+            sanity_verdict: sanity.map(str::to_string),
+            median_reproducibility: median_repro,
+            threshold_background: t_bg,
+            threshold_border: t_border,
+            threshold_source: threshold_source.clone(),
+            flagged_images: flagged.len() as i64,
+        });
+    }
+    let flagged_images: BTreeSet<&str> = flags.iter().map(|f| f.image_id.as_str()).collect();
+    let images = inputs.images.len();
+    let untrusted: Vec<&str> = method_rows
+        .iter()
+        .filter(|m| !m.trusted)
+        .map(|m| m.method.as_str())
+        .collect();
+    let strongest = region_rows
+        .iter()
+        .filter(|r| r.verdict == "confirmed")
+        .max_by(|a, b| {
+            let key = |r: &ShortcutRegionRecord| {
+                r.occlusion_rate
+                    .unwrap_or(0.0)
+                    .max(r.paste_rate.unwrap_or(0.0))
+            };
+            key(a).total_cmp(&key(b))
+        });
+    let review = format!(
+        "{} of {images} image(s) flagged for review by trusted methods{}",
+        flagged_images.len(),
+        if untrusted.is_empty() {
+            String::new()
+        } else {
+            format!(" (untrusted, not flagging: {})", untrusted.join(", "))
+        }
+    );
+    let (verdict, summary) = match strongest {
+        Some(r) => (
+            "shortcut",
+            format!(
+                "shortcut confirmed at region {} (x {:.2}-{:.2}, y {:.2}-{:.2} of the image) for class {}: \
+                 occluding it flips {:.0}% of {} {} predictions, pasting it into other images flips {:.0}% of {}; {}",
+                r.region,
+                r.x0,
+                r.x1,
+                r.y0,
+                r.y1,
+                r.class,
+                100.0 * r.occlusion_rate.unwrap_or(0.0),
+                r.occluded_images,
+                r.class,
+                100.0 * r.paste_rate.unwrap_or(0.0),
+                r.pasted_images,
+                review
+            ),
+        ),
+        None => (
+            "no_shortcut",
+            format!(
+                "no shortcut found ({} candidate region(s) tested: {} artefact(s) of the maps, {} not significant); {review}",
+                region_rows.len(),
+                region_rows.iter().filter(|r| r.verdict == "artefact").count(),
+                region_rows.iter().filter(|r| r.verdict == "not_significant").count(),
+            ),
+        ),
+    };
+    Ok(ShortcutCheck {
+        check: ShortcutCheckRecord {
+            run_id: run_id.to_string(),
+            reference_run: reference.as_ref().map(|r| r.run_id.to_string()),
+            images: images as i64,
+            verdict: verdict.into(),
+            summary,
+            flagged_images: flagged_images.len() as i64,
+            min_reproducibility: cfg.min_reproducibility,
+            params: serde_json::to_string(cfg).map_err(|e| Error::Other(e.to_string()))?,
+            forward_passes: forwards as i64,
+            seconds: t0.elapsed().as_secs_f64(),
+        },
+        methods: method_rows,
+        regions: region_rows,
+        flags,
+    })
+}
+
+/// Deletion curves (K = `probe_steps`, probability of the explained class) of the stored maps,
+/// upsampled to the model's side, and of the random pixel order (the same seeded order the
+/// faithfulness curves use), on `probe_images` tested images (classes in turn, by image id): per method
+/// the mean deletion AUC, the random order's, and the share of images where the method's is lower.
+/// Deletion only, and the curves' two ends (the image itself, the all-reference image) are shared by
+/// every order: (orders x (K - 1) + 1) forward passes per image. Returns the rows and the passes.
+#[allow(clippy::too_many_arguments)]
+fn deletion_probe(
+    model: &Model,
+    explain: &ExplainConfig,
+    cfg: &ShortcutConfig,
+    inputs: &RunInputs,
+    tested: &[(&RunImage, TestImage)],
+    classes: &[String],
+    channels: usize,
+    size: usize,
+) -> Result<(Vec<FaithRow>, usize)> {
+    let grid = inputs.grid;
+    let steps = cfg.probe_steps.max(2);
+    let n = size * size;
+    let counts = faithfulness::step_counts(n, steps);
+    let fractions: Vec<f64> = counts.iter().map(|&c| c as f64 / n as f64).collect();
+    let reference = explain.reference(channels);
+    // Classes in turn, so a probe of 16 images covers both classes of a binary model.
+    let mut by_class: Vec<Vec<&(&RunImage, TestImage)>> = vec![Vec::new(); classes.len()];
+    for t in tested {
+        if let Some(c) = classes.iter().position(|c| c == &t.0.target) {
+            by_class[c].push(t);
+        }
+    }
+    let mut sample = Vec::new();
+    let mut i = 0;
+    while sample.len() < cfg.probe_images && by_class.iter().any(|c| i < c.len()) {
+        for c in &by_class {
+            if let Some(t) = c.get(i) {
+                if sample.len() < cfg.probe_images {
+                    sample.push(*t);
+                }
+            }
+        }
+        i += 1;
+    }
+    let mut per: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut forwards = 0;
+    for (img, t) in sample {
+        let target = classes.iter().position(|c| c == &img.target).unwrap_or(0);
+        let random = faithfulness::random_order(
+            n,
+            &mut rng_for_key(&img.image_id, faithfulness::RANDOM, explain.seed),
+        );
+        let mut orders: Vec<(String, Vec<usize>)> = inputs
+            .methods
+            .iter()
+            .filter_map(|m| {
+                let map = inputs.maps.get(&(img.image_id.clone(), m.clone()))?;
+                let up = crate::metrics::downsample(map, grid, grid, size, size);
+                Some((m.clone(), faithfulness::importance_order(&up, &random)))
+            })
+            .collect();
+        if orders.is_empty() {
+            continue;
+        }
+        orders.push((faithfulness::RANDOM.to_string(), random));
+        let mut batch = Vec::new();
+        for (_, order) in &orders {
+            let mut img_k = t.input.to_vec();
+            let mut done = 0;
+            for &c in &counts[1..steps] {
+                for &p in &order[done..c] {
+                    for ch in 0..channels {
+                        img_k[ch * n + p] = reference;
+                    }
+                }
+                done = c;
+                batch.push(img_k.clone());
+            }
+        }
+        batch.push(vec![reference; channels * n]);
+        let probs = predict(model, &batch, channels, size)?;
+        forwards += batch.len();
+        let last = probs[probs.len() - 1][target] as f64;
+        let aucs: Vec<(String, f64)> = orders
+            .iter()
+            .enumerate()
+            .map(|(o, (name, _))| {
+                let mut curve = vec![t.probs[target] as f64];
+                curve.extend(
+                    probs[o * (steps - 1)..(o + 1) * (steps - 1)]
+                        .iter()
+                        .map(|p| p[target] as f64),
+                );
+                curve.push(last);
+                (
+                    name.clone(),
+                    faithfulness::trapezoid_auc(&fractions, &curve),
+                )
+            })
+            .collect();
+        let r = aucs.last().expect("the random order is last").1;
+        for (name, auc) in &aucs[..aucs.len() - 1] {
+            per.entry(name.clone()).or_default().push((*auc, r));
+        }
+    }
+    let rows = per
+        .into_iter()
+        .map(|(method, v)| {
+            let n = v.len() as f64;
+            FaithRow {
+                method,
+                images: v.len() as i64,
+                deletion_auc: v.iter().map(|x| x.0).sum::<f64>() / n,
+                random_deletion_auc: v.iter().map(|x| x.1).sum::<f64>() / n,
+                share_below_random: v.iter().filter(|x| x.0 < x.1).count() as f64 / n,
+            }
+        })
+        .collect();
+    Ok((rows, forwards))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_interval_known_values() {
+        // 0 of 10: upper bound z^2 / (n + z^2) = 3.8415 / 13.8415 = 0.2775.
+        let (lo, hi) = wilson(0, 10);
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.2775).abs() < 1e-3, "{hi}");
+        // 5 of 10: symmetric around 1/2, 0.2366..0.7634.
+        let (lo, hi) = wilson(5, 10);
+        assert!((lo - 0.2366).abs() < 1e-3 && (hi - 0.7634).abs() < 1e-3);
+    }
+
+    #[test]
+    fn the_shift_baseline_keeps_mass_and_spreads_a_peak() {
+        let g = 16;
+        let mut m = vec![0f32; g * g];
+        m[0] = 1.0; // a corner peak: the circular window treats it like any other place
+        let b = shift_baseline(&m, g, 2);
+        let total: f32 = b.iter().sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        // A 5 x 5 window: the peak's value is spread evenly, 1/25 at every cell within 2 (wrapping).
+        assert!((b[0] - 0.04).abs() < 1e-6 && (b[(g - 1) * g + g - 1] - 0.04).abs() < 1e-6);
+        assert_eq!(b[3 * g + 3], 0.0);
+    }
+
+    #[test]
+    fn a_consistent_spot_is_found_wherever_it_is_and_a_flat_map_gives_nothing() {
+        let g = 32;
+        let cfg = ShortcutConfig::default();
+        for (cx, cy) in [(2, 2), (16, 16), (29, 5), (3, 27)] {
+            let mut m = vec![1f32; g * g];
+            for y in cy - 1..=cy + 1 {
+                for x in cx - 1..=cx + 1 {
+                    m[y * g + x] = 40.0;
+                }
+            }
+            let b = shift_baseline(&m, g, 8);
+            let c = find_candidates(&m, &b, g, &cfg);
+            assert_eq!(c.len(), 1, "spot at ({cx}, {cy})");
+            let (x0, y0, x1, y1) = bbox(&c[0].mask, g);
+            let centre = ((x0 + x1) / 2.0 * g as f64, (y0 + y1) / 2.0 * g as f64);
+            assert!(
+                (centre.0 - cx as f64 - 0.5).abs() < 1.01
+                    && (centre.1 - cy as f64 - 0.5).abs() < 1.01,
+                "{centre:?} vs ({cx}, {cy})"
+            );
+        }
+        let flat = vec![1f32; g * g];
+        assert!(find_candidates(&flat, &shift_baseline(&flat, g, 8), g, &cfg).is_empty());
+    }
+
+    #[test]
+    fn the_causal_verdict_rule() {
+        let c = |images, flips| Counts {
+            images,
+            flips,
+            mean_shift: 0.0,
+        };
+        let none = Counts::default();
+        // 20 of 24 flip against 1 of 24 in the control: confirmed.
+        let strong = Causal {
+            occlusion: c(24, 20),
+            paste: none,
+            control_occlusion: c(24, 1),
+            control_paste: none,
+        };
+        assert_eq!(strong.verdict(0.2), "confirmed");
+        // No flip in 30 either way: the model does not use it.
+        let flat = Causal {
+            occlusion: c(30, 0),
+            paste: c(30, 0),
+            control_occlusion: c(30, 0),
+            control_paste: c(30, 0),
+        };
+        assert_eq!(flat.verdict(0.2), "artefact");
+        // As many flips as the control: not significant.
+        let fragile = Causal {
+            occlusion: c(30, 10),
+            paste: c(30, 0),
+            control_occlusion: c(30, 9),
+            control_paste: c(30, 0),
+        };
+        assert_eq!(fragile.verdict(0.2), "not_significant");
+    }
+
+    #[test]
+    fn fences_are_far_out_and_never_at_the_quartile() {
+        // 1..=9: Q1 = 3, Q3 = 7, IQR 4 -> 7 + 3 * 4 = 19.
+        let v: Vec<f64> = (1..=9).map(f64::from).collect();
+        assert_eq!(fence(&v, 3.0, 0.05), Some(19.0));
+        // A constant distribution: Q3 + margin.
+        assert_eq!(fence(&[0.4; 8], 3.0, 0.05), Some(0.45));
+        assert_eq!(fence(&[], 3.0, 0.05), None);
+    }
+
+    #[test]
+    fn untrusted_when_not_better_than_random_or_failing_the_sanity_check() {
+        let row = |del, rnd, share| FaithRow {
+            method: "gradcam".into(),
+            images: 16,
+            deletion_auc: del,
+            random_deletion_auc: rnd,
+            share_below_random: share,
+        };
+        assert!(!method_trust(Some(&row(0.5, 0.5, 0.4)), None).0);
+        assert!(!method_trust(Some(&row(0.3, 0.5, 0.5)), None).0);
+        assert!(method_trust(Some(&row(0.3, 0.5, 0.9)), None).0);
+        assert!(!method_trust(Some(&row(0.3, 0.5, 0.9)), Some("fail")).0);
+        assert!(method_trust(None, None).0);
+    }
+}

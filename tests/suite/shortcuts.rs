@@ -1,0 +1,365 @@
+//! Shortcut known answers on real Br35H slices (issue 15): small models trained where every tumour
+//! image carries a planted marker, one model per marker of a different shape and place (a bright corner
+//! patch, a short line of burnt-in text-like strokes, a thin frame line on one side, a small bright dot
+//! near the top of the skull), and a clean model trained on the same images without a marker. The
+//! audit's shortcut check must confirm each marker on the model, at its place (IoU of the confirmed
+//! region with the planted one), and confirm nothing for the clean model. The detector runs with its
+//! defaults: nothing in it knows where or what the markers are.
+use std::path::{Path, PathBuf};
+
+use image::{imageops::FilterType, GrayImage, Luma};
+use rusqlite::Connection;
+
+use super::util::{bin, repo, tempdir};
+
+/// Side of the training images: small, so that five models train in seconds.
+const SIZE: u32 = 40;
+/// The stored maps' grid (the audit's MAP_STORE_SIZE).
+const GRID: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Marker {
+    Corner,
+    Text,
+    Frame,
+    Dot,
+}
+
+impl Marker {
+    const ALL: [Marker; 4] = [Marker::Corner, Marker::Text, Marker::Frame, Marker::Dot];
+
+    fn name(self) -> &'static str {
+        match self {
+            Marker::Corner => "corner",
+            Marker::Text => "text",
+            Marker::Frame => "frame",
+            Marker::Dot => "dot",
+        }
+    }
+
+    /// The marker's pixels and their grey value, in SIZE x SIZE image coordinates.
+    fn pixels(self) -> (Vec<(u32, u32)>, u8) {
+        let rect = |x0: u32, x1: u32, y0: u32, y1: u32| -> Vec<(u32, u32)> {
+            (y0..y1)
+                .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+                .collect()
+        };
+        match self {
+            // A 6 x 6 bright square in the top-right corner.
+            Marker::Corner => (rect(32, 38, 2, 8), 255),
+            // Three glyph-like stroke groups (an "L", a "T", an "E") along the bottom left, 1 px strokes
+            // one pixel apart, as burnt-in scanner text would be.
+            Marker::Text => {
+                let mut p = rect(3, 4, 32, 37);
+                p.extend(rect(3, 6, 36, 37));
+                p.extend(rect(7, 10, 32, 33));
+                p.extend(rect(8, 9, 32, 37));
+                p.extend(rect(11, 12, 32, 37));
+                p.extend(rect(11, 14, 32, 33));
+                p.extend(rect(11, 14, 34, 35));
+                p.extend(rect(11, 14, 36, 37));
+                (p, 235)
+            }
+            // A 2 px frame line down the whole left side.
+            Marker::Frame => (rect(0, 2, 0, SIZE), 200),
+            // A 3 x 3 dot at the top centre, where the skull's top lies in most slices.
+            Marker::Dot => (rect(19, 22, 4, 7), 255),
+        }
+    }
+
+    /// The planted region on the stored maps' grid: the marker's bounding box (for the text line, the
+    /// line; for the others, the marker itself), a cell in when its centre falls in it.
+    fn grid_mask(self) -> Vec<bool> {
+        let (pixels, _) = self.pixels();
+        let (x0, x1) = (
+            pixels.iter().map(|p| p.0).min().unwrap(),
+            pixels.iter().map(|p| p.0).max().unwrap(),
+        );
+        let (y0, y1) = (
+            pixels.iter().map(|p| p.1).min().unwrap(),
+            pixels.iter().map(|p| p.1).max().unwrap(),
+        );
+        let mut img = vec![false; (SIZE * SIZE) as usize];
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                img[(y * SIZE + x) as usize] = true;
+            }
+        }
+        (0..GRID * GRID)
+            .map(|i| {
+                let (gy, gx) = (i / GRID, i % GRID);
+                let (x, y) = (
+                    ((gx as f64 + 0.5) * SIZE as f64 / GRID as f64) as u32,
+                    ((gy as f64 + 0.5) * SIZE as f64 / GRID as f64) as u32,
+                );
+                img[(y * SIZE + x) as usize]
+            })
+            .collect()
+    }
+}
+
+/// A Br35H slice at SIZE x SIZE grey, with `marker` burnt in.
+fn slice(path: &Path, marker: Option<Marker>) -> GrayImage {
+    // Br35H has PNG bytes behind some .jpg names: the format comes from the content.
+    let img = image::ImageReader::open(path)
+        .unwrap()
+        .with_guessed_format()
+        .unwrap()
+        .decode()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_luma8();
+    let mut img = image::imageops::resize(&img, SIZE, SIZE, FilterType::Triangle);
+    if let Some(m) = marker {
+        let (pixels, value) = m.pixels();
+        for (x, y) in pixels {
+            img.put_pixel(x, y, Luma([value]));
+        }
+    }
+    img
+}
+
+/// The first `n` files of a Br35H split's class folder (sorted: the same images for every model).
+fn files(split: &str, class: &str, n: usize) -> Vec<PathBuf> {
+    let dir = repo("data/br35h").join(split).join(class);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make setup` first)", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v.truncate(n);
+    v
+}
+
+/// Writes Training/Validation/Testing under `root`, the marker on every `yes` image.
+fn make_set(root: &Path, splits: &[(&str, &str, usize)], marker: Option<Marker>) {
+    for &(split, out, n) in splits {
+        for class in ["no", "yes"] {
+            let dir = root.join(out).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in files(split, class, n) {
+                let m = if class == "yes" { marker } else { None };
+                slice(&f, m)
+                    .save(dir.join(f.file_stem().unwrap()).with_extension("png"))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+fn sets(root: &Path) -> Vec<String> {
+    vec![
+        format!("données.image.size={SIZE}"),
+        "model.architecture=custom".into(),
+        "model.layers=[{conv: {out: 8}}, relu, {maxpool: {kernel: 2}}, {conv: {out: 16}}, relu, {maxpool: {kernel: 2}}, flatten, {dense: {out: 2}}]".into(),
+        format!("model.weights={}", root.join("w.safetensors").display()),
+        format!("data.root={}", root.display()),
+        "training.epochs=12".into(),
+        "training.patience=12".into(),
+        "training.learning_rate=0.003".into(),
+        "training.augment={horizontal_flip: false, rotate_degrees: 0, intensity: 0}".into(),
+        "explain.methods=[integrated_gradients, gradcam, kernel_shap]".into(),
+        "explain.kernel_shap.samples=200".into(),
+        "explain.integrated_gradients.steps=16".into(),
+        "explain.segmentation.method=grid".into(),
+        "explain.segmentation.grid_cells=10".into(),
+    ]
+}
+
+fn run(args: &[&str], sets: &[String]) {
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let out = bin(&sets).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// (region, class, verdict, occlusion rate, paste rate, mask) of a run.
+type RegionRow = (i64, String, String, Option<f64>, Option<f64>, Vec<bool>);
+
+fn regions(c: &Connection, run: &str) -> Vec<RegionRow> {
+    c.prepare(
+        "SELECT region, class, verdict, occlusion_rate, paste_rate, mask FROM shortcut_regions \
+         WHERE run_id = ?1 ORDER BY region",
+    )
+    .unwrap()
+    .query_map([run], |r| {
+        let mask: Vec<u8> = r.get(5)?;
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            mask.into_iter().map(|b| b != 0).collect(),
+        ))
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+fn iou(a: &[bool], b: &[bool]) -> f64 {
+    let i = a.iter().zip(b).filter(|(x, y)| **x && **y).count();
+    let u = a.iter().zip(b).filter(|(x, y)| **x || **y).count();
+    i as f64 / u.max(1) as f64
+}
+
+#[test]
+fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_model_gets_none() {
+    let dir = tempdir();
+    let db = dir.path().join("audit.sqlite");
+    let db_arg = db.to_str().unwrap().to_string();
+    // 150 + 150 training, 40 + 40 validation, 32 + 32 test slices per model.
+    let train = [
+        ("Training", "Training", 150),
+        ("Validation", "Validation", 40),
+    ];
+    let test = [("Testing", "Testing", 32)];
+    let mut runs: Vec<(String, Option<Marker>)> = Marker::ALL
+        .iter()
+        .map(|m| (m.name().to_string(), Some(*m)))
+        .collect();
+    runs.push(("clean".into(), None));
+    for (name, marker) in &runs {
+        let root = dir.path().join(name);
+        make_set(&root, &train, *marker);
+        make_set(&root, &test, *marker);
+        let s = sets(&root);
+        run(&["train"], &s);
+        let test_dir = root.join("Testing");
+        run(
+            &[
+                "audit",
+                "--data",
+                test_dir.to_str().unwrap(),
+                "--db",
+                &db_arg,
+                "--run",
+                name,
+                "--no-leakage-check",
+            ],
+            &s,
+        );
+    }
+    let c = Connection::open(&db).unwrap();
+    // Every Kernel SHAP map has its split-half reproducibility; the deterministic methods have none.
+    let (shap, with, others): (i64, i64, i64) = c
+        .query_row(
+            "SELECT sum(method = 'kernel_shap'), sum(method = 'kernel_shap' AND reproducibility BETWEEN -1 AND 1), \
+             sum(method <> 'kernel_shap' AND reproducibility IS NOT NULL) FROM attribution_metrics",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((shap, with, others), (5 * 64, 5 * 64, 0));
+    // `query shortcuts` reads the same verdict.
+    let out = bin(&[])
+        .args([
+            "query",
+            "--db",
+            &db_arg,
+            "--format",
+            "json",
+            "shortcuts",
+            "--run",
+            "corner",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verdict"][0]["verdict"], "shortcut", "{json}");
+    assert!(json["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["verdict"] == "confirmed"));
+    assert_eq!(json["methods"].as_array().unwrap().len(), 3, "{json}");
+    // The gate: a confirmed shortcut that last night's run did not have fails `diff --fail-on`.
+    let gate = |a: &str, b: &str| {
+        bin(&[])
+            .args([
+                "diff",
+                a,
+                b,
+                "--db",
+                &db_arg,
+                "--fail-on",
+                "shortcuts up 0",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap()
+    };
+    let up = gate("clean", "corner");
+    assert_eq!(
+        up.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(String::from_utf8_lossy(&up.stderr).contains("FAIL: shortcuts"));
+    assert_eq!(gate("corner", "clean").status.code(), Some(0));
+    for (name, marker) in &runs {
+        let (verdict, summary): (String, String) = c
+            .query_row(
+                "SELECT verdict, summary FROM v_verdict WHERE run_id = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let rows = regions(&c, name);
+        eprintln!("{name}: {verdict}: {summary}");
+        let planted = marker.map(|m| m.grid_mask());
+        for (region, class, v, occ, paste, mask) in &rows {
+            let overlap = planted.as_ref().map(|p| iou(mask, p));
+            eprintln!(
+                "  region {region} class {class}: {v}, occlusion {occ:?}, paste {paste:?}, IoU with the marker {overlap:?}"
+            );
+        }
+        let confirmed: Vec<&RegionRow> = rows.iter().filter(|r| r.2 == "confirmed").collect();
+        match &planted {
+            None => {
+                eprintln!("KNOWN ANSWER {name}: {summary}");
+                assert_eq!(verdict, "no_shortcut", "{name}: {summary}");
+                assert!(confirmed.is_empty(), "{name}");
+            }
+            Some(p) => {
+                assert_eq!(verdict, "shortcut", "{name}: {summary}");
+                // The best confirmed region lies on the marker...
+                let best = confirmed
+                    .iter()
+                    .max_by(|a, b| iou(&a.5, p).total_cmp(&iou(&b.5, p)))
+                    .unwrap();
+                let best_iou = iou(&best.5, p);
+                eprintln!(
+                    "KNOWN ANSWER {name}: confirmed region {} (class {}) IoU {best_iou:.2} with the marker, \
+                     occlusion flips {:.0}%, paste flips {:.0}%",
+                    best.0,
+                    best.1,
+                    100.0 * best.3.unwrap_or(0.0),
+                    100.0 * best.4.unwrap_or(0.0)
+                );
+                assert!(best_iou >= 0.2, "{name}: IoU {best_iou}");
+                // ...and nothing is confirmed away from it.
+                for r in &confirmed {
+                    let i = r.5.iter().zip(p).filter(|(a, b)| **a && **b).count();
+                    assert!(
+                        i > 0,
+                        "{name}: region {} is confirmed away from the marker",
+                        r.0
+                    );
+                }
+            }
+        }
+    }
+}
