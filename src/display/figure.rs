@@ -190,8 +190,10 @@ mod tests {
         // no labels -> no margins: width 2*14+4 = 32, height 2*10+4 = 24
         let m = montage(&rows, &[], &[]);
         assert_eq!(m.dimensions(), (32, 24));
-        // label text is drawn: dark pixels in the left margin and above the tiles
-        let m = montage(&rows, &rl, &cl);
+        // label text is drawn: dark pixels in the left margin and, over tiles wide enough for
+        // "yes 0.97" (a 10-pixel column holds only an ellipsis), above the tiles
+        let wide = RgbImage::from_pixel(80, 6, Rgb([255, 0, 0]));
+        let m = montage(&[vec![wide.clone(), wide]], &rl, &cl);
         assert!((0..l).any(|x| (0..m.height()).any(|y| m.get_pixel(x, y).0[0] < 80)));
         assert!((l..m.width()).any(|x| (0..u).any(|y| m.get_pixel(x, y).0[0] < 80)));
     }

@@ -68,9 +68,11 @@ fn matrix(
     // Cells wide enough for a full method title ("Integrated Gradients") at the label size.
     let longest_col = cols.iter().map(|c| c.chars().count()).max().unwrap_or(1) as u32;
     let cell = (longest_col.min(24) * 7 + 16).max(90);
+    // Rows need only the height of their number, so wide cells do not make the plot tall.
+    let row_h = cell.min(90);
     let size = (
         (left + cell * nc as u32 + 40).max(caption.len() as u32 * 10 + 20),
-        60 + cell * nr as u32 + 80,
+        60 + row_h * nr as u32 + 80,
     );
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;

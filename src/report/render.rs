@@ -121,7 +121,8 @@ pub fn write_views(
     let views_dir = dir.join("views");
     std::fs::create_dir_all(&views_dir).map_err(|e| ReportError::io("create", &views_dir, e))?;
     let mut written = Vec::new();
-    for v in views {
+    // A view without images has no pages: the view bar shows it greyed, without a link.
+    for v in views.iter().filter(|v| !v.members.is_empty()) {
         for (sort, _) in sections::SORTS {
             if v.key == "all" && sort == sections::SORTS[0].0 {
                 continue;

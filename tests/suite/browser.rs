@@ -332,6 +332,12 @@ impl Browser {
         );
         visit.probe = probe["result"]["value"].clone();
         if let Some(png) = shot {
+            // Back to the top, so that the sticky navigation is drawn where a reader first sees it.
+            self.call(
+                s,
+                "Runtime.evaluate",
+                json!({"expression": "window.scrollTo(0, 0)", "returnByValue": true}),
+            );
             let metrics = self.call(s, "Page.getLayoutMetrics", json!({}));
             let height = metrics["cssContentSize"]["height"]
                 .as_f64()
