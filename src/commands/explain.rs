@@ -112,7 +112,9 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<()> {
                     // and a colour bar with the raw values of its ends.
                     let big = display::upscale(&png, upscale);
                     let mut caption = image_caption.clone();
-                    caption.0.insert(1, (method.title().to_string(), font::BLACK));
+                    caption
+                        .0
+                        .insert(1, (method.title().to_string(), font::BLACK));
                     let bar = ColorBar::for_range(&params, display::display_range(&a.map, &params));
                     let labelled = display::stack(&[
                         display::text_block(&caption, big.width()),

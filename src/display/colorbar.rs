@@ -151,7 +151,11 @@ mod tests {
     fn bar_shows_scale_ticks_and_meaning() {
         let p = DisplayParams::default();
         let bar = ColorBar::for_range(&p, (0.0012, 0.034));
-        assert!(bar.caption.contains("0.5 / 99.5 percentiles"), "{}", bar.caption);
+        assert!(
+            bar.caption.contains("0.5 / 99.5 percentiles"),
+            "{}",
+            bar.caption
+        );
         assert!(bar.caption.contains("1.20e-3 and 0.034"), "{}", bar.caption);
         let img = bar.draw(300);
         assert_eq!(img.width(), 300);

@@ -212,10 +212,7 @@ mod tests {
         let m = montage(&rows, &rl, &cl);
         let lh = line_height(LABEL_PX);
         // L = 4 + 220 + 4 (capped); the empty middle row still takes space.
-        assert_eq!(
-            m.dimensions(),
-            (228 + 7 + 4, 4 + 2 * lh + 3 * (3 + 4) + 4)
-        );
+        assert_eq!(m.dimensions(), (228 + 7 + 4, 4 + 2 * lh + 3 * (3 + 4) + 4));
         let blank = montage(&[], &[], &[]);
         assert_eq!(blank.dimensions(), (8, 8));
         assert!(blank.pixels().all(|p| p.0 == [255, 255, 255]));

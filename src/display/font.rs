@@ -154,7 +154,10 @@ mod tests {
         let (o_rows, g_rows) = (dark_rows(&o), dark_rows(&g));
         assert!(!o_rows.is_empty() && !g_rows.is_empty());
         assert!(*o_rows.last().unwrap() <= baseline, "{o_rows:?} {baseline}");
-        assert!(*g_rows.last().unwrap() > baseline + 1, "{g_rows:?} {baseline}");
+        assert!(
+            *g_rows.last().unwrap() > baseline + 1,
+            "{g_rows:?} {baseline}"
+        );
         assert!(line_height(LABEL_PX) >= *g_rows.last().unwrap());
     }
 
@@ -167,7 +170,10 @@ mod tests {
         assert!(text_width("glioma glioma", LABEL_PX) > 2 * a);
         assert_eq!(fit("yes", LABEL_PX, 100), "yes");
         let cut = fit("Guided Backprop and a long tail", LABEL_PX, 60);
-        assert!(cut.ends_with('…') && text_width(&cut, LABEL_PX) <= 60, "{cut}");
+        assert!(
+            cut.ends_with('…') && text_width(&cut, LABEL_PX) <= 60,
+            "{cut}"
+        );
         let lines = wrap("share of the map's range after clipping", LABEL_PX, 120);
         assert!(lines.len() >= 2, "{lines:?}");
         assert!(lines.iter().all(|l| text_width(l, LABEL_PX) <= 120));

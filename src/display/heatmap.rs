@@ -338,9 +338,7 @@ pub fn opacity(params: &DisplayParams) -> f32 {
 /// The colour scale alone, `width x height`, low values left (for colour bars).
 pub fn scale_image(width: u32, height: u32, params: &DisplayParams) -> RgbImage {
     let span = width.saturating_sub(1).max(1) as f32;
-    RgbImage::from_fn(width, height, |x, _| {
-        Rgb(colour(x as f32 / span, params))
-    })
+    RgbImage::from_fn(width, height, |x, _| Rgb(colour(x as f32 / span, params)))
 }
 
 /// A map coloured without the image under it (steps 1-4), `width x height`; the browser lays it over

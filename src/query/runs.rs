@@ -45,7 +45,9 @@ pub fn display_device(stored: &str) -> String {
         "Cpu" => "CPU".into(),
         "Mps" => "MPS".into(),
         s => match s.strip_prefix("Cuda(").and_then(|r| r.strip_suffix(')')) {
-            Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => format!("CUDA:{n}"),
+            Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+                format!("CUDA:{n}")
+            }
             _ => s.to_string(),
         },
     }

@@ -305,7 +305,9 @@ pub fn write_report(
             pics[i].clone(),
             &sections::ImageFacts {
                 methods: &methods,
-                pairs: agreement_rows.get(&e.image_id).map_or(&[], |v| v.as_slice()),
+                pairs: agreement_rows
+                    .get(&e.image_id)
+                    .map_or(&[], |v| v.as_slice()),
                 faithfulness: &faithfulness,
             },
             Link {

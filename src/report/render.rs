@@ -26,8 +26,11 @@ pub fn environment() -> minijinja::Environment<'static> {
         .expect("gallery.html template");
     env.add_template("pager", include_str!("templates/pager.html"))
         .expect("pager template");
-    env.add_template("gallery-section", include_str!("templates/gallery_section.html"))
-        .expect("gallery section template");
+    env.add_template(
+        "gallery-section",
+        include_str!("templates/gallery_section.html"),
+    )
+    .expect("gallery section template");
     env.add_template("image.html", include_str!("templates/image.html"))
         .expect("image.html template");
     env

@@ -646,8 +646,12 @@ pub fn image_matrices(methods: &[String], pairs: &[PairAgreement]) -> Vec<Matrix
         return Vec::new();
     }
     let n = methods.len();
-    let pick: [(&str, fn(&PairAgreement) -> Option<f64>); 2] = [
-        ("Spearman rank correlation of the maps (1 = same ranking of pixels)", |p| p.spearman),
+    type Pick = fn(&PairAgreement) -> Option<f64>;
+    let pick: [(&str, Pick); 2] = [
+        (
+            "Spearman rank correlation of the maps (1 = same ranking of pixels)",
+            |p| p.spearman,
+        ),
         ("Overlap (IoU) of the maps' top 10% pixels", |p| p.iou_top10),
     ];
     pick.iter()

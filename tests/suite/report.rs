@@ -510,8 +510,16 @@ fn check_colour_bars(p: &serde_json::Value, shot: &Path, what: &str) -> usize {
         assert!(w >= 200.0, "{what}: a colour bar {w} px wide");
         let px = |x: f64| img.get_pixel(x as u32, (y + h / 2.0) as u32).0;
         let near = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(a, b)| a.abs_diff(b) <= 40);
-        assert!(near(px(x + 3.0), [0, 0, 127]), "{what}: left end {:?}", px(x + 3.0));
-        assert!(near(px(x + w - 4.0), [127, 0, 0]), "{what}: right end {:?}", px(x + w - 4.0));
+        assert!(
+            near(px(x + 3.0), [0, 0, 127]),
+            "{what}: left end {:?}",
+            px(x + 3.0)
+        );
+        assert!(
+            near(px(x + w - 4.0), [127, 0, 0]),
+            "{what}: right end {:?}",
+            px(x + w - 4.0)
+        );
     }
     bars.len()
 }
@@ -519,7 +527,10 @@ fn check_colour_bars(p: &serde_json::Value, shot: &Path, what: &str) -> usize {
 /// The layout checks every page passes at 1280 px: nothing wider than the window, no section that
 /// overflows (tables scroll inside theirs), no cut header.
 fn check_fits(p: &serde_json::Value, what: &str) {
-    assert!(p["overflow"].as_f64().unwrap() <= 0.0, "{what}: wider than 1280 px: {p}");
+    assert!(
+        p["overflow"].as_f64().unwrap() <= 0.0,
+        "{what}: wider than 1280 px: {p}"
+    );
     assert_eq!(p["wide_sections"], serde_json::json!([]), "{what}: {p}");
     assert_eq!(p["cut"], serde_json::json!([]), "{what}: cut headers");
 }
@@ -545,13 +556,22 @@ fn pictures_at_1280_have_colour_bars_labels_and_links() {
         .map(|b| b["meaning"].as_str().unwrap().to_string())
         .collect();
     assert!(
-        meanings.iter().any(|m| m.contains("0.5 / 99.5 percentiles")),
+        meanings
+            .iter()
+            .any(|m| m.contains("0.5 / 99.5 percentiles")),
         "the gallery's scale says what it means: {meanings:?}"
     );
     let files = strings(&p["files"]);
     assert!(!files.is_empty(), "{p}");
-    for href in files.iter().chain(&strings(&p["opens"])).chain(&strings(&p["views"])) {
-        assert!(target(&f.report, href).is_file(), "report.html links {href}");
+    for href in files
+        .iter()
+        .chain(&strings(&p["opens"]))
+        .chain(&strings(&p["views"]))
+    {
+        assert!(
+            target(&f.report, href).is_file(),
+            "report.html links {href}"
+        );
     }
     assert!(files.iter().all(|h| h.starts_with("images/")), "{files:?}");
     // Thumbnails: seven tiles (input + six methods) of at least 120 px at 1280 px.
@@ -590,13 +610,23 @@ fn pictures_at_1280_have_colour_bars_labels_and_links() {
         assert!(target(&page, l["href"].as_str().unwrap()).is_file(), "{l}");
     }
     let views = strings(&p["views"]);
-    for key in ["views/wrong--", "views/right--", "views/flagged--", "views/class-0--", "views/method-0--"] {
+    for key in [
+        "views/wrong--",
+        "views/right--",
+        "views/flagged--",
+        "views/class-0--",
+        "views/method-0--",
+    ] {
         assert!(
-            views.iter().any(|h| h.starts_with(key)) || !f.dir.join(format!("{key}score-1.html")).exists(),
+            views.iter().any(|h| h.starts_with(key))
+                || !f.dir.join(format!("{key}score-1.html")).exists(),
             "{key} in {views:?}"
         );
     }
-    assert!(views.iter().any(|h| h.contains("--confidence-1.html")), "{views:?}");
+    assert!(
+        views.iter().any(|h| h.contains("--confidence-1.html")),
+        "{views:?}"
+    );
     // A view page (one class, least confident first) renders clean and links back up.
     let view_page = target(&page, views.iter().find(|h| h.contains("class-")).unwrap());
     let v = b.visit_at(&url(&view_page), LAYOUT_PROBE, true, 1280, None);
@@ -611,39 +641,79 @@ fn pictures_at_1280_have_colour_bars_labels_and_links() {
     // the figures, the agreement matrices, links back to the gallery and to the neighbours.
     let image_page = target(&f.report, &files[0]);
     let image_shot = shots.join("image-1280.png");
-    let v = b.visit_at(&url(&image_page), LAYOUT_PROBE, true, 1280, Some(&image_shot));
+    let v = b.visit_at(
+        &url(&image_page),
+        LAYOUT_PROBE,
+        true,
+        1280,
+        Some(&image_shot),
+    );
     assert!(v.is_clean(), "{}: {v:#?}", image_page.display());
     let p = probe(&v);
     check_fits(&p, "the image page");
     let methods = p["maps"].as_array().unwrap().len();
     assert_eq!(methods, 6, "{p}");
-    assert_eq!(check_colour_bars(&p, &image_shot, "the image page"), methods);
+    assert_eq!(
+        check_colour_bars(&p, &image_shot, "the image page"),
+        methods
+    );
     for b in p["colorbars"].as_array().unwrap() {
         let m = b["meaning"].as_str().unwrap();
         assert!(m.starts_with("here 0 = ") && m.contains(", 1 = "), "{m}");
     }
     let heat = p["heat"].as_array().unwrap();
     assert_eq!(heat.len(), methods, "{p}");
-    assert!(heat.iter().all(|h| h["loaded"] == true && h["w"].as_f64().unwrap() >= 300.0), "{p}");
+    assert!(
+        heat.iter()
+            .all(|h| h["loaded"] == true && h["w"].as_f64().unwrap() >= 300.0),
+        "{p}"
+    );
     let original = p["original"].as_array().unwrap();
     assert!(original.iter().all(|i| i["loaded"] == true), "{p}");
-    assert!(original[0]["w"].as_u64().unwrap() > 128, "full resolution: {p}");
+    assert!(
+        original[0]["w"].as_u64().unwrap() > 128,
+        "full resolution: {p}"
+    );
     let figs = strings(&p["figs"]);
-    assert!(figs.iter().all(|t| t.contains("background mass") && t.contains("deletion AUC")), "{figs:?}");
+    assert!(
+        figs.iter()
+            .all(|t| t.contains("background mass") && t.contains("deletion AUC")),
+        "{figs:?}"
+    );
     assert_eq!(p["matrices"], 2, "{p}");
     let meta = strings(&p["meta"]).join(" ");
-    assert!(meta.contains("label") && meta.contains("predicted") && meta.contains("confidence"), "{meta}");
+    assert!(
+        meta.contains("label") && meta.contains("predicted") && meta.contains("confidence"),
+        "{meta}"
+    );
     let toc = p["toc"].as_array().unwrap();
-    assert!(toc.iter().any(|l| l["text"].as_str().unwrap().starts_with("back to the gallery")), "{p}");
-    assert!(toc.iter().any(|l| l["rel"] == "next"), "the first image links the next: {p}");
+    assert!(
+        toc.iter().any(|l| l["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("back to the gallery")),
+        "{p}"
+    );
+    assert!(
+        toc.iter().any(|l| l["rel"] == "next"),
+        "the first image links the next: {p}"
+    );
     for l in toc {
-        assert!(target(&image_page, l["href"].as_str().unwrap()).is_file(), "{l}");
+        assert!(
+            target(&image_page, l["href"].as_str().unwrap()).is_file(),
+            "{l}"
+        );
     }
     // Every image has its page.
     let pages = std::fs::read_dir(f.dir.join("images")).unwrap().count();
     assert_eq!(pages, 4, "one page per audited image");
     for shot in [&overview, &gallery_shot, &image_shot] {
-        assert_eq!(image::open(shot).unwrap().width(), 1280, "{}", shot.display());
+        assert_eq!(
+            image::open(shot).unwrap().width(),
+            1280,
+            "{}",
+            shot.display()
+        );
     }
     println!("screenshots at 1280 px in {}", shots.display());
 }
@@ -659,7 +729,14 @@ fn explain_pictures_are_labelled_and_carry_a_colour_bar() {
     let out_str = out.to_str().unwrap();
     ok(tool(
         &root,
-        &["explain", set.join("yes").to_str().unwrap(), "--methods", "gradcam", "--out", out_str],
+        &[
+            "explain",
+            set.join("yes").to_str().unwrap(),
+            "--methods",
+            "gradcam",
+            "--out",
+            out_str,
+        ],
     ));
     let png = std::fs::read_dir(&out)
         .unwrap()
@@ -679,9 +756,15 @@ fn explain_pictures_are_labelled_and_carry_a_colour_bar() {
     };
     assert!(dark(0, 60) > 100, "caption text above the overlay");
     let has = |c: [u8; 3]| img.pixels().any(|p| p.0 == c);
-    assert!(has([0, 0, 127]) && has([127, 0, 0]), "jet's two ends in the colour bar");
+    assert!(
+        has([0, 0, 127]) && has([127, 0, 0]),
+        "jet's two ends in the colour bar"
+    );
     let montage = image::open(out.join("montage.png")).unwrap().to_rgb8();
-    assert!(montage.pixels().any(|p| p.0 == [127, 0, 0]), "the montage's colour bar");
+    assert!(
+        montage.pixels().any(|p| p.0 == [127, 0, 0]),
+        "the montage's colour bar"
+    );
 }
 
 fn walk(p: &Path) -> Vec<PathBuf> {
