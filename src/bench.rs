@@ -134,7 +134,17 @@ pub fn measure_peak(model: &Model, batch: i64) -> Peak {
 pub fn device_name(d: Device) -> String {
     match d {
         Device::Cpu => format!("CPU, {} libtorch threads", tch::get_num_threads()),
-        other => format!("{other:?}"),
+        other => device_label(other),
+    }
+}
+
+/// The device as people write it (`CPU`, `CUDA:0`, `MPS`), as the run record stores it.
+pub fn device_label(d: Device) -> String {
+    match d {
+        Device::Cpu => "CPU".into(),
+        Device::Cuda(n) => format!("CUDA:{n}"),
+        Device::Mps => "MPS".into(),
+        Device::Vulkan => "Vulkan".into(),
     }
 }
 

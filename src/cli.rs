@@ -309,7 +309,7 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub per_page: u64,
     /// Size of one gallery thumbnail (input or overlay), in pixels.
-    #[arg(long, default_value_t = 96, value_parser = clap::value_parser!(u32).range(32..=512))]
+    #[arg(long, default_value_t = 160, value_parser = clap::value_parser!(u32).range(32..=512))]
     pub thumb: u32,
 }
 

@@ -127,6 +127,14 @@ pub struct Settings {
     pub output: OutputConfig,
     #[serde(default)]
     pub explain: crate::attribution::ExplainConfig,
+    /// How maps are drawn (`explain` pictures, the report): the notebook's |map|, 0.5 / 99.5
+    /// percentile clip and 40% opacity by default; `absolute_value: false` shows signed maps.
+    /// Written into the run's snapshot only when changed, so older snapshots stay as they were.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::display::DisplayParams::is_default"
+    )]
+    pub display: crate::display::DisplayParams,
     /// `explain.faithfulness`: read and written with the `explain:` block (see [`Settings::from_yaml`]),
     /// kept beside it because the trust checks own it, not the attribution methods.
     #[serde(skip)]
@@ -235,6 +243,9 @@ impl Settings {
         }
         self.explain.validate()?;
         self.faithfulness.validate()?;
+        self.display
+            .check()
+            .map_err(|(key, m)| Error::key(key, m))?;
         Ok(())
     }
 

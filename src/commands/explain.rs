@@ -1,5 +1,5 @@
-//! `tumor-audit explain`: pictures of every method on a few images (one PNG per image x method, the
-//! raw maps as .npy, the brain mask, and montages).
+//! `tumor-audit explain`: pictures of every method on a few images (one labelled PNG per image x
+//! method with its colour bar, the raw maps as .npy, the brain mask, and labelled montages).
 use anyhow::{bail, Context as _};
 use tch::Tensor;
 
@@ -8,7 +8,7 @@ use crate::attribution::{self, Subject};
 use crate::bench::median;
 use crate::cli::ExplainArgs;
 use crate::dataset::Dataset;
-use crate::display;
+use crate::display::{self, font, Caption, ColorBar};
 use crate::exit::Exit;
 
 /// [`Exit::Partial`] when an input could not be read or a requested method could not run on an image
@@ -41,9 +41,9 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Exit> {
         .unwrap_or_else(|| ctx.settings.output.dir.join("explain"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let size = ctx.settings.donnees.image.size;
-    let params = display::DisplayParams::default();
+    let params = ctx.settings.display;
     let mut rows: Vec<Vec<image::RgbImage>> = vec![Vec::new(); cfg.methods.len() + 1];
-    let mut col_labels = Vec::new();
+    let mut col_labels: Vec<Caption> = Vec::new();
     let mut montage_no = 0;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); cfg.methods.len()];
     let pb = progress((ok.len() * cfg.methods.len()) as u64, "explaining", "maps");
@@ -82,15 +82,30 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Exit> {
             .parent()
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().to_string());
-        col_labels.push(format!(
-            "{} p:{} {:.2}",
-            label
-                .map(|l| ctx.classes[l].clone())
-                .or(folder)
-                .unwrap_or_else(|| "?".into()),
-            ctx.classes[predicted],
-            probs[predicted]
-        ));
+        let truth = match (label, folder) {
+            (Some(l), _) => ctx.classes[l].clone(),
+            (None, Some(f)) => format!("{f} (folder, not a class of the model)"),
+            (None, None) => "unknown".into(),
+        };
+        let file_name = sample
+            .path
+            .file_name()
+            .map_or_else(|| stem.clone(), |n| n.to_string_lossy().into_owned());
+        let (verdict, verdict_colour) = match label {
+            Some(l) if l == predicted => (" right", font::GREEN),
+            Some(_) => (" WRONG", font::RED),
+            None => ("", font::BLACK),
+        };
+        let image_caption = Caption::text(&file_name)
+            .line(format!("true: {truth}"), font::BLACK)
+            .line(
+                format!(
+                    "predicted: {} ({:.2}){verdict}",
+                    ctx.classes[predicted], probs[predicted]
+                ),
+                verdict_colour,
+            );
+        col_labels.push(image_caption.clone());
         // The brain mask the audit measures against, as a debug picture.
         let (mask, _) = crate::brain_mask::brain_mask(&prep.grey, prep.size, prep.size);
         let mask_png = out.join(format!("{stem}__brain_mask.png"));
@@ -104,8 +119,22 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Exit> {
                 Ok(a) => {
                     times[m].push(a.seconds);
                     let png = display::overlay(&prep.grey, 1, &a.map, size, size, &params);
+                    // The single picture says what it shows: image, truth, prediction, method,
+                    // and a colour bar with the raw values of its ends.
+                    let big = display::upscale(&png, upscale);
+                    let mut caption = image_caption.clone();
+                    caption
+                        .0
+                        .insert(1, (method.title().to_string(), font::BLACK));
+                    let bar = ColorBar::for_range(&params, display::display_range(&a.map, &params));
+                    let labelled = display::stack(&[
+                        display::text_block(&caption, big.width()),
+                        big,
+                        bar.draw(size * upscale),
+                    ]);
                     let file = out.join(format!("{stem}__{}.png", method.name()));
-                    png.save(&file)
+                    labelled
+                        .save(&file)
                         .with_context(|| format!("cannot write {}", file.display()))?;
                     Tensor::from_slice(&a.map)
                         .view([size as i64, size as i64])
@@ -137,7 +166,9 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Exit> {
         if rows[0].len() == args.per_montage.max(1) || i + 1 == ok.len() {
             let mut labels = vec!["original".to_string()];
             labels.extend(cfg.methods.iter().map(|m| m.title().to_string()));
-            let img = display::montage(&rows, &labels, &col_labels);
+            let grid = display::montage(&rows, &labels, &col_labels);
+            let bar = ColorBar::per_map(&params).draw(grid.width().min(640));
+            let img = display::stack(&[grid, bar]);
             let name = if montage_no == 0 {
                 "montage.png".to_string()
             } else {

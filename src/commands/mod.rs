@@ -241,7 +241,7 @@ impl Context {
             model_sha256: sha,
             data_root: data_root.to_string_lossy().to_string(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            device: format!("{:?}", self.device),
+            device: crate::bench::device_label(self.device),
             seed: cfg.seed as i64,
             profile: cfg.profile.name().to_string(),
             methods: cfg.methods.iter().map(|m| m.name().to_string()).collect(),

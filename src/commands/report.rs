@@ -10,15 +10,19 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
     let opts = crate::report::Options {
         per_page: args.per_page as usize,
         thumb: args.thumb,
+        display: settings.display,
     };
     let w = crate::report::write_report(store.conn(), &run, &dir, &opts)
         .with_context(|| format!("report of run {run}"))?;
     println!("run {run}: report written to {}", w.index.display());
     println!(
-        "  {} image(s) in the gallery, {} page(s); HTML {}, assets {}; report.html with its plots, mean \
-         maps and first gallery page: {} (the gallery strips load as the reader scrolls)",
+        "  {} image(s) in the gallery, {} page(s), {} filtered / sorted view page(s), {} image page(s); \
+         HTML {}, assets {}; report.html with its plots, mean maps and first gallery page: {} (the \
+         gallery strips load as the reader scrolls)",
         w.images,
         w.pages.len(),
+        w.view_pages,
+        w.image_pages,
         mib(w.html_bytes),
         mib(w.asset_bytes),
         mib(w.first_page_bytes)

@@ -1,156 +1,189 @@
-//! The hand-drawn 5x7 bitmap font the figures label their rows and columns with: glyph table,
-//! metrics, and drawing a line of text onto an image. Kept apart so a real font rasteriser can
-//! replace it without touching the layout.
+//! Text in the figures: the embedded DejaVu Sans (`assets/fonts/`, Bitstream Vera licence beside it)
+//! rasterised with `ab_glyph`, anti-aliased onto an RGB image; text width, ellipsis truncation and
+//! word wrapping for the layouts of `figure` and `colorbar`.
 
+use std::sync::OnceLock;
+
+use ab_glyph::{point, Font as _, FontRef, PxScale, ScaleFont as _};
 use image::{Rgb, RgbImage};
 
-/// Each font pixel is drawn as a `FONT_SCALE x FONT_SCALE` block.
-pub const FONT_SCALE: u32 = 2;
-/// Horizontal advance of one character: 5 glyph columns + 1 gap, scaled.
-pub const CHAR_ADVANCE: u32 = 6 * FONT_SCALE;
-/// Height of one text line: 7 glyph rows, scaled.
-pub const CHAR_HEIGHT: u32 = 7 * FONT_SCALE;
+/// The font file, compiled into the binary so that figures look the same on every machine.
+static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
-/// 5x7 glyph, one byte per row (top first), bit 4 = leftmost column. Hand-drawn for
-/// ASCII letters, digits, space and common punctuation; anything else is a box.
-pub(crate) fn glyph(c: char) -> [u8; 7] {
-    match c {
-        ' ' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
-        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
-        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
-        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
-        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
-        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
-        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
-        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
-        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
-        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
-        'A' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'B' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
-        'C' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
-        'D' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
-        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
-        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
-        'G' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
-        'H' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'I' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        'J' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
-        'K' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
-        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
-        'M' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
-        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
-        'O' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'P' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
-        'Q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
-        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
-        'S' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
-        'T' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'V' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
-        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
-        'X' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
-        'Y' => [0x11, 0x11, 0x0A, 0x04, 0x04, 0x04, 0x04],
-        'Z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
-        'a' => [0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F],
-        'b' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E],
-        'c' => [0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E],
-        'd' => [0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F],
-        'e' => [0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E],
-        'f' => [0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08],
-        'g' => [0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x0E],
-        'h' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11],
-        'i' => [0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E],
-        'j' => [0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C],
-        'k' => [0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12],
-        'l' => [0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        'm' => [0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11],
-        'n' => [0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11],
-        'o' => [0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E],
-        'p' => [0x00, 0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10],
-        'q' => [0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x01],
-        'r' => [0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10],
-        's' => [0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E],
-        't' => [0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06],
-        'u' => [0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D],
-        'v' => [0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04],
-        'w' => [0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A],
-        'x' => [0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11],
-        'y' => [0x00, 0x11, 0x11, 0x11, 0x0F, 0x01, 0x0E],
-        'z' => [0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F],
-        '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
-        ',' => [0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08],
-        ':' => [0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00],
-        ';' => [0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x04, 0x08],
-        '-' => [0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00],
-        '_' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F],
-        '+' => [0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00],
-        '=' => [0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00],
-        '/' => [0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10],
-        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
-        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
-        '[' => [0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E],
-        ']' => [0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E],
-        '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
-        '!' => [0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x04],
-        '?' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04],
-        '\'' => [0x04, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00],
-        '"' => [0x0A, 0x0A, 0x00, 0x00, 0x00, 0x00, 0x00],
-        '#' => [0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A],
-        '*' => [0x00, 0x04, 0x15, 0x0E, 0x15, 0x04, 0x00],
-        '<' => [0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02],
-        '>' => [0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08],
-        '|' => [0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-        '&' => [0x0C, 0x12, 0x14, 0x08, 0x15, 0x12, 0x0D],
-        '@' => [0x0E, 0x11, 0x17, 0x15, 0x17, 0x10, 0x0F],
-        _ => [0x1F, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1F],
-    }
+/// Size of the labels of the figures, in pixels (em height).
+pub const LABEL_PX: f32 = 14.0;
+
+pub const BLACK: Rgb<u8> = Rgb([0, 0, 0]);
+/// Text colours for a right and a wrong prediction (dark enough to read on white).
+pub const GREEN: Rgb<u8> = Rgb([22, 110, 50]);
+pub const RED: Rgb<u8> = Rgb([180, 30, 25]);
+
+fn font() -> &'static FontRef<'static> {
+    static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
+    // The bytes are a fixed, known-good file; a parse failure would be a build mistake.
+    FONT.get_or_init(|| FontRef::try_from_slice(DEJAVU_SANS).expect("embedded DejaVu Sans parses"))
 }
 
-/// Draws at most `max_chars` characters of `text` in black, top-left at `(x, y)`;
-/// anything falling outside the canvas is skipped.
-pub fn draw_text(canvas: &mut RgbImage, x: u32, y: u32, text: &str, max_chars: usize) {
-    let (w, h) = canvas.dimensions();
-    for (i, ch) in text.chars().take(max_chars).enumerate() {
-        let gx = x as u64 + i as u64 * u64::from(CHAR_ADVANCE);
-        for (row, bits) in glyph(ch).iter().enumerate() {
-            for col in 0..5u32 {
-                if bits & (0x10 >> col) == 0 {
-                    continue;
-                }
-                for dy in 0..FONT_SCALE {
-                    for dx in 0..FONT_SCALE {
-                        let px = gx + u64::from(col * FONT_SCALE + dx);
-                        let py = u64::from(y) + row as u64 * u64::from(FONT_SCALE) + u64::from(dy);
-                        if px < u64::from(w) && py < u64::from(h) {
-                            canvas.put_pixel(px as u32, py as u32, Rgb([0, 0, 0]));
-                        }
-                    }
-                }
-            }
+/// Height of one line of text at `px`: ascent plus descent, rounded up (descenders included, so
+/// "glioma" keeps its tail).
+pub fn line_height(px: f32) -> u32 {
+    let f = font().as_scaled(PxScale::from(px));
+    (f.ascent() - f.descent()).ceil() as u32
+}
+
+/// Advance width of `text` at `px` (kerning included), rounded up.
+pub fn text_width(text: &str, px: f32) -> u32 {
+    let f = font().as_scaled(PxScale::from(px));
+    let mut w = 0.0f32;
+    let mut prev = None;
+    for c in text.chars() {
+        let id = f.glyph_id(c);
+        if let Some(p) = prev {
+            w += f.kern(p, id);
+        }
+        w += f.h_advance(id);
+        prev = Some(id);
+    }
+    w.ceil() as u32
+}
+
+/// `text` cut to fit `max_width` pixels at `px`, with "…" where it was cut; unchanged if it fits.
+pub fn fit(text: &str, px: f32, max_width: u32) -> String {
+    if text_width(text, px) <= max_width {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    for n in (0..chars.len()).rev() {
+        let s: String = chars[..n].iter().chain(['…'].iter()).collect();
+        if text_width(&s, px) <= max_width {
+            return s;
         }
     }
+    String::new()
+}
+
+/// `text` broken into lines of at most `max_width` pixels at words; a word longer than a line is
+/// cut with [`fit`].
+pub fn wrap(text: &str, px: f32, max_width: u32) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let candidate = if line.is_empty() {
+            word.to_string()
+        } else {
+            format!("{line} {word}")
+        };
+        if text_width(&candidate, px) <= max_width {
+            line = candidate;
+        } else {
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            line = fit(word, px, max_width);
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// Draws `text` at `px` in `colour`, the top of its line box at `(x, y)`; anti-aliased (each pixel
+/// blended with the glyph's coverage), anything outside the canvas skipped. Returns the width drawn.
+pub fn draw_text(
+    canvas: &mut RgbImage,
+    x: i32,
+    y: i32,
+    text: &str,
+    px: f32,
+    colour: Rgb<u8>,
+) -> u32 {
+    let f = font().as_scaled(PxScale::from(px));
+    let (w, h) = (canvas.width() as i32, canvas.height() as i32);
+    let baseline = y as f32 + f.ascent();
+    let mut caret = x as f32;
+    let mut prev = None;
+    for c in text.chars() {
+        let id = f.glyph_id(c);
+        if let Some(p) = prev {
+            caret += f.kern(p, id);
+        }
+        let glyph = id.with_scale_and_position(px, point(caret, baseline));
+        caret += f.h_advance(id);
+        prev = Some(id);
+        let Some(outline) = font().outline_glyph(glyph) else {
+            continue; // a space
+        };
+        let b = outline.px_bounds();
+        outline.draw(|gx, gy, coverage| {
+            let (px_x, px_y) = (b.min.x as i32 + gx as i32, b.min.y as i32 + gy as i32);
+            if px_x < 0 || px_y < 0 || px_x >= w || px_y >= h {
+                return;
+            }
+            let a = coverage.clamp(0.0, 1.0);
+            let p = canvas.get_pixel_mut(px_x as u32, px_y as u32);
+            for (o, &t) in p.0.iter_mut().zip(colour.0.iter()) {
+                *o = (a * f32::from(t) + (1.0 - a) * f32::from(*o)).round() as u8;
+            }
+        });
+    }
+    (caret - x as f32).ceil().max(0.0) as u32
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // '1' is rows 0x04 0x0C 0x04 0x04 0x04 0x04 0x0E: the top row has only column 2 set (bit 4 is
-    // column 0), so at scale 2 the pixels (4..6, 0..2) are black and (0..4, 0..2) white; the
-    // bottom row 0x0E sets columns 1-3, pixels x 2..8 at y 12..14. A second character starts
-    // CHAR_ADVANCE to the right; max_chars cuts the rest, and text off the canvas is skipped.
+    fn dark_rows(c: &RgbImage) -> Vec<u32> {
+        (0..c.height())
+            .filter(|&y| (0..c.width()).any(|x| c.get_pixel(x, y).0[0] < 128))
+            .collect()
+    }
+
+    // The complaint about the bitmap font: "g" had no descender. With a real font the ink of "g"
+    // goes below the baseline (ascent from the top of the line) and the ink of "o" does not.
     #[test]
-    fn draws_glyph_bits_scaled() {
+    fn descenders_go_below_the_baseline() {
         let white = Rgb([255, 255, 255]);
-        let mut c = RgbImage::from_pixel(40, 20, white);
-        draw_text(&mut c, 0, 0, "11x", 2);
-        let black = |x, y| c.get_pixel(x, y).0 == [0, 0, 0];
-        assert!(black(4, 0) && black(5, 1) && !black(3, 0) && !black(6, 0));
-        assert!((2..8).all(|x| black(x, 13)) && !black(1, 13) && !black(8, 13));
-        assert!(black(CHAR_ADVANCE + 4, 0));
-        assert!((2 * CHAR_ADVANCE..40).all(|x| (0..20).all(|y| !black(x, y))));
-        draw_text(&mut c, 38, 18, "W", 1);
-        assert_eq!(glyph('\u{e9}'), glyph('\u{1f9e0}'));
+        let f = font().as_scaled(PxScale::from(LABEL_PX));
+        let baseline = f.ascent().round() as u32;
+        let mut o = RgbImage::from_pixel(20, 24, white);
+        draw_text(&mut o, 2, 0, "o", LABEL_PX, BLACK);
+        let mut g = RgbImage::from_pixel(20, 24, white);
+        draw_text(&mut g, 2, 0, "g", LABEL_PX, BLACK);
+        let (o_rows, g_rows) = (dark_rows(&o), dark_rows(&g));
+        assert!(!o_rows.is_empty() && !g_rows.is_empty());
+        assert!(*o_rows.last().unwrap() <= baseline, "{o_rows:?} {baseline}");
+        assert!(
+            *g_rows.last().unwrap() > baseline + 1,
+            "{g_rows:?} {baseline}"
+        );
+        assert!(line_height(LABEL_PX) >= *g_rows.last().unwrap());
+    }
+
+    // Widths add up, the ellipsis cut fits, wrapping keeps every word and each line fits, and text
+    // running off the canvas (or non-Latin text) does not panic.
+    #[test]
+    fn widths_fit_and_wrap() {
+        let a = text_width("glioma", LABEL_PX);
+        assert!(a > 20 && a < 80, "{a}");
+        assert!(text_width("glioma glioma", LABEL_PX) > 2 * a);
+        assert_eq!(fit("yes", LABEL_PX, 100), "yes");
+        let cut = fit("Guided Backprop and a long tail", LABEL_PX, 60);
+        assert!(
+            cut.ends_with('…') && text_width(&cut, LABEL_PX) <= 60,
+            "{cut}"
+        );
+        let lines = wrap("share of the map's range after clipping", LABEL_PX, 120);
+        assert!(lines.len() >= 2, "{lines:?}");
+        assert!(lines.iter().all(|l| text_width(l, LABEL_PX) <= 120));
+        assert_eq!(
+            lines.join(" "),
+            "share of the map's range after clipping",
+            "no word lost"
+        );
+        let mut c = RgbImage::from_pixel(10, 10, Rgb([255, 255, 255]));
+        draw_text(&mut c, 5, 5, "tumeur é→ 🧠 Ωμέγα", LABEL_PX, RED);
+        draw_text(&mut c, -30, -8, "off the canvas", LABEL_PX, RED);
     }
 }

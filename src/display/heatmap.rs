@@ -1,4 +1,4 @@
-//! Heatmap colouring: what the notebook's plot_attributions(cmap='jet', alpha=0.4, absolute_value=True, clip_percentile=0.5) shows, as PNG-ready images (percentile clip, normalisation, the jet and grey LUTs, the overlay). Display only: metrics never use these normalised values.
+//! Heatmap colouring: what the notebook's plot_attributions(cmap='jet', alpha=0.4, absolute_value=True, clip_percentile=0.5) shows, as PNG-ready images (percentile clip, normalisation, the jet, diverging and grey LUTs, the overlay), and the raw values the ends of a colour bar stand for. Display only: metrics never use these normalised values.
 //!
 //! Pipeline per attribution map (mirrors the notebook's Xplique call):
 //! 1. absolute value of the raw map (non-finite entries are first replaced by 0);
@@ -7,6 +7,11 @@
 //! 4. colour with matplotlib's `jet` (256-entry LUT built from its segment data);
 //! 5. blend `alpha * jet + (1 - alpha) * grey` over the grey image, which is shown the
 //!    normal way round (its own min-max to 0..255, black stays black).
+//!
+//! Signed maps (`absolute_value: false`, Xplique's `absolute_value=False`): step 1 keeps the sign,
+//! step 3 divides by the largest |value| left after clipping and maps `[-1, 1]` to `[0, 1]` with zero
+//! at 0.5, and step 4 uses a blue-white-red diverging map (matplotlib's `bwr`): blue = evidence
+//! against the explained class, white = none, red = for it.
 //!
 //! Rules chosen to follow matplotlib:
 //! * LUT: 256 entries, each channel linearly interpolated in matplotlib's `_jet_data`
@@ -23,15 +28,37 @@
 use image::{Rgb, RgbImage};
 use std::sync::OnceLock;
 
-/// Parameters of the notebook display.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Parameters of the notebook display; the config's `display:` section (every key optional).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DisplayParams {
     /// Opacity of the heatmap over the grey image (notebook: 0.4).
     pub alpha: f32,
     /// Percentile clipped at both ends, in percent (notebook: 0.5 -> [0.5, 99.5]).
     pub clip_percentile: f32,
-    /// Take the absolute value of the map first (notebook: true).
+    /// Take the absolute value of the map first (notebook: true); false shows signed maps with a
+    /// diverging colour map, zero at its centre.
     pub absolute_value: bool,
+}
+
+impl DisplayParams {
+    /// Ranges serde cannot check; the message names the key.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(("display.alpha", format!("{} is not in [0, 1]", self.alpha)));
+        }
+        if !(0.0..50.0).contains(&self.clip_percentile) {
+            return Err((
+                "display.clip_percentile",
+                format!("{} is not in [0, 50) percent", self.clip_percentile),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == DisplayParams::default()
+    }
 }
 
 impl Default for DisplayParams {
@@ -83,8 +110,9 @@ pub fn percentile(values: &[f32], p: f32) -> f32 {
     r as f32
 }
 
-/// Steps 1-3: abs (if asked), clip to [p, 100-p] percentiles, min-max to [0,1]; NaN/inf inputs treated as 0; constant map -> zeros.
-pub fn normalize_for_display(map: &[f32], params: &DisplayParams) -> Vec<f32> {
+/// The clipped values of steps 1-2: |map| (or the map) with non-finite entries as 0, clamped to the
+/// `[p, 100 - p]` percentiles.
+fn clipped(map: &[f32], params: &DisplayParams) -> Vec<f32> {
     let mut v: Vec<f32> = map
         .iter()
         .map(|&x| {
@@ -111,6 +139,49 @@ pub fn normalize_for_display(map: &[f32], params: &DisplayParams) -> Vec<f32> {
         for x in v.iter_mut() {
             *x = x.clamp(lo, hi);
         }
+    }
+    v
+}
+
+/// The raw values the two ends of the colour scale stand for: the clipped minimum and maximum of
+/// |map| (0 and 1 of the scale), or `-m` and `+m` for a signed map with `m` the largest clipped
+/// |value|. A map without any finite value gives `(0, 0)`.
+pub fn display_range(map: &[f32], params: &DisplayParams) -> (f32, f32) {
+    let v = clipped(map, params);
+    let (mn, mx) = v
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    if params.absolute_value {
+        (mn, mx)
+    } else {
+        let m = mn.abs().max(mx.abs());
+        (-m, m)
+    }
+}
+
+/// Steps 1-3: abs (if asked), clip to [p, 100-p] percentiles, min-max to [0,1]; NaN/inf inputs treated as 0; constant map -> zeros.
+///
+/// Signed (`absolute_value` false): `0.5 + 0.5 * v / m` with `m` the largest clipped |value|, so zero
+/// sits at 0.5 whatever the map's balance of signs (an all-zero map gives 0.5 everywhere).
+pub fn normalize_for_display(map: &[f32], params: &DisplayParams) -> Vec<f32> {
+    let v = clipped(map, params);
+    if v.is_empty() {
+        return v;
+    }
+    if !params.absolute_value {
+        let m = v.iter().fold(0f64, |m, &x| m.max(f64::from(x).abs()));
+        if !(m > 0.0 && m.is_finite()) {
+            return vec![0.5; v.len()];
+        }
+        return v
+            .iter()
+            .map(|&x| ((0.5 + 0.5 * f64::from(x) / m) as f32).clamp(0.0, 1.0))
+            .collect();
     }
     let (mut mn, mut mx) = (f64::INFINITY, f64::NEG_INFINITY);
     for &x in &v {
@@ -150,6 +221,11 @@ const JET_BLUE: [(f64, f64, f64); 5] = [
     (1.0, 0.0, 0.0),
 ];
 const GREY_SEG: [(f64, f64, f64); 2] = [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0)];
+/// Blue (0) - white (0.5) - red (1), each channel linear between the three colours (matplotlib's
+/// `bwr`).
+const BWR_RED: [(f64, f64, f64); 3] = [(0.0, 0.0, 0.0), (0.5, 1.0, 1.0), (1.0, 1.0, 1.0)];
+const BWR_GREEN: [(f64, f64, f64); 3] = [(0.0, 0.0, 0.0), (0.5, 1.0, 1.0), (1.0, 0.0, 0.0)];
+const BWR_BLUE: [(f64, f64, f64); 3] = [(0.0, 1.0, 1.0), (0.5, 1.0, 1.0), (1.0, 0.0, 0.0)];
 
 const LUT_N: usize = 256;
 
@@ -204,6 +280,22 @@ fn jet_lut() -> &'static [[u8; 3]; LUT_N] {
     })
 }
 
+fn bwr_lut() -> &'static [[u8; 3]; LUT_N] {
+    static LUT: OnceLock<[[u8; 3]; LUT_N]> = OnceLock::new();
+    LUT.get_or_init(|| {
+        let (r, g, b) = (
+            segment_lut(&BWR_RED),
+            segment_lut(&BWR_GREEN),
+            segment_lut(&BWR_BLUE),
+        );
+        let mut lut = [[0u8; 3]; LUT_N];
+        for (i, e) in lut.iter_mut().enumerate() {
+            *e = [r[i], g[i], b[i]];
+        }
+        lut
+    })
+}
+
 fn grey_lut() -> &'static [u8; LUT_N] {
     static LUT: OnceLock<[u8; LUT_N]> = OnceLock::new();
     LUT.get_or_init(|| segment_lut(&GREY_SEG))
@@ -218,6 +310,49 @@ fn lut_index(v: f32) -> usize {
 /// matplotlib jet, v in [0,1] (clamped) -> RGB bytes.
 pub fn jet(v: f32) -> [u8; 3] {
     jet_lut()[lut_index(v)]
+}
+
+/// The blue-white-red diverging map, v in [0,1] (clamped; 0.5 = white) -> RGB bytes.
+pub fn diverging(v: f32) -> [u8; 3] {
+    bwr_lut()[lut_index(v)]
+}
+
+/// The colour of a normalised value under `params`: jet for |map|, the diverging map for signed maps.
+pub fn colour(v: f32, params: &DisplayParams) -> [u8; 3] {
+    if params.absolute_value {
+        jet(v)
+    } else {
+        diverging(v)
+    }
+}
+
+/// The opacity of the heatmap over the image: `alpha` clamped to [0, 1], NaN -> the notebook's 0.4.
+pub fn opacity(params: &DisplayParams) -> f32 {
+    if params.alpha.is_nan() {
+        0.4
+    } else {
+        params.alpha.clamp(0.0, 1.0)
+    }
+}
+
+/// The colour scale alone, `width x height`, low values left (for colour bars).
+pub fn scale_image(width: u32, height: u32, params: &DisplayParams) -> RgbImage {
+    let span = width.saturating_sub(1).max(1) as f32;
+    RgbImage::from_fn(width, height, |x, _| Rgb(colour(x as f32 / span, params)))
+}
+
+/// A map coloured without the image under it (steps 1-4), `width x height`; the browser lays it over
+/// the image at [`opacity`] on the report's image pages, which is the same blend as [`overlay`].
+pub fn heatmap(map: &[f32], width: u32, height: u32, params: &DisplayParams) -> RgbImage {
+    let npix = width as usize * height as usize;
+    let mut m: Vec<f32> = map.iter().take(npix).copied().collect();
+    m.resize(npix, 0.0);
+    let norm = normalize_for_display(&m, params);
+    let mut out = RgbImage::new(width, height);
+    for (px, &v) in out.pixels_mut().zip(norm.iter()) {
+        *px = Rgb(colour(v, params));
+    }
+    out
 }
 
 /// Grey image (any range, channel-last f32 with 1 or 3 channels, width x height) -> RGB image min-max stretched to 0..255 (constant image -> black).
@@ -286,13 +421,9 @@ pub fn overlay(
     let mut m: Vec<f32> = map.iter().take(npix).copied().collect();
     m.resize(npix, 0.0);
     let norm = normalize_for_display(&m, params);
-    let a = if params.alpha.is_nan() {
-        0.4
-    } else {
-        params.alpha.clamp(0.0, 1.0)
-    };
+    let a = opacity(params);
     for (px, &v) in out.pixels_mut().zip(norm.iter()) {
-        let j = jet(v);
+        let j = colour(v, params);
         for (o, &jc) in px.0.iter_mut().zip(j.iter()) {
             let blended = a * f32::from(jc) + (1.0 - a) * f32::from(*o);
             *o = blended.round().clamp(0.0, 255.0) as u8;
@@ -423,6 +554,52 @@ mod tests {
             normalize_for_display(&m, &signed),
             normalize_for_display(&neg, &signed)
         );
+    }
+
+    // Signed display: zero sits at 0.5 (white in the diverging map), the largest clipped |value| at
+    // the ends: [-2, 0, 1, 2] -> m = 2 -> [0, 0.5, 0.75, 1]; the range's ends are -2 and +2, and a
+    // map with a sign flipped shows mirrored (1 - x). |map|: the range is the clipped min and max.
+    #[test]
+    fn signed_display_centres_zero() {
+        let p = DisplayParams {
+            absolute_value: false,
+            clip_percentile: 0.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            normalize_for_display(&[-2.0, 0.0, 1.0, 2.0], &p),
+            vec![0.0, 0.5, 0.75, 1.0]
+        );
+        assert_eq!(display_range(&[-2.0, 0.0, 1.0, 2.0], &p), (-2.0, 2.0));
+        assert_eq!(display_range(&[-1.0, 0.5], &p), (-1.0, 1.0));
+        assert_eq!(normalize_for_display(&[0.0; 3], &p), vec![0.5; 3]);
+        let abs = DisplayParams {
+            clip_percentile: 0.0,
+            ..Default::default()
+        };
+        assert_eq!(display_range(&[-3.0, 1.0, 2.0], &abs), (1.0, 3.0));
+        assert_eq!(display_range(&[], &abs), (0.0, 0.0));
+        // bwr: blue, white, red at the ends and the centre (entry 128 is one step past white).
+        assert_eq!(diverging(0.0), [0, 0, 255]);
+        assert_eq!(diverging(1.0), [255, 0, 0]);
+        let mid = diverging(0.5);
+        assert!(mid[0] == 255 && mid[1] >= 253 && mid[2] >= 253, "{mid:?}");
+        assert_eq!(colour(0.0, &p), diverging(0.0));
+        assert_eq!(colour(0.0, &abs), jet(0.0));
+        // The scale image runs from the low colour to the high one.
+        let bar = scale_image(256, 2, &abs);
+        assert_eq!(bar.get_pixel(0, 1).0, jet(0.0));
+        assert_eq!(bar.get_pixel(255, 0).0, jet(1.0));
+        // The heatmap alone is the colour of each normalised value.
+        let h = heatmap(&[-2.0, 0.0, 1.0, 2.0], 2, 2, &p);
+        assert_eq!(h.get_pixel(0, 0).0, diverging(0.0));
+        assert_eq!(h.get_pixel(1, 1).0, diverging(1.0));
+        assert!(DisplayParams::default().check().is_ok());
+        let bad = DisplayParams {
+            alpha: 1.5,
+            ..Default::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "display.alpha");
     }
 
     // Pixels whose normalised attribution is 0 get 0.6 * grey + 0.4 * jet(0) =

@@ -242,6 +242,19 @@ pub fn render(map: &MeanMap, size: u32) -> RgbImage {
     display::upscale(&small, (size / w.max(1)).max(1))
 }
 
+/// The colour bar of the mean maps: each tile scaled to its own maximum.
+pub fn mean_map_colorbar() -> display::ColorBar {
+    display::ColorBar {
+        params: display::DisplayParams::default(),
+        ticks: vec![(0.0, "0".into()), (0.5, "0.5".into()), (1.0, "1".into())],
+        caption: MEAN_MAP_SCALE.into(),
+    }
+}
+
+/// What the colours of a mean map mean.
+pub const MEAN_MAP_SCALE: &str = "Colour = the class's mean share of |attribution| per pixel, as a \
+     share of that map's own maximum: 0 = none, 1 = the map's hottest pixel (blue = little, red = much).";
+
 /// Writes one PNG per class x method (`<label>__<method>.png`) and a grid `mean-maps.png` (rows =
 /// classes then "all", columns = methods) into `dir`. Returns the grid's path.
 pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> Result<PathBuf, QueryError> {
@@ -287,11 +300,17 @@ pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> Result<PathBuf, QueryErr
             format!("{l} n={n}")
         })
         .collect();
-    let col_labels: Vec<String> = methods
+    let col_labels: Vec<display::Caption> = methods
         .iter()
-        .map(|m| crate::attribution::Method::parse(m).map_or(m.clone(), |m| m.short().to_string()))
+        .map(|m| {
+            crate::attribution::Method::parse(m)
+                .map_or(m.clone(), |m| m.short().to_string())
+                .into()
+        })
         .collect();
     let grid = display::montage(&rows, &row_labels, &col_labels);
+    let bar = mean_map_colorbar().draw(grid.width().min(520));
+    let grid = display::stack(&[grid, bar]);
     let path = dir.join("mean-maps.png");
     grid.save(&path).map_err(|source| QueryError::Image {
         path: path.clone(),

@@ -1,6 +1,6 @@
 //! The report's readers: plain values for its sections (class list, labelled predictions, method
-//! agreement, the gallery's entries, per-image metrics and stored maps, mass values for the
-//! histograms, errors). The report turns them into pages; nothing here knows about HTML.
+//! agreement, the gallery's entries, per-image metrics, agreement and faithfulness, stored maps, mass
+//! values for the histograms, errors). The report turns them into pages; nothing here knows about HTML.
 use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::Connection;
@@ -218,4 +218,69 @@ pub fn image_maps(
         }
     }
     Ok(methods.iter().map(|m| found.remove(m)).collect())
+}
+
+/// One pair of methods on one image: Spearman of their maps and the overlap of their top 10%.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairAgreement {
+    pub method_a: String,
+    pub method_b: String,
+    pub spearman: Option<f64>,
+    pub iou_top10: Option<f64>,
+}
+
+/// The method-agreement rows of every image of `run`, by image id.
+pub fn image_agreement(
+    conn: &Connection,
+    run: &str,
+) -> rusqlite::Result<HashMap<String, Vec<PairAgreement>>> {
+    let mut out: HashMap<String, Vec<PairAgreement>> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT image_id, method_a, method_b, spearman, iou_top10 FROM agreement WHERE run_id = ?1",
+    )?;
+    let mut rows = stmt.query([run])?;
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(0)?).or_default().push(PairAgreement {
+            method_a: r.get(1)?,
+            method_b: r.get(2)?,
+            spearman: r.get(3)?,
+            iou_top10: r.get(4)?,
+        });
+    }
+    Ok(out)
+}
+
+/// One image's faithfulness for one method: deletion and insertion AUC, and the random order's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageFaithfulness {
+    pub deletion_auc: Option<f64>,
+    pub insertion_auc: Option<f64>,
+    pub random_deletion_auc: Option<f64>,
+    pub random_insertion_auc: Option<f64>,
+}
+
+/// [`ImageFaithfulness`] per (image id, method) of `run` (empty when it ran without
+/// `--faithfulness`).
+pub fn image_faithfulness(
+    conn: &Connection,
+    run: &str,
+) -> rusqlite::Result<HashMap<(String, String), ImageFaithfulness>> {
+    let mut out = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT image_id, method, deletion_auc, insertion_auc, random_deletion_auc, random_insertion_auc
+         FROM v_faithfulness_image WHERE run_id = ?1",
+    )?;
+    let mut rows = stmt.query([run])?;
+    while let Some(r) = rows.next()? {
+        out.insert(
+            (r.get(0)?, r.get(1)?),
+            ImageFaithfulness {
+                deletion_auc: r.get(2)?,
+                insertion_auc: r.get(3)?,
+                random_deletion_auc: r.get(4)?,
+                random_insertion_auc: r.get(5)?,
+            },
+        );
+    }
+    Ok(out)
 }

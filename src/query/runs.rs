@@ -2,7 +2,7 @@
 //! one run (for `sanity` and the report's header) and the headline counts the commands print.
 use rusqlite::{Connection, OptionalExtension as _};
 
-use super::{QueryError, Table};
+use super::{Cell, QueryError, Table};
 
 /// The run a query is about: `None` = the most recently started run; otherwise an exact run id or a
 /// prefix that matches exactly one run.
@@ -38,8 +38,35 @@ pub fn resolve_run(conn: &Connection, run: Option<&str>) -> Result<String, Query
     }
 }
 
+/// A stored device string as people write it: runs recorded before the record used `CPU` / `CUDA:0`
+/// hold Rust's debug names (`Cpu`, `Cuda(0)`, `Mps`); anything else is shown as it is.
+pub fn display_device(stored: &str) -> String {
+    match stored {
+        "Cpu" => "CPU".into(),
+        "Mps" => "MPS".into(),
+        s => match s.strip_prefix("Cuda(").and_then(|r| r.strip_suffix(')')) {
+            Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+                format!("CUDA:{n}")
+            }
+            _ => s.to_string(),
+        },
+    }
+}
+
 /// `query runs`: every run, newest first, with its headline figures.
 pub fn runs(conn: &Connection) -> rusqlite::Result<Table> {
+    let mut t = runs_stored(conn)?;
+    if let Some(c) = t.column("device") {
+        for r in &mut t.rows {
+            if let Cell::Text(d) = &r[c] {
+                r[c] = Cell::Text(display_device(d));
+            }
+        }
+    }
+    Ok(t)
+}
+
+fn runs_stored(conn: &Connection) -> rusqlite::Result<Table> {
     Table::query(
         conn,
         "SELECT s.run_id, s.status, s.started_at,
@@ -137,7 +164,7 @@ pub fn run_record(conn: &Connection, run: &str) -> rusqlite::Result<RunRecord> {
                 model_sha256: r.get(6)?,
                 data_root: r.get(7)?,
                 tool_version: r.get(8)?,
-                device: r.get(9)?,
+                device: display_device(&r.get::<_, String>(9)?),
                 seed: r.get(10)?,
                 profile: r.get(11)?,
                 methods: serde_json::from_str(&methods_json).unwrap_or_default(),
@@ -175,4 +202,21 @@ pub fn run_summary(conn: &Connection, run: &str) -> rusqlite::Result<RunSummary>
             })
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_device;
+
+    // Older databases keep Rust's debug names; they read as people write devices.
+    #[test]
+    fn devices_read_as_people_write_them() {
+        assert_eq!(display_device("Cpu"), "CPU");
+        assert_eq!(display_device("Cuda(0)"), "CUDA:0");
+        assert_eq!(display_device("Cuda(12)"), "CUDA:12");
+        assert_eq!(display_device("Mps"), "MPS");
+        assert_eq!(display_device("CUDA:1"), "CUDA:1");
+        assert_eq!(display_device("Cuda(x)"), "Cuda(x)");
+        assert_eq!(display_device(""), "");
+    }
 }

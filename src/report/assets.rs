@@ -1,5 +1,6 @@
-//! The report's asset files under `report-assets/`: clearing what an earlier report left, the gallery
-//! strips (JPEG), the mean maps (PNG), the SVG plots, and the byte counts of what was written. The
+//! The report's asset files under `report-assets/`: clearing what an earlier report left (assets,
+//! gallery pages, image pages, views), the gallery strips (JPEG), the mean maps (PNG), the SVG plots,
+//! and the byte counts of what was written. The
 //! data comes from the section builders; nothing here reads the database.
 use std::path::{Path, PathBuf};
 
@@ -218,6 +219,7 @@ impl Assets {
         entries: &[GalleryEntry],
         cfg: Option<&ImageConfig>,
         thumb: u32,
+        params: &DisplayParams,
         mut maps_of: impl FnMut(&str) -> Result<Vec<Option<StoredMap>>, ReportError>,
     ) -> Result<Vec<(String, String)>, ReportError> {
         let mut out = Vec::with_capacity(entries.len());
@@ -231,7 +233,8 @@ impl Assets {
                 .into_par_iter()
                 .map(|(i, e, maps)| {
                     let name = format!("{}.jpg", super::view::asset_name(&e.image_id, i));
-                    let (img, note) = strip(Path::new(&e.path), &e.image_id, cfg, &maps, thumb);
+                    let (img, note) =
+                        strip(Path::new(&e.path), &e.image_id, cfg, &maps, thumb, params);
                     save_jpeg(&img, &self.strips.join(&name))?;
                     Ok((name, note))
                 })
@@ -282,8 +285,8 @@ fn resize_map(src: &[f32], w: usize, h: usize, to_w: usize, to_h: usize) -> Vec<
 }
 
 /// One image's strip: the preprocessed grey input as the model saw it, then each method's overlay
-/// (the notebook's display: |map| clipped at the 0.5 / 99.5 percentiles, jet at 40% over the grey
-/// image), each `thumb` x `thumb`. The stored 64 x 64 map is resized bilinearly to the model input
+/// (the notebook's display by default: |map| clipped at the 0.5 / 99.5 percentiles, jet at 40% over
+/// the grey image; `params` from the config's `display:`), each `thumb` x `thumb`. The stored 64 x 64 map is resized bilinearly to the model input
 /// size first. Returns the strip and a note when the original could not be used.
 fn strip(
     path: &Path,
@@ -291,6 +294,7 @@ fn strip(
     cfg: Option<&ImageConfig>,
     maps: &[Option<StoredMap>],
     thumb: u32,
+    params: &DisplayParams,
 ) -> (RgbImage, String) {
     let mut note = String::new();
     let grey: Option<(Vec<f32>, usize)> = match cfg {
@@ -348,7 +352,7 @@ fn strip(
                     &big,
                     size as u32,
                     size as u32,
-                    &DisplayParams::default(),
+                    params,
                 ))
             }
             None => RgbImage::from_pixel(thumb, thumb, image::Rgb([235, 235, 235])),

@@ -2,14 +2,18 @@
 //!
 //! `report.html` holds the run header, the evaluation, the bias summary, the mean maps, the plots, the
 //! leakage check, the errors and the first page of the gallery; `gallery-2.html`, `gallery-3.html`, ...
-//! hold the rest of the gallery. Assets go to `report-assets/` beside them (JPEG gallery strips named
-//! by image id, PNG mean maps, SVG plots), so the folder can be copied or zipped as it is. Nothing is loaded from the
-//! network and the pages have no scripts; everything taken from the database goes through minijinja's
-//! HTML auto-escaping.
+//! hold the rest of the gallery; `views/` the gallery filtered (by correctness, flag, true class,
+//! flagging method) and ordered (suspicion, confidence), pre-rendered since the pages run no script;
+//! `images/<id>.html` one page per image (full-resolution input, every method's map large with its
+//! colour bar, metrics, faithfulness, agreement matrices). Assets go to `report-assets/` beside them
+//! (JPEG gallery strips named by image id, the inputs and coloured maps of the image pages, PNG mean
+//! maps, the colour bar, SVG plots), so the folder can be copied or zipped as it is. Nothing is loaded
+//! from the network and the pages have no scripts; everything taken from the database goes through
+//! minijinja's HTML auto-escaping.
 //!
 //! [`write_report`] reads the run through `query` (plain values), builds each section's view model
 //! (`sections.rs`, `view.rs`), writes the assets (`assets.rs`: strips, mean maps, plots drawn by
-//! `plots.rs`) and renders the pages (`render.rs`).
+//! `plots.rs`; `pictures.rs`: the image pages' pictures) and renders the pages (`render.rs`).
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -19,6 +23,7 @@ use crate::query::{bias, leakage, runs, trust, QueryError, Rules};
 
 mod assets;
 pub mod output;
+mod pictures;
 pub mod plots;
 mod render;
 mod sections;
@@ -26,8 +31,8 @@ mod view;
 
 pub use assets::JPEG_QUALITY;
 use view::{
-    bias_html, html_table, method_title, pct, Common, IndexPage, RegionPicture, Thresholds,
-    VerdictSection,
+    asset_name, bias_html, html_table, method_title, pct, Common, IndexPage, Legend, Link,
+    RegionPicture, Thresholds, VerdictSection,
 };
 
 /// Folder of the assets, beside the pages.
@@ -40,13 +45,16 @@ pub struct Options {
     pub per_page: usize,
     /// Width and height of one thumbnail tile in the gallery strips, in pixels.
     pub thumb: u32,
+    /// How maps are drawn (the config's `display:`).
+    pub display: crate::display::DisplayParams,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             per_page: 50,
-            thumb: 96,
+            thumb: 160,
+            display: crate::display::DisplayParams::default(),
         }
     }
 }
@@ -56,6 +64,9 @@ impl Default for Options {
 pub struct Written {
     pub index: PathBuf,
     pub pages: Vec<PathBuf>,
+    /// The gallery's other views (`views/`) and the image pages (`images/`).
+    pub view_pages: usize,
+    pub image_pages: usize,
     /// Bytes of all HTML pages.
     pub html_bytes: u64,
     /// Bytes of all assets.
@@ -146,6 +157,13 @@ pub fn write_report(
     let maps = bias::mean_maps(conn, run)?;
     let (mean_rows, mean_files) = sections::mean_map_rows(&maps, &methods);
     assets.mean_maps(&maps, &mean_files)?;
+    let mean_bar = bias::mean_map_colorbar();
+    let mean_legend = Legend {
+        colorbar: pictures::write_colorbar(&assets.dir, "mean-maps/scale.png", &mean_bar.params)?,
+        ticks: mean_bar.ticks.iter().map(|t| t.1.clone()).collect(),
+        meaning: mean_bar.caption,
+        alpha: 1.0,
+    };
     let masses =
         (methods.iter().map(|m| rq::method_masses(conn, run, m))).collect::<Result<Vec<_>, _>>()?;
     let (bg_series, border_series) = sections::mass_series(&methods, &masses);
@@ -222,16 +240,38 @@ pub fn write_report(
     let entries = rq::gallery_entries(conn, run)?;
     let figures = rq::image_metrics(conn, run)?;
     let image_cfg = sections::image_config(&record.config_yaml);
-    let strips = assets.strips(&entries, image_cfg.as_ref(), thumb, |id| {
+    let params = opts.display;
+    let strips = assets.strips(&entries, image_cfg.as_ref(), thumb, &params, |id| {
         Ok(rq::image_maps(conn, run, id, &methods)?)
     })?;
     let originals_missing = strips.iter().filter(|s| !s.1.is_empty()).count();
-    let items = (entries.iter().zip(strips).enumerate())
+    let items: Vec<view::GalleryItem> = (entries.iter().zip(strips).enumerate())
         .map(|(i, (e, (name, note)))| {
             sections::gallery_item(i, e, &name, note, &figures, &methods, &rules)
         })
         .collect();
-    let paged = sections::gallery_pages(items, per_page);
+    let views = sections::views(&items, &classes, &method_titles);
+    let paged = sections::gallery_pages(items.clone(), per_page);
+    // The image pages' pictures, and where each image sits in the main gallery (for its links).
+    let names: Vec<String> = (entries.iter().enumerate())
+        .map(|(i, e)| asset_name(&e.image_id, i))
+        .collect();
+    let pics = pictures::write_all(
+        &assets.dir,
+        &entries,
+        &names,
+        image_cfg.as_ref(),
+        &params,
+        |id| Ok(rq::image_maps(conn, run, id, &methods)?),
+    )?;
+    let colorbar = pictures::write_colorbar(&assets.dir, "colorbar.png", &params)?;
+    let bar = crate::display::ColorBar::per_map(&params);
+    let legend = Legend {
+        colorbar,
+        ticks: bar.ticks.iter().map(|t| t.1.clone()).collect(),
+        meaning: bar.caption,
+        alpha: crate::display::opacity(&params),
+    };
 
     let leak = leakage::summary(conn, run)?;
     let index = IndexPage {
@@ -247,6 +287,7 @@ pub fn write_report(
         confusion_svg,
         bias: bias_html(&bias::side_by_side(conn, run)?),
         mean_rows,
+        mean_legend,
         has_metrics,
         has_agreement,
         agreement_table: html_table(&agreement),
@@ -273,12 +314,66 @@ pub fn write_report(
             agreement: rules.agreement,
             confidence: rules.confidence,
         },
+        legend,
     };
     let first_strips = assets::strip_bytes(dir, paged.first().map_or(&[], |g| g.as_slice()));
-    let pages = render::write_pages(dir, &common, &index, paged)?;
-    output::finish(dir, &pages)?;
+    // Reading order of the main gallery (groups, then pages): previous / next on the image pages.
+    let mut order: Vec<(usize, String)> = Vec::new();
+    for (p, groups) in paged.iter().enumerate() {
+        for g in groups {
+            for it in &g.items {
+                order.push((p + 1, it.anchor.clone()));
+            }
+        }
+    }
+    let nav = sections::view_nav(&views, "all", sections::SORTS[0].0);
+    let pages = render::write_pages(dir, &common, &index, paged, &nav)?;
+    let view_pages = render::write_views(dir, &common, &items, &views, per_page)?;
+    let agreement_rows = rq::image_agreement(conn, run)?;
+    let faithfulness = rq::image_faithfulness(conn, run)?;
+    let by_anchor: std::collections::HashMap<&str, usize> = (items.iter().enumerate())
+        .map(|(i, it)| (it.anchor.as_str(), i))
+        .collect();
+    let link_to = |k: usize, label: &str| {
+        let (_, anchor) = &order[k];
+        Link {
+            label: format!("{label}: {}", items[by_anchor[anchor.as_str()]].file),
+            href: items[by_anchor[anchor.as_str()]].page.clone(),
+        }
+    };
+    let total = order.len();
+    let image_pages = (order.iter().enumerate()).map(|(k, (page, anchor))| {
+        let i = by_anchor[anchor.as_str()];
+        let e = &entries[i];
+        sections::image_page(
+            items[i].clone(),
+            &e.image_id,
+            pics[i].clone(),
+            &sections::ImageFacts {
+                methods: &methods,
+                pairs: agreement_rows
+                    .get(&e.image_id)
+                    .map_or(&[], |v| v.as_slice()),
+                faithfulness: &faithfulness,
+            },
+            Link {
+                label: format!("gallery page {page}"),
+                href: format!("{}#{anchor}", render::page_file(*page)),
+            },
+            (k > 0).then(|| link_to(k - 1, "previous")),
+            (k + 1 < total).then(|| link_to(k + 1, "next")),
+            k + 1,
+            total,
+        )
+    });
+    let image_pages = render::write_image_pages(dir, &common, image_pages)?;
+    let all_pages: Vec<std::path::PathBuf> =
+        (pages.iter().chain(&view_pages).chain(&image_pages)).cloned().collect();
+    output::finish(dir, &all_pages)?;
 
-    let html_bytes: u64 = pages.iter().map(|p| assets::file_size(p)).sum();
+    let html_bytes: u64 = (pages.iter().chain(&view_pages).chain(&image_pages))
+        .map(|p| assets::file_size(p))
+        .sum();
     let first_page_bytes = assets::file_size(&pages[0])
         + assets
             .first_page
@@ -293,6 +388,8 @@ pub fn write_report(
         first_page_bytes,
         images: entries.len(),
         originals_missing,
+        view_pages: view_pages.len(),
+        image_pages: image_pages.len(),
         pages,
     })
 }

@@ -65,10 +65,14 @@ fn matrix(
     let (nr, nc) = (rows.len() as i32, cols.len() as i32);
     let longest = rows.iter().map(|r| r.chars().count()).max().unwrap_or(1) as u32;
     let left = (longest.min(22) * 8 + 40).max(90);
-    let cell = 90u32;
+    // Cells wide enough for a full method title ("Integrated Gradients") at the label size.
+    let longest_col = cols.iter().map(|c| c.chars().count()).max().unwrap_or(1) as u32;
+    let cell = (longest_col.min(24) * 7 + 16).max(90);
+    // Rows need only the height of their number, so wide cells do not make the plot tall.
+    let row_h = cell.min(90);
     let size = (
         (left + cell * nc as u32 + 40).max(caption.len() as u32 * 10 + 20),
-        60 + cell * nr as u32 + 80,
+        60 + row_h * nr as u32 + 80,
     );
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -96,7 +100,7 @@ fn matrix(
         .disable_mesh()
         .x_labels(cols.len())
         .y_labels(rows.len())
-        .x_label_formatter(&|v| label_of(cols, v, false, (cell / 8) as usize))
+        .x_label_formatter(&|v| label_of(cols, v, false, (cell / 7) as usize))
         .y_label_formatter(&|v| label_of(rows, v, true, 22))
         .x_desc(x_desc)
         .y_desc(y_desc)

@@ -1,10 +1,13 @@
 //! The report's pages: the minijinja environment (templates embedded at build time, HTML
-//! auto-escaping, undefined values refused) and the rendering of `report.html` and `gallery-N.html`.
+//! auto-escaping, undefined values refused) and the rendering of `report.html`, `gallery-N.html`,
+//! the gallery's other views (`views/`) and one page per image (`images/`). Every link in a template
+//! is relative to the report folder and prefixed with `root` (`""` or `"../"`).
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::view::{Common, GalleryGroup, IndexPage, PageLink};
+use super::sections::{self, View};
+use super::view::{Common, GalleryGroup, GalleryItem, ImagePage, IndexPage, PageLink, ViewNav};
 use super::ReportError;
 
 fn ser<T: Serialize>(x: &T) -> minijinja::Value {
@@ -23,6 +26,13 @@ pub fn environment() -> minijinja::Environment<'static> {
         .expect("gallery.html template");
     env.add_template("pager", include_str!("templates/pager.html"))
         .expect("pager template");
+    env.add_template(
+        "gallery-section",
+        include_str!("templates/gallery_section.html"),
+    )
+    .expect("gallery section template");
+    env.add_template("image.html", include_str!("templates/image.html"))
+        .expect("image.html template");
     env
 }
 
@@ -35,23 +45,29 @@ pub fn page_file(p: usize) -> String {
     }
 }
 
-fn page_links(pages: usize, current: usize) -> Vec<PageLink> {
+fn page_links(pages: usize, current: usize, href: impl Fn(usize) -> String) -> Vec<PageLink> {
     (1..=pages)
         .map(|p| PageLink {
             number: p,
-            href: page_file(p),
+            href: href(p),
             current: p == current,
         })
         .collect()
 }
 
+fn write(path: &Path, html: &str) -> Result<(), ReportError> {
+    std::fs::write(path, html).map_err(|e| ReportError::io("write", path, e))
+}
+
 /// Writes `report.html` (the index with the first gallery page) and one `gallery-N.html` per further
-/// page of `paged` into `dir`. Returns the pages written, `report.html` first.
+/// page of `paged` into `dir`, each with the view bar `nav`. Returns the pages written, `report.html`
+/// first.
 pub fn write_pages(
     dir: &Path,
     common: &Common<'_>,
     index: &IndexPage,
     paged: Vec<Vec<GalleryGroup>>,
+    nav: &ViewNav,
 ) -> Result<Vec<PathBuf>, ReportError> {
     let env = environment();
     let common = ser(common);
@@ -64,14 +80,16 @@ pub fn write_pages(
         .render(minijinja::value::merge_maps([
             minijinja::context! {
                 page => 1,
-                page_links => ser(&page_links(pages, 1)),
+                root => "",
+                nav => ser(nav),
+                page_links => ser(&page_links(pages, 1, page_file)),
                 groups => ser(&first_groups),
             },
             ser(index),
             common.clone(),
         ]))?;
     let path = dir.join(page_file(1));
-    std::fs::write(&path, &html).map_err(|e| ReportError::io("write", &path, e))?;
+    write(&path, &html)?;
     written.push(path);
     for (k, groups) in paged.enumerate() {
         let p = k + 2;
@@ -79,12 +97,88 @@ pub fn write_pages(
             .get_template("gallery.html")?
             .render(minijinja::context! {
                 page => p,
-                page_links => ser(&page_links(pages, p)),
+                root => "",
+                nav => ser(nav),
+                page_links => ser(&page_links(pages, p, page_file)),
                 groups => ser(&groups),
                 ..common.clone()
             })?;
         let path = dir.join(page_file(p));
-        std::fs::write(&path, &html).map_err(|e| ReportError::io("write", &path, e))?;
+        write(&path, &html)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Writes every view of the gallery but the main one (every image, most suspicious first, which
+/// `write_pages` wrote) into `dir/views/`, in every order. Returns the pages written.
+pub fn write_views(
+    dir: &Path,
+    common: &Common<'_>,
+    items: &[GalleryItem],
+    views: &[View],
+    per_page: usize,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let env = environment();
+    let common = ser(common);
+    let views_dir = dir.join("views");
+    std::fs::create_dir_all(&views_dir).map_err(|e| ReportError::io("create", &views_dir, e))?;
+    let mut written = Vec::new();
+    // A view without images has no pages: the view bar shows it greyed, without a link.
+    for v in views.iter().filter(|v| !v.members.is_empty()) {
+        for (sort, _) in sections::SORTS {
+            if v.key == "all" && sort == sections::SORTS[0].0 {
+                continue;
+            }
+            let chosen: Vec<GalleryItem> = sections::sorted(items, &v.members, sort)
+                .into_iter()
+                .map(|i| items[i].clone())
+                .collect();
+            let paged = sections::gallery_pages(chosen, per_page);
+            let pages = paged.len();
+            let nav = sections::view_nav(views, &v.key, sort);
+            for (k, groups) in paged.into_iter().enumerate() {
+                let p = k + 1;
+                let html = env
+                    .get_template("gallery.html")?
+                    .render(minijinja::context! {
+                        page => p,
+                        pages => pages,
+                        root => "../",
+                        nav => ser(&nav),
+                        page_links => ser(&page_links(pages, p, |q| sections::view_file(&v.key, sort, q))),
+                        groups => ser(&groups),
+                        ..common.clone()
+                    })?;
+                let path = dir.join(sections::view_file(&v.key, sort, p));
+                write(&path, &html)?;
+                written.push(path);
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Writes one page per image into `dir/images/`. Returns the pages written.
+pub fn write_image_pages(
+    dir: &Path,
+    common: &Common<'_>,
+    pages: impl IntoIterator<Item = ImagePage>,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let env = environment();
+    let common = ser(common);
+    let images_dir = dir.join("images");
+    std::fs::create_dir_all(&images_dir).map_err(|e| ReportError::io("create", &images_dir, e))?;
+    let template = env.get_template("image.html")?;
+    let mut written = Vec::new();
+    for page in pages {
+        let path = dir.join(&page.item.page);
+        let html = template.render(minijinja::context! {
+            root => "../",
+            p => ser(&page),
+            ..common.clone()
+        })?;
+        write(&path, &html)?;
         written.push(path);
     }
     Ok(written)

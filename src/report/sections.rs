@@ -7,15 +7,18 @@ use std::path::Path;
 
 use super::plots::Line;
 use super::view::{
-    asset_name, fmt2, fmt3, html_table, method_title, methods_html, pct, GalleryGroup, GalleryItem,
-    Glance, KeyValue, MeanMapRow, MethodCell, TrustSection,
+    asset_name, fmt2, fmt3, html_table, method_title, methods_html, pct, FaithCell, GalleryGroup,
+    GalleryItem, Glance, ImagePage, KeyValue, Link, MapFigure, Matrix, MatrixCell, MeanMapRow,
+    MethodCell, TrustSection, ViewFacet, ViewLink, ViewNav,
 };
 use super::ASSETS;
 use crate::config::ImageConfig;
 use crate::evaluate::{self, Evaluation};
 use crate::query::bias::MeanMap;
 use crate::query::leakage::LeakageSummary;
-use crate::query::report::{GalleryEntry, LabelledPrediction, MethodFigures};
+use crate::query::report::{
+    GalleryEntry, ImageFaithfulness, LabelledPrediction, MethodFigures, PairAgreement,
+};
 use crate::query::runs::{RunRecord, RunSummary};
 use crate::query::{Cell, Rules, Table};
 
@@ -57,7 +60,7 @@ pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
                 rec.images_done, rec.images_failed, rec.images_total, rec.errors
             ),
         ),
-        kv("device", rec.device.clone()),
+        kv("device", crate::query::runs::display_device(&rec.device)),
         kv("tool version", format!("tumor-audit {}", rec.tool_version)),
         kv("profile", rec.profile.clone()),
         kv(
@@ -329,7 +332,7 @@ pub fn gallery_item(
     methods: &[String],
     rules: &Rules,
 ) -> GalleryItem {
-    let cells = methods
+    let cells: Vec<Option<MethodCell>> = methods
         .iter()
         .map(|m| {
             figures
@@ -347,8 +350,19 @@ pub fn gallery_item(
     let file = Path::new(&e.path)
         .file_name()
         .map_or_else(|| e.path.clone(), |f| f.to_string_lossy().into_owned());
+    let flagged = cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c): &(usize, &Option<MethodCell>)| {
+            c.as_ref()
+                .is_some_and(|c| c.bg_hot || c.border_hot || c.agree_low)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    let name = asset_name(&e.image_id, index);
     GalleryItem {
-        anchor: format!("img-{}", asset_name(&e.image_id, index)),
+        page: format!("images/{name}.html"),
+        anchor: format!("img-{name}"),
         file,
         path: e.path.clone(),
         label: e.label.clone().unwrap_or_else(|| "(unlabelled)".into()),
@@ -366,11 +380,15 @@ pub fn gallery_item(
         strip: format!("{ASSETS}/strips/{strip}"),
         note,
         cells,
+        label_value: e.label.clone(),
+        confidence_value: e.confidence,
+        flagged,
     }
 }
 
-/// The gallery split into pages: groups incorrect, correct, then unlabelled if any (each keeps the
-/// suspicious-first order of `items`), `per_page` images of each group per page; at least one page.
+/// The gallery split into pages: groups incorrect, correct, then unlabelled, each only if it has
+/// images (each keeps the order of `items`), `per_page` images of each group per page; at least one
+/// page.
 pub fn gallery_pages(items: Vec<GalleryItem>, per_page: usize) -> Vec<Vec<GalleryGroup>> {
     let mut groups: Vec<(String, String, Vec<GalleryItem>)> = vec![
         (
@@ -389,9 +407,9 @@ pub fn gallery_pages(items: Vec<GalleryItem>, per_page: usize) -> Vec<Vec<Galler
         };
         groups[g].2.push(it);
     }
-    if groups[2].2.is_empty() {
-        groups.pop();
-    }
+    // A group without any image (no wrong prediction, no unlabelled image) is left out, not shown
+    // as an empty column.
+    groups.retain(|g| !g.2.is_empty());
     let pages = groups
         .iter()
         .map(|g| g.2.len().div_ceil(per_page))
@@ -462,4 +480,278 @@ pub fn glance(
             alert: leak.near_duplicates > 0,
         },
     ]
+}
+
+/// One view of the gallery: a filter (`key`, e.g. `wrong`, `class-0`, `method-2`) and the images it
+/// keeps, as indices into the items in the gallery's order.
+pub struct View {
+    pub key: String,
+    pub label: String,
+    pub facet: &'static str,
+    pub members: Vec<usize>,
+}
+
+/// The orders of the gallery: key and words.
+pub const SORTS: [(&str, &str); 2] = [
+    ("score", "most suspicious first"),
+    ("confidence", "least confident first"),
+];
+
+/// The gallery's filters, one facet at a time: every image, by correctness, flagged by any rule, by
+/// true class (the classes that occur as labels), by the method a rule flags. Names used in file
+/// names are indices, never text from the data.
+pub fn views(items: &[GalleryItem], classes: &[String], method_titles: &[String]) -> Vec<View> {
+    let keep = |f: &dyn Fn(&GalleryItem) -> bool| -> Vec<usize> {
+        (0..items.len()).filter(|&i| f(&items[i])).collect()
+    };
+    let mut out = vec![
+        View {
+            key: "all".into(),
+            label: "all images".into(),
+            facet: "Show",
+            members: (0..items.len()).collect(),
+        },
+        View {
+            key: "wrong".into(),
+            label: "wrong predictions".into(),
+            facet: "Show",
+            members: keep(&|i| i.correct == Some(false)),
+        },
+        View {
+            key: "right".into(),
+            label: "right predictions".into(),
+            facet: "Show",
+            members: keep(&|i| i.correct == Some(true)),
+        },
+        View {
+            key: "flagged".into(),
+            label: "flagged by a rule".into(),
+            facet: "Show",
+            members: keep(&|i| i.score > 0),
+        },
+    ];
+    let unlabelled = keep(&|i| i.label_value.is_none());
+    if !unlabelled.is_empty() {
+        out.push(View {
+            key: "unlabelled".into(),
+            label: "unlabelled".into(),
+            facet: "Show",
+            members: unlabelled,
+        });
+    }
+    for (k, c) in classes.iter().enumerate() {
+        let members = keep(&|i| i.label_value.as_deref() == Some(c.as_str()));
+        if !members.is_empty() {
+            out.push(View {
+                key: format!("class-{k}"),
+                label: c.clone(),
+                facet: "True class",
+                members,
+            });
+        }
+    }
+    for (k, t) in method_titles.iter().enumerate() {
+        out.push(View {
+            key: format!("method-{k}"),
+            label: t.clone(),
+            facet: "Flagged by method",
+            members: keep(&|i| i.flagged.contains(&k)),
+        });
+    }
+    out
+}
+
+/// `members` in the order `sort` names: the gallery's own order (suspicion) or confidence, lowest
+/// first (ties keep the gallery's order).
+pub fn sorted(items: &[GalleryItem], members: &[usize], sort: &str) -> Vec<usize> {
+    let mut m = members.to_vec();
+    if sort == "confidence" {
+        m.sort_by(|&a, &b| {
+            let c = |i: usize| items[i].confidence_value.unwrap_or(f64::INFINITY);
+            c(a).total_cmp(&c(b)).then(a.cmp(&b))
+        });
+    }
+    m
+}
+
+/// The file of page `p` (1-based) of a view, relative to the report folder: the gallery of every
+/// image by suspicion is `report.html` / `gallery-N.html`; the others live in `views/`.
+pub fn view_file(key: &str, sort: &str, p: usize) -> String {
+    if key == "all" && sort == SORTS[0].0 {
+        super::render::page_file(p)
+    } else {
+        format!("views/{key}--{sort}-{p}.html")
+    }
+}
+
+/// The view bar of the pages of view `current` in order `sort`.
+pub fn view_nav(views: &[View], current: &str, sort: &str) -> ViewNav {
+    let mut facets: Vec<ViewFacet> = Vec::new();
+    for v in views {
+        let link = ViewLink {
+            label: v.label.clone(),
+            href: view_file(&v.key, sort, 1),
+            count: v.members.len(),
+            current: v.key == current,
+        };
+        match facets.iter_mut().find(|f| f.title == v.facet) {
+            Some(f) => f.links.push(link),
+            None => facets.push(ViewFacet {
+                title: v.facet.to_string(),
+                links: vec![link],
+            }),
+        }
+    }
+    let here = views.iter().find(|v| v.key == current);
+    let count = here.map_or(0, |v| v.members.len());
+    let sorts = SORTS
+        .iter()
+        .map(|(k, label)| ViewLink {
+            label: label.to_string(),
+            href: view_file(current, k, 1),
+            count,
+            current: *k == sort,
+        })
+        .collect();
+    let sort_words = SORTS.iter().find(|s| s.0 == sort).map_or("", |s| s.1);
+    let title = match here {
+        Some(v) if v.facet == "True class" => format!("true class {}", v.label),
+        Some(v) if v.facet == "Flagged by method" => format!("flagged by a rule on {}", v.label),
+        Some(v) => v.label.clone(),
+        None => String::new(),
+    };
+    ViewNav {
+        facets,
+        sorts,
+        title: format!("{title} ({count}), {sort_words}"),
+    }
+}
+
+/// A light background for a value in [-1, 1]: red at -1 and 0 ... green at 1, so that low agreement
+/// stands out.
+fn agreement_style(v: Option<f64>) -> String {
+    match v.filter(|v| v.is_finite()) {
+        Some(v) => {
+            let hue = (v.clamp(0.0, 1.0) * 120.0).round();
+            format!("background: hsl({hue}, 65%, 85%)")
+        }
+        None => String::new(),
+    }
+}
+
+/// The method x method matrices of one image: Spearman of the maps and overlap of their top 10%
+/// (empty without agreement rows).
+pub fn image_matrices(methods: &[String], pairs: &[PairAgreement]) -> Vec<Matrix> {
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    let n = methods.len();
+    type Pick = fn(&PairAgreement) -> Option<f64>;
+    let pick: [(&str, Pick); 2] = [
+        (
+            "Spearman rank correlation of the maps (1 = same ranking of pixels)",
+            |p| p.spearman,
+        ),
+        ("Overlap (IoU) of the maps' top 10% pixels", |p| p.iou_top10),
+    ];
+    pick.iter()
+        .map(|(title, value)| {
+            let mut m = vec![vec![None; n]; n];
+            for p in pairs {
+                if let (Some(i), Some(j)) = (
+                    methods.iter().position(|x| *x == p.method_a),
+                    methods.iter().position(|x| *x == p.method_b),
+                ) {
+                    m[i][j] = value(p);
+                    m[j][i] = value(p);
+                }
+            }
+            Matrix {
+                title: title.to_string(),
+                methods: methods.iter().map(|m| method_title(m)).collect(),
+                rows: (0..n)
+                    .map(|i| {
+                        (0..n)
+                            .map(|j| {
+                                let v = if i == j { Some(1.0) } else { m[i][j] };
+                                MatrixCell {
+                                    text: fmt2(v),
+                                    style: agreement_style(v),
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// What an image page needs besides the item and its pictures.
+pub struct ImageFacts<'a> {
+    pub methods: &'a [String],
+    pub pairs: &'a [PairAgreement],
+    pub faithfulness: &'a HashMap<(String, String), ImageFaithfulness>,
+}
+
+/// One image's page: its gallery item, its pictures, each method's figure with the colour bar's
+/// ends, metrics and faithfulness, its agreement matrices, and the links around it.
+#[allow(clippy::too_many_arguments)]
+pub fn image_page(
+    item: GalleryItem,
+    image_id: &str,
+    pics: super::pictures::ImagePictures,
+    facts: &ImageFacts<'_>,
+    gallery: Link,
+    prev: Option<Link>,
+    next: Option<Link>,
+    position: usize,
+    total: usize,
+) -> ImagePage {
+    let maps = facts
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            let heat = pics.maps.get(k).cloned().flatten();
+            let f = facts
+                .faithfulness
+                .get(&(image_id.to_string(), m.clone()))
+                .map(|f| FaithCell {
+                    deletion: fmt3(f.deletion_auc),
+                    insertion: fmt3(f.insertion_auc),
+                    random_deletion: fmt3(f.random_deletion_auc),
+                    random_insertion: fmt3(f.random_insertion_auc),
+                    deletion_good: matches!((f.deletion_auc, f.random_deletion_auc), (Some(a), Some(r)) if a < r),
+                    insertion_good: matches!((f.insertion_auc, f.random_insertion_auc), (Some(a), Some(r)) if a > r),
+                });
+            MapFigure {
+                method: method_title(m),
+                low: heat.as_ref().map_or_else(String::new, |h| {
+                    crate::display::colorbar::fmt_value(h.1 .0)
+                }),
+                high: heat.as_ref().map_or_else(String::new, |h| {
+                    crate::display::colorbar::fmt_value(h.1 .1)
+                }),
+                heat: heat.map(|h| h.0),
+                cell: item.cells.get(k).cloned().flatten(),
+                faithfulness: f,
+            }
+        })
+        .collect();
+    ImagePage {
+        image_id: image_id.to_string(),
+        original: pics.original,
+        model_input: pics.model_input,
+        model_size: pics.model_size,
+        big: 320,
+        maps,
+        agreement: image_matrices(facts.methods, facts.pairs),
+        item,
+        gallery,
+        prev,
+        next,
+        position,
+        total,
+    }
 }

@@ -49,7 +49,7 @@ pub struct MeanMapRow {
 }
 
 /// One method's figures for one gallery image, with the rules that fire marked.
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 pub struct MethodCell {
     pub background: String,
     pub border: String,
@@ -59,9 +59,11 @@ pub struct MethodCell {
     pub agree_low: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 pub struct GalleryItem {
     pub anchor: String,
+    /// The image's own page, relative to the report folder.
+    pub page: String,
     pub file: String,
     pub path: String,
     pub label: String,
@@ -75,6 +77,116 @@ pub struct GalleryItem {
     pub strip: String,
     pub note: String,
     pub cells: Vec<Option<MethodCell>>,
+    /// For the views: the stored label, the confidence, and the methods (indices) a rule flags.
+    #[serde(skip)]
+    pub label_value: Option<String>,
+    #[serde(skip)]
+    pub confidence_value: Option<f64>,
+    #[serde(skip)]
+    pub flagged: Vec<usize>,
+}
+
+/// A link of the gallery's view bar: a filter or an order, with the images it holds.
+#[derive(Serialize, Clone)]
+pub struct ViewLink {
+    pub label: String,
+    pub href: String,
+    pub count: usize,
+    pub current: bool,
+}
+
+/// One row of the view bar: "Show", "True class", "Flagged by method".
+#[derive(Serialize, Clone)]
+pub struct ViewFacet {
+    pub title: String,
+    pub links: Vec<ViewLink>,
+}
+
+/// The view bar of one gallery page: the filters (one facet at a time), the orders, and the words
+/// for the view shown.
+#[derive(Serialize, Clone)]
+pub struct ViewNav {
+    pub facets: Vec<ViewFacet>,
+    pub sorts: Vec<ViewLink>,
+    pub title: String,
+}
+
+/// The colour bar of the gallery and the image pages: the scale's picture, its tick labels, and
+/// what it means.
+#[derive(Serialize)]
+pub struct Legend {
+    pub colorbar: String,
+    pub ticks: Vec<String>,
+    pub meaning: String,
+    /// Opacity of the maps over the scan (the image pages lay them over it in the browser).
+    pub alpha: f32,
+}
+
+/// One method's map on an image page.
+#[derive(Serialize)]
+pub struct MapFigure {
+    pub method: String,
+    /// `heat/<id>-<k>.png`, `None` without a stored map.
+    pub heat: Option<String>,
+    /// The raw values the ends of the colour bar stand for.
+    pub low: String,
+    pub high: String,
+    pub cell: Option<MethodCell>,
+    pub faithfulness: Option<FaithCell>,
+}
+
+/// One image's faithfulness for one method, against the random order.
+#[derive(Serialize)]
+pub struct FaithCell {
+    pub deletion: String,
+    pub insertion: String,
+    pub random_deletion: String,
+    pub random_insertion: String,
+    /// Deletion below random, insertion above random: the map did better than chance.
+    pub deletion_good: bool,
+    pub insertion_good: bool,
+}
+
+/// A method x method matrix of one image (Spearman or top-10% overlap), coloured by value.
+#[derive(Serialize)]
+pub struct Matrix {
+    pub title: String,
+    pub methods: Vec<String>,
+    pub rows: Vec<Vec<MatrixCell>>,
+}
+
+#[derive(Serialize)]
+pub struct MatrixCell {
+    pub text: String,
+    /// An inline `background` colour (the report's CSP allows inline styles, not scripts).
+    pub style: String,
+}
+
+/// A link to another page, relative to the report folder.
+#[derive(Serialize)]
+pub struct Link {
+    pub label: String,
+    pub href: String,
+}
+
+/// The page of one image.
+#[derive(Serialize)]
+pub struct ImagePage {
+    pub item: GalleryItem,
+    pub image_id: String,
+    /// `inputs/<id>.jpg`, width, height.
+    pub original: Option<(String, u32, u32)>,
+    pub model_input: Option<String>,
+    pub model_size: usize,
+    /// Side of the large overlays on the page, in CSS pixels.
+    pub big: u32,
+    pub maps: Vec<MapFigure>,
+    pub agreement: Vec<Matrix>,
+    pub gallery: Link,
+    pub prev: Option<Link>,
+    pub next: Option<Link>,
+    pub position: usize,
+    pub total: usize,
 }
 
 /// One group of the gallery (incorrect, correct, unlabelled) on one page.
@@ -148,6 +260,7 @@ pub struct Common<'a> {
     pub pages: usize,
     pub thumb: u32,
     pub thresholds: Thresholds,
+    pub legend: Legend,
 }
 
 /// What `report.html` sees besides [`Common`], the page number, its links and its gallery groups.
@@ -163,6 +276,8 @@ pub struct IndexPage {
     pub confusion_svg: Option<String>,
     pub bias: HtmlTable,
     pub mean_rows: Vec<MeanMapRow>,
+    /// The mean maps' colour bar (jet, each map on its own maximum).
+    pub mean_legend: Legend,
     pub has_metrics: bool,
     pub has_agreement: bool,
     pub agreement_table: HtmlTable,

@@ -5,6 +5,8 @@
 //! messages (errors, warnings, uncaught exceptions, browser log entries such as "Failed to load
 //! resource" or a Content-Security-Policy violation), failed requests, images that did not decode,
 //! JavaScript dialogs, and the answer of a probe expression evaluated in the page.
+//! [`Browser::visit_at`] does the same in a window of a given width and can save a screenshot of the
+//! whole page (`Page.captureScreenshot` beyond the viewport).
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -12,6 +14,15 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+/// The Chromium binary, or a failed test saying how to get one: the browser checks are part of the
+/// suite, not optional (`.ci/run` installs Chromium and fails when it cannot).
+pub fn require_chromium() -> PathBuf {
+    chromium().expect(
+        "the report's browser checks need Chromium: install it (Debian: apt-get install chromium) or \
+         set CHROMIUM=/path/to/chromium",
+    )
+}
 
 /// The Chromium binary: `$CHROMIUM`, else `chromium` / `chromium-browser` / `google-chrome` on PATH.
 pub fn chromium() -> Option<PathBuf> {
@@ -249,6 +260,19 @@ impl Browser {
     /// [`Browser::visit`] with or without scrolling: without, only what a reader loads on opening the
     /// page (lazy images below the window stay unloaded).
     pub fn visit_with(&mut self, url: &str, probe: &str, scroll: bool) -> Visit {
+        self.visit_at(url, probe, scroll, 1400, None)
+    }
+
+    /// [`Browser::visit_with`] in a window `width` pixels wide (1000 high); with `shot`, after the
+    /// probe, a PNG of the whole page (its full height, at most 16000 pixels) is written there.
+    pub fn visit_at(
+        &mut self,
+        url: &str,
+        probe: &str,
+        scroll: bool,
+        width: u32,
+        shot: Option<&Path>,
+    ) -> Visit {
         self.backlog.clear();
         let target = self.call(None, "Target.createTarget", json!({"url": "about:blank"}));
         let target_id = target["targetId"].as_str().unwrap().to_string();
@@ -265,7 +289,7 @@ impl Browser {
         self.call(
             s,
             "Emulation.setDeviceMetricsOverride",
-            json!({"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+            json!({"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
         );
         let nav = self.call(s, "Page.navigate", json!({"url": url}));
         let mut visit = Visit::default();
@@ -307,6 +331,27 @@ impl Browser {
             json!({"expression": probe, "returnByValue": true}),
         );
         visit.probe = probe["result"]["value"].clone();
+        if let Some(png) = shot {
+            // Back to the top, so that the sticky navigation is drawn where a reader first sees it.
+            self.call(
+                s,
+                "Runtime.evaluate",
+                json!({"expression": "window.scrollTo(0, 0)", "returnByValue": true}),
+            );
+            let metrics = self.call(s, "Page.getLayoutMetrics", json!({}));
+            let height = metrics["cssContentSize"]["height"]
+                .as_f64()
+                .unwrap_or(1000.0)
+                .clamp(1.0, 16000.0);
+            let image = self.call(
+                s,
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true,
+                       "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}),
+            );
+            let data = image["data"].as_str().expect("screenshot data");
+            std::fs::write(png, base64_decode(data)).expect("write screenshot");
+        }
         self.settle(Duration::from_millis(300));
         let mut urls = std::collections::HashMap::new();
         for v in std::mem::take(&mut self.backlog) {
@@ -379,4 +424,32 @@ impl Drop for Browser {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Standard base64 (the screenshot's encoding), std only.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let bytes: Vec<u8> = text
+        .bytes()
+        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c) << (18 - 6 * i);
+        }
+        let n = chunk.len().saturating_sub(1);
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
+    }
+    out
 }

@@ -3,7 +3,10 @@
 //! no broken image (and a deliberately broken copy of the page is caught), and names taken from the
 //! data (file names and class names that are HTML / script payloads) show as text and run nothing.
 //!
-//! Without Chromium the browser checks are skipped with a message; `.ci/run` installs it.
+//! The pictures a first-time reader sees are checked at 1280 px: colour bars (their pixels in the
+//! screenshot), labels, links between the gallery, its views and the image pages, no cut header and no
+//! section wider than the window. Screenshots of the overview, a gallery page and an image page are
+//! kept for a person to look at. Without Chromium these tests fail (`.ci/run` installs it).
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -208,13 +211,7 @@ fn report_renders_in_chromium_without_console_errors_or_failed_requests() {
         );
     }
 
-    let Some(bin) = browser::chromium() else {
-        println!(
-            "SKIPPED: the browser checks of the report need Chromium (Debian: apt-get install chromium); \
-             .ci/run installs it"
-        );
-        return;
-    };
+    let bin = browser::require_chromium();
     let t0 = std::time::Instant::now();
     let mut b = Browser::launch(&bin);
     let v = b.visit(&url(&f.report), PROBE);
@@ -406,10 +403,7 @@ fn report_shows_payload_file_and_class_names_as_text() {
     let svg = std::fs::read_to_string(f.dir.join("report-assets/confusion.svg")).unwrap();
     assert!(svg.contains("&lt;svg onload=alert(2)&gt;") && !svg.contains("<svg onload"));
 
-    let Some(bin) = browser::chromium() else {
-        println!("SKIPPED: the DOM checks need Chromium (Debian: apt-get install chromium)");
-        return;
-    };
+    let bin = browser::require_chromium();
     let mut b = Browser::launch(&bin);
     let mut files = Vec::new();
     let mut labels = Vec::new();
@@ -449,6 +443,328 @@ fn report_shows_payload_file_and_class_names_as_text() {
     assert!(files.contains(&PAYLOAD_IMG.to_string()), "{files:?}");
     assert!(files.contains(&PAYLOAD_SCRIPT.to_string()), "{files:?}");
     assert!(labels.contains(&PAYLOAD_CLASS.to_string()), "{labels:?}");
+}
+
+/// What the 1280-px checks read from a page: overflow, cut headers, colour bars (with their place
+/// on the page), links, labels, the image page's maps and matrices.
+const LAYOUT_PROBE: &str = r#"JSON.stringify({
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+    wide_sections: Array.from(document.querySelectorAll('main section'))
+        .filter(s => s.scrollWidth > s.clientWidth + 1).map(s => s.id),
+    cut: Array.from(document.querySelectorAll('.colhead div, th, nav.views a'))
+        .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent),
+    colorbars: Array.from(document.querySelectorAll('.colorbar')).map(c => {
+        const i = c.querySelector('img'); const r = i.getBoundingClientRect();
+        return { loaded: i.complete && i.naturalWidth === 256, x: r.left + window.scrollX,
+                 y: r.top + window.scrollY, w: r.width, h: r.height,
+                 ticks: Array.from(c.querySelectorAll('.ticks span')).map(t => t.textContent),
+                 meaning: (c.querySelector('.meaning') || {}).textContent || '' }; }),
+    files: Array.from(document.querySelectorAll('a.file')).map(a => a.getAttribute('href')),
+    opens: Array.from(document.querySelectorAll('a.open')).map(a => a.getAttribute('href')),
+    views: Array.from(document.querySelectorAll('nav.views a')).map(a => a.getAttribute('href')),
+    pager: Array.from(document.querySelectorAll('.pager a')).map(a => ({ href: a.getAttribute('href'),
+        rel: a.getAttribute('rel') || '' })),
+    toc: Array.from(document.querySelectorAll('nav.toc a')).map(a => ({ href: a.getAttribute('href'),
+        text: a.textContent, rel: a.getAttribute('rel') || '' })),
+    tiles: Array.from(document.querySelectorAll('img.strip')).map(i => i.getBoundingClientRect().width),
+    meta: Array.from(document.querySelectorAll('.meta')).map(m => m.textContent.replace(/\s+/g, ' ').trim()),
+    groups: Array.from(document.querySelectorAll('.group > h3')).map(h => h.textContent),
+    heat: Array.from(document.querySelectorAll('.ov img.heat')).map(i => ({
+        loaded: i.complete && i.naturalWidth > 0, w: i.getBoundingClientRect().width })),
+    maps: Array.from(document.querySelectorAll('figure.map h3')).map(h => h.textContent),
+    figs: Array.from(document.querySelectorAll('table.figs')).map(t => t.textContent.replace(/\s+/g, ' ').trim()),
+    matrices: document.querySelectorAll('table.matrix').length,
+    original: Array.from(document.querySelectorAll('#input img')).map(i => ({
+        loaded: i.complete && i.naturalWidth > 0, w: i.naturalWidth })),
+})"#;
+
+/// The file a relative link of `page` points at (the `#fragment` dropped).
+fn target(page: &Path, href: &str) -> PathBuf {
+    let file = href.split('#').next().unwrap();
+    page.parent().unwrap().join(file)
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every colour bar of a page was loaded and is seen in the screenshot: its left end is jet's dark
+/// blue (0, 0, 127) and its right end jet's dark red (127, 0, 0), within what the browser's
+/// smoothing of the 256 x 1 scale changes; it has tick labels and says what the scale means.
+fn check_colour_bars(p: &serde_json::Value, shot: &Path, what: &str) -> usize {
+    let img = image::open(shot).unwrap().to_rgb8();
+    let bars = p["colorbars"].as_array().unwrap();
+    for b in bars {
+        assert_eq!(b["loaded"], true, "{what}: colour bar not loaded: {b}");
+        assert!(b["ticks"].as_array().unwrap().len() >= 2, "{what}: {b}");
+        let (x, y, w, h) = (
+            b["x"].as_f64().unwrap(),
+            b["y"].as_f64().unwrap(),
+            b["w"].as_f64().unwrap(),
+            b["h"].as_f64().unwrap(),
+        );
+        assert!(w >= 200.0, "{what}: a colour bar {w} px wide");
+        let px = |x: f64| img.get_pixel(x as u32, (y + h / 2.0) as u32).0;
+        let near = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(a, b)| a.abs_diff(b) <= 40);
+        assert!(
+            near(px(x + 3.0), [0, 0, 127]),
+            "{what}: left end {:?}",
+            px(x + 3.0)
+        );
+        assert!(
+            near(px(x + w - 4.0), [127, 0, 0]),
+            "{what}: right end {:?}",
+            px(x + w - 4.0)
+        );
+    }
+    bars.len()
+}
+
+/// The layout checks every page passes at 1280 px: nothing wider than the window, no section that
+/// overflows (tables scroll inside theirs), no cut header.
+fn check_fits(p: &serde_json::Value, what: &str) {
+    assert!(
+        p["overflow"].as_f64().unwrap() <= 0.0,
+        "{what}: wider than 1280 px: {p}"
+    );
+    assert_eq!(p["wide_sections"], serde_json::json!([]), "{what}: {p}");
+    assert_eq!(p["cut"], serde_json::json!([]), "{what}: cut headers");
+}
+
+#[test]
+fn pictures_at_1280_have_colour_bars_labels_and_links() {
+    let f = fixture();
+    let bin = browser::require_chromium();
+    let mut b = Browser::launch(&bin);
+    let shots = shots_dir();
+
+    // The overview: the mean maps' and the gallery's colour bars, the view bar, links to image pages.
+    let overview = shots.join("overview-1280.png");
+    let v = b.visit_at(&url(&f.report), LAYOUT_PROBE, true, 1280, Some(&overview));
+    assert!(v.is_clean(), "report.html: {v:#?}");
+    let p = probe(&v);
+    check_fits(&p, "report.html");
+    assert!(check_colour_bars(&p, &overview, "report.html") >= 2, "{p}");
+    let meanings: Vec<String> = p["colorbars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["meaning"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        meanings
+            .iter()
+            .any(|m| m.contains("0.5 / 99.5 percentiles")),
+        "the gallery's scale says what it means: {meanings:?}"
+    );
+    let files = strings(&p["files"]);
+    assert!(!files.is_empty(), "{p}");
+    for href in files
+        .iter()
+        .chain(&strings(&p["opens"]))
+        .chain(&strings(&p["views"]))
+    {
+        assert!(
+            target(&f.report, href).is_file(),
+            "report.html links {href}"
+        );
+    }
+    assert!(files.iter().all(|h| h.starts_with("images/")), "{files:?}");
+    // Thumbnails: seven tiles (input + six methods) of at least 120 px at 1280 px.
+    for w in p["tiles"].as_array().unwrap() {
+        assert!(w.as_f64().unwrap() / 7.0 >= 120.0, "strip {w} px wide");
+    }
+    // Labels: file, label, prediction, confidence, right / wrong on every row.
+    for m in strings(&p["meta"]) {
+        assert!(
+            m.contains("label") && m.contains("predicted") && m.contains("confidence"),
+            "{m}"
+        );
+        assert!(m.contains("right") || m.contains("wrong"), "{m}");
+    }
+    // No empty group: each group shown has images.
+    for g in strings(&p["groups"]) {
+        assert!(!g.contains(" 0 image(s)"), "{g}");
+    }
+
+    // A gallery page: previous and next, the view bar, the colour bar.
+    let page = f.dir.join("gallery-2.html");
+    let gallery_shot = shots.join("gallery-2-1280.png");
+    let v = b.visit_at(&url(&page), LAYOUT_PROBE, true, 1280, Some(&gallery_shot));
+    assert!(v.is_clean(), "gallery-2.html: {v:#?}");
+    let p = probe(&v);
+    check_fits(&p, "gallery-2.html");
+    assert_eq!(check_colour_bars(&p, &gallery_shot, "gallery-2.html"), 1);
+    let rels: Vec<&str> = p["pager"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["rel"].as_str().unwrap())
+        .collect();
+    assert!(rels.contains(&"prev"), "gallery-2 has a previous link: {p}");
+    for l in p["pager"].as_array().unwrap() {
+        assert!(target(&page, l["href"].as_str().unwrap()).is_file(), "{l}");
+    }
+    let views = strings(&p["views"]);
+    for key in [
+        "views/wrong--",
+        "views/right--",
+        "views/flagged--",
+        "views/class-0--",
+        "views/method-0--",
+    ] {
+        assert!(
+            views.iter().any(|h| h.starts_with(key))
+                || !f.dir.join(format!("{key}score-1.html")).exists(),
+            "{key} in {views:?}"
+        );
+    }
+    assert!(
+        views.iter().any(|h| h.contains("--confidence-1.html")),
+        "{views:?}"
+    );
+    // A view page (one class, least confident first) renders clean and links back up.
+    let view_page = target(&page, views.iter().find(|h| h.contains("class-")).unwrap());
+    let v = b.visit_at(&url(&view_page), LAYOUT_PROBE, true, 1280, None);
+    assert!(v.is_clean(), "{}: {v:#?}", view_page.display());
+    let vp = probe(&v);
+    check_fits(&vp, "a view page");
+    for href in strings(&vp["files"]).iter().chain(&strings(&vp["views"])) {
+        assert!(target(&view_page, href).is_file(), "{href}");
+    }
+
+    // An image page: the input at full resolution, every method's map large with its colour bar,
+    // the figures, the agreement matrices, links back to the gallery and to the neighbours.
+    let image_page = target(&f.report, &files[0]);
+    let image_shot = shots.join("image-1280.png");
+    let v = b.visit_at(
+        &url(&image_page),
+        LAYOUT_PROBE,
+        true,
+        1280,
+        Some(&image_shot),
+    );
+    assert!(v.is_clean(), "{}: {v:#?}", image_page.display());
+    let p = probe(&v);
+    check_fits(&p, "the image page");
+    let methods = p["maps"].as_array().unwrap().len();
+    assert_eq!(methods, 6, "{p}");
+    assert_eq!(
+        check_colour_bars(&p, &image_shot, "the image page"),
+        methods
+    );
+    for b in p["colorbars"].as_array().unwrap() {
+        let m = b["meaning"].as_str().unwrap();
+        assert!(m.starts_with("here 0 = ") && m.contains(", 1 = "), "{m}");
+    }
+    let heat = p["heat"].as_array().unwrap();
+    assert_eq!(heat.len(), methods, "{p}");
+    assert!(
+        heat.iter()
+            .all(|h| h["loaded"] == true && h["w"].as_f64().unwrap() >= 300.0),
+        "{p}"
+    );
+    let original = p["original"].as_array().unwrap();
+    assert!(original.iter().all(|i| i["loaded"] == true), "{p}");
+    assert!(
+        original[0]["w"].as_u64().unwrap() > 128,
+        "full resolution: {p}"
+    );
+    let figs = strings(&p["figs"]);
+    assert!(
+        figs.iter()
+            .all(|t| t.contains("background mass") && t.contains("deletion AUC")),
+        "{figs:?}"
+    );
+    assert_eq!(p["matrices"], 2, "{p}");
+    let meta = strings(&p["meta"]).join(" ");
+    assert!(
+        meta.contains("label") && meta.contains("predicted") && meta.contains("confidence"),
+        "{meta}"
+    );
+    let toc = p["toc"].as_array().unwrap();
+    assert!(
+        toc.iter().any(|l| l["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("back to the gallery")),
+        "{p}"
+    );
+    assert!(
+        toc.iter().any(|l| l["rel"] == "next"),
+        "the first image links the next: {p}"
+    );
+    for l in toc {
+        assert!(
+            target(&image_page, l["href"].as_str().unwrap()).is_file(),
+            "{l}"
+        );
+    }
+    // Every image has its page.
+    let pages = std::fs::read_dir(f.dir.join("images")).unwrap().count();
+    assert_eq!(pages, 4, "one page per audited image");
+    for shot in [&overview, &gallery_shot, &image_shot] {
+        assert_eq!(
+            image::open(shot).unwrap().width(),
+            1280,
+            "{}",
+            shot.display()
+        );
+    }
+    println!("screenshots at 1280 px in {}", shots.display());
+}
+
+/// `explain` draws what a picture shows into it: the per-method PNG has a caption (file, method,
+/// true class, prediction) above the overlay and a colour bar below; the montage has its bar too.
+#[test]
+fn explain_pictures_are_labelled_and_carry_a_colour_bar() {
+    let dir = super::util::tempdir();
+    let root = dir.path().join("data");
+    let set = super::util::real_set(&root, 1);
+    let out = dir.path().join("explain");
+    let out_str = out.to_str().unwrap();
+    ok(tool(
+        &root,
+        &[
+            "explain",
+            set.join("yes").to_str().unwrap(),
+            "--methods",
+            "gradcam",
+            "--out",
+            out_str,
+        ],
+    ));
+    let png = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("__gradcam.png"))
+        .expect("a Grad-CAM PNG");
+    let img = image::open(&png).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    // The 128-pixel overlay upscaled to 256, plus four caption lines and the colour bar.
+    assert_eq!(w, 256);
+    assert!(h > w + 100, "{w} x {h}: no caption or colour bar");
+    let dark = |y0: u32, y1: u32| {
+        (y0..y1)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 90))
+            .count()
+    };
+    assert!(dark(0, 60) > 100, "caption text above the overlay");
+    let has = |c: [u8; 3]| img.pixels().any(|p| p.0 == c);
+    assert!(
+        has([0, 0, 127]) && has([127, 0, 0]),
+        "jet's two ends in the colour bar"
+    );
+    let montage = image::open(out.join("montage.png")).unwrap().to_rgb8();
+    assert!(
+        montage.pixels().any(|p| p.0 == [127, 0, 0]),
+        "the montage's colour bar"
+    );
 }
 
 fn walk(p: &Path) -> Vec<PathBuf> {

@@ -1,0 +1,134 @@
+//! The pictures of the report's image pages, under `report-assets/`: each image's file at full
+//! resolution (`inputs/<id>.jpg`), the model's input (`inputs/<id>-model.png`), each method's map
+//! coloured alone (`heat/<id>-<k>.png`, laid over the model input by the browser at the display's
+//! opacity, which is the same blend as the strips), and the colour scale (`colorbar.png`). Nothing
+//! here reads the database: the maps come through a closure.
+use std::path::Path;
+
+use image::RgbImage;
+use rayon::prelude::*;
+
+use super::ReportError;
+use crate::config::ImageConfig;
+use crate::dataset::{self, Limits};
+use crate::display::{self, DisplayParams};
+use crate::query::report::{GalleryEntry, StoredMap};
+
+/// JPEG quality of the full-resolution inputs (grey scans: artefacts stay below what the eye sees).
+const INPUT_QUALITY: u8 = 90;
+
+/// Images whose pictures are made at once (their maps are held in memory together).
+const CHUNK: usize = 64;
+
+/// What was written for one image, for its page.
+#[derive(Debug, Clone, Default)]
+pub struct ImagePictures {
+    /// `inputs/<id>.jpg` and its width x height, when the original could be read.
+    pub original: Option<(String, u32, u32)>,
+    /// `inputs/<id>-model.png`, the model's input (None without the original or the image config).
+    pub model_input: Option<String>,
+    /// Size of the model's input in pixels.
+    pub model_size: usize,
+    /// Per method (run order): `heat/<id>-<k>.png` and the raw values of the colour scale's ends.
+    pub maps: Vec<Option<(String, (f32, f32))>>,
+}
+
+/// `<file>` under the assets: a colour scale, 256 x 1 (the page stretches it). Returns its path
+/// relative to the report folder.
+pub fn write_colorbar(
+    dir: &Path,
+    file: &str,
+    params: &DisplayParams,
+) -> Result<String, ReportError> {
+    save_png(&display::scale_image(256, 1, params), &dir.join(file))?;
+    Ok(format!("{}/{file}", super::ASSETS))
+}
+
+/// Writes the pictures of every entry's page (in parallel, in chunks); `names[i]` is entry `i`'s
+/// asset name, `maps_of` reads an image's stored maps.
+pub fn write_all(
+    dir: &Path,
+    entries: &[GalleryEntry],
+    names: &[String],
+    cfg: Option<&ImageConfig>,
+    params: &DisplayParams,
+    mut maps_of: impl FnMut(&str) -> Result<Vec<Option<StoredMap>>, ReportError>,
+) -> Result<Vec<ImagePictures>, ReportError> {
+    for sub in ["inputs", "heat"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| ReportError::io("create", &d, e))?;
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (c, chunk) in entries.chunks(CHUNK).enumerate() {
+        let jobs = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, e)| Ok((c * CHUNK + k, e, maps_of(&e.image_id)?)))
+            .collect::<Result<Vec<_>, ReportError>>()?;
+        let done = jobs
+            .into_par_iter()
+            .map(|(i, e, maps)| one_image(dir, e, &names[i], cfg, params, &maps))
+            .collect::<Result<Vec<_>, ReportError>>()?;
+        out.extend(done);
+    }
+    Ok(out)
+}
+
+fn one_image(
+    dir: &Path,
+    e: &GalleryEntry,
+    name: &str,
+    cfg: Option<&ImageConfig>,
+    params: &DisplayParams,
+    maps: &[Option<StoredMap>],
+) -> Result<ImagePictures, ReportError> {
+    let assets = super::ASSETS;
+    let mut pics = ImagePictures::default();
+    // The same rule as the strips: the original only when it is still the audited file.
+    if let Ok(d) = dataset::read_image(Path::new(&e.path), Limits::default()) {
+        if d.id == e.image_id {
+            let rgb = d.image.to_rgb8();
+            let file = format!("inputs/{name}.jpg");
+            save_jpeg(&rgb, &dir.join(&file))?;
+            pics.original = Some((format!("{assets}/{file}"), rgb.width(), rgb.height()));
+            if let Some(cfg) = cfg {
+                let prep = crate::preprocess::prepare(&d.image, cfg);
+                let s = prep.size;
+                let grey = display::grey_to_rgb(&prep.grey, s as u32, s as u32, 1);
+                let file = format!("inputs/{name}-model.png");
+                save_png(&grey, &dir.join(&file))?;
+                pics.model_input = Some(format!("{assets}/{file}"));
+                pics.model_size = s;
+            }
+        }
+    }
+    for (k, m) in maps.iter().enumerate() {
+        pics.maps.push(match m {
+            Some((w, h, values)) => {
+                let img = display::heatmap(values, *w as u32, *h as u32, params);
+                let file = format!("heat/{name}-{k}.png");
+                save_png(&img, &dir.join(&file))?;
+                Some((
+                    format!("{assets}/{file}"),
+                    display::display_range(values, params),
+                ))
+            }
+            None => None,
+        });
+    }
+    Ok(pics)
+}
+
+fn save_png(img: &RgbImage, path: &Path) -> Result<(), ReportError> {
+    img.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| ReportError::write(path, e))
+}
+
+fn save_jpeg(img: &RgbImage, path: &Path) -> Result<(), ReportError> {
+    let f = std::io::BufWriter::new(
+        std::fs::File::create(path).map_err(|e| ReportError::io("write", path, e))?,
+    );
+    image::codecs::jpeg::JpegEncoder::new_with_quality(f, INPUT_QUALITY)
+        .encode_image(img)
+        .map_err(|e| ReportError::write(path, e))
+}
