@@ -25,11 +25,7 @@ pub fn run(ctx: &Context, args: &crate::cli::ShortcutsArgs) -> anyhow::Result<()
         );
     }
     let store = Store::open(&db)?;
-    let exists: bool = store.conn().query_row(
-        "SELECT count(*) > 0 FROM runs WHERE run_id = ?1",
-        [&args.run],
-        |r| r.get(0),
-    )?;
+    let exists = crate::query::runs::run_exists(store.conn(), &args.run)?;
     if !exists {
         anyhow::bail!("database {}: there is no run {}", db.display(), args.run);
     }
@@ -62,13 +58,7 @@ pub fn check(
         .with_context(|| format!("database {db}: reading run {run_id} for the shortcut check"))?;
     let reference_inputs = match reference {
         Some(r) => {
-            let exists: bool = store
-                .conn()
-                .query_row(
-                    "SELECT count(*) > 0 FROM runs WHERE run_id = ?1",
-                    [r],
-                    |row| row.get(0),
-                )
+            let exists = crate::query::runs::run_exists(store.conn(), r)
                 .with_context(|| format!("database {db}: looking up reference run {r}"))?;
             if !exists {
                 anyhow::bail!("--reference {r}: no such run in {db}");

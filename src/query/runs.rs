@@ -204,6 +204,15 @@ pub fn run_summary(conn: &Connection, run: &str) -> rusqlite::Result<RunSummary>
     )
 }
 
+/// Whether the database holds run `run`.
+pub fn run_exists(conn: &Connection, run: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM runs WHERE run_id = ?1",
+        [run],
+        |r| r.get(0),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::display_device;
