@@ -62,6 +62,12 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
     // One process per run: a second audit of the same --run is refused before it writes anything.
     let _lock = RunLock::acquire(&db, &run_id)?;
     let store = Store::open(&db)?;
+    // A --reference that names no run fails here, before any work.
+    if let Some(r) = &args.reference {
+        if !crate::query::runs::run_exists(store.conn(), r)? {
+            bail!("--reference {r}: no such run in {}", db.display());
+        }
+    }
     let record = ctx.run_record(
         &run_id,
         &cfg,

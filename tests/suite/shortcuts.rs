@@ -303,7 +303,7 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
     let up = gate("clean", "corner");
     assert_eq!(
         up.status.code(),
-        Some(3),
+        Some(tumor_audit::exit::Exit::Gate.code() as i32),
         "{}",
         String::from_utf8_lossy(&up.stderr)
     );

@@ -232,8 +232,15 @@ pub struct Region {
 }
 
 /// Merges the candidates of one class found by different methods: regions that overlap by half of the
-/// smaller one become their union (the strongest figures kept); at most `keep`, largest excess first.
-pub fn merge_regions(class: &str, found: Vec<(String, Candidate)>, keep: usize) -> Vec<Region> {
+/// smaller one become their union (the strongest figures kept), unless the union would be larger than
+/// `max_cells` (a large region is no place of its own any more: pasting half an image carries anatomy
+/// with it); at most `keep`, largest excess first.
+pub fn merge_regions(
+    class: &str,
+    found: Vec<(String, Candidate)>,
+    keep: usize,
+    max_cells: usize,
+) -> Vec<Region> {
     let mut out: Vec<Region> = Vec::new();
     let mut found = found;
     found.sort_by(|a, b| b.1.excess.total_cmp(&a.1.excess));
@@ -246,7 +253,8 @@ pub fn merge_regions(class: &str, found: Vec<(String, Candidate)>, keep: usize) 
                 .zip(&c.mask)
                 .filter(|(a, b)| **a && **b)
                 .count();
-            inter * 2 >= r.candidate.cells().min(c.cells()).max(1)
+            let union = r.candidate.cells() + c.cells() - inter;
+            inter * 2 >= r.candidate.cells().min(c.cells()).max(1) && union <= max_cells
         });
         match hit {
             Some(r) => {

@@ -212,7 +212,13 @@ pub fn check_run(
                     found.push((method.clone(), c));
                 }
             }
-            regions.extend(merge_regions(class, found, cfg.regions_per_class));
+            let max_cells = (cfg.max_area * (grid * grid) as f64) as usize;
+            regions.extend(merge_regions(
+                class,
+                found,
+                cfg.regions_per_class,
+                max_cells,
+            ));
         }
     }
 
@@ -297,7 +303,12 @@ pub fn check_run(
                 grid,
                 channels,
                 size,
-                &format!("{run_id}/{}", k + 1),
+                // The control's places are drawn per region (its class and box), not per position
+                // in the list, so a check run again draws the same controls.
+                &{
+                    let (x0, y0, x1, y1) = bbox(&region.candidate.mask, grid);
+                    format!("{run_id}/{}/{x0:.4},{y0:.4},{x1:.4},{y1:.4}", region.class)
+                },
                 explain.seed,
                 cfg.min_flip_rate,
             )?
