@@ -367,8 +367,9 @@ pub fn write_report(
         )
     });
     let image_pages = render::write_image_pages(dir, &common, image_pages)?;
-    let all_pages: Vec<std::path::PathBuf> =
-        (pages.iter().chain(&view_pages).chain(&image_pages)).cloned().collect();
+    let all_pages: Vec<std::path::PathBuf> = (pages.iter().chain(&view_pages).chain(&image_pages))
+        .cloned()
+        .collect();
     output::finish(dir, &all_pages)?;
 
     let html_bytes: u64 = (pages.iter().chain(&view_pages).chain(&image_pages))
