@@ -95,7 +95,7 @@ impl Default for ShortcutConfig {
             regions_per_map: 2,
             regions_per_class: 4,
             test_images: 32,
-            min_flip_rate: 0.2,
+            min_flip_rate: 0.3,
             fence: 3.0,
             min_margin: 0.05,
             min_reproducibility: crate::trust::reproducibility::MIN_REPRODUCIBILITY,
