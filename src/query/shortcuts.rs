@@ -133,3 +133,121 @@ pub fn region_masks(conn: &Connection, run: &str) -> rusqlite::Result<Vec<Region
     })?
     .collect()
 }
+
+/// Every image's outcomes in the causal tests, image by image (`shortcut_tests` with the region's
+/// class, verdict and box), for `export`.
+pub fn tests(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT t.image_id, i.path, t.region, r.class, r.verdict AS region_verdict, t.test, t.donor,
+                round(t.class_before, 4) AS class_before, round(t.class_after, 4) AS class_after,
+                t.predicted_after, t.flipped
+         FROM shortcut_tests AS t
+         JOIN shortcut_regions AS r ON r.run_id = t.run_id AND r.region = t.region
+         JOIN images AS i ON i.image_id = t.image_id
+         WHERE t.run_id = ?1 ORDER BY t.image_id, t.region, t.test",
+        [run],
+    )
+}
+
+/// One image's part in the shortcut check: a region's test it took part in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageTest {
+    pub region: i64,
+    pub class: String,
+    pub region_verdict: String,
+    /// The region's box, fractions of the image's side.
+    pub x0: f64,
+    pub y0: f64,
+    pub x1: f64,
+    pub y1: f64,
+    /// `occlusion` or `paste`.
+    pub test: String,
+    /// For a paste: the donor's file.
+    pub donor_path: Option<String>,
+    pub class_before: f64,
+    pub class_after: f64,
+    pub predicted_after: String,
+    pub flipped: bool,
+}
+
+/// One image's calibrated flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFlag {
+    pub method: String,
+    pub reason: String,
+    pub value: f64,
+    pub threshold: f64,
+}
+
+/// Per image id: the causal tests it took part in (by region) and its calibrated flags, for the
+/// report's image pages.
+#[derive(Debug, Default)]
+pub struct ImageShortcuts {
+    pub checked: bool,
+    pub tests: std::collections::HashMap<String, Vec<ImageTest>>,
+    pub flags: std::collections::HashMap<String, Vec<ImageFlag>>,
+}
+
+pub fn image_shortcuts(conn: &Connection, run: &str) -> rusqlite::Result<ImageShortcuts> {
+    let mut out = ImageShortcuts {
+        checked: conn.query_row(
+            "SELECT count(*) FROM shortcut_checks WHERE run_id = ?1",
+            [run],
+            |r| r.get::<_, i64>(0),
+        )? > 0,
+        ..Default::default()
+    };
+    let mut stmt = conn.prepare(
+        "SELECT t.image_id, t.region, r.class, r.verdict, r.x0, r.y0, r.x1, r.y1, t.test,
+                (SELECT path FROM images WHERE image_id = t.donor), t.class_before, t.class_after,
+                t.predicted_after, t.flipped
+         FROM shortcut_tests AS t
+         JOIN shortcut_regions AS r ON r.run_id = t.run_id AND r.region = t.region
+         WHERE t.run_id = ?1 ORDER BY t.image_id, t.region, t.test",
+    )?;
+    let rows = stmt.query_map([run], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            ImageTest {
+                region: r.get(1)?,
+                class: r.get(2)?,
+                region_verdict: r.get(3)?,
+                x0: r.get(4)?,
+                y0: r.get(5)?,
+                x1: r.get(6)?,
+                y1: r.get(7)?,
+                test: r.get(8)?,
+                donor_path: r.get(9)?,
+                class_before: r.get(10)?,
+                class_after: r.get(11)?,
+                predicted_after: r.get(12)?,
+                flipped: r.get::<_, i64>(13)? != 0,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (id, t) = row?;
+        out.tests.entry(id).or_default().push(t);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT image_id, method, reason, value, threshold FROM shortcut_flags
+         WHERE run_id = ?1 ORDER BY image_id, value / threshold DESC",
+    )?;
+    let rows = stmt.query_map([run], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            ImageFlag {
+                method: r.get(1)?,
+                reason: r.get(2)?,
+                value: r.get(3)?,
+                threshold: r.get(4)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (id, f) = row?;
+        out.flags.entry(id).or_default().push(f);
+    }
+    Ok(out)
+}

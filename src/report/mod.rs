@@ -331,6 +331,7 @@ pub fn write_report(
     let view_pages = render::write_views(dir, &common, &items, &views, per_page)?;
     let agreement_rows = rq::image_agreement(conn, run)?;
     let faithfulness = rq::image_faithfulness(conn, run)?;
+    let shortcuts = crate::query::shortcuts::image_shortcuts(conn, run)?;
     let by_anchor: std::collections::HashMap<&str, usize> = (items.iter().enumerate())
         .map(|(i, it)| (it.anchor.as_str(), i))
         .collect();
@@ -355,6 +356,7 @@ pub fn write_report(
                     .get(&e.image_id)
                     .map_or(&[], |v| v.as_slice()),
                 faithfulness: &faithfulness,
+                shortcuts: &shortcuts,
             },
             Link {
                 label: format!("gallery page {page}"),

@@ -8,8 +8,9 @@ use std::path::Path;
 use super::plots::Line;
 use super::view::{
     asset_name, fmt2, fmt3, html_table, method_title, methods_html, pct, FaithCell, GalleryGroup,
-    GalleryItem, Glance, ImagePage, KeyValue, Link, MapFigure, Matrix, MatrixCell, MeanMapRow,
-    MethodCell, TrustSection, ViewFacet, ViewLink, ViewNav,
+    GalleryItem, Glance, ImageFlag, ImagePage, ImageShortcuts, ImageTest, KeyValue, Link,
+    MapFigure, Matrix, MatrixCell, MeanMapRow, MethodCell, TrustSection, ViewFacet, ViewLink,
+    ViewNav,
 };
 use super::ASSETS;
 use crate::config::ImageConfig;
@@ -692,6 +693,64 @@ pub struct ImageFacts<'a> {
     pub methods: &'a [String],
     pub pairs: &'a [PairAgreement],
     pub faithfulness: &'a HashMap<(String, String), ImageFaithfulness>,
+    pub shortcuts: &'a crate::query::shortcuts::ImageShortcuts,
+}
+
+/// The image's flags and causal tests from the run's shortcut check, for its page.
+pub fn image_shortcuts(
+    image_id: &str,
+    all: &crate::query::shortcuts::ImageShortcuts,
+) -> ImageShortcuts {
+    let flags = (all.flags.get(image_id).into_iter().flatten())
+        .map(|f| ImageFlag {
+            method: method_title(&f.method),
+            reason: match f.reason.as_str() {
+                "background" => "mass outside the brain".to_string(),
+                "border" => "mass in the border band".to_string(),
+                other => other.to_string(),
+            },
+            value: fmt3(Some(f.value)),
+            threshold: fmt3(Some(f.threshold)),
+        })
+        .collect();
+    let tests = (all.tests.get(image_id).into_iter().flatten())
+        .map(|t| {
+            let file = |p: &str| {
+                std::path::Path::new(p)
+                    .file_name()
+                    .map_or_else(|| p.to_string(), |f| f.to_string_lossy().into_owned())
+            };
+            let what = match (t.test.as_str(), &t.donor_path) {
+                ("paste", Some(d)) => format!("region {} pasted in from {}", t.region, file(d)),
+                ("paste", None) => format!("region {} pasted in", t.region),
+                _ => format!("region {} filled in", t.region),
+            };
+            let pc = |v: f64| format!("{:.1}", 100.0 * v.clamp(0.0, 1.0));
+            ImageTest {
+                region: t.region,
+                class: t.class.clone(),
+                verdict: t.region_verdict.replace('_', " "),
+                test: t.test.clone(),
+                what,
+                before: fmt3(Some(t.class_before)),
+                after: fmt3(Some(t.class_after)),
+                predicted_after: t.predicted_after.clone(),
+                flipped: t.flipped,
+                box_style: format!(
+                    "left: {}%; top: {}%; width: {}%; height: {}%",
+                    pc(t.x0),
+                    pc(t.y0),
+                    pc(t.x1 - t.x0),
+                    pc(t.y1 - t.y0)
+                ),
+            }
+        })
+        .collect();
+    ImageShortcuts {
+        checked: all.checked,
+        flags,
+        tests,
+    }
 }
 
 /// One image's page: its gallery item, its pictures, each method's figure with the colour bar's
@@ -747,6 +806,7 @@ pub fn image_page(
         big: 320,
         maps,
         agreement: image_matrices(facts.methods, facts.pairs),
+        shortcuts: image_shortcuts(image_id, facts.shortcuts),
         item,
         gallery,
         prev,

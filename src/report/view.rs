@@ -182,11 +182,48 @@ pub struct ImagePage {
     pub big: u32,
     pub maps: Vec<MapFigure>,
     pub agreement: Vec<Matrix>,
+    /// The run's shortcut check as it concerns this image.
+    pub shortcuts: ImageShortcuts,
     pub gallery: Link,
     pub prev: Option<Link>,
     pub next: Option<Link>,
     pub position: usize,
     pub total: usize,
+}
+
+/// An image's part in the run's shortcut check: its calibrated flags and the causal tests it took part
+/// in, each with its region's box (CSS percentages over the model input).
+#[derive(Serialize, Default)]
+pub struct ImageShortcuts {
+    /// False when the run has no shortcut check.
+    pub checked: bool,
+    pub flags: Vec<ImageFlag>,
+    pub tests: Vec<ImageTest>,
+}
+
+#[derive(Serialize)]
+pub struct ImageFlag {
+    pub method: String,
+    pub reason: String,
+    pub value: String,
+    pub threshold: String,
+}
+
+#[derive(Serialize)]
+pub struct ImageTest {
+    pub region: i64,
+    pub class: String,
+    pub verdict: String,
+    /// `occlusion` or `paste`.
+    pub test: String,
+    /// What was done, in words ("region 2 filled in", "region 2 pasted from <file>").
+    pub what: String,
+    pub before: String,
+    pub after: String,
+    pub predicted_after: String,
+    pub flipped: bool,
+    /// `left: ..%; top: ..%; width: ..%; height: ..%`.
+    pub box_style: String,
 }
 
 /// One group of the gallery (incorrect, correct, unlabelled) on one page.

@@ -60,6 +60,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_verdicts.sql",
         include_str!("../../migrations/0007_verdicts.sql"),
     ),
+    (
+        "0008_shortcut_tests.sql",
+        include_str!("../../migrations/0008_shortcut_tests.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

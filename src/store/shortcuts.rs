@@ -227,12 +227,30 @@ pub struct ShortcutFlagRecord {
     pub threshold: f64,
 }
 
+/// A row of `shortcut_tests`: one image's outcome in one region's occlusion or paste test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShortcutTestRecord {
+    pub region: i64,
+    pub image_id: String,
+    /// `occlusion` or `paste`.
+    pub test: String,
+    /// For a paste: the image of the region's class the region came from.
+    pub donor: Option<String>,
+    /// The region's class's probability before and after.
+    pub class_before: f64,
+    pub class_after: f64,
+    pub predicted_after: String,
+    pub flipped: bool,
+}
+
 /// Everything one shortcut check writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShortcutCheck {
     pub check: ShortcutCheckRecord,
     pub methods: Vec<ShortcutMethodRecord>,
     pub regions: Vec<ShortcutRegionRecord>,
+    /// Per image: what each region's occlusion or paste did (the report's image pages show them).
+    pub tests: Vec<ShortcutTestRecord>,
     pub flags: Vec<ShortcutFlagRecord>,
 }
 
@@ -336,6 +354,23 @@ fn write_all(conn: &Connection, s: &ShortcutCheck) -> rusqlite::Result<()> {
             real(r.control_paste_rate),
             real(r.control_paste_high),
             r.verdict
+        ])?;
+    }
+    let mut stmt = conn.prepare(
+        "INSERT INTO shortcut_tests (run_id, region, image_id, test, donor, class_before, class_after, \
+         predicted_after, flipped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for t in &s.tests {
+        stmt.execute(params![
+            run,
+            t.region,
+            t.image_id,
+            t.test,
+            t.donor,
+            real(Some(t.class_before)),
+            real(Some(t.class_after)),
+            t.predicted_after,
+            t.flipped
         ])?;
     }
     let mut stmt = conn.prepare(

@@ -309,6 +309,63 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
     );
     assert!(String::from_utf8_lossy(&up.stderr).contains("FAIL: shortcuts"));
     assert_eq!(gate("corner", "clean").status.code(), Some(0));
+    // Per image, the causal tests add up to each region's counts (controls are not kept per image).
+    let mismatched: i64 = c
+        .query_row(
+            "SELECT count(*) FROM shortcut_regions AS r WHERE \
+               r.occluded_images <> (SELECT count(*) FROM shortcut_tests AS t WHERE t.run_id = r.run_id \
+                                     AND t.region = r.region AND t.test = 'occlusion') \
+            OR r.occlusion_flips <> (SELECT coalesce(sum(flipped), 0) FROM shortcut_tests AS t \
+                                     WHERE t.run_id = r.run_id AND t.region = r.region AND t.test = 'occlusion') \
+            OR r.pasted_images <> (SELECT count(*) FROM shortcut_tests AS t WHERE t.run_id = r.run_id \
+                                   AND t.region = r.region AND t.test = 'paste') \
+            OR r.paste_flips <> (SELECT coalesce(sum(flipped), 0) FROM shortcut_tests AS t \
+                                 WHERE t.run_id = r.run_id AND t.region = r.region AND t.test = 'paste')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        mismatched, 0,
+        "per-image tests disagree with the regions' counts"
+    );
+    // The report's page of an image whose occlusion flipped a confirmed region's class shows it: the
+    // test's row and the region's box over the model input.
+    let flipped_image: String = c
+        .query_row(
+            "SELECT t.image_id FROM shortcut_tests AS t JOIN shortcut_regions AS r USING (run_id, region) \
+             WHERE t.run_id = 'corner' AND r.verdict = 'confirmed' AND t.test = 'occlusion' AND t.flipped = 1 \
+             ORDER BY t.image_id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let report = dir.path().join("report-corner");
+    let out = bin(&[])
+        .args(["report", "--db", &db_arg, "--run", "corner", "--out"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pages: Vec<String> = std::fs::read_dir(report.join("images"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    let page = pages
+        .iter()
+        .find(|p| p.contains(&flipped_image))
+        .expect("the flipped image has a page");
+    assert!(page.contains("Shortcut check on this image"), "{page}");
+    assert!(page.contains("region-box confirmed"), "{page}");
+    assert!(
+        page.contains("filled in") && page.contains(">flipped<"),
+        "{page}"
+    );
+    assert!(page.contains("report.html#verdict"), "{page}");
     for (name, marker) in &runs {
         let (verdict, summary): (String, String) = c
             .query_row(

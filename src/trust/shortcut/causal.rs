@@ -54,6 +54,7 @@ pub(super) fn median(values: &mut [f64]) -> Option<f64> {
 
 /// One tested image: its model input (C x S x S) and the model's probabilities.
 pub(super) struct TestImage<'a> {
+    pub(super) id: &'a str,
     pub(super) input: &'a [f32],
     pub(super) probs: Vec<f32>,
 }
@@ -75,6 +76,22 @@ impl Counts {
     pub fn interval(&self) -> (f64, f64) {
         wilson(self.flips, self.images)
     }
+}
+
+/// What the region's occlusion (in an image of its class) or paste (into an image of another class)
+/// did to one image: the region class's probability before and after, the class predicted after.
+/// The controls' outcomes are not kept per image (they only calibrate the rates).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub image_id: String,
+    /// `occlusion` or `paste`.
+    pub test: &'static str,
+    /// For a paste, the image of the region's class the region was taken from.
+    pub donor: Option<String>,
+    pub before: f64,
+    pub after: f64,
+    pub predicted_after: usize,
+    pub flipped: bool,
 }
 
 /// The four tests of one region.
@@ -233,7 +250,8 @@ pub(super) fn argmax(p: &[f32]) -> usize {
 }
 
 /// Runs the occlusion, paste and control tests of one region on the model. `own` = images predicted
-/// `class`, `others` = images predicted otherwise; `key` seeds the control's places.
+/// `class`, `others` = images predicted otherwise; `key` seeds the control's places. Returns the
+/// counts, the forward passes spent and each tested image's outcome (occlusion and paste only).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn causal_test(
     model: &Model,
@@ -247,7 +265,7 @@ pub(super) fn causal_test(
     key: &str,
     seed: u64,
     min_flip_rate: f64,
-) -> Result<(Causal, usize)> {
+) -> Result<(Causal, usize, Vec<Outcome>)> {
     let mask = mask_at(mask_grid, grid, size);
     let ring_width = (size / 16).max(2);
     let ring: Vec<bool> = dilate(&mask, size, size, ring_width)
@@ -316,18 +334,34 @@ pub(super) fn causal_test(
         batch.extend(controls);
     }
     let mut counts = [Counts::default(); 4];
+    let mut outcomes = Vec::new();
     for ((kind, i), p) in what.iter().zip(&probs) {
         let c = &mut counts[*kind];
         c.images += 1;
-        let (before, flipped) = if *kind % 2 == 0 {
-            let b = own[*i].probs[class];
-            (b - p[class], argmax(p) != class)
+        let (tested, before, flipped) = if *kind % 2 == 0 {
+            (&own[*i], own[*i].probs[class], argmax(p) != class)
         } else {
-            let b = others[*i].probs[class];
-            (p[class] - b, argmax(p) == class)
+            (&others[*i], others[*i].probs[class], argmax(p) == class)
+        };
+        // Occlusion lowers the class's probability, a paste raises it: the shift in the tested direction.
+        let shift = if *kind % 2 == 0 {
+            before - p[class]
+        } else {
+            p[class] - before
         };
         c.flips += flipped as usize;
-        c.mean_shift += before as f64;
+        c.mean_shift += shift as f64;
+        if *kind < 2 {
+            outcomes.push(Outcome {
+                image_id: tested.id.to_string(),
+                test: if *kind == 0 { "occlusion" } else { "paste" },
+                donor: (*kind == 1).then(|| own[*i % own.len()].id.to_string()),
+                before: before as f64,
+                after: p[class] as f64,
+                predicted_after: argmax(p),
+                flipped,
+            });
+        }
     }
     for c in &mut counts {
         if c.images > 0 {
@@ -342,5 +376,6 @@ pub(super) fn causal_test(
             control_paste: counts[3],
         },
         batch.len(),
+        outcomes,
     ))
 }

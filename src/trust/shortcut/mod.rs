@@ -44,7 +44,7 @@ use crate::model::Model;
 use crate::preprocess::Prepared;
 use crate::store::shortcuts::{
     FaithRow, RunImage, RunInputs, ShortcutCheck, ShortcutCheckRecord, ShortcutFlagRecord,
-    ShortcutMethodRecord, ShortcutRegionRecord,
+    ShortcutMethodRecord, ShortcutRegionRecord, ShortcutTestRecord,
 };
 use crate::trust::faithfulness;
 
@@ -255,6 +255,7 @@ pub fn check_run(
             (
                 *i,
                 TestImage {
+                    id: &i.image_id,
                     input: &p.input,
                     probs,
                 },
@@ -264,6 +265,7 @@ pub fn check_run(
 
     // Causal tests.
     let mut region_rows = Vec::new();
+    let mut test_rows = Vec::new();
     for (k, region) in regions.iter().enumerate() {
         let Some(ci) = class_index(&region.class) else {
             continue;
@@ -282,6 +284,7 @@ pub fn check_run(
         let own: Vec<TestImage> = own
             .iter()
             .map(|t| TestImage {
+                id: t.id,
                 input: t.input,
                 probs: t.probs.clone(),
             })
@@ -289,11 +292,12 @@ pub fn check_run(
         let others: Vec<TestImage> = others
             .iter()
             .map(|t| TestImage {
+                id: t.id,
                 input: t.input,
                 probs: t.probs.clone(),
             })
             .collect();
-        let (causal, n) = if size > 0 {
+        let (causal, n, outcomes) = if size > 0 {
             causal_test(
                 model,
                 ci,
@@ -313,8 +317,21 @@ pub fn check_run(
                 cfg.min_flip_rate,
             )?
         } else {
-            (Causal::default(), 0)
+            (Causal::default(), 0, Vec::new())
         };
+        test_rows.extend(outcomes.into_iter().map(|o| {
+            ShortcutTestRecord {
+                region: k as i64 + 1,
+                image_id: o.image_id,
+                test: o.test.to_string(),
+                donor: o.donor,
+                class_before: o.before,
+                class_after: o.after,
+                predicted_after: (classes.get(o.predicted_after).cloned())
+                    .unwrap_or_else(|| o.predicted_after.to_string()),
+                flipped: o.flipped,
+            }
+        }));
         forwards += n;
         let (x0, y0, x1, y1) = bbox(&region.candidate.mask, grid);
         let rate = |c: &Counts| c.rate();
@@ -516,6 +533,7 @@ pub fn check_run(
         },
         methods: method_rows,
         regions: region_rows,
+        tests: test_rows,
         flags,
     })
 }
