@@ -139,7 +139,7 @@ fn url(p: &Path) -> String {
 }
 
 /// Where the screenshots go (kept after the test, for a person to look at).
-fn shots_dir() -> PathBuf {
+pub fn shots_dir() -> PathBuf {
     let d = std::env::temp_dir().join("tumor-audit-report-shots");
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -165,6 +165,33 @@ fn sets(root: &Path) -> Vec<String> {
     ]
 }
 
+/// The trained model of `root` exported to ONNX (`model.onnx`) and traced to TorchScript (`model.pt`)
+/// with the project's own code.
+fn imported_copies(root: &Path, sets: &[String]) -> (PathBuf, PathBuf) {
+    use tch::{Device, Kind, Tensor};
+    use tumor_audit::model::{InputSpec, NativeCnn};
+    let sets: Vec<String> = sets.to_vec();
+    let settings = tumor_audit::config::Settings::load(&repo("config.yml"), &sets).unwrap();
+    let spec = InputSpec {
+        channels: 1,
+        size: SIZE as i64,
+        classes: 2,
+    };
+    let mut cnn = NativeCnn::new(&settings.layers(), spec, Device::Cpu).unwrap();
+    cnn.load(&root.join("w.safetensors")).unwrap();
+    cnn.vs.freeze();
+    let onnx = root.join("model.onnx");
+    tumor_audit::model::onnx::export::export_native(&cnn, &onnx).unwrap();
+    let probe = Tensor::zeros([1, 1, SIZE as i64, SIZE as i64], (Kind::Float, Device::Cpu));
+    let module = tch::CModule::create_by_tracing("Cnn", "forward", &[probe], &mut |xs| {
+        vec![cnn.forward_t(&xs[0], false)]
+    })
+    .unwrap();
+    let torchscript = root.join("model.pt");
+    module.save(&torchscript).unwrap();
+    (onnx, torchscript)
+}
+
 fn run(args: &[&str], sets: &[String]) {
     let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
     let out = bin(&sets).args(args).output().unwrap();
@@ -245,6 +272,42 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
             &s,
         );
     }
+    // The same planted model imported: exported to ONNX and traced to TorchScript, each audited as a
+    // user's model would be (TorchScript has no Grad-CAM: IG and Kernel SHAP find the region there).
+    let corner = dir.path().join("corner");
+    let corner_sets = sets(&corner);
+    let (onnx, torchscript) = imported_copies(&corner, &corner_sets);
+    let test_dir = corner.join("Testing");
+    for (name, key, extra) in [
+        (
+            "corner-onnx",
+            format!("model.onnx={}", onnx.display()),
+            None,
+        ),
+        (
+            "corner-torchscript",
+            format!("model.torchscript={}", torchscript.display()),
+            Some("explain.methods=[integrated_gradients, kernel_shap]"),
+        ),
+    ] {
+        let mut s = corner_sets.clone();
+        s.push(key);
+        s.extend(extra.map(str::to_string));
+        run(
+            &[
+                "audit",
+                "--data",
+                test_dir.to_str().unwrap(),
+                "--db",
+                &db_arg,
+                "--run",
+                name,
+                "--no-leakage-check",
+            ],
+            &s,
+        );
+        runs.push((name.to_string(), Some(Marker::Corner)));
+    }
     let c = Connection::open(&db).unwrap();
     // Every Kernel SHAP map has its split-half reproducibility; the deterministic methods have none.
     let (shap, with, others): (i64, i64, i64) = c
@@ -255,7 +318,7 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!((shap, with, others), (5 * 64, 5 * 64, 0));
+    assert_eq!((shap, with, others), (7 * 64, 7 * 64, 0));
     // `query shortcuts` reads the same verdict.
     let out = bin(&[])
         .args([
@@ -355,9 +418,11 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
+    // Its own page: the id row (other pages name it in links too).
+    let own_row = format!("<td class=\"wrap\">{flipped_image}</td>");
     let page = pages
         .iter()
-        .find(|p| p.contains(&flipped_image))
+        .find(|p| p.contains(&own_row))
         .expect("the flipped image has a page");
     assert!(page.contains("Shortcut check on this image"), "{page}");
     assert!(page.contains("region-box confirmed"), "{page}");
@@ -366,6 +431,31 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
         "{page}"
     );
     assert!(page.contains("report.html#verdict"), "{page}");
+    // As a reader sees it at 1280 px: the page loads clean, the region's box is drawn over the input.
+    let page_file = std::fs::read_dir(report.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p).unwrap().contains(&own_row))
+        .unwrap();
+    let chromium = super::browser::require_chromium();
+    let mut browser = super::browser::Browser::launch(&chromium);
+    let shot = super::report::shots_dir().join("image-shortcut-1280.png");
+    let visit = browser.visit_at(
+        &format!("file://{}", page_file.display()),
+        r#"JSON.stringify(Array.from(document.querySelectorAll('#image-shortcuts .region-box.confirmed'))
+             .map(b => b.getBoundingClientRect().width))"#,
+        true,
+        1280,
+        Some(&shot),
+    );
+    assert!(visit.is_clean(), "{visit:#?}");
+    let widths: Vec<f64> =
+        serde_json::from_str(visit.probe.as_str().expect("probe answered a string")).unwrap();
+    assert!(
+        !widths.is_empty() && widths.iter().all(|w| *w >= 8.0),
+        "confirmed region boxes drawn: {widths:?} ({})",
+        shot.display()
+    );
     for (name, marker) in &runs {
         let (verdict, summary): (String, String) = c
             .query_row(
