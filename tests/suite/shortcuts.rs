@@ -165,6 +165,21 @@ fn sets(root: &Path) -> Vec<String> {
     ]
 }
 
+/// Audits `root`'s Testing folder into `db` as run `name`.
+fn audit(root: &Path, db: &str, name: &str, sets: &[String]) {
+    let test_dir = root.join("Testing");
+    let args = [
+        "audit",
+        "--data",
+        test_dir.to_str().unwrap(),
+        "--db",
+        db,
+        "--run",
+        name,
+    ];
+    run(&[&args[..], &["--no-leakage-check"]].concat(), sets);
+}
+
 /// The trained model of `root` exported to ONNX (`model.onnx`) and traced to TorchScript (`model.pt`)
 /// with the project's own code.
 fn imported_copies(root: &Path, sets: &[String]) -> (PathBuf, PathBuf) {
@@ -257,27 +272,13 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
         make_set(&root, &test, *marker);
         let s = sets(&root);
         run(&["train"], &s);
-        let test_dir = root.join("Testing");
-        run(
-            &[
-                "audit",
-                "--data",
-                test_dir.to_str().unwrap(),
-                "--db",
-                &db_arg,
-                "--run",
-                name,
-                "--no-leakage-check",
-            ],
-            &s,
-        );
+        audit(&root, &db_arg, name, &s);
     }
     // The same planted model imported: exported to ONNX and traced to TorchScript, each audited as a
     // user's model would be (TorchScript has no Grad-CAM: IG and Kernel SHAP find the region there).
     let corner = dir.path().join("corner");
     let corner_sets = sets(&corner);
     let (onnx, torchscript) = imported_copies(&corner, &corner_sets);
-    let test_dir = corner.join("Testing");
     for (name, key, extra) in [
         (
             "corner-onnx",
@@ -293,19 +294,7 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
         let mut s = corner_sets.clone();
         s.push(key);
         s.extend(extra.map(str::to_string));
-        run(
-            &[
-                "audit",
-                "--data",
-                test_dir.to_str().unwrap(),
-                "--db",
-                &db_arg,
-                "--run",
-                name,
-                "--no-leakage-check",
-            ],
-            &s,
-        );
+        audit(&corner, &db_arg, name, &s);
         runs.push((name.to_string(), Some(Marker::Corner)));
     }
     let c = Connection::open(&db).unwrap();

@@ -53,6 +53,7 @@ pub(super) fn median(values: &mut [f64]) -> Option<f64> {
 }
 
 /// One tested image: its model input (C x S x S) and the model's probabilities.
+#[derive(Clone)]
 pub(super) struct TestImage<'a> {
     pub(super) id: &'a str,
     pub(super) input: &'a [f32],

@@ -271,32 +271,10 @@ pub fn check_run(
             continue;
         };
         // The prediction now (the images' stored prediction could come from another device's rounding).
-        let own: Vec<&TestImage> = tested
+        let (own, others): (Vec<TestImage>, Vec<TestImage>) = tested
             .iter()
-            .filter(|(_, t)| argmax(&t.probs) == ci)
-            .map(|(_, t)| t)
-            .collect();
-        let others: Vec<&TestImage> = tested
-            .iter()
-            .filter(|(_, t)| argmax(&t.probs) != ci)
-            .map(|(_, t)| t)
-            .collect();
-        let own: Vec<TestImage> = own
-            .iter()
-            .map(|t| TestImage {
-                id: t.id,
-                input: t.input,
-                probs: t.probs.clone(),
-            })
-            .collect();
-        let others: Vec<TestImage> = others
-            .iter()
-            .map(|t| TestImage {
-                id: t.id,
-                input: t.input,
-                probs: t.probs.clone(),
-            })
-            .collect();
+            .map(|(_, t)| t.clone())
+            .partition(|t| argmax(&t.probs) == ci);
         let (causal, n, outcomes) = if size > 0 {
             causal_test(
                 model,
