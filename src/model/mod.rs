@@ -9,6 +9,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
+mod mixed;
 pub mod train;
 
 /// `model.architecture`: a preset layer list, or `custom` (the `model.layers` list).
