@@ -8,6 +8,7 @@
 # libraries), then runs: tumor-audit, Xplique, Captum, tumor-audit again (the two tumor-audit runs
 # bracket the peers, so that a change of machine load shows), and prints the three figures and the ratios.
 # Usage: bash scripts/peers/side-by-side.sh [IMAGES] [REPEATS]   (after `make setup`)
+# OURS_SET="--set explain.shared_evaluations=true" adds settings to tumor-audit's runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=scripts/peers
@@ -33,10 +34,11 @@ flags=$(grep -m1 '^flags' /proc/cpuinfo)
 isa="AVX2-only"
 case "$flags" in *avx512f*) isa="AVX-512";; esac
 case "$flags" in *amx_bf16*) isa="AVX-512 + AMX";; esac
-echo "== CPU: $cpu, $(nproc) cores ($isa)"
+echo "== CPU: $cpu, $(nproc) cores ($isa); tumor-audit settings: seed profile ${OURS_SET:-}"
 ours() {
   echo "== tumor-audit ($1); load: $(uptime | sed 's/.*load average/load average/')"
-  "$bin" --set explain.profile=seed bench --images "$images" --repeats "$repeats" --audit | tee "$log/ours-$1.txt"
+  # shellcheck disable=SC2086
+  "$bin" --set explain.profile=seed ${OURS_SET:-} bench --images "$images" --repeats "$repeats" --audit | tee "$log/ours-$1.txt"
 }
 ours first
 for peer in xplique captum; do
@@ -56,8 +58,11 @@ def ours(tag):
                           ("SmoothGrad", "smoothgrad"), ("Grad-CAM", "gradcam"), ("LIME", "lime"),
                           ("Kernel SHAP", "kernel_shap"), ("all methods", "all_six"),
                           ("full audit (end to end)", "audit")]:
-            if line.startswith(key + " ") or line.startswith(key + "\t"):
-                rows[name] = float(line[len(key):].split()[0])
+            if line.startswith(key + " "):
+                try:
+                    rows[name] = float(line[len(key):].split()[0])
+                except ValueError:  # Kernel SHAP timed in the LIME row (shared evaluations)
+                    rows[name] = 0.0
     return rows
 def peer(name):
     rows = {}

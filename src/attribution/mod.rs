@@ -294,6 +294,9 @@ pub struct ExplainConfig {
     /// `attribution::shared`): half the perturbation forwards, about half each method's effective
     /// samples. Off by default; applies where both methods run on the same image (`explain_image`).
     pub shared_evaluations: bool,
+    /// bf16 perturbation forwards in oneDNN's blocked layout with the convolution weights packed once
+    /// (see `model::prepacked`); `false` = the channels-last path.
+    pub prepacked_weights: bool,
 }
 
 impl Default for ExplainConfig {
@@ -315,6 +318,7 @@ impl Default for ExplainConfig {
             perturbation_precision: Precision::Auto,
             gradient_precision: Precision::Auto,
             shared_evaluations: false,
+            prepacked_weights: true,
         }
     }
 }
@@ -492,6 +496,9 @@ pub fn explain(
     let size = input.x.size()[3] as usize;
     let mut completeness_error = None;
     let mut segments = None;
+    if let Some(native) = model.native() {
+        native.use_prepacked(cfg.prepacked_weights);
+    }
     let mixed = model.native().filter(|_| cfg.bf16_gradients(model));
     let forward = |x: &Tensor| match mixed {
         Some(native) => native.forward_mixed(x),
@@ -601,6 +608,9 @@ pub fn explain_lime_and_kernel_shap_shared(
     input: &ImageInput,
 ) -> Result<Option<(Attribution, Attribution)>> {
     let t0 = Instant::now();
+    if let Some(native) = model.native() {
+        native.use_prepacked(cfg.prepacked_weights);
+    }
     let seg = segmentation_of(cfg, input)?;
     if seg.n_segments < 2 {
         return Ok(None);

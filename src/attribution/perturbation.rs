@@ -123,7 +123,7 @@ fn unique_scores(
         let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference as f64;
         // Forward-only batches run channels-last (oneDNN's native layout), in bf16 when asked.
         let logits = match (model.native(), bf16) {
-            (Some(m), true) => m.forward_bf16_convs(&perturbed)?,
+            (Some(m), true) => m.forward_bf16(&perturbed)?,
             (Some(m), false) => {
                 let cl = m.channels_last_f32()?;
                 cl.infer_range(&perturbed, 0, cl.layers.len())

@@ -42,6 +42,7 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
         bail!("no usable image to benchmark");
     }
     let e = &cfg;
+    println!("CPU: {}", crate::bench::cpu_description());
     println!(
         "profile {}: IG {} steps, SmoothGrad {} samples, LIME {} samples, Kernel SHAP {} samples, batch {}; {} image(s) x {} repeat(s); {} libtorch threads; {}",
         e.profile.name(),
@@ -112,6 +113,11 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
     let mut total_median = 0.0;
     let mut total_flops = 0.0;
     for &m in &cfg.methods {
+        if shared && m == Method::KernelShap {
+            println!("{:<22} (in the LIME row: shared evaluations)", m.title());
+            total_flops += fwd.map_or(f64::NAN, |f| crate::bench::method_flops(&cfg, m, f));
+            continue;
+        }
         let mut t = Vec::new();
         for i in 0..ok.len() {
             for _ in 0..args.repeats {
@@ -123,7 +129,13 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
         let (lo, hi) = t
             .iter()
             .fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
-        let flops = fwd.map(|f| crate::bench::method_flops(&cfg, m, f));
+        let mut flops = fwd.map(|f| crate::bench::method_flops(&cfg, m, f));
+        if shared && m == Method::Lime {
+            // Half of each method's forwards, done once for both.
+            let shap = fwd.map_or(f64::NAN, |f| crate::bench::method_flops(&cfg, Method::KernelShap, f));
+            flops = flops.map(|f| (f + shap) / 2.0);
+            total_flops -= shap;
+        }
         total_flops += flops.unwrap_or(f64::NAN);
         println!(
             "{}",
