@@ -43,7 +43,9 @@ ours() {
 ours first
 for peer in xplique captum; do
   echo "== $peer; load: $(uptime | sed 's/.*load average/load average/')"
-  (cd "$here" && "../../$py" "${peer}_peer.py" "../../$test_dir" "$images") | tee "$log/$peer.txt"
+  # No GPU for the peers (TensorFlow would look for CUDA), and no library warnings in the figures.
+  (cd "$here" && CUDA_VISIBLE_DEVICES="" TF_CPP_MIN_LOG_LEVEL=3 PYTHONWARNINGS=ignore \
+    "../../$py" "${peer}_peer.py" "../../$test_dir" "$images") | tee "$log/$peer.txt"
 done
 ours second
 echo "== load at the end: $(uptime | sed 's/.*load average/load average/')"
