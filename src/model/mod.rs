@@ -534,10 +534,14 @@ impl NativeCnn {
     }
 
     /// The bfloat16 forward of the perturbation batches: [`NativeCnn::forward_bf16_prepacked`] when
-    /// switched on by [`NativeCnn::use_prepacked`] and the layers allow it, else
+    /// switched on by [`NativeCnn::use_prepacked`], on the CPU, and the layers allow it, else
     /// [`NativeCnn::forward_bf16_convs`].
     pub fn forward_bf16(&self, x: &Tensor) -> Result<Tensor> {
-        if self.use_packed.load(std::sync::atomic::Ordering::Relaxed) && self.can_prepack() {
+        // oneDNN's blocked layout is a CPU layout: on a GPU the channels-last path runs.
+        if self.use_packed.load(std::sync::atomic::Ordering::Relaxed)
+            && self.vs.device() == Device::Cpu
+            && self.can_prepack()
+        {
             self.forward_bf16_prepacked(x)
         } else {
             self.forward_bf16_convs(x)
