@@ -158,7 +158,11 @@ pub fn cpu_description() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!(
         "{}, {cores} cores available ({isa})",
-        if name.is_empty() { "unknown model" } else { &name }
+        if name.is_empty() {
+            "unknown model"
+        } else {
+            &name
+        }
     )
 }
 

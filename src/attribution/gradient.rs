@@ -103,7 +103,14 @@ pub fn integrated_gradients(
     steps: usize,
     batch: usize,
 ) -> Result<IgResult> {
-    integrated_gradients_with(&|x| Ok(model.forward(x)), x, target, baseline_value, steps, batch)
+    integrated_gradients_with(
+        &|x| Ok(model.forward(x)),
+        x,
+        target,
+        baseline_value,
+        steps,
+        batch,
+    )
 }
 
 /// [`integrated_gradients`] through the given forward (path ends' logits from that forward too, so

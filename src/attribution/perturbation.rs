@@ -153,7 +153,11 @@ pub(crate) fn paint(seg: &Segmentation, coef: &[f64]) -> Vec<f32> {
 
 /// Sum over each superpixel of (x - reference)^2 over its pixels and channels: the squared pixel-space
 /// distance a sample gains when it switches that superpixel off.
-pub(crate) fn segment_sq_distance(x: &Tensor, seg: &Segmentation, reference: f32) -> Result<Vec<f64>> {
+pub(crate) fn segment_sq_distance(
+    x: &Tensor,
+    seg: &Segmentation,
+    reference: f32,
+) -> Result<Vec<f64>> {
     let d =
         (x - reference as f64)
             .square()

@@ -105,7 +105,10 @@ pub fn importance_weights(masks: &[f32], m: usize, a: f64) -> (Vec<f64>, Vec<f64
             let ln_choose = ln_fact[m] - ln_fact[k] - ln_fact[m - k];
             let ln_p_s = (sizes[k - 1] / z).ln() - ln_choose;
             let r = ln_p_s - ln_p_l;
-            (1.0 / (a + (1.0 - a) * r.exp()), 1.0 / (a * (-r).exp() + 1.0 - a))
+            (
+                1.0 / (a + (1.0 - a) * r.exp()),
+                1.0 / (a * (-r).exp() + 1.0 - a),
+            )
         })
         .unzip()
 }
@@ -140,7 +143,10 @@ mod tests {
             el += q * wl[i];
             es += q * ws[i];
         }
-        assert!((el - 1.0).abs() < 1e-12 && (es - 1.0).abs() < 1e-12, "{el} {es}");
+        assert!(
+            (el - 1.0).abs() < 1e-12 && (es - 1.0).abs() < 1e-12,
+            "{el} {es}"
+        );
     }
 
     #[test]

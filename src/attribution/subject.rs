@@ -184,18 +184,25 @@ pub fn explain_image(
         .map(|&m| {
             if pair && matches!(m, Method::Lime | Method::KernelShap) {
                 let both = shared.get_or_insert_with(|| {
-                    super::explain_lime_and_kernel_shap_shared(model, cfg, input)
-                        .and_then(|p| match p {
+                    super::explain_lime_and_kernel_shap_shared(model, cfg, input).and_then(|p| {
+                        match p {
                             Some(p) => Ok(p),
                             None => Ok((
                                 explain(model, cfg, Method::Lime, input)?,
                                 explain(model, cfg, Method::KernelShap, input)?,
                             )),
-                        })
+                        }
+                    })
                 });
                 let one = match both {
-                    Ok((lime, shap)) => Ok(if m == Method::Lime { lime.clone() } else { shap.clone() }),
-                    Err(e) => Err(Error::Other(format!("LIME and Kernel SHAP (shared evaluations): {e}"))),
+                    Ok((lime, shap)) => Ok(if m == Method::Lime {
+                        lime.clone()
+                    } else {
+                        shap.clone()
+                    }),
+                    Err(e) => Err(Error::Other(format!(
+                        "LIME and Kernel SHAP (shared evaluations): {e}"
+                    ))),
                 };
                 return (m, one);
             }

@@ -132,7 +132,9 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
         let mut flops = fwd.map(|f| crate::bench::method_flops(&cfg, m, f));
         if shared && m == Method::Lime {
             // Half of each method's forwards, done once for both.
-            let shap = fwd.map_or(f64::NAN, |f| crate::bench::method_flops(&cfg, Method::KernelShap, f));
+            let shap = fwd.map_or(f64::NAN, |f| {
+                crate::bench::method_flops(&cfg, Method::KernelShap, f)
+            });
             flops = flops.map(|f| (f + shap) / 2.0);
             total_flops -= shap;
         }
@@ -262,8 +264,7 @@ fn bench_equivalence(
         // Shared evaluations reuse the first half of the reference's own draws (same seed), which
         // flatters the same-seed comparison: the optimised map with another seed, against the
         // reference, compares independent draws as the ref vs ref' column does.
-        let shared_pair =
-            cfg.shared_evaluations && matches!(m, Method::Lime | Method::KernelShap);
+        let shared_pair = cfg.shared_evaluations && matches!(m, Method::Lime | Method::KernelShap);
         let mut indep = Vec::new();
         let spread = if m == Method::IntegratedGradients {
             &other_steps

@@ -47,19 +47,23 @@ impl NativeCnn {
         let _guard = tch::no_grad_guard();
         let convs = (0..self.float_head_start())
             .map(|i| match (&low.layers[i], &self.specs[i]) {
-                (Layer::Conv(c), LayerSpec::Conv { kernel, padding, .. }) => {
+                (
+                    Layer::Conv(c),
+                    LayerSpec::Conv {
+                        kernel, padding, ..
+                    },
+                ) => {
                     let padding = padding.unwrap_or(kernel / 2);
-                    let weight = c
-                        .ws
-                        .contiguous()
-                        .to_mkldnn()
-                        .f_mkldnn_reorder_conv2d_weight(
-                            [padding, padding],
-                            [1, 1],
-                            [1, 1],
-                            1,
-                            None::<&[i64]>,
-                        )?;
+                    let weight =
+                        c.ws.contiguous()
+                            .to_mkldnn()
+                            .f_mkldnn_reorder_conv2d_weight(
+                                [padding, padding],
+                                [1, 1],
+                                [1, 1],
+                                1,
+                                None::<&[i64]>,
+                            )?;
                     Ok(Some(PackedConv {
                         weight,
                         bias: c.bs.as_ref().map(|b| b.shallow_clone()),
@@ -84,7 +88,10 @@ impl NativeCnn {
             }
         };
         let split = self.float_head_start();
-        let mut a = x.to_kind(Kind::BFloat16).contiguous().f_to_mkldnn(None::<Kind>)?;
+        let mut a = x
+            .to_kind(Kind::BFloat16)
+            .contiguous()
+            .f_to_mkldnn(None::<Kind>)?;
         let mut i = 0;
         while i < split {
             match (&self.layers[i], &packed.convs[i]) {
@@ -100,7 +107,10 @@ impl NativeCnn {
                 }
                 // pool(relu(a)) = relu(pool(a)) exactly (ReLU is monotone): the ReLU on a quarter of
                 // the values.
-                (Layer::Relu, _) if matches!(self.layers.get(i + 1), Some(Layer::MaxPool(_))) && i + 1 < split => {
+                (Layer::Relu, _)
+                    if matches!(self.layers.get(i + 1), Some(Layer::MaxPool(_)))
+                        && i + 1 < split =>
+                {
                     a = self.layers[i + 1].forward_t(&a, false).f_relu_()?;
                     i += 2;
                     continue;

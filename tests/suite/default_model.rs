@@ -316,17 +316,23 @@ fn prepacked_bf16_forward_runs_at_every_small_batch_size_close_to_f32() {
     let imgs = real_images(&ctx, 4);
     let refs: Vec<_> = imgs.iter().map(|(_, p)| p).collect();
     let base = stack_inputs(&refs);
-    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+    let max_diff =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |s, (x, y)| s.max((x - y).abs()));
     for n in (1..=40i64).chain([64, 65, 128]) {
         let x = base.repeat([(n + 3) / 4, 1, 1, 1]).narrow(0, 0, n);
         let _guard = tch::no_grad_guard();
         let f32_logits = Vec::<f32>::try_from(model.forward(&x).flatten(0, -1)).unwrap();
-        let cl = Vec::<f32>::try_from(native.forward_bf16_convs(&x).unwrap().flatten(0, -1)).unwrap();
+        let cl =
+            Vec::<f32>::try_from(native.forward_bf16_convs(&x).unwrap().flatten(0, -1)).unwrap();
         let packed =
-            Vec::<f32>::try_from(native.forward_bf16_prepacked(&x).unwrap().flatten(0, -1)).unwrap();
+            Vec::<f32>::try_from(native.forward_bf16_prepacked(&x).unwrap().flatten(0, -1))
+                .unwrap();
         let scale = f32_logits.iter().fold(0f32, |s, v| s.max(v.abs()));
         let (d32, dcl) = (max_diff(&f32_logits, &packed), max_diff(&f32_logits, &cl));
-        assert!(d32 <= 0.05 * scale, "batch {n}: pre-packed bf16 logits differ by {d32} (scale {scale})");
+        assert!(
+            d32 <= 0.05 * scale,
+            "batch {n}: pre-packed bf16 logits differ by {d32} (scale {scale})"
+        );
         assert!(
             max_diff(&cl, &packed) <= dcl.max(0.01 * scale),
             "batch {n}: pre-packed vs channels-last bf16 {} (channels-last vs f32 {dcl})",
@@ -371,6 +377,10 @@ fn mixed_precision_gradients_agree_with_float32() {
         (v[4] + v[5]) / 2.0
     };
     let (m32, m16) = (median(&mut e32), median(&mut e16));
-    eprintln!("IG completeness error, median of 10: f32 {:.3}%, mixed bf16 {:.3}%", 100.0 * m32, 100.0 * m16);
+    eprintln!(
+        "IG completeness error, median of 10: f32 {:.3}%, mixed bf16 {:.3}%",
+        100.0 * m32,
+        100.0 * m16
+    );
     assert!(m16 <= m32 + 0.005, "mixed {m16} vs f32 {m32}");
 }
