@@ -726,18 +726,24 @@ pub fn explain_lime_and_kernel_shap_shared(
     )?;
     let seconds = t0.elapsed().as_secs_f64() / 2.0;
     let size = input.x.size()[3] as usize;
-    let make = |method, map| Attribution {
+    let make = |method, map, halves: Option<crate::trust::reproducibility::Halves>| Attribution {
         method,
         map,
         size,
         completeness_error: None,
         segments: Some(seg.n_segments),
-        reproducibility: None,
+        reproducibility: halves
+            .as_ref()
+            .map(|h| crate::trust::reproducibility::reproducibility(h, size)),
         seconds,
     };
     Ok(Some((
-        make(Method::Lime, maps.lime),
-        make(Method::KernelShap, maps.kernel_shap),
+        make(Method::Lime, maps.lime, maps.lime_halves),
+        make(
+            Method::KernelShap,
+            maps.kernel_shap,
+            maps.kernel_shap_halves,
+        ),
     )))
 }
 

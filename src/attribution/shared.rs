@@ -13,6 +13,11 @@
 //! pile up near 1 and M-1), so each method mostly learns from its own half and the other half gets
 //! weights near 0. Half the evaluations for about half the effective samples: `bench --equivalence`
 //! shows what that costs in agreement with the reference.
+//!
+//! The split-half reproducibility of [`crate::trust::reproducibility`] is kept: each method is fitted
+//! again on the first half of each method's draws and on the second half (both halves are draws from
+//! the same mixture q, so the importance weights stay as they are), two more fits per method and no
+//! extra model call.
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
@@ -21,11 +26,16 @@ use super::segment::Segmentation;
 use super::LimeConfig;
 use crate::error::Result;
 use crate::model::Model;
+use crate::trust::reproducibility::Halves;
 
 /// The two maps of [`lime_and_kernel_shap`].
 pub struct SharedMaps {
     pub lime: Vec<f32>,
     pub kernel_shap: Vec<f32>,
+    /// The maps fitted on each half of the draws (see the module docs); `None` when a half has fewer
+    /// than 2 samples or a fit fails, as for the methods run apart.
+    pub lime_halves: Option<Halves>,
+    pub kernel_shap_halves: Option<Halves>,
     /// Model evaluations made (distinct masks), against `lime_samples + shap_samples` for the two
     /// methods run apart (before their own duplicate saving).
     pub evaluations: usize,
@@ -67,11 +77,51 @@ pub fn lime_and_kernel_shap(
     }
     let lime = perturbation::ridge(&masks, &y, &w, m, cfg.alpha)?;
     let shap = perturbation::weighted_least_squares_with_intercept(&masks, &y, &w_s, m)?;
+
+    // Split halves: the first half of the LIME draws with the first half of the Kernel SHAP draws,
+    // and the rest.
+    let first: Vec<usize> = (0..n_l / 2).chain(n_l..n_l + n_s / 2).collect();
+    let second: Vec<usize> = (n_l / 2..n_l).chain(n_l + n_s / 2..n_l + n_s).collect();
+    let halves = |fit: &dyn Fn(&[usize]) -> Result<Vec<f64>>| -> Option<Halves> {
+        if first.len() < 2 || second.len() < 2 {
+            return None;
+        }
+        Some(Halves {
+            first: perturbation::paint(seg, &fit(&first).ok()?),
+            second: perturbation::paint(seg, &fit(&second).ok()?),
+        })
+    };
+    let lime_halves = halves(&|rows| {
+        let (z, yy) = (pick_rows(&masks, m, rows), pick(&y, rows));
+        let mut ww = pick(&w, rows);
+        if ww.iter().all(|&v| v == 0.0 || !v.is_finite()) {
+            // As the whole: the importance weights alone when every kernel weight underflows.
+            ww = pick(&w_l, rows);
+        }
+        perturbation::ridge(&z, &yy, &ww, m, cfg.alpha)
+    });
+    let kernel_shap_halves = halves(&|rows| {
+        let (z, yy, ww) = (pick_rows(&masks, m, rows), pick(&y, rows), pick(&w_s, rows));
+        perturbation::weighted_least_squares_with_intercept(&z, &yy, &ww, m)
+    });
     Ok(SharedMaps {
         lime: perturbation::paint(seg, &lime),
         kernel_shap: perturbation::paint(seg, &shap),
+        lime_halves,
+        kernel_shap_halves,
         evaluations,
     })
+}
+
+fn pick(v: &[f64], rows: &[usize]) -> Vec<f64> {
+    rows.iter().map(|&r| v[r]).collect()
+}
+
+fn pick_rows(masks: &[f32], m: usize, rows: &[usize]) -> Vec<f32> {
+    rows.iter()
+        .flat_map(|&r| &masks[r * m..(r + 1) * m])
+        .copied()
+        .collect()
 }
 
 fn distinct_rows(masks: &[f32], m: usize) -> usize {

@@ -368,6 +368,8 @@ fn mixed_precision_gradients_agree_with_float32() {
             let b = attribution::explain(&model, &mixed_ctx.settings.explain, m, &input()).unwrap();
             let rho = tumor_audit::metrics::spearman(&a.map, &b.map);
             assert!(rho > 0.95, "{}: Spearman bf16 vs f32 {rho}", m.name());
+            // SmoothGrad's split halves come through the mixed forward too.
+            assert_eq!(a.reproducibility.is_some(), b.reproducibility.is_some());
             e32.extend(a.completeness_error);
             e16.extend(b.completeness_error);
         }
@@ -383,4 +385,51 @@ fn mixed_precision_gradients_agree_with_float32() {
         100.0 * m16
     );
     assert!(m16 <= m32 + 0.005, "mixed {m16} vs f32 {m32}");
+}
+
+/// LIME and Kernel SHAP on shared evaluations keep their split-half reproducibility (each method
+/// fitted again on each half of the shared draws), as when they run apart: a figure in [-1, 1] for
+/// both on real images, where the superpixels are many.
+#[test]
+fn shared_evaluations_store_the_split_half_reproducibility() {
+    let ctx = context(&[
+        "explain.shared_evaluations=true",
+        "explain.lime.samples=200",
+        "explain.kernel_shap.samples=200",
+    ]);
+    let apart = context(&[
+        "explain.lime.samples=200",
+        "explain.kernel_shap.samples=200",
+    ]);
+    let model = ctx.load_model().unwrap();
+    let methods = [Method::Lime, Method::KernelShap];
+    for (id, p) in real_images(&ctx, 2) {
+        let x = stack_inputs(&[&p]);
+        let input = ImageInput {
+            id: &id,
+            x: &x,
+            grey: &p.grey,
+            target: 1,
+            segmentation: Default::default(),
+        };
+        for (m, a) in attribution::explain_image(&model, &ctx.settings.explain, &methods, &input) {
+            let a = a.unwrap();
+            assert!(
+                a.segments.unwrap() >= 2,
+                "{id}: the shared path needs 2 superpixels"
+            );
+            let r = a.reproducibility.unwrap_or(f64::NAN);
+            assert!(
+                (-1.0..=1.0).contains(&r),
+                "{id} {}: reproducibility {r}",
+                m.name()
+            );
+            let alone = attribution::explain(&model, &apart.settings.explain, m, &input).unwrap();
+            eprintln!(
+                "{id} {}: reproducibility shared {r:.3}, apart {:.3}",
+                m.name(),
+                alone.reproducibility.unwrap_or(f64::NAN)
+            );
+        }
+    }
 }
