@@ -694,59 +694,6 @@ fn segmentation_of<'a>(
     Ok(input.segmentation.get_or_init(|| seg))
 }
 
-/// LIME and Kernel SHAP of one image on shared evaluations (`explain.shared_evaluations`, see
-/// [`shared`]); `None` when the image has fewer than two superpixels (then each runs alone). The
-/// seconds of the shared work are split evenly between the two.
-pub fn explain_lime_and_kernel_shap_shared(
-    model: &Model,
-    cfg: &ExplainConfig,
-    input: &ImageInput,
-) -> Result<Option<(Attribution, Attribution)>> {
-    let t0 = Instant::now();
-    if let Some(native) = model.native() {
-        native.use_prepacked(cfg.prepacked_weights);
-    }
-    let seg = segmentation_of(cfg, input)?;
-    if seg.n_segments < 2 {
-        return Ok(None);
-    }
-    let maps = shared::lime_and_kernel_shap(
-        model,
-        input.x,
-        input.target,
-        seg,
-        cfg.reference(input.x.size()[1] as usize),
-        cfg.lime.samples.unwrap_or(1000),
-        cfg.kernel_shap.samples.unwrap_or(1000),
-        &cfg.lime,
-        cfg.perturbation_batch_size,
-        cfg.bf16_forwards(model),
-        &mut rng_for(input.id, Method::Lime, cfg.seed),
-        &mut rng_for(input.id, Method::KernelShap, cfg.seed),
-    )?;
-    let seconds = t0.elapsed().as_secs_f64() / 2.0;
-    let size = input.x.size()[3] as usize;
-    let make = |method, map, halves: Option<crate::trust::reproducibility::Halves>| Attribution {
-        method,
-        map,
-        size,
-        completeness_error: None,
-        segments: Some(seg.n_segments),
-        reproducibility: halves
-            .as_ref()
-            .map(|h| crate::trust::reproducibility::reproducibility(h, size)),
-        seconds,
-    };
-    Ok(Some((
-        make(Method::Lime, maps.lime, maps.lime_halves),
-        make(
-            Method::KernelShap,
-            maps.kernel_shap,
-            maps.kernel_shap_halves,
-        ),
-    )))
-}
-
 fn unsupported(method: Method, reason: &str) -> Error {
     Error::Unsupported {
         method: method.title().to_string(),

@@ -18,15 +18,68 @@
 //! again on the first half of each method's draws and on the second half (both halves are draws from
 //! the same mixture q, so the importance weights stay as they are), two more fits per method and no
 //! extra model call.
+use std::time::Instant;
+
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
 use super::perturbation::{self, perturbed_scores};
 use super::segment::Segmentation;
-use super::LimeConfig;
+use super::{rng_for, segmentation_of, Attribution, ExplainConfig, ImageInput, LimeConfig, Method};
 use crate::error::Result;
 use crate::model::Model;
-use crate::trust::reproducibility::Halves;
+use crate::trust::reproducibility::{reproducibility, Halves};
+
+/// LIME and Kernel SHAP of one image on shared evaluations (`explain.shared_evaluations`, see
+/// the module docs); `None` when the image has fewer than two superpixels (then each runs alone). The
+/// seconds of the shared work are split evenly between the two.
+pub fn explain_pair(
+    model: &Model,
+    cfg: &ExplainConfig,
+    input: &ImageInput,
+) -> Result<Option<(Attribution, Attribution)>> {
+    let t0 = Instant::now();
+    if let Some(native) = model.native() {
+        native.use_prepacked(cfg.prepacked_weights);
+    }
+    let seg = segmentation_of(cfg, input)?;
+    if seg.n_segments < 2 {
+        return Ok(None);
+    }
+    let maps = lime_and_kernel_shap(
+        model,
+        input.x,
+        input.target,
+        seg,
+        cfg.reference(input.x.size()[1] as usize),
+        cfg.lime.samples.unwrap_or(1000),
+        cfg.kernel_shap.samples.unwrap_or(1000),
+        &cfg.lime,
+        cfg.perturbation_batch_size,
+        cfg.bf16_forwards(model),
+        &mut rng_for(input.id, Method::Lime, cfg.seed),
+        &mut rng_for(input.id, Method::KernelShap, cfg.seed),
+    )?;
+    let seconds = t0.elapsed().as_secs_f64() / 2.0;
+    let size = input.x.size()[3] as usize;
+    let make = |method, map, halves: Option<Halves>| Attribution {
+        method,
+        map,
+        size,
+        completeness_error: None,
+        segments: Some(seg.n_segments),
+        reproducibility: halves.as_ref().map(|h| reproducibility(h, size)),
+        seconds,
+    };
+    Ok(Some((
+        make(Method::Lime, maps.lime, maps.lime_halves),
+        make(
+            Method::KernelShap,
+            maps.kernel_shap,
+            maps.kernel_shap_halves,
+        ),
+    )))
+}
 
 /// The two maps of [`lime_and_kernel_shap`].
 pub struct SharedMaps {

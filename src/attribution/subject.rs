@@ -184,14 +184,12 @@ pub fn explain_image(
         .map(|&m| {
             if pair && matches!(m, Method::Lime | Method::KernelShap) {
                 let both = shared.get_or_insert_with(|| {
-                    super::explain_lime_and_kernel_shap_shared(model, cfg, input).and_then(|p| {
-                        match p {
-                            Some(p) => Ok(p),
-                            None => Ok((
-                                explain(model, cfg, Method::Lime, input)?,
-                                explain(model, cfg, Method::KernelShap, input)?,
-                            )),
-                        }
+                    super::shared::explain_pair(model, cfg, input).and_then(|p| match p {
+                        Some(p) => Ok(p),
+                        None => Ok((
+                            explain(model, cfg, Method::Lime, input)?,
+                            explain(model, cfg, Method::KernelShap, input)?,
+                        )),
                     })
                 });
                 let one = match both {
