@@ -130,6 +130,42 @@ pub fn measure_peak(model: &Model, batch: i64) -> Peak {
     }
 }
 
+/// The CPU in words for benchmark figures: its model name, core count and the instruction sets that
+/// decide the floor (AVX2-only, AVX-512, AMX / AVX-512 BF16), from /proc/cpuinfo.
+pub fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let name = field("model name");
+    let flags = field("flags");
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let isa = if has("amx_bf16") {
+        "AVX-512 + AMX bf16"
+    } else if has("avx512_bf16") {
+        "AVX-512 + AVX-512 BF16"
+    } else if has("avx512f") {
+        "AVX-512, no hardware bf16"
+    } else if has("avx2") {
+        "AVX2, no AVX-512, no hardware bf16"
+    } else {
+        "no AVX2"
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "{}, {cores} cores available ({isa})",
+        if name.is_empty() {
+            "unknown model"
+        } else {
+            &name
+        }
+    )
+}
+
 /// The device in words for the benchmark header.
 pub fn device_name(d: Device) -> String {
     match d {

@@ -9,11 +9,24 @@ use crate::error::Result;
 use crate::model::{Layer, Model, NativeCnn};
 use crate::trust::reproducibility::Halves;
 
+/// A differentiable forward giving logits: the model's own (float32), or the mixed-precision one of
+/// [`NativeCnn::forward_mixed`] (bfloat16 convolutions, see `explain.gradient_precision`).
+pub type Forward<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
+
 /// Gradients of the target logits w.r.t. a batch of inputs, plus the logits. Samples are independent
 /// in eval mode, so the gradient of the summed target logits is each sample's own gradient.
 pub fn input_gradients(model: &Model, x: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor)> {
+    input_gradients_with(&|x| Ok(model.forward(x)), x, targets)
+}
+
+/// [`input_gradients`] through the given forward.
+pub fn input_gradients_with(
+    forward: Forward,
+    x: &Tensor,
+    targets: &Tensor,
+) -> Result<(Tensor, Tensor)> {
     let x = x.detach().set_requires_grad(true);
-    let logits = model.forward(&x);
+    let logits = forward(&x)?;
     let score = logits
         .gather(1, &targets.view([-1, 1]), false)
         .sum(Kind::Float);
@@ -90,6 +103,26 @@ pub fn integrated_gradients(
     steps: usize,
     batch: usize,
 ) -> Result<IgResult> {
+    integrated_gradients_with(
+        &|x| Ok(model.forward(x)),
+        x,
+        target,
+        baseline_value,
+        steps,
+        batch,
+    )
+}
+
+/// [`integrated_gradients`] through the given forward (path ends' logits from that forward too, so
+/// the completeness error measures the map against the function it integrated).
+pub fn integrated_gradients_with(
+    forward: Forward,
+    x: &Tensor,
+    target: i64,
+    baseline_value: f32,
+    steps: usize,
+    batch: usize,
+) -> Result<IgResult> {
     let dev = x.device();
     let baseline = x.full_like(baseline_value as f64);
     let diff = x - &baseline;
@@ -103,7 +136,7 @@ pub fn integrated_gradients(
         let a = alphas.narrow(0, start as i64, len).view([-1, 1, 1, 1]);
         let points = &baseline + &a * &diff;
         let t = Tensor::full([len], target, (Kind::Int64, dev));
-        let (g, logits) = input_gradients(model, &points, &t)?;
+        let (g, logits) = input_gradients_with(forward, &points, &t)?;
         // Trapezoid weights: 1/2 at both path ends, 1 inside; the sum is divided by (steps - 1).
         let mut w = vec![1f32; len as usize];
         if start == 0 {
@@ -162,6 +195,27 @@ pub fn smoothgrad_halves(
     batch: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Vec<f32>, Option<Halves>)> {
+    smoothgrad_halves_with(
+        &|x| Ok(model.forward(x)),
+        x,
+        target,
+        samples,
+        noise,
+        batch,
+        rng,
+    )
+}
+
+/// [`smoothgrad_halves`] through the given forward.
+pub fn smoothgrad_halves_with(
+    forward: Forward,
+    x: &Tensor,
+    target: i64,
+    samples: usize,
+    noise: f32,
+    batch: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Vec<f32>, Option<Halves>)> {
     let half = samples / 2;
     let mut first_sum: Option<Tensor> = None;
     let dev = x.device();
@@ -182,7 +236,7 @@ pub fn smoothgrad_halves(
             .view([len as i64, shape[1], shape[2], shape[3]]);
         let points = x + eps;
         let t = Tensor::full([len as i64], target, (Kind::Int64, dev));
-        let (g, _) = input_gradients(model, &points, &t)?;
+        let (g, _) = input_gradients_with(forward, &points, &t)?;
         grad_sum += g.sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
         start += len;
         // The first half's sum is taken when the running sum reaches it (inside this batch when the

@@ -18,6 +18,7 @@ pub mod gradient;
 pub mod onnx;
 pub mod perturbation;
 pub mod segment;
+pub mod shared;
 pub mod subject;
 
 pub use subject::{explain_image, Subject, Target, TargetRule};
@@ -288,8 +289,19 @@ pub struct ExplainConfig {
     pub lime: LimeConfig,
     pub kernel_shap: KernelShapConfig,
     pub segmentation: SegmentationConfig,
-    /// Gradient methods always run in f32.
+    /// Guided Backprop, Grad-CAM and the plain gradient always run in f32.
     pub perturbation_precision: Precision,
+    /// The number format of Integrated Gradients' and SmoothGrad's forward and backward passes: `bf16`
+    /// = convolutions in bfloat16 with float32 accumulation, dense layers, input gradients and maps in
+    /// float32 (see `model::mixed`); `auto` = that where the CPU multiplies bf16 in hardware.
+    pub gradient_precision: Precision,
+    /// LIME and Kernel SHAP on one shared set of model evaluations, each importance-weighted (see
+    /// `attribution::shared`): half the perturbation forwards, about half each method's effective
+    /// samples. Off by default; applies where both methods run on the same image (`explain_image`).
+    pub shared_evaluations: bool,
+    /// bf16 perturbation forwards in oneDNN's blocked layout with the convolution weights packed once
+    /// (see `model::prepacked`); `false` = the channels-last path.
+    pub prepacked_weights: bool,
 }
 
 impl Default for ExplainConfig {
@@ -309,6 +321,9 @@ impl Default for ExplainConfig {
             kernel_shap: KernelShapConfig::default(),
             segmentation: SegmentationConfig::default(),
             perturbation_precision: Precision::Auto,
+            gradient_precision: Precision::Auto,
+            shared_evaluations: false,
+            prepacked_weights: true,
         }
     }
 }
@@ -328,6 +343,17 @@ impl ExplainConfig {
     pub fn bf16_forwards(&self, model: &Model) -> bool {
         let native_cpu = model.native().is_some() && model.device() == tch::Device::Cpu;
         match self.perturbation_precision {
+            Precision::Bf16 => model.native().is_some(),
+            Precision::Auto => native_cpu && crate::model::cpu_has_fast_bf16(),
+            Precision::F32 => false,
+        }
+    }
+
+    /// Whether Integrated Gradients and SmoothGrad run in mixed precision for this model (see
+    /// `gradient_precision`): the native CNN only (a TorchScript module's layers are not reachable).
+    pub fn bf16_gradients(&self, model: &Model) -> bool {
+        let native_cpu = model.native().is_some() && model.device() == tch::Device::Cpu;
+        match self.gradient_precision {
             Precision::Bf16 => model.native().is_some(),
             Precision::Auto => native_cpu && crate::model::cpu_has_fast_bf16(),
             Precision::F32 => false,
@@ -550,6 +576,14 @@ pub fn explain(
     let mut completeness_error = None;
     let mut segments = None;
     let mut halves = None;
+    if let Some(native) = model.native() {
+        native.use_prepacked(cfg.prepacked_weights);
+    }
+    let mixed = model.native().filter(|_| cfg.bf16_gradients(model));
+    let forward = |x: &Tensor| match mixed {
+        Some(native) => native.forward_mixed(x),
+        None => Ok(model.forward(x)),
+    };
     let map = match method {
         Method::Gradient => gradient::gradient(model, input.x, &[input.target])?.remove(0),
         Method::GuidedBackprop if model.onnx().is_some() => {
@@ -562,8 +596,8 @@ pub fn explain(
         }
         Method::IntegratedGradients => {
             let steps = cfg.integrated_gradients.steps.unwrap_or(80);
-            let r = gradient::integrated_gradients(
-                model,
+            let r = gradient::integrated_gradients_with(
+                &forward,
                 input.x,
                 input.target,
                 cfg.integrated_gradients.baseline_value,
@@ -576,8 +610,8 @@ pub fn explain(
         Method::Smoothgrad => {
             let mut rng = rng_for(input.id, method, cfg.seed);
             let n = cfg.smoothgrad.samples.unwrap_or(80);
-            let (map, h) = gradient::smoothgrad_halves(
-                model,
+            let (map, h) = gradient::smoothgrad_halves_with(
+                &forward,
                 input.x,
                 input.target,
                 n,
@@ -597,14 +631,7 @@ pub fn explain(
             gradcam::gradcam(native, input.x, &[input.target], cfg.gradcam.layer)?.remove(0)
         }
         Method::Lime | Method::KernelShap => {
-            let seg = match input.segmentation.get() {
-                Some(seg) => seg,
-                None => {
-                    let seg =
-                        perturbation::segment_for(&cfg.segmentation, input.grey, size, input.x)?;
-                    input.segmentation.get_or_init(|| seg)
-                }
-            };
+            let seg = segmentation_of(cfg, input)?;
             segments = Some(seg.n_segments);
             let bf16 = cfg.bf16_forwards(model);
             let mut rng = rng_for(input.id, method, cfg.seed);
@@ -652,6 +679,19 @@ pub fn explain(
             .map(|h| crate::trust::reproducibility::reproducibility(h, size)),
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// The image's superpixels, computed once for LIME and Kernel SHAP.
+fn segmentation_of<'a>(
+    cfg: &ExplainConfig,
+    input: &'a ImageInput,
+) -> Result<&'a segment::Segmentation> {
+    if let Some(seg) = input.segmentation.get() {
+        return Ok(seg);
+    }
+    let size = input.x.size()[3] as usize;
+    let seg = perturbation::segment_for(&cfg.segmentation, input.grey, size, input.x)?;
+    Ok(input.segmentation.get_or_init(|| seg))
 }
 
 fn unsupported(method: Method, reason: &str) -> Error {

@@ -126,7 +126,7 @@ fn unique_scores(
         let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference as f64;
         // Forward-only batches run channels-last (oneDNN's native layout), in bf16 when asked.
         let logits = match (model.native(), bf16) {
-            (Some(m), true) => m.forward_bf16_convs(&perturbed)?,
+            (Some(m), true) => m.forward_bf16(&perturbed)?,
             (Some(m), false) => {
                 let cl = m.channels_last_f32()?;
                 cl.infer_range(&perturbed, 0, cl.layers.len())
@@ -144,7 +144,7 @@ fn unique_scores(
 }
 
 /// Paints per-superpixel coefficients on their pixels.
-fn paint(seg: &Segmentation, coef: &[f64]) -> Vec<f32> {
+pub(crate) fn paint(seg: &Segmentation, coef: &[f64]) -> Vec<f32> {
     seg.labels
         .iter()
         .map(|&l| coef[l as usize] as f32)
@@ -153,7 +153,11 @@ fn paint(seg: &Segmentation, coef: &[f64]) -> Vec<f32> {
 
 /// Sum over each superpixel of (x - reference)^2 over its pixels and channels: the squared pixel-space
 /// distance a sample gains when it switches that superpixel off.
-fn segment_sq_distance(x: &Tensor, seg: &Segmentation, reference: f32) -> Result<Vec<f64>> {
+pub(crate) fn segment_sq_distance(
+    x: &Tensor,
+    seg: &Segmentation,
+    reference: f32,
+) -> Result<Vec<f64>> {
     let d =
         (x - reference as f64)
             .square()
@@ -205,23 +209,10 @@ pub fn lime_halves(
     rng: &mut ChaCha8Rng,
 ) -> Result<(Vec<f32>, Option<Halves>)> {
     let m = seg.n_segments;
-    let masks: Vec<f32> = (0..samples * m)
-        .map(|_| if rng.gen_bool(0.5) { 1.0 } else { 0.0 })
-        .collect();
+    let masks = lime_masks(m, samples, rng);
     let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
     let seg_d = segment_sq_distance(x, seg, reference)?;
-    let kw2 = (cfg.kernel_width as f64).powi(2);
-    let mut w: Vec<f64> = masks
-        .chunks(m)
-        .map(|z| {
-            let d2: f64 = z
-                .iter()
-                .zip(&seg_d)
-                .map(|(&zi, &e)| (1.0 - zi as f64) * e)
-                .sum();
-            (-d2 / kw2).exp()
-        })
-        .collect();
+    let mut w = lime_kernel_weights(&masks, &seg_d, cfg.kernel_width, m);
     if w.iter().all(|&v| v == 0.0 || !v.is_finite()) {
         w.iter_mut().for_each(|v| *v = 1.0);
     }
@@ -261,6 +252,35 @@ fn split_fits(
         return None;
     }
     Some((fit(0..half).ok()?, fit(half..samples).ok()?))
+}
+
+/// `samples` LIME masks (N x M, row-major): every superpixel kept with probability 1/2.
+pub(crate) fn lime_masks(m: usize, samples: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..samples * m)
+        .map(|_| if rng.gen_bool(0.5) { 1.0 } else { 0.0 })
+        .collect()
+}
+
+/// LIME's sample weights exp(-d^2 / kernel_width^2), d^2 = the squared pixel-space distance of each
+/// mask's perturbed image from the original (`seg_d` from [`segment_sq_distance`]).
+pub(crate) fn lime_kernel_weights(
+    masks: &[f32],
+    seg_d: &[f64],
+    kernel_width: f32,
+    m: usize,
+) -> Vec<f64> {
+    let kw2 = (kernel_width as f64).powi(2);
+    masks
+        .chunks(m)
+        .map(|z| {
+            let d2: f64 = z
+                .iter()
+                .zip(seg_d)
+                .map(|(&zi, &e)| (1.0 - zi as f64) * e)
+                .sum();
+            (-d2 / kw2).exp()
+        })
+        .collect()
 }
 
 /// Weighted ridge with an unpenalised intercept (centre by the weighted means, then solve
@@ -391,22 +411,7 @@ pub fn kernel_shap_halves(
         let y = perturbed_scores(model, x, target, seg, reference, &[1.0, 0.0], batch, bf16)?;
         return Ok((paint(seg, &[y[0] - y[1]]), None));
     }
-    let sizes: Vec<f64> = (1..m)
-        .map(|k| (m - 1) as f64 / (k as f64 * (m - k) as f64))
-        .collect();
-    let dist = WeightedIndex::new(&sizes)
-        .map_err(|e| Error::Other(format!("Kernel SHAP size weights: {e}")))?;
-    let mut masks = vec![0f32; samples * m];
-    let mut idx: Vec<usize> = (0..m).collect();
-    for row in masks.chunks_mut(m) {
-        let k = dist.sample(rng) + 1;
-        // Partial Fisher-Yates: the first k entries become a uniform random k-subset.
-        for i in 0..k {
-            let j = rng.gen_range(i..m);
-            idx.swap(i, j);
-            row[idx[i]] = 1.0;
-        }
-    }
+    let masks = shap_masks(m, samples, rng)?;
     let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
     let coef = least_squares_with_intercept(&masks, &y, m)?;
     let halves = split_fits(samples, m, |rows| {
@@ -421,12 +426,47 @@ pub fn kernel_shap_halves(
     ))
 }
 
+/// Kernel SHAP's unnormalised coalition-size weights (M-1) / (k (M-k)), k = 1..M-1 (M >= 2).
+pub(crate) fn shap_size_weights(m: usize) -> Vec<f64> {
+    (1..m)
+        .map(|k| (m - 1) as f64 / (k as f64 * (m - k) as f64))
+        .collect()
+}
+
+/// `samples` Kernel SHAP coalitions (N x M, row-major), M >= 2: a size from [`shap_size_weights`],
+/// then a uniform subset of that size.
+pub(crate) fn shap_masks(m: usize, samples: usize, rng: &mut ChaCha8Rng) -> Result<Vec<f32>> {
+    let dist = WeightedIndex::new(shap_size_weights(m))
+        .map_err(|e| Error::Other(format!("Kernel SHAP size weights: {e}")))?;
+    let mut masks = vec![0f32; samples * m];
+    let mut idx: Vec<usize> = (0..m).collect();
+    for row in masks.chunks_mut(m) {
+        let k = dist.sample(rng) + 1;
+        // Partial Fisher-Yates: the first k entries become a uniform random k-subset.
+        for i in 0..k {
+            let j = rng.gen_range(i..m);
+            idx.swap(i, j);
+            row[idx[i]] = 1.0;
+        }
+    }
+    Ok(masks)
+}
+
 /// OLS of y on [1, Z]: the centred normal equations with a vanishing ridge (1e-9 of the mean
 /// diagonal), which keeps the system solvable when coalitions are fewer than features (the result then
 /// approaches the minimum-norm least-squares solution) and changes a full-rank fit by ~1e-9 relative.
 pub fn least_squares_with_intercept(masks: &[f32], y: &[f64], m: usize) -> Result<Vec<f64>> {
+    weighted_least_squares_with_intercept(masks, y, &vec![1f64; y.len()], m)
+}
+
+/// [`least_squares_with_intercept`] with sample weights `w` (the vanishing ridge as there).
+pub fn weighted_least_squares_with_intercept(
+    masks: &[f32],
+    y: &[f64],
+    w: &[f64],
+    m: usize,
+) -> Result<Vec<f64>> {
     let n = y.len();
-    let ones = vec![1f64; n];
     // Mean diagonal of the centred Gram matrix = mean variance of a feature times n.
     let mut var = 0f64;
     for k in 0..m {
@@ -445,5 +485,5 @@ pub fn least_squares_with_intercept(masks: &[f32], y: &[f64], m: usize) -> Resul
             .sum::<f64>();
     }
     let jitter = 1e-9 * (var / m.max(1) as f64).max(1e-12);
-    ridge(masks, y, &ones, m, jitter)
+    ridge(masks, y, w, m, jitter)
 }

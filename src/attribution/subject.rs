@@ -167,16 +167,45 @@ impl Subject {
 }
 
 /// Every method of `methods` on one image, in order. A method that fails (or cannot run on this
-/// model) is an error for that method alone; the others still run.
+/// model) is an error for that method alone; the others still run. With `explain.shared_evaluations`
+/// and both LIME and Kernel SHAP listed, the two are computed together when the first is reached.
 pub fn explain_image(
     model: &Model,
     cfg: &ExplainConfig,
     methods: &[Method],
     input: &ImageInput,
 ) -> Vec<(Method, Result<Attribution>)> {
+    let pair = cfg.shared_evaluations
+        && methods.contains(&Method::Lime)
+        && methods.contains(&Method::KernelShap);
+    let mut shared: Option<Result<(Attribution, Attribution)>> = None;
     methods
         .iter()
-        .map(|&m| (m, explain(model, cfg, m, input)))
+        .map(|&m| {
+            if pair && matches!(m, Method::Lime | Method::KernelShap) {
+                let both = shared.get_or_insert_with(|| {
+                    super::shared::explain_pair(model, cfg, input).and_then(|p| match p {
+                        Some(p) => Ok(p),
+                        None => Ok((
+                            explain(model, cfg, Method::Lime, input)?,
+                            explain(model, cfg, Method::KernelShap, input)?,
+                        )),
+                    })
+                });
+                let one = match both {
+                    Ok((lime, shap)) => Ok(if m == Method::Lime {
+                        lime.clone()
+                    } else {
+                        shap.clone()
+                    }),
+                    Err(e) => Err(Error::Other(format!(
+                        "LIME and Kernel SHAP (shared evaluations): {e}"
+                    ))),
+                };
+                return (m, one);
+            }
+            (m, explain(model, cfg, m, input))
+        })
         .collect()
 }
 

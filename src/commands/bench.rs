@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::bail;
 
 use super::{prepare_samples, Context};
-use crate::attribution::{self, ExplainConfig, Method, Precision, Subject};
+use crate::attribution::{self, ExplainConfig, Method, Precision, Profile, Subject};
 use crate::bench::{median, Peak};
 use crate::cli::BenchArgs;
 use crate::dataset::{self, Dataset};
@@ -42,6 +42,7 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
         bail!("no usable image to benchmark");
     }
     let e = &cfg;
+    println!("CPU: {}", crate::bench::cpu_description());
     println!(
         "profile {}: IG {} steps, SmoothGrad {} samples, LIME {} samples, Kernel SHAP {} samples, batch {}; {} image(s) x {} repeat(s); {} libtorch threads; {}",
         e.profile.name(),
@@ -55,12 +56,28 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
         tch::get_num_threads(),
         model.describe()
     );
+    // With shared evaluations LIME and Kernel SHAP are one computation: timed together, on the LIME
+    // row (the Kernel SHAP row then reads 0).
+    let shared = cfg.shared_evaluations
+        && cfg.methods.contains(&Method::Lime)
+        && cfg.methods.contains(&Method::KernelShap);
     let run_one = |method: Method, i: usize| -> anyhow::Result<f64> {
         let (sample, id, prep) = &ok[i];
         let subject = Subject::new(&model, prep, sample.label, ctx.target)?;
         let input = subject.input(id, &prep.grey);
         let t0 = Instant::now();
-        attribution::explain(&model, &cfg, method, &input)?;
+        match method {
+            Method::Lime if shared => {
+                let both = [Method::Lime, Method::KernelShap];
+                for (_, r) in attribution::explain_image(&model, &cfg, &both, &input) {
+                    r?;
+                }
+            }
+            Method::KernelShap if shared => {}
+            _ => {
+                attribution::explain(&model, &cfg, method, &input)?;
+            }
+        }
         Ok(t0.elapsed().as_secs_f64())
     };
     // Warm-up: one image through every method (allocator, oneDNN kernel selection).
@@ -96,6 +113,11 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
     let mut total_median = 0.0;
     let mut total_flops = 0.0;
     for &m in &cfg.methods {
+        if shared && m == Method::KernelShap {
+            println!("{:<22} (in the LIME row: shared evaluations)", m.title());
+            total_flops += fwd.map_or(f64::NAN, |f| crate::bench::method_flops(&cfg, m, f));
+            continue;
+        }
         let mut t = Vec::new();
         for i in 0..ok.len() {
             for _ in 0..args.repeats {
@@ -107,7 +129,15 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
         let (lo, hi) = t
             .iter()
             .fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
-        let flops = fwd.map(|f| crate::bench::method_flops(&cfg, m, f));
+        let mut flops = fwd.map(|f| crate::bench::method_flops(&cfg, m, f));
+        if shared && m == Method::Lime {
+            // Half of each method's forwards, done once for both.
+            let shap = fwd.map_or(f64::NAN, |f| {
+                crate::bench::method_flops(&cfg, Method::KernelShap, f)
+            });
+            flops = flops.map(|f| (f + shap) / 2.0);
+            total_flops -= shap;
+        }
         total_flops += flops.unwrap_or(f64::NAN);
         println!(
             "{}",
@@ -178,9 +208,12 @@ fn bench_row(
     )
 }
 
-/// The stochastic methods with their configured levers (bf16 forwards, batch size) against the plain
-/// f32 path: Spearman correlation of the optimised map with the reference map of the same seed, next to
-/// that of two reference maps of different seeds (how much the reference itself varies).
+/// The methods with their configured levers (bf16 forwards and gradients, batch size, shared
+/// evaluations) against the plain float32 path: Spearman correlation of the optimised map with the
+/// reference map of the same seed, next to that of two reference maps that differ by what the
+/// reference itself leaves to chance (another seed; for Integrated Gradients, which draws nothing, the
+/// default profile's 64 path steps instead of 80). Integrated Gradients' completeness error is given
+/// for both paths.
 fn bench_equivalence(
     ctx: &Context,
     model: &Model,
@@ -189,47 +222,108 @@ fn bench_equivalence(
 ) -> anyhow::Result<()> {
     let mut reference = cfg.clone();
     reference.perturbation_precision = Precision::F32;
+    reference.gradient_precision = Precision::F32;
     reference.perturbation_batch_size = 64;
+    reference.shared_evaluations = false;
     let mut other_seed = reference.clone();
     other_seed.seed = cfg.seed.wrapping_add(1);
+    let mut opt_other_seed = cfg.clone();
+    opt_other_seed.seed = cfg.seed.wrapping_add(1);
+    let mut other_steps = reference.clone();
+    other_steps.integrated_gradients.steps = Some(Profile::Default.budget().0);
     let methods: Vec<Method> = cfg
         .methods
         .iter()
         .copied()
-        .filter(|m| m.is_stochastic())
+        .filter(|&m| m.is_stochastic() || m == Method::IntegratedGradients)
         .collect();
     println!(
-        "equivalence on {} image(s): Spearman(optimised, reference, same seed) vs Spearman(reference, reference with another seed); optimised = {} forwards, batch {}",
+        "equivalence on {} image(s): Spearman(optimised, reference, same seed) vs Spearman(reference, reference with another seed; IG: with {} steps); optimised = {} perturbation forwards, {} IG / SmoothGrad, batch {}, {}",
         images.len(),
+        Profile::Default.budget().0,
         if cfg.bf16_forwards(model) { "bf16" } else { "f32" },
-        cfg.perturbation_batch_size
+        if cfg.bf16_gradients(model) { "mixed bf16" } else { "f32" },
+        cfg.perturbation_batch_size,
+        if cfg.shared_evaluations { "LIME and Kernel SHAP on shared evaluations" } else { "own evaluations per method" },
     );
     println!(
         "{:<22} {:>30} {:>30}",
         "method", "opt vs ref: min / median / max", "ref vs ref': min / median / max"
     );
+    let q = |v: &[f64]| {
+        format!(
+            "{:.3} / {:.3} / {:.3}",
+            v.iter().cloned().fold(f64::INFINITY, f64::min),
+            median(v).unwrap_or(f64::NAN),
+            v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+        )
+    };
     for m in methods {
         let (mut opt, mut refs) = (Vec::new(), Vec::new());
+        let (mut err_opt, mut err_ref) = (Vec::new(), Vec::new());
+        // Shared evaluations reuse the first half of the reference's own draws (same seed), which
+        // flatters the same-seed comparison: the optimised map with another seed, against the
+        // reference, compares independent draws as the ref vs ref' column does.
+        let shared_pair = cfg.shared_evaluations && matches!(m, Method::Lime | Method::KernelShap);
+        let mut indep = Vec::new();
+        let spread = if m == Method::IntegratedGradients {
+            &other_steps
+        } else {
+            &other_seed
+        };
         for (sample, id, prep) in images {
             let subject = Subject::new(model, prep, sample.label, ctx.target)?;
             let input = subject.input(id, &prep.grey);
-            let a = attribution::explain(model, &reference, m, &input)?.map;
-            let b = attribution::explain(model, &other_seed, m, &input)?.map;
-            let o = attribution::explain(model, cfg, m, &input)?.map;
-            opt.push(crate::metrics::spearman(&a, &o) as f64);
-            refs.push(crate::metrics::spearman(&a, &b) as f64);
+            let a = attribution::explain(model, &reference, m, &input)?;
+            let b = attribution::explain(model, spread, m, &input)?.map;
+            let o = explain_one(model, cfg, m, &input)?;
+            opt.push(crate::metrics::spearman(&a.map, &o.map) as f64);
+            if shared_pair {
+                let o2 = explain_one(model, &opt_other_seed, m, &input)?;
+                indep.push(crate::metrics::spearman(&a.map, &o2.map) as f64);
+            }
+            refs.push(crate::metrics::spearman(&a.map, &b) as f64);
+            err_ref.extend(a.completeness_error);
+            err_opt.extend(o.completeness_error);
         }
-        let q = |v: &[f64]| {
-            format!(
-                "{:.3} / {:.3} / {:.3}",
-                v.iter().cloned().fold(f64::INFINITY, f64::min),
-                median(v).unwrap_or(f64::NAN),
-                v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
-            )
-        };
         println!("{:<22} {:>30} {:>30}", m.title(), q(&opt), q(&refs));
+        if !indep.is_empty() {
+            println!(
+                "{:<22} {:>30} {:>30}",
+                "  opt, other seed",
+                q(&indep),
+                "(vs ref: independent draws)"
+            );
+        }
+        if !err_ref.is_empty() {
+            let pct: Vec<f64> = err_opt.iter().map(|e| 100.0 * e).collect();
+            let pct_ref: Vec<f64> = err_ref.iter().map(|e| 100.0 * e).collect();
+            println!(
+                "{:<22} {:>30} {:>30}",
+                "  completeness err. %",
+                q(&pct),
+                format!("{} (reference)", q(&pct_ref))
+            );
+        }
     }
     Ok(())
+}
+
+/// One method as the audit computes it: through the shared LIME / Kernel SHAP evaluations when they
+/// are on (both maps computed, the asked one kept).
+fn explain_one(
+    model: &Model,
+    cfg: &ExplainConfig,
+    m: Method,
+    input: &attribution::ImageInput,
+) -> anyhow::Result<attribution::Attribution> {
+    let both = [Method::Lime, Method::KernelShap];
+    if cfg.shared_evaluations && both.contains(&m) {
+        let mut maps = attribution::explain_image(model, cfg, &both, input);
+        let i = usize::from(m == Method::KernelShap);
+        return Ok(maps.swap_remove(i).1?);
+    }
+    Ok(attribution::explain(model, cfg, m, input)?)
 }
 
 /// End to end: the whole audit (decode, brain mask, every method, metrics, SQLite writes) on the

@@ -9,8 +9,10 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{Error, Result};
 
 mod layers;
+mod mixed;
 mod native;
 pub mod onnx;
+mod prepacked;
 pub mod train;
 
 pub use layers::{preset_layers, LayerArgs, LayerRepr, LayerSpec};

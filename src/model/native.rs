@@ -79,6 +79,10 @@ pub struct NativeCnn {
     cl32: std::sync::OnceLock<Box<NativeCnn>>,
     /// Weights and inputs laid out channels-last (see [`NativeCnn::weights_channels_last`]).
     channels_last: std::sync::atomic::AtomicBool,
+    /// The bfloat16 convolutions in oneDNN's blocked layout (see `model::prepacked`), made on first
+    /// use, and whether [`NativeCnn::forward_bf16`] uses them (`explain.prepacked_weights`).
+    pub(super) packed: std::sync::OnceLock<super::prepacked::Packed>,
+    use_packed: std::sync::atomic::AtomicBool,
 }
 
 impl NativeCnn {
@@ -182,6 +186,8 @@ impl NativeCnn {
             bf16: std::sync::OnceLock::new(),
             cl32: std::sync::OnceLock::new(),
             channels_last: std::sync::atomic::AtomicBool::new(false),
+            packed: std::sync::OnceLock::new(),
+            use_packed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -263,6 +269,27 @@ impl NativeCnn {
             .unwrap_or(self.layers.len());
         let a = low.infer_range(&x.to_kind(Kind::BFloat16), 0, split);
         Ok(self.infer_range(&a.to_kind(Kind::Float), split, self.layers.len()))
+    }
+
+    /// The bfloat16 forward of the perturbation batches: [`NativeCnn::forward_bf16_prepacked`] when
+    /// switched on by [`NativeCnn::use_prepacked`], on the CPU, and the layers allow it, else
+    /// [`NativeCnn::forward_bf16_convs`].
+    pub fn forward_bf16(&self, x: &Tensor) -> Result<Tensor> {
+        // oneDNN's blocked layout is a CPU layout: on a GPU the channels-last path runs.
+        if self.use_packed.load(std::sync::atomic::Ordering::Relaxed)
+            && self.vs.device() == Device::Cpu
+            && self.can_prepack()
+        {
+            self.forward_bf16_prepacked(x)
+        } else {
+            self.forward_bf16_convs(x)
+        }
+    }
+
+    /// Chooses the path of [`NativeCnn::forward_bf16`] (`explain.prepacked_weights`).
+    pub fn use_prepacked(&self, on: bool) {
+        self.use_packed
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Lays every 4-D weight out channels-last (see [`to_channels_last`]), and inputs from now on;

@@ -105,3 +105,39 @@ fn overrides_replace_file_values() {
     assert_eq!(s.donnees.image.size, 64);
     assert_eq!(s.explain.lime.samples, Some(10));
 }
+
+#[test]
+fn performance_settings_default_as_documented_and_refuse_unknown_values() {
+    use tumor_audit::attribution::Precision;
+    // config.yml and a config without them agree on the defaults.
+    let bundled = Settings::load(&super::util::repo("config.yml"), &[]).unwrap();
+    let bare = Settings::from_yaml(NOTEBOOK_BLOCK, &[]).unwrap();
+    for e in [&bundled.explain, &bare.explain] {
+        assert_eq!(e.gradient_precision, Precision::Auto);
+        assert!(e.prepacked_weights);
+        assert!(!e.shared_evaluations);
+    }
+    let s = Settings::from_yaml(
+        NOTEBOOK_BLOCK,
+        &[
+            "explain.gradient_precision=bf16".into(),
+            "explain.prepacked_weights=false".into(),
+            "explain.shared_evaluations=true".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.explain.gradient_precision, Precision::Bf16);
+    assert!(!s.explain.prepacked_weights && s.explain.shared_evaluations);
+    // An unknown value names the key, the value and the allowed ones; a wrong type names the key.
+    let e = error_of(NOTEBOOK_BLOCK, &["explain.gradient_precision=fp16"]);
+    assert!(
+        e.contains("explain.gradient_precision") && e.contains("fp16") && e.contains("bf16"),
+        "{e}"
+    );
+    for key in ["explain.prepacked_weights", "explain.shared_evaluations"] {
+        let e = error_of(NOTEBOOK_BLOCK, &[&format!("{key}=maybe")]);
+        assert!(e.contains(key), "{e}");
+    }
+    let e = error_of(NOTEBOOK_BLOCK, &["explain.gradient_precison=f32"]);
+    assert!(e.contains("gradient_precison"), "{e}");
+}

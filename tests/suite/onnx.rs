@@ -337,11 +337,14 @@ fn the_bundled_cnn_exported_to_onnx_and_imported_gives_the_same_logits_and_maps(
     let scale = a.abs().max().double_value(&[]);
     let d = (&a - &b).abs().max().double_value(&[]);
     assert!(d <= 1e-5 * scale, "logits differ by {d} (scale {scale})");
+    // Both in float32: the import is compared with the native network on the same number format
+    // (IG's mixed-precision path, `gradient_precision: auto`, exists for the native CNN only).
     let cfg = tumor_audit::attribution::ExplainConfig {
         integrated_gradients: tumor_audit::attribution::IgConfig {
             steps: Some(16),
             baseline_value: 0.0,
         },
+        gradient_precision: tumor_audit::attribution::Precision::F32,
         ..Default::default()
     };
     let id = "probe".to_string();
