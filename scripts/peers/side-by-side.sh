@@ -15,7 +15,7 @@ here=scripts/peers
 bin=target/release/tumor-audit
 images=${1:-4}
 repeats=${2:-2}
-venv=${PEERS_VENV:-target/peers-venv}
+venv=$(realpath -m "${PEERS_VENV:-target/peers-venv}")   # absolute: the peers run from scripts/peers
 test_dir=${PEERS_TEST_DIR:-data/br35h/Testing}
 
 stamp=$(sha256sum "$here/requirements.txt" | cut -c1-16)
@@ -45,7 +45,7 @@ for peer in xplique captum; do
   echo "== $peer; load: $(uptime | sed 's/.*load average/load average/')"
   # No GPU for the peers (TensorFlow would look for CUDA), and no library warnings in the figures.
   (cd "$here" && CUDA_VISIBLE_DEVICES="" TF_CPP_MIN_LOG_LEVEL=3 PYTHONWARNINGS=ignore \
-    "../../$py" "${peer}_peer.py" "../../$test_dir" "$images") | tee "$log/$peer.txt"
+    "$py" "${peer}_peer.py" "../../$test_dir" "$images") | tee "$log/$peer.txt"
 done
 ours second
 echo "== load at the end: $(uptime | sed 's/.*load average/load average/')"
