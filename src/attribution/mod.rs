@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use tch::Tensor;
 
 use crate::error::{Error, Result};
+use crate::model::memory::MemoryBudget;
 use crate::model::Model;
 
 pub mod gradcam;
@@ -290,6 +291,11 @@ pub struct ExplainConfig {
     pub segmentation: SegmentationConfig,
     /// Gradient methods always run in f32.
     pub perturbation_precision: Precision,
+    /// The memory one batch's activations may take: `batch_size` and `perturbation_batch_size` are
+    /// lowered to fit (see [`crate::model::memory`]). Left out of the run's config snapshot at its
+    /// default, so earlier runs keep their snapshot.
+    #[serde(skip_serializing_if = "MemoryBudget::is_auto")]
+    pub memory_budget: MemoryBudget,
 }
 
 impl Default for ExplainConfig {
@@ -309,6 +315,7 @@ impl Default for ExplainConfig {
             kernel_shap: KernelShapConfig::default(),
             segmentation: SegmentationConfig::default(),
             perturbation_precision: Precision::Auto,
+            memory_budget: MemoryBudget::Auto,
         }
     }
 }

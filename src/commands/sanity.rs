@@ -76,7 +76,7 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     let pb = progress((layers.len() + 1) as u64, "sanity check", "stages");
     let result = sanity::randomise(
         &model,
-        &cfg,
+        &ctx.fit_batches(&cfg, &model),
         &methods,
         &inputs,
         ctx.classes.len() as i64,
@@ -89,6 +89,7 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
             &args.run,
             &cfg,
             &ctx.settings.faithfulness,
+            &model,
             Some(&ctx.model_path()),
             &dir,
             0,
