@@ -206,3 +206,83 @@ fn class_names_come_from_the_models_metadata_unless_the_config_names_them() {
         text(&out)
     );
 }
+
+#[test]
+fn a_tight_memory_budget_lowers_the_batch_sizes_and_leaves_the_maps_unchanged() {
+    use tumor_audit::attribution::{self, ImageInput, Method};
+    use tumor_audit::commands::Context;
+    use tumor_audit::config::Settings;
+
+    let context = |budget: Option<&str>| {
+        let mut o: Vec<String> = CHEAP.iter().map(|s| s.to_string()).collect();
+        o.extend([
+            "données.image.size=48".into(),
+            format!("model.onnx={}", keras_cnn().display()),
+            "data.classes=[a, b, c, d]".into(),
+            "explain.batch_size=64".into(),
+            "explain.perturbation_batch_size=64".into(),
+        ]);
+        if let Some(b) = budget {
+            o.push(format!("explain.memory_budget={b}"));
+        }
+        let settings = Settings::load(&repo("config.yml"), &o).unwrap();
+        Context::from_settings(settings, tch::Device::Cpu).unwrap()
+    };
+    let (wide, tight) = (context(None), context(Some("1MiB")));
+    let model = tight.load_model().unwrap();
+    let memory = model
+        .activation_memory()
+        .expect("an ONNX graph's activations are seen");
+    let cfg = tight.explain_config(&[]).unwrap();
+    let fitted = tight.fit_batches(&cfg, &model);
+    // 1 MiB holds 1 MiB / (2 x kept) images of a gradient batch and 1 MiB / (2 x live) of a forward one.
+    assert_eq!(
+        fitted.batch_size as u64,
+        ((1u64 << 20) / memory.per_gradient_image()).clamp(1, 64)
+    );
+    assert_eq!(
+        fitted.perturbation_batch_size as u64,
+        ((1u64 << 20) / memory.per_forward_image()).clamp(1, 64)
+    );
+    assert!(
+        fitted.batch_size < 64 && fitted.perturbation_batch_size < 64,
+        "{fitted:?}"
+    );
+    // The integrated gradients' 8 steps and SmoothGrad's 4 samples span several batches now.
+    assert!(fitted.batch_size < 4, "{}", fitted.batch_size);
+    let unbounded = wide.fit_batches(&wide.explain_config(&[]).unwrap(), &model);
+    assert_eq!(
+        (unbounded.batch_size, unbounded.perturbation_batch_size),
+        (64, 64)
+    );
+
+    // A real scan: the same maps at either batch size (same seeds; float sums may differ in the
+    // last bits).
+    let img = image::open(super::util::br35h("Testing", "yes")[0].clone()).unwrap();
+    let p = tumor_audit::preprocess::prepare(&img, &tight.settings.donnees.image);
+    let x = tch::Tensor::from_slice(&p.input).view([1, 1, 48, 48]);
+    for method in Method::SIX {
+        let input = |_: ()| ImageInput {
+            id: "scan",
+            x: &x,
+            grey: &p.grey,
+            target: 1,
+            segmentation: Default::default(),
+        };
+        let a = attribution::explain(&model, &fitted, method, &input(()))
+            .unwrap()
+            .map;
+        let b = attribution::explain(&model, &unbounded, method, &input(()))
+            .unwrap()
+            .map;
+        let scale = b.iter().fold(0f32, |s, v| s.max(v.abs()));
+        let d = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |s, (p, q)| s.max((p - q).abs()));
+        assert!(
+            d <= 1e-5 * scale.max(f32::MIN_POSITIVE),
+            "{method:?}: {d} vs scale {scale}"
+        );
+    }
+}
