@@ -564,7 +564,16 @@ pub fn explain(
             onnx::guided_backprop(m, input.x, &[input.target])?.remove(0)
         }
         Method::GuidedBackprop => {
-            let native = model.native().ok_or_else(|| unsupported(method, "a TorchScript module is opaque: its ReLUs cannot be given the guided backward rule"))?;
+            let native = model.native().ok_or_else(|| {
+                unsupported(
+                    method,
+                    &format!(
+                        "its ReLUs need the guided backward rule, and {}; {}",
+                        crate::model::TORCHSCRIPT_OPAQUE,
+                        crate::model::TORCHSCRIPT_TO_ONNX
+                    ),
+                )
+            })?;
             gradient::guided_backprop(native, input.x, &[input.target])?.remove(0)
         }
         Method::IntegratedGradients => {
@@ -600,7 +609,16 @@ pub fn explain(
             onnx::gradcam(m, input.x, &[input.target], cfg.gradcam.node.as_deref())?.remove(0)
         }
         Method::Gradcam => {
-            let native = model.native().ok_or_else(|| unsupported(method, "a TorchScript module is opaque: its last convolutional layer cannot be reached"))?;
+            let native = model.native().ok_or_else(|| {
+                unsupported(
+                    method,
+                    &format!(
+                        "it needs a convolutional layer's activations and their gradient, and {}; {}",
+                        crate::model::TORCHSCRIPT_OPAQUE,
+                        crate::model::TORCHSCRIPT_TO_ONNX
+                    ),
+                )
+            })?;
             gradcam::gradcam(native, input.x, &[input.target], cfg.gradcam.layer)?.remove(0)
         }
         Method::Lime | Method::KernelShap => {

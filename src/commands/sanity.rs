@@ -42,9 +42,12 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     let (ctx, dir, existing) = run_context(current, &store, args)?;
     if let Some(ts) = &ctx.settings.model.torchscript {
         bail!(
-            "the model-randomisation check re-initialises the layers of the native CNN; {} is a TorchScript \
-             module, whose layers' order along the forward pass and initialisers are unknown: not supported",
-            ts.display()
+            "the model-randomisation check re-initialises a model's layers in order; {} is a TorchScript \
+             module, whose layers' order along the forward pass and initialisers are unknown: not supported \
+             ({}); {}",
+            ts.display(),
+            crate::model::TORCHSCRIPT_OPAQUE,
+            crate::model::TORCHSCRIPT_TO_ONNX
         );
     }
     let methods: Vec<Method> = if args.methods.is_empty() {

@@ -286,6 +286,21 @@ pub fn looks_like_probabilities(p: &Tensor) -> bool {
     nonneg && (sums - 1.0).abs().max().double_value(&[]) < 1e-4
 }
 
+/// Why a TorchScript module gets no Guided Backprop, Grad-CAM or sanity check: tch (libtorch's C API)
+/// runs a loaded module only through its top-level methods and lists its parameters; it reaches no
+/// submodule, no intermediate value and no hook, so no ReLU's backward can be replaced, no layer's
+/// activation cut out, and no layer's place along the forward pass known.
+pub const TORCHSCRIPT_OPAQUE: &str = "a TorchScript module is compiled and opaque to tch 0.26, which \
+     runs only its top-level methods and lists its parameters: no submodule, intermediate value or hook \
+     can be reached";
+
+/// What a TorchScript user can do instead: the same model as ONNX gets every method.
+pub const TORCHSCRIPT_TO_ONNX: &str = "export the same PyTorch model to ONNX instead \
+     (`torch.onnx.export(model, torch.zeros(1, C, S, S), \"model.onnx\", input_names=[\"input\"], \
+     output_names=[\"logits\"], opset_version=17, dynamic_axes={\"input\": {0: \"batch\"}}, dynamo=False)`, \
+     see the README's \"Auditing your own model\") and set model.onnx: every method and the sanity \
+     check run on an ONNX graph";
+
 /// Whether every value of a floating-point tensor is finite (integer tensors always are).
 pub fn all_finite(t: &Tensor) -> bool {
     if !t.is_floating_point() {
