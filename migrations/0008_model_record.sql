@@ -5,6 +5,7 @@
 --   its classes and where their names came from, and how its outputs are taken.
 -- explains: the scores the maps explain: 'logits' (the model ends without a softmax), 'logits before
 --   the removed final softmax `NODE`' (an ONNX graph whose final Softmax / LogSoftmax node was taken
---   off), or 'outputs of the module (refused at load when they look like probabilities)' (TorchScript).
+--   off), or 'the module''s outputs (taken as logits)' (TorchScript; a module whose outputs look like
+--   probabilities is refused at load).
 ALTER TABLE runs ADD COLUMN model_description TEXT;
 ALTER TABLE runs ADD COLUMN explains TEXT;
