@@ -200,6 +200,8 @@ impl Settings {
                 format!("{} is out of range: allowed 8..=2048 pixels", img.size),
             ));
         }
+        img.check_channel_scaling()
+            .map_err(|(key, m)| Error::key(key, m))?;
         self.training.validate()?;
         if self.data.max_file_bytes == 0 || self.data.max_image_pixels == 0 {
             return Err(Error::key(

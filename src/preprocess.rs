@@ -1,6 +1,8 @@
 //! Decoded image -> model input, exactly as the notebook's `données.image` keys mean:
 //! resize to size x size, `normalize` = /255, `standardize` = per-image zero mean and unit std,
-//! `grayscale` = one channel; then images stacked into model-input tensors.
+//! `grayscale` = one channel; `mean` / `std` = per-channel scaling after `normalize` (torchvision's
+//! `Normalize`, for models trained with ImageNet statistics); then images stacked into model-input
+//! tensors.
 use image::imageops::FilterType;
 use image::DynamicImage;
 use rayon::prelude::*;
@@ -26,6 +28,14 @@ pub struct ImageConfig {
     /// the run's config snapshot at its default, so earlier runs keep their snapshot.
     #[serde(default, skip_serializing_if = "ResizeFilter::is_default")]
     pub resize: ResizeFilter,
+    /// Per-channel mean subtracted after `normalize`, one value per channel (1 grey, 3 RGB), e.g.
+    /// ImageNet's `[0.485, 0.456, 0.406]`; unset = 0. Left out of the run's snapshot when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel divisor applied after `mean`, one non-zero value per channel, e.g. ImageNet's
+    /// `[0.229, 0.224, 0.225]`; unset = 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f32>>,
 }
 
 impl ImageConfig {
@@ -35,6 +45,48 @@ impl ImageConfig {
         } else {
             3
         }
+    }
+
+    /// `mean` and `std` against the channel count: one value per channel, no zero divisor, and not
+    /// together with `standardize` (two ways of centring the same input). Returns (key, message).
+    pub fn check_channel_scaling(&self) -> std::result::Result<(), (&'static str, String)> {
+        let channels = self.channels() as usize;
+        for (key, values) in [
+            ("données.image.mean", &self.mean),
+            ("données.image.std", &self.std),
+        ] {
+            let Some(v) = values else { continue };
+            if v.len() != channels {
+                return Err((
+                    key,
+                    format!(
+                        "{} value(s) given; the images have {channels} channel(s) (grayscale: {}): give {channels}{}",
+                        v.len(),
+                        self.grayscale,
+                        if self.grayscale {
+                            " (a grey image fed to an RGB model is scaled before its channel is repeated; for per-channel RGB statistics set grayscale: false)"
+                        } else {
+                            " (R, G, B)"
+                        }
+                    ),
+                ));
+            }
+        }
+        if let Some(std) = &self.std {
+            if let Some(i) = std.iter().position(|&s| s == 0.0) {
+                return Err((
+                    "données.image.std",
+                    format!("channel {i} has std 0: every value is divided by it; give a non-zero value"),
+                ));
+            }
+        }
+        if self.standardize && (self.mean.is_some() || self.std.is_some()) {
+            return Err((
+                "données.image.standardize",
+                "standardize (per image) and mean / std (per channel, fixed) both centre the input: choose one".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -114,10 +166,20 @@ pub fn prepare(img: &DynamicImage, cfg: &ImageConfig) -> Prepared {
     }
 }
 
-/// `normalize` then `standardize`, in place, on raw 0..255 values.
+/// `normalize`, then the per-channel `mean` / `std`, then `standardize`, in place, on raw 0..255
+/// values laid out channel-first (C x H x W, `cfg.channels()` channels).
 pub fn scale_values(values: &mut [f32], cfg: &ImageConfig) {
     if cfg.normalize {
         values.iter_mut().for_each(|v| *v /= 255.0);
+    }
+    if cfg.mean.is_some() || cfg.std.is_some() {
+        let channels = cfg.channels() as usize;
+        let plane = values.len() / channels.max(1);
+        for (c, chunk) in values.chunks_mut(plane.max(1)).enumerate().take(channels) {
+            let m = cfg.mean.as_ref().map_or(0.0, |m| m[c]);
+            let s = cfg.std.as_ref().map_or(1.0, |s| s[c]);
+            chunk.iter_mut().for_each(|v| *v = (*v - m) / s);
+        }
     }
     if cfg.standardize {
         standardize(values);

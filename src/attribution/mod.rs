@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use tch::Tensor;
 
 use crate::error::{Error, Result};
+use crate::model::memory::MemoryBudget;
 use crate::model::Model;
 
 pub mod gradcam;
@@ -304,6 +305,11 @@ pub struct ExplainConfig {
     /// bf16 perturbation forwards in oneDNN's blocked layout with the convolution weights packed once
     /// (see `model::prepacked`); `false` = the channels-last path.
     pub prepacked_weights: bool,
+    /// The memory one batch's activations may take: `batch_size` and `perturbation_batch_size` are
+    /// lowered to fit (see [`crate::model::memory`]). Left out of the run's config snapshot at its
+    /// default, so earlier runs keep their snapshot.
+    #[serde(skip_serializing_if = "MemoryBudget::is_auto")]
+    pub memory_budget: MemoryBudget,
 }
 
 impl Default for ExplainConfig {
@@ -326,6 +332,7 @@ impl Default for ExplainConfig {
             gradient_precision: Precision::Auto,
             shared_evaluations: false,
             prepacked_weights: true,
+            memory_budget: MemoryBudget::Auto,
         }
     }
 }
@@ -593,7 +600,16 @@ pub fn explain(
             onnx::guided_backprop(m, input.x, &[input.target])?.remove(0)
         }
         Method::GuidedBackprop => {
-            let native = model.native().ok_or_else(|| unsupported(method, "a TorchScript module is opaque: its ReLUs cannot be given the guided backward rule"))?;
+            let native = model.native().ok_or_else(|| {
+                unsupported(
+                    method,
+                    &format!(
+                        "its ReLUs need the guided backward rule, and {}; {}",
+                        crate::model::TORCHSCRIPT_OPAQUE,
+                        crate::model::TORCHSCRIPT_TO_ONNX
+                    ),
+                )
+            })?;
             gradient::guided_backprop(native, input.x, &[input.target])?.remove(0)
         }
         Method::IntegratedGradients => {
@@ -629,7 +645,16 @@ pub fn explain(
             onnx::gradcam(m, input.x, &[input.target], cfg.gradcam.node.as_deref())?.remove(0)
         }
         Method::Gradcam => {
-            let native = model.native().ok_or_else(|| unsupported(method, "a TorchScript module is opaque: its last convolutional layer cannot be reached"))?;
+            let native = model.native().ok_or_else(|| {
+                unsupported(
+                    method,
+                    &format!(
+                        "it needs a convolutional layer's activations and their gradient, and {}; {}",
+                        crate::model::TORCHSCRIPT_OPAQUE,
+                        crate::model::TORCHSCRIPT_TO_ONNX
+                    ),
+                )
+            })?;
             gradcam::gradcam(native, input.x, &[input.target], cfg.gradcam.layer)?.remove(0)
         }
         Method::Lime | Method::KernelShap => {

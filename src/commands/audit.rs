@@ -32,6 +32,8 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
     let t0 = Instant::now();
     // Everything that can be wrong with the inputs fails here, before any work.
     let model = ctx.load_model()?;
+    // The batch sizes the memory budget leaves; the run record keeps the configured ones.
+    let run_cfg = ctx.fit_batches(&cfg, &model);
     let (samples, not_images) = pipeline::test_samples(&dir, &ctx.classes, args.limit)?;
     // Not images, so not failures: said once each, and the run goes on.
     for s in &not_images {
@@ -72,6 +74,7 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
         &run_id,
         &cfg,
         &faithfulness,
+        &model,
         Some(&model_path),
         &dir,
         samples.len(),
@@ -101,7 +104,7 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
         run_id: run_id.clone(),
         classes: &ctx.classes,
         image_cfg: &ctx.settings.donnees.image,
-        explain: &cfg,
+        explain: &run_cfg,
         target: ctx.target,
         faithfulness: faithfulness.enabled.then_some(&faithfulness),
         limits: ctx.limits(),
@@ -140,7 +143,7 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
             &store,
             &run_id,
             args.reference.as_deref(),
-            &cfg,
+            &run_cfg,
         );
         let result = match result {
             Ok(r) => r,

@@ -15,6 +15,7 @@ use crate::preprocess::Prepared;
 pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
     let cfg = ctx.explain_config(&args.methods)?;
     let model = ctx.load_model()?;
+    let cfg = ctx.fit_batches(&cfg, &model);
     let samples: Vec<dataset::Sample> = if args.inputs.is_empty() {
         let ds = Dataset::scan(&ctx.test_dir(), &ctx.classes)?;
         // Round robin over classes so that both classes are timed.
@@ -351,6 +352,7 @@ fn bench_audit(
             &run_id,
             cfg,
             &ctx.settings.faithfulness,
+            &model,
             None,
             std::path::Path::new(""),
             samples.len(),

@@ -21,6 +21,7 @@ pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Exit> {
         None => ctx.target,
     };
     let model = ctx.load_model()?;
+    let cfg = ctx.fit_batches(&cfg, &model);
     let ds = Dataset::from_paths(&args.inputs)?;
     let (ok, skipped) = prepare_samples(
         &ds.samples,

@@ -116,13 +116,36 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
     }
 }
 
-/// What every model command starts from: validated settings, the device, the class list and the
-/// explained-class rule (a target class that does not exist fails here, before any work).
+/// What every model command starts from: validated settings, the device, the class list (and where
+/// it came from) and the explained-class rule (a target class that does not exist fails here, before
+/// any work).
 pub struct Context {
     pub settings: Settings,
     pub device: Device,
     pub classes: Vec<String>,
+    pub class_source: ClassSource,
     pub target: TargetRule,
+}
+
+/// Where the class names came from (see [`resolve_classes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClassSource {
+    /// `data.classes`.
+    Config,
+    /// The ONNX model's `metadata_props`, under this key.
+    ModelMetadata(String),
+    /// The sorted class folders of the training split.
+    TrainingFolders,
+}
+
+impl std::fmt::Display for ClassSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClassSource::Config => write!(f, "data.classes"),
+            ClassSource::ModelMetadata(key) => write!(f, "the model's metadata `{key}`"),
+            ClassSource::TrainingFolders => write!(f, "the training folders"),
+        }
+    }
 }
 
 impl Context {
@@ -132,12 +155,13 @@ impl Context {
     }
 
     pub fn from_settings(settings: Settings, device: Device) -> anyhow::Result<Context> {
-        let classes = resolve_classes(&settings)?;
+        let (classes, class_source) = resolve_classes(&settings)?;
         let target = settings.explain.target.resolve(&classes)?;
         Ok(Context {
             settings,
             device,
             classes,
+            class_source,
             target,
         })
     }
@@ -175,23 +199,26 @@ impl Context {
 
     /// The model under audit: ONNX when `model.onnx` is set, TorchScript when `model.torchscript`
     /// is, else the native CNN with its weights. Shape mismatches fail here, before any work.
+    /// The ONNX and TorchScript load checks run a batch of the largest batch size the memory budget
+    /// leaves (see [`Context::fit_batches`]).
     pub fn load_model(&self) -> anyhow::Result<Model> {
         let spec = self.input_spec();
+        let ex = &self.settings.explain;
         if let Some(path) = &self.settings.model.onnx {
-            let ex = &self.settings.explain;
-            let batch = ex.batch_size.max(ex.perturbation_batch_size) as i64;
-            let m = model::onnx::OnnxModel::load(
+            let mut m = model::onnx::OnnxModel::open(
                 path,
                 spec,
                 &self.settings.model.onnx_layout,
                 self.device,
-                batch,
             )?;
+            let plan = self.batch_plan(ex, Some(m.activation_memory()));
+            m.check_batch(plan.batch_size.max(plan.perturbation_batch_size) as i64)?;
             tracing::info!("{}", m.describe());
             return Ok(Model::Onnx(Box::new(m)));
         }
         let model = if let Some(ts) = &self.settings.model.torchscript {
-            Model::load_torchscript(ts, spec)?
+            let batch = ex.batch_size.max(ex.perturbation_batch_size) as i64;
+            Model::load_torchscript_on(ts, spec, self.device, batch)?
         } else {
             let mut cnn = NativeCnn::new(&self.settings.layers(), spec, self.device)?;
             cnn.load(&self.settings.model.weights)?;
@@ -215,13 +242,41 @@ impl Context {
         Ok(cfg)
     }
 
-    /// The run record of a run of `cfg` over `images_total` images of `data_root` (the model file
-    /// is hashed; `model_path` None = a throw-away run that names no model).
+    /// The batch sizes of `cfg` lowered to what `explain.memory_budget` holds for a model with
+    /// these activations (`None`: unknown, the configured sizes).
+    fn batch_plan(
+        &self,
+        cfg: &ExplainConfig,
+        memory: Option<model::memory::ActivationMemory>,
+    ) -> model::memory::BatchPlan {
+        model::memory::plan_batches(
+            cfg.batch_size,
+            cfg.perturbation_batch_size,
+            memory,
+            cfg.memory_budget.bytes(self.device),
+        )
+    }
+
+    /// `cfg` with its batch sizes fitted to the memory budget for `model`, logged. The run record
+    /// keeps the configured sizes: batch sizes change the time and memory a run takes, never its maps.
+    pub fn fit_batches(&self, cfg: &ExplainConfig, model: &Model) -> ExplainConfig {
+        let plan = self.batch_plan(cfg, model.activation_memory());
+        tracing::info!("{plan}");
+        let mut fitted = cfg.clone();
+        fitted.batch_size = plan.batch_size;
+        fitted.perturbation_batch_size = plan.perturbation_batch_size;
+        fitted
+    }
+
+    /// The run record of a run of `cfg` with `model` over `images_total` images of `data_root` (the
+    /// model file is hashed; `model_path` None = a throw-away run that names no model).
+    #[allow(clippy::too_many_arguments)]
     pub fn run_record(
         &self,
         run_id: &str,
         cfg: &ExplainConfig,
         faithfulness: &crate::trust::FaithfulnessConfig,
+        model: &Model,
         model_path: Option<&std::path::Path>,
         data_root: &std::path::Path,
         images_total: usize,
@@ -229,6 +284,11 @@ impl Context {
         let mut snapshot = self.settings.clone();
         snapshot.explain = cfg.clone();
         snapshot.faithfulness = faithfulness.clone();
+        // Class names read from the model are written into the snapshot, so that the run's
+        // readers (query, report, sanity) see them without the model.
+        if let ClassSource::ModelMetadata(_) = self.class_source {
+            snapshot.data.classes = self.classes.clone();
+        }
         let channels = self.settings.donnees.image.channels() as usize;
         let (path, sha) = match model_path {
             Some(p) => (p.to_string_lossy().to_string(), model::file_sha256(p)?),
@@ -248,25 +308,86 @@ impl Context {
             baseline_value: cfg.integrated_gradients.baseline_value as f64,
             reference_value: cfg.reference(channels) as f64,
             images_total: images_total as i64,
+            model_description: format!(
+                "{}; class names from {}: {}",
+                model.describe(),
+                self.class_source,
+                self.classes.join(", ")
+            ),
+            explains: model.explains(),
         })
     }
 }
 
 /// The memory one image's buffers may take: half of the machine's (`MemTotal`), 8 GiB when unknown.
 fn memory_budget() -> u64 {
-    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with("MemTotal:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-    });
-    total_kib.map(|k| k * 1024 / 2).unwrap_or(8 << 30)
+    model::memory::machine_memory().map_or(8 << 30, |m| m / 2)
 }
 
-/// `data.classes`, or the sorted class folders of the training split.
-pub fn resolve_classes(settings: &Settings) -> anyhow::Result<Vec<String>> {
-    if !settings.data.classes.is_empty() {
-        return Ok(settings.data.classes.clone());
+/// The class names in the model's output order and where they came from: `data.classes`, else the
+/// class names in an ONNX model's metadata (`class_names` or `classes`), else the sorted class
+/// folders of the training split. When both the config and the model name the classes, a different
+/// count is an error, the same names in another order too (one of the two lists is wrong, and every
+/// label and prediction would be mislabelled); other names are the user's to choose (`data.classes`
+/// also names the class folders), with a warning.
+pub fn resolve_classes(settings: &Settings) -> anyhow::Result<(Vec<String>, ClassSource)> {
+    let from_model = match &settings.model.onnx {
+        // A missing file is reported by the model's load, with the other load errors.
+        Some(path) if path.is_file() => model::onnx::metadata_classes(path)?,
+        _ => None,
+    };
+    let config = &settings.data.classes;
+    match (config.is_empty(), from_model) {
+        (false, Some(m)) => {
+            let show = |v: &[String]| format!("[{}]", v.join(", "));
+            let key = format!("the model's metadata `{}`", m.key);
+            if m.names.len() != config.len() {
+                return Err(crate::Error::key(
+                    "data.classes",
+                    format!(
+                        "{} names {} classes, {key} names {}: {}; the model has one output per class in its metadata",
+                        show(config),
+                        config.len(),
+                        m.names.len(),
+                        show(&m.names)
+                    ),
+                )
+                .into());
+            }
+            if m.names != *config {
+                let mut a = m.names.clone();
+                let mut b = config.clone();
+                a.sort();
+                b.sort();
+                if a == b {
+                    return Err(crate::Error::key(
+                        "data.classes",
+                        format!(
+                            "{} lists the classes of {key} in another order ({}): data.classes must follow the model's output order, or every prediction is mislabelled",
+                            show(config),
+                            show(&m.names)
+                        ),
+                    )
+                    .into());
+                }
+                tracing::warn!(
+                    "data.classes {} differs from {key} {}: using data.classes (output i is named data.classes[i])",
+                    show(config),
+                    show(&m.names)
+                );
+            }
+            return Ok((config.clone(), ClassSource::Config));
+        }
+        (false, None) => return Ok((config.clone(), ClassSource::Config)),
+        (true, Some(m)) => {
+            tracing::info!(
+                "class names from the model's metadata `{}`: {}",
+                m.key,
+                m.names.join(", ")
+            );
+            return Ok((m.names, ClassSource::ModelMetadata(m.key)));
+        }
+        (true, None) => {}
     }
     let train = settings.data.root.join(&settings.data.train_dir);
     let found = dataset::class_folders(&train).with_context(|| {
@@ -279,7 +400,7 @@ pub fn resolve_classes(settings: &Settings) -> anyhow::Result<Vec<String>> {
             found.len()
         );
     }
-    Ok(found)
+    Ok((found, ClassSource::TrainingFolders))
 }
 
 /// A progress bar on stderr, or periodic log lines when stderr is not a terminal (see [`Progress`]).

@@ -42,9 +42,12 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     let (ctx, dir, existing) = run_context(current, &store, args)?;
     if let Some(ts) = &ctx.settings.model.torchscript {
         bail!(
-            "the model-randomisation check re-initialises the layers of the native CNN; {} is a TorchScript \
-             module, whose layers' order along the forward pass and initialisers are unknown: not supported",
-            ts.display()
+            "the model-randomisation check re-initialises a model's layers in order; {} is a TorchScript \
+             module, whose layers' order along the forward pass and initialisers are unknown: not supported \
+             ({}); {}",
+            ts.display(),
+            crate::model::TORCHSCRIPT_OPAQUE,
+            crate::model::TORCHSCRIPT_TO_ONNX
         );
     }
     let methods: Vec<Method> = if args.methods.is_empty() {
@@ -76,7 +79,7 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     let pb = progress((layers.len() + 1) as u64, "sanity check", "stages");
     let result = sanity::randomise(
         &model,
-        &cfg,
+        &ctx.fit_batches(&cfg, &model),
         &methods,
         &inputs,
         ctx.classes.len() as i64,
@@ -89,6 +92,7 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
             &args.run,
             &cfg,
             &ctx.settings.faithfulness,
+            &model,
             Some(&ctx.model_path()),
             &dir,
             0,

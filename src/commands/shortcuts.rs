@@ -30,7 +30,7 @@ pub fn run(ctx: &Context, args: &crate::cli::ShortcutsArgs) -> anyhow::Result<()
         anyhow::bail!("database {}: there is no run {}", db.display(), args.run);
     }
     let model = ctx.load_model()?;
-    let explain = ctx.explain_config(&[])?;
+    let explain = ctx.fit_batches(&ctx.explain_config(&[])?, &model);
     let result = check(
         ctx,
         &model,

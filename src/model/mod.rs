@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{Error, Result};
 
 mod layers;
+pub mod memory;
 mod mixed;
 mod native;
 pub mod onnx;
@@ -45,6 +46,9 @@ pub enum Model {
         module: tch::CModule,
         path: PathBuf,
         input: InputSpec,
+        device: Device,
+        /// Traced at batch 1 (it fails on a batch): batches run one image at a time.
+        single_image: bool,
     },
     /// An ONNX graph run node by node on libtorch (see [`onnx`]).
     Onnx(Box<onnx::OnnxModel>),
@@ -62,7 +66,7 @@ impl Model {
     pub fn device(&self) -> Device {
         match self {
             Model::Native(m) => m.vs.device(),
-            Model::TorchScript { .. } => Device::Cpu,
+            Model::TorchScript { device, .. } => *device,
             Model::Onnx(m) => m.device(),
         }
     }
@@ -71,8 +75,24 @@ impl Model {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         match self {
             Model::Native(m) => m.forward_t(x, false),
-            Model::TorchScript { module, .. } => {
-                module.forward_ts(&[x]).expect("checked at load time")
+            Model::TorchScript {
+                module,
+                single_image,
+                ..
+            } => {
+                let n = x.size()[0];
+                if *single_image && n > 1 {
+                    let parts: Vec<Tensor> = (0..n)
+                        .map(|i| {
+                            module
+                                .forward_ts(&[x.narrow(0, i, 1)])
+                                .expect("checked at load time")
+                        })
+                        .collect();
+                    Tensor::cat(&parts, 0)
+                } else {
+                    module.forward_ts(&[x]).expect("checked at load time")
+                }
             }
             // Every node ran on the load check's probe batches; a failure here is a bug.
             Model::Onnx(m) => m.forward(x).expect("the ONNX graph ran at load time"),
@@ -112,20 +132,69 @@ impl Model {
         }
     }
 
+    /// The model in one line, for the log and the run record: kind and file, input, classes and
+    /// what the maps explain.
     pub fn describe(&self) -> String {
+        let i = self.input();
+        let geometry = format!(
+            "input nchw {}x{}x{}; {} classes",
+            i.channels, i.size, i.size, i.classes
+        );
         match self {
             Model::Native(m) => {
                 let kinds: Vec<&str> = m.specs.iter().map(|s| s.kind_name()).collect();
-                format!("native CNN [{}]", kinds.join(", "))
+                format!(
+                    "native CNN [{}] ({geometry}; no final softmax: outputs are logits)",
+                    kinds.join(", ")
+                )
             }
-            Model::TorchScript { path, .. } => format!("TorchScript {}", path.display()),
+            Model::TorchScript {
+                path, single_image, ..
+            } => format!(
+                "TorchScript {} ({geometry}; outputs taken as logits, checked not to be probabilities{})",
+                path.display(),
+                if *single_image { "; fixed batch of 1" } else { "" }
+            ),
             Model::Onnx(m) => m.describe(),
         }
     }
 
-    /// Loads a TorchScript module and checks it on a zero input of the configured shape: wrong input
-    /// channels/size or class count fail here, before any work, with expected vs found.
+    /// The scores the attribution maps explain (stored with the run).
+    pub fn explains(&self) -> String {
+        match self {
+            Model::Native(_) => "logits".into(),
+            Model::TorchScript { .. } => "the module's outputs (taken as logits)".into(),
+            Model::Onnx(m) => m.explains(),
+        }
+    }
+
+    /// One image's activations inside the model (see [`memory`]); `None` for a TorchScript module,
+    /// whose intermediate values cannot be seen.
+    pub fn activation_memory(&self) -> Option<memory::ActivationMemory> {
+        match self {
+            Model::Native(m) => Some(m.activation_memory()),
+            Model::TorchScript { .. } => None,
+            Model::Onnx(m) => Some(m.activation_memory()),
+        }
+    }
+
+    /// Loads a TorchScript module on the CPU and checks it (see [`Model::load_torchscript_on`]) with
+    /// a batch of 2.
     pub fn load_torchscript(path: &Path, input: InputSpec) -> Result<Model> {
+        Model::load_torchscript_on(path, input, Device::Cpu, 2)
+    }
+
+    /// Loads a TorchScript module onto `device` and checks it before any work: a zero input of the
+    /// configured shape (wrong input channels/size or class count fail with expected vs found), then a
+    /// batch of `batch` images (a module traced at batch 1 runs one image at a time, with a warning),
+    /// whose outputs must not look like probabilities (a module's final softmax cannot be taken off,
+    /// and probabilities explained as logits would be wrong).
+    pub fn load_torchscript_on(
+        path: &Path,
+        input: InputSpec,
+        device: Device,
+        batch: i64,
+    ) -> Result<Model> {
         let err = |m: String| Error::Model {
             path: path.to_path_buf(),
             message: m,
@@ -134,7 +203,7 @@ impl Model {
             return Err(err("TorchScript file not found".into()));
         }
         // libtorch's message carries a C++ backtrace after its first line: keep the first line.
-        let mut module = tch::CModule::load(path).map_err(|e| {
+        let mut module = tch::CModule::load_on_device(path, device).map_err(|e| {
             err(format!(
                 "not a loadable TorchScript module: {}",
                 first_line(&e.to_string())
@@ -143,7 +212,7 @@ impl Model {
         module.set_eval();
         let probe = Tensor::zeros(
             [1, input.channels, input.size, input.size],
-            (Kind::Float, Device::Cpu),
+            (Kind::Float, device),
         );
         let out = tch::no_grad(|| module.forward_ts(&[&probe])).map_err(|e| {
             Error::ModelMismatch(format!(
@@ -160,13 +229,79 @@ impl Model {
                 input.classes
             )));
         }
-        Ok(Model::TorchScript {
+        let n = batch.max(2);
+        let (c, s) = (input.channels, input.size);
+        // A fixed, image-like batch (values in [0, 1], different for every image).
+        let many = Tensor::arange(n * c * s * s, (Kind::Float, Device::Cpu))
+            .remainder(97.0)
+            .divide_scalar(96.0)
+            .view([n, c, s, s])
+            .to_device(device);
+        let mut model = Model::TorchScript {
             module,
             path: path.to_path_buf(),
             input,
-        })
+            device,
+            single_image: false,
+        };
+        let Model::TorchScript {
+            module,
+            single_image,
+            ..
+        } = &mut model
+        else {
+            unreachable!("built above")
+        };
+        match tch::no_grad(|| module.forward_ts(&[&many])) {
+            Ok(o) if o.size() == [n, out.size()[1]] => {}
+            _ => {
+                tracing::warn!(
+                    "{}: the module does not run a batch of {n} (traced at batch 1?): images run one at a time",
+                    path.display()
+                );
+                *single_image = true;
+            }
+        }
+        let p = tch::no_grad(|| model.forward(&many));
+        if looks_like_probabilities(&p) {
+            return Err(Error::ModelMismatch(format!(
+                "{}: the outputs look like probabilities (non-negative, each row sums to 1); a TorchScript \
+                 module's final softmax cannot be taken off, and explaining probabilities as logits would \
+                 be wrong: save the module without its final softmax, or export it to ONNX (the importer \
+                 removes a final softmax)",
+                path.display()
+            )));
+        }
+        Ok(model)
     }
 }
+
+/// Whether a batch of scores (N x classes, N >= 2, classes >= 2) looks like probabilities: every
+/// value non-negative and every row summing to 1.
+pub fn looks_like_probabilities(p: &Tensor) -> bool {
+    let size = p.size();
+    if size.len() != 2 || size[1] < 2 || !all_finite(p) {
+        return false;
+    }
+    let nonneg = p.min().double_value(&[]) >= 0.0;
+    let sums = p.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
+    nonneg && (sums - 1.0).abs().max().double_value(&[]) < 1e-4
+}
+
+/// Why a TorchScript module gets no Guided Backprop, Grad-CAM or sanity check: tch (libtorch's C API)
+/// runs a loaded module only through its top-level methods and lists its parameters; it reaches no
+/// submodule, no intermediate value and no hook, so no ReLU's backward can be replaced, no layer's
+/// activation cut out, and no layer's place along the forward pass known.
+pub const TORCHSCRIPT_OPAQUE: &str = "a TorchScript module is compiled and opaque to tch 0.26, which \
+     runs only its top-level methods and lists its parameters: no submodule, intermediate value or hook \
+     can be reached";
+
+/// What a TorchScript user can do instead: the same model as ONNX gets every method.
+pub const TORCHSCRIPT_TO_ONNX: &str = "export the same PyTorch model to ONNX instead \
+     (`torch.onnx.export(model, torch.zeros(1, C, S, S), \"model.onnx\", input_names=[\"input\"], \
+     output_names=[\"logits\"], opset_version=17, dynamic_axes={\"input\": {0: \"batch\"}}, dynamo=False)`, \
+     see the README's \"Auditing your own model\") and set model.onnx: every method and the sanity \
+     check run on an ONNX graph";
 
 /// Whether every value of a floating-point tensor is finite (integer tensors always are).
 pub fn all_finite(t: &Tensor) -> bool {

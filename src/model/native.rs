@@ -307,6 +307,27 @@ impl NativeCnn {
         });
     }
 
+    /// The float32 activations of one image (a forward at batch 1): every layer's output plus the
+    /// input (what a backward keeps), and the largest input + output pair (what a forward without
+    /// gradients holds at once).
+    pub fn activation_memory(&self) -> super::memory::ActivationMemory {
+        let _guard = tch::no_grad_guard();
+        let bytes = |t: &Tensor| t.numel() as u64 * 4;
+        let s = self.input.size;
+        let mut a = Tensor::zeros(
+            [1, self.input.channels, s, s],
+            (Kind::Float, self.vs.device()),
+        );
+        let (mut kept, mut live) = (bytes(&a), bytes(&a));
+        for layer in &self.layers {
+            let out = layer.forward_t(&a, false);
+            kept += bytes(&out);
+            live = live.max(bytes(&a) + bytes(&out));
+            a = out;
+        }
+        super::memory::ActivationMemory { kept, live }
+    }
+
     /// Runs layers `from..to` (eval mode unless `train`).
     pub fn forward_range(&self, x: &Tensor, from: usize, to: usize, train: bool) -> Tensor {
         let cl = self

@@ -53,7 +53,8 @@ pub fn display_device(stored: &str) -> String {
     }
 }
 
-/// `query runs`: every run, newest first, with its headline figures.
+/// `query runs`: every run, newest first, with its headline figures, what its maps explain and its
+/// model in one line (empty for runs recorded before they were stored).
 pub fn runs(conn: &Connection) -> rusqlite::Result<Table> {
     let mut t = runs_stored(conn)?;
     if let Some(c) = t.column("device") {
@@ -73,7 +74,8 @@ fn runs_stored(conn: &Connection) -> rusqlite::Result<Table> {
                 round((julianday(coalesce(s.finished_at, s.started_at)) - julianday(s.started_at)) * 86400.0, 1)
                   AS seconds,
                 r.profile, substr(r.model_sha256, 1, 12) AS model, r.device,
-                s.images_total, s.images_done, s.images_failed, s.accuracy, s.images_flagged
+                s.images_total, s.images_done, s.images_failed, s.accuracy, s.images_flagged,
+                r.explains, r.model_description
          FROM v_run_summary AS s JOIN runs AS r USING (run_id)
          ORDER BY s.started_at DESC, s.run_id",
         [],
@@ -140,6 +142,10 @@ pub struct RunRecord {
     pub images_done: i64,
     pub images_failed: i64,
     pub errors: i64,
+    /// The model in one line and the scores the maps explain (`None` for runs recorded before
+    /// they were stored).
+    pub model_description: Option<String>,
+    pub explains: Option<String>,
 }
 
 /// The header record of `run`; an error when the run does not exist.
@@ -149,7 +155,7 @@ pub fn run_record(conn: &Connection, run: &str) -> rusqlite::Result<RunRecord> {
                 (julianday(coalesce(r.finished_at, r.started_at)) - julianday(r.started_at)) * 86400.0,
                 r.config_yaml, r.model_path, r.model_sha256, r.data_root, r.tool_version, r.device,
                 r.seed, r.profile, r.methods, r.baseline_value, r.reference_value, r.images_total,
-                s.images_done, s.images_failed, s.errors
+                s.images_done, s.images_failed, s.errors, r.model_description, r.explains
          FROM runs AS r JOIN v_run_summary AS s USING (run_id) WHERE r.run_id = ?1",
         [run],
         |r| {
@@ -174,6 +180,8 @@ pub fn run_record(conn: &Connection, run: &str) -> rusqlite::Result<RunRecord> {
                 images_done: r.get(16)?,
                 images_failed: r.get(17)?,
                 errors: r.get(18)?,
+                model_description: r.get(19)?,
+                explains: r.get(20)?,
             })
         },
     )

@@ -53,6 +53,16 @@ pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
         kv("duration", duration),
         kv("model", rec.model_path.clone()),
         kv("model sha256", rec.model_sha256.clone()),
+        kv(
+            "model description",
+            rec.model_description
+                .clone()
+                .unwrap_or_else(|| "– (not recorded by the tool version of this run)".into()),
+        ),
+        kv(
+            "maps explain",
+            rec.explains.clone().unwrap_or_else(|| "–".into()),
+        ),
         kv("data root", rec.data_root.clone()),
         kv(
             "images",

@@ -64,6 +64,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_shortcut_tests.sql",
         include_str!("../../migrations/0008_shortcut_tests.sql"),
     ),
+    (
+        "0009_model_record.sql",
+        include_str!("../../migrations/0009_model_record.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.
@@ -268,6 +272,10 @@ pub struct RunRecord {
     pub baseline_value: f64,
     pub reference_value: f64,
     pub images_total: i64,
+    /// The model in one line: kind and file, input, classes, how its outputs are taken.
+    pub model_description: String,
+    /// The scores the maps explain (`logits`, or the logits before a removed final softmax).
+    pub explains: String,
 }
 
 /// A row of `images`: one distinct file content (`image_id` = sha256 of the bytes, hex).
@@ -535,8 +543,15 @@ impl Store {
                 }
                 tx.execute(
                     "UPDATE runs SET status = 'running', finished_at = NULL, tool_version = ?2, device = ?3, \
-                     images_total = ?4 WHERE run_id = ?1",
-                    params![run.run_id, run.tool_version, run.device, run.images_total],
+                     images_total = ?4, model_description = ?5, explains = ?6 WHERE run_id = ?1",
+                    params![
+                        run.run_id,
+                        run.tool_version,
+                        run.device,
+                        run.images_total,
+                        run.model_description,
+                        run.explains
+                    ],
                 )
                 .at(p)?;
                 true
@@ -547,8 +562,8 @@ impl Store {
                 tx.execute(
                     "INSERT INTO runs (run_id, status, config_yaml, model_path, model_sha256, data_root, tool_version, \
                      device, seed, profile, methods, baseline_value, reference_value, images_total, shard_index, \
-                     shard_count) \
-                     VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     shard_count, model_description, explains) \
+                     VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                     params![
                         run.run_id,
                         run.config_yaml,
@@ -564,7 +579,9 @@ impl Store {
                         run.reference_value,
                         run.images_total,
                         shard.map(|s| s.index),
-                        shard.map(|s| s.count)
+                        shard.map(|s| s.count),
+                        run.model_description,
+                        run.explains
                     ],
                 )
                 .at(p)?;

@@ -26,6 +26,8 @@ fn run_record(run_id: &str) -> RunRecord {
         baseline_value: 0.0,
         reference_value: -1.5,
         images_total: 3,
+        model_description: "TorchScript models/resnet.pt".into(),
+        explains: "logits".into(),
     }
 }
 
@@ -363,11 +365,31 @@ fn begin_run_resumes_only_the_same_config_and_model() {
     let store = Store::open(&path).unwrap();
     let run = run_record("nightly-2026-11-25");
     assert!(!store.begin_run(&run).unwrap(), "a new run");
+    let described = |store: &Store| -> (String, String) {
+        store
+            .conn()
+            .query_row(
+                "SELECT model_description, explains FROM runs WHERE run_id = ?1",
+                [&run.run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        described(&store),
+        ("TorchScript models/resnet.pt".into(), "logits".into())
+    );
     store.finish_run(&run.run_id, "interrupted").unwrap();
+    // A resume records the description this build gives (like the tool version).
+    let redescribed = RunRecord {
+        model_description: "TorchScript models/resnet.pt; input 1x64x64".into(),
+        ..run.clone()
+    };
     assert!(
-        store.begin_run(&run).unwrap(),
+        store.begin_run(&redescribed).unwrap(),
         "same config and model: resume"
     );
+    assert_eq!(described(&store).0, redescribed.model_description);
     let (status, finished, methods): (String, Option<String>, String) = store
         .conn()
         .query_row(

@@ -30,7 +30,7 @@
 //! (convolutions, Gemm / MatMul with their bias, batch norms; see `OnnxModel::param_units`), each
 //! parameter drawn from the distribution of the native layer of its kind, seeded by its initialiser
 //! name. A TorchScript module is opaque (its parameters have names but no known order along the
-//! forward pass or known initialisers), and the check refuses it.
+//! forward pass or known initialisers), and the check refuses it, pointing to its ONNX export.
 use rand::distributions::{Distribution, Uniform};
 use tch::Tensor;
 
@@ -192,8 +192,10 @@ pub fn cascade_labels(model: &Model) -> Result<Vec<String>> {
         Model::TorchScript { path, .. } => Err(Error::Unsupported {
             method: "the model-randomisation check".into(),
             reason: format!(
-                "{} is a TorchScript module, whose layers' order along the forward pass and initialisers are unknown",
-                path.display()
+                "{} is a TorchScript module, whose layers' order along the forward pass and initialisers are unknown ({}); {}",
+                path.display(),
+                crate::model::TORCHSCRIPT_OPAQUE,
+                crate::model::TORCHSCRIPT_TO_ONNX
             ),
         }),
     }

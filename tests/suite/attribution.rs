@@ -279,6 +279,13 @@ fn torchscript_models_get_gradient_methods_and_a_clear_refusal_for_the_others() 
             .unwrap()
             .to_string();
         assert!(e.contains("not supported for this model, because"), "{e}");
+        // Why, and what to do instead.
+        assert!(
+            e.contains("opaque to tch")
+                && e.contains("torch.onnx.export")
+                && e.contains("model.onnx"),
+            "{e}"
+        );
     }
 }
 

@@ -141,3 +141,44 @@ fn performance_settings_default_as_documented_and_refuse_unknown_values() {
     let e = error_of(NOTEBOOK_BLOCK, &["explain.gradient_precison=f32"]);
     assert!(e.contains("gradient_precison"), "{e}");
 }
+
+#[test]
+fn per_channel_mean_and_std_match_the_channels_and_never_divide_by_zero() {
+    let rgb =
+        "données:\n  image: {size: 64, normalize: true, standardize: false, grayscale: false}\n";
+    let s = Settings::from_yaml(
+        rgb,
+        &[
+            "données.image.mean=[0.485, 0.456, 0.406]".into(),
+            "données.image.std=[0.229, 0.224, 0.225]".into(),
+        ],
+    )
+    .expect("ImageNet statistics for an RGB model");
+    assert_eq!(s.donnees.image.std, Some(vec![0.229, 0.224, 0.225]));
+    // Unset, they stay out of the run's snapshot (earlier runs keep theirs).
+    let plain = Settings::from_yaml(NOTEBOOK_BLOCK, &[]).unwrap();
+    assert!(!plain.to_yaml().contains("mean") && !plain.to_yaml().contains("std:"));
+    let e = error_of(
+        NOTEBOOK_BLOCK,
+        &["données.image.mean=[0.485, 0.456, 0.406]"],
+    );
+    assert!(
+        e.contains("données.image.mean") && e.contains("3 value(s)") && e.contains("1 channel(s)"),
+        "{e}"
+    );
+    let e = error_of(rgb, &["données.image.std=[0.2, 0.2]"]);
+    assert!(
+        e.contains("données.image.std") && e.contains("give 3"),
+        "{e}"
+    );
+    let e = error_of(rgb, &["données.image.std=[0.2, 0, 0.2]"]);
+    assert!(
+        e.contains("données.image.std") && e.contains("channel 1 has std 0"),
+        "{e}"
+    );
+    let e = error_of(
+        NOTEBOOK_BLOCK,
+        &["données.image.standardize=true", "données.image.mean=[0.5]"],
+    );
+    assert!(e.contains("choose one"), "{e}");
+}

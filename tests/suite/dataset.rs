@@ -134,6 +134,8 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
         standardize: false,
         grayscale: true,
         resize: Default::default(),
+        mean: None,
+        std: None,
     };
     let p = preprocess::prepare(&img, &cfg);
     assert_eq!(p.input, vec![0.0, 1.0, 1.0, 0.0]); // normalize = /255
@@ -166,6 +168,8 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
         standardize: false,
         grayscale: false,
         resize: Default::default(),
+        mean: None,
+        std: None,
     };
     let p = preprocess::prepare(&rgb, &cfg);
     assert_eq!(p.channels, 3);
@@ -182,11 +186,67 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
         standardize: false,
         grayscale: true,
         resize: Default::default(),
+        mean: None,
+        std: None,
     };
     let p = preprocess::prepare(&big, &cfg);
     assert_eq!(
         (p.input.len(), p.original_width, p.original_height),
         (256, 50, 30)
+    );
+}
+
+#[test]
+fn per_channel_mean_and_std_scale_each_channel_after_normalize() {
+    // 1x2 RGB pixels (255, 0, 51) and (0, 255, 102): after /255 R = [1, 0], G = [0, 1], B = [0.2, 0.4].
+    let rgb = image::DynamicImage::ImageRgb8(
+        RgbImage::from_raw(2, 1, vec![255, 0, 51, 0, 255, 102]).unwrap(),
+    );
+    let rgb = image::DynamicImage::ImageRgb8(
+        rgb.resize_exact(2, 2, image::imageops::FilterType::Nearest)
+            .to_rgb8(),
+    );
+    let cfg = ImageConfig {
+        size: 2,
+        normalize: true,
+        standardize: false,
+        grayscale: false,
+        resize: Default::default(),
+        mean: Some(vec![0.5, 0.25, 0.2]),
+        std: Some(vec![0.5, 0.25, 0.1]),
+    };
+    // R: (1 - 0.5) / 0.5 = 1, (0 - 0.5) / 0.5 = -1; G: (0 - 0.25) / 0.25 = -1, (1 - 0.25) / 0.25 = 3;
+    // B: (0.2 - 0.2) / 0.1 = 0, (0.4 - 0.2) / 0.1 = 2 (rows repeat: the image is 2 rows of the pair).
+    let p = preprocess::prepare(&rgb, &cfg).input;
+    let want = [
+        1.0, -1.0, 1.0, -1.0, -1.0, 3.0, -1.0, 3.0, 0.0, 2.0, 0.0, 2.0,
+    ];
+    for (i, (a, b)) in p.iter().zip(want).enumerate() {
+        assert!((a - b).abs() < 1e-5, "value {i}: {a} vs {b} ({p:?})");
+    }
+    // mean alone (std 1), std alone (mean 0)
+    let only_mean = ImageConfig {
+        std: None,
+        ..cfg.clone()
+    };
+    assert!((preprocess::prepare(&rgb, &only_mean).input[5] - 0.75).abs() < 1e-6);
+    let only_std = ImageConfig {
+        mean: None,
+        ..cfg.clone()
+    };
+    assert!((preprocess::prepare(&rgb, &only_std).input[9] - 4.0).abs() < 1e-5);
+    // one grey value
+    let grey =
+        image::DynamicImage::ImageLuma8(GrayImage::from_raw(2, 2, vec![0, 255, 255, 0]).unwrap());
+    let cfg = ImageConfig {
+        grayscale: true,
+        mean: Some(vec![0.5]),
+        std: Some(vec![0.5]),
+        ..cfg
+    };
+    assert_eq!(
+        preprocess::prepare(&grey, &cfg).input,
+        vec![-1.0, 1.0, 1.0, -1.0]
     );
 }
 

@@ -8,6 +8,7 @@ mod dataset;
 mod default_model;
 mod model;
 mod onnx;
+mod onnx_audit;
 mod onnx_kaggle;
 mod planted_bias;
 mod query;

@@ -132,6 +132,56 @@ fn torchscript_traced_from_the_native_cnn_gives_the_same_logits() {
 }
 
 #[test]
+fn a_torchscript_module_traced_at_batch_1_runs_image_by_image_and_probabilities_are_refused() {
+    let dir = super::util::tempdir();
+    let mut cnn = small_cnn();
+    cnn.vs.freeze();
+    let input = InputSpec {
+        channels: 1,
+        size: 32,
+        classes: 2,
+    };
+    let trace = |name: &str, f: &mut dyn FnMut(&Tensor) -> Tensor| {
+        let probe = Tensor::randn([1, 1, 32, 32], (Kind::Float, Device::Cpu));
+        let module =
+            tch::CModule::create_by_tracing("M", "forward", &[probe], &mut |xs| vec![f(&xs[0])])
+                .unwrap();
+        let path = dir.path().join(name);
+        module.save(&path).unwrap();
+        path
+    };
+    // The batch of 1 is baked into the trace by a reshape to [1, 1024] (what the VGG16
+    // trace did): a batch of 64 fails inside the module, so images run one at a time.
+    let fixed = trace("fixed.pt", &mut |x| {
+        cnn.forward_t(&x.reshape([1, 1, 32, 32]), false)
+    });
+    let ts = Model::load_torchscript_on(&fixed, input.clone(), Device::Cpu, 64).unwrap();
+    assert!(
+        ts.describe().contains("fixed batch of 1"),
+        "{}",
+        ts.describe()
+    );
+    let x = Tensor::randn([5, 1, 32, 32], (Kind::Float, Device::Cpu));
+    let diff = (ts.forward(&x) - cnn.forward_t(&x, false))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(diff < 1e-5, "max abs difference {diff}");
+    // A module ending in a softmax: its outputs are probabilities, never explained as logits.
+    let soft = trace("softmax.pt", &mut |x| {
+        cnn.forward_t(x, false).softmax(-1, Kind::Float)
+    });
+    let e = Model::load_torchscript(&soft, input)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("look like probabilities") && e.contains("ONNX"),
+        "{e}"
+    );
+}
+
+#[test]
 fn evaluation_matches_a_hand_computed_confusion_matrix() {
     let classes: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
     // true:      a a a b b c c c c

@@ -411,6 +411,8 @@ fn run_record(run_id: &str) -> RunRecord {
         baseline_value: 0.0,
         reference_value: 0.0,
         images_total: 2,
+        model_description: "native CNN".into(),
+        explains: "logits".into(),
     }
 }
 

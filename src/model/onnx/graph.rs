@@ -169,6 +169,19 @@ fn model_err(path: &Path, message: String) -> Error {
     }
 }
 
+/// The `metadata_props` of the ONNX file `path` (key, value), without reading its graph's tensors.
+pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::io(format!("cannot read ONNX model {}", path.display()), e))?;
+    let model = onnx_protobuf::ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| model_err(path, format!("not an ONNX model (protobuf: {e})")))?;
+    Ok(model
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.clone(), p.value.clone()))
+        .collect())
+}
+
 impl Graph {
     /// Reads and checks `path`: one image input, one output, every node's operator supported and
     /// every value defined before it is used.

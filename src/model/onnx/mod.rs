@@ -127,6 +127,14 @@ impl OnnxModel {
         device: Device,
         batch: i64,
     ) -> Result<OnnxModel> {
+        let mut m = OnnxModel::open(path, input, layout, device)?;
+        m.check_batch(batch)?;
+        Ok(m)
+    }
+
+    /// [`OnnxModel::load`] up to the probe of one image (which records every value's shape, see
+    /// [`OnnxModel::activation_memory`]); [`OnnxModel::check_batch`] completes the checks.
+    pub fn open(path: &Path, input: InputSpec, layout: &str, device: Device) -> Result<OnnxModel> {
         let err = |m: String| model_err(path, m);
         if !path.exists() {
             return Err(err("ONNX file not found".into()));
@@ -269,23 +277,25 @@ impl OnnxModel {
             last_use,
             device,
         };
-        m.probe(batch)?;
+        m.probe_one()?;
         Ok(m)
     }
 
-    /// Runs one image and a batch: output shapes, the fixed-batch fallback, probabilities refused.
-    fn probe(&mut self, batch: i64) -> Result<()> {
+    /// A fixed, image-like probe batch of `n` images (values in [0, 1]; no randomness needed).
+    fn probe_input(&self, n: i64) -> Tensor {
+        let (c, s) = (self.input.channels, self.input.size);
+        Tensor::arange(n * c * s * s, (Kind::Float, Device::Cpu))
+            .remainder(97.0)
+            .divide_scalar(96.0)
+            .view([n, c, s, s])
+            .to_device(self.device)
+    }
+
+    /// Runs one image: the output shape, and every value's shape for one image.
+    fn probe_one(&mut self) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let s = self.input.size;
-        let gen = |n: i64| {
-            // A fixed, image-like probe (values in [0, 1]); no randomness needed.
-            Tensor::arange(n * self.input.channels * s * s, (Kind::Float, Device::Cpu))
-                .remainder(97.0)
-                .divide_scalar(96.0)
-                .view([n, self.input.channels, s, s])
-                .to_device(self.device)
-        };
-        let one = gen(1);
+        let one = self.probe_input(1);
         let mut shapes = HashMap::new();
         let out = self
             .run(&one, &mut |name, t| {
@@ -309,8 +319,16 @@ impl OnnxModel {
                 self.input.classes
             )));
         }
+        Ok(())
+    }
+
+    /// Runs a batch of `batch` images (at least 2): a graph that cannot (exported with a fixed batch
+    /// of 1) runs one image at a time from now on; outputs that still look like probabilities are
+    /// refused.
+    pub fn check_batch(&mut self, batch: i64) -> Result<()> {
+        let _guard = tch::no_grad_guard();
         let n = batch.max(2);
-        let many = gen(n);
+        let many = self.probe_input(n);
         match self.run(&many, &mut |_, _| {}) {
             Ok(o) if o.size() == [n, self.input.classes] => {}
             _ => {
@@ -323,10 +341,7 @@ impl OnnxModel {
         }
         if self.removed_softmax.is_none() {
             let p = self.forward(&many)?;
-            let nonneg = p.min().double_value(&[]) >= 0.0;
-            let sums = p.sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
-            let ones = (sums - 1.0).abs().max().double_value(&[]) < 1e-4;
-            if nonneg && ones && self.input.classes > 1 {
+            if super::looks_like_probabilities(&p) {
                 let last = self.nodes.last().map(|n| n.label()).unwrap_or_default();
                 return Err(Error::ModelMismatch(format!(
                     "{}: the outputs look like probabilities (non-negative, each row sums to 1) but the graph ends with {last}, not a Softmax the importer can remove; explaining probabilities as logits would be wrong: export the model without its final normalisation",
@@ -726,6 +741,39 @@ impl OnnxModel {
         }
     }
 
+    /// The float32 values one image makes inside the graph (from the probe's shapes): all of them
+    /// (what a backward keeps) and the most alive at once in a plain forward, where each value is
+    /// freed after its last reader.
+    pub fn activation_memory(&self) -> super::memory::ActivationMemory {
+        let bytes = |v: &str| {
+            if !self.dynamic.contains(v) {
+                return 0;
+            }
+            self.shapes
+                .get(v)
+                .map_or(0, |s| s.iter().product::<i64>().max(0) as u64 * 4)
+        };
+        let input = (self.input.channels * self.input.size * self.input.size) as u64 * 4;
+        let (mut kept, mut now, mut live) = (input, input, input);
+        for (i, n) in self.nodes.iter().enumerate() {
+            let out: u64 = n.outputs.iter().map(|o| bytes(o)).sum();
+            kept += out;
+            now += out;
+            live = live.max(now);
+            let freed: u64 = self.last_use[i].iter().map(|v| bytes(v)).sum();
+            now = now.saturating_sub(freed);
+        }
+        super::memory::ActivationMemory { kept, live }
+    }
+
+    /// What the maps explain: the logits, before the removed final softmax if there was one.
+    pub fn explains(&self) -> String {
+        match &self.removed_softmax {
+            Some(n) => format!("logits before the removed final softmax `{n}`"),
+            None => "logits".into(),
+        }
+    }
+
     /// One line for the run record.
     pub fn describe(&self) -> String {
         let convs = self.nodes.iter().filter(|n| n.op == "Conv").count();
@@ -733,13 +781,14 @@ impl OnnxModel {
             Some(n) => format!("final softmax `{n}` removed: maps explain the logits before it"),
             None => "no final softmax: outputs are logits".to_string(),
         };
+        let s = self.input.size;
         let grey = if self.model_channels != self.input.channels {
             ", grey repeated to 3 channels"
         } else {
             ""
         };
         format!(
-            "ONNX {} (opset {}, {}; {} nodes, {convs} conv; input {}{grey}; {softmax}{})",
+            "ONNX {} (opset {}, {}; {} nodes, {convs} conv; input {} {}x{s}x{s}{grey}; {} classes; {softmax}{})",
             self.path.display(),
             self.opset,
             if self.producer.is_empty() {
@@ -749,6 +798,8 @@ impl OnnxModel {
             },
             self.nodes.len(),
             self.layout.name(),
+            self.model_channels,
+            self.input.classes,
             if self.single_image {
                 "; fixed batch of 1"
             } else {
@@ -756,6 +807,78 @@ impl OnnxModel {
             }
         )
     }
+}
+
+/// The metadata keys that name the model's classes, in the order they are looked for.
+pub const CLASS_KEYS: [&str; 2] = ["class_names", "classes"];
+
+/// Class names stored in a model's metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetadataClasses {
+    /// The metadata key they were read from.
+    pub key: String,
+    /// In the model's output order.
+    pub names: Vec<String>,
+}
+
+/// The class names in the `metadata_props` of the ONNX file `path` (key `class_names`, else
+/// `classes`), if it has them: a JSON list (`["glioma", "meningioma"]`), a JSON object from output
+/// index to name (`{"0": "glioma", "1": "meningioma"}`) or comma-separated names. A value that is
+/// none of these, names fewer than two classes or repeats one is an error naming the key.
+pub fn metadata_classes(path: &Path) -> Result<Option<MetadataClasses>> {
+    let meta = graph::read_metadata(path)?;
+    let Some((key, value)) = CLASS_KEYS
+        .iter()
+        .find_map(|k| meta.iter().find(|(mk, _)| mk == k))
+    else {
+        return Ok(None);
+    };
+    let names = parse_class_names(value)
+        .map_err(|m| model_err(path, format!("metadata `{key}` = `{value}`: {m}")))?;
+    Ok(Some(MetadataClasses {
+        key: key.clone(),
+        names,
+    }))
+}
+
+fn parse_class_names(value: &str) -> std::result::Result<Vec<String>, String> {
+    let v = value.trim();
+    let names: Vec<String> = if v.starts_with('[') {
+        serde_json::from_str::<Vec<String>>(v)
+            .map_err(|e| format!("not a JSON list of names ({e})"))?
+    } else if v.starts_with('{') {
+        let map: HashMap<String, String> =
+            serde_json::from_str(v).map_err(|e| format!("not a JSON object of names ({e})"))?;
+        let mut names = Vec::with_capacity(map.len());
+        for i in 0..map.len() {
+            let name = map.get(&i.to_string()).ok_or_else(|| {
+                format!(
+                    "a JSON object of names needs the keys 0 to {}",
+                    map.len() - 1
+                )
+            })?;
+            names.push(name.clone());
+        }
+        names
+    } else {
+        v.split(',').map(|s| s.trim().to_string()).collect()
+    };
+    let names: Vec<String> = names.into_iter().map(|s| s.trim().to_string()).collect();
+    if names.len() < 2 {
+        return Err(format!(
+            "{} class name(s); a classifier has at least 2",
+            names.len()
+        ));
+    }
+    if let Some(empty) = names.iter().position(String::is_empty) {
+        return Err(format!("class {empty} has an empty name"));
+    }
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(format!("`{n}` is named twice"));
+        }
+    }
+    Ok(names)
 }
 
 fn show_dims(d: &[graph::Dim]) -> String {
@@ -792,5 +915,35 @@ fn detect_layout(g: &Graph) -> Option<Layout> {
         ("Transpose", Some([0, 3, 1, 2])) => Some(Layout::Nhwc),
         ("Conv", _) => Some(Layout::Nchw),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_class_names;
+
+    #[test]
+    fn class_names_read_as_json_lists_objects_or_comma_separated() {
+        let want = vec!["glioma".to_string(), "notumor".into()];
+        assert_eq!(
+            parse_class_names(r#"["glioma", "notumor"]"#),
+            Ok(want.clone())
+        );
+        assert_eq!(
+            parse_class_names(r#"{"1": "notumor", "0": "glioma"}"#),
+            Ok(want.clone())
+        );
+        assert_eq!(parse_class_names(" glioma , notumor "), Ok(want));
+        assert!(parse_class_names("glioma")
+            .unwrap_err()
+            .contains("at least 2"));
+        assert!(parse_class_names("a, a").unwrap_err().contains("twice"));
+        assert!(parse_class_names("a,,b").unwrap_err().contains("empty"));
+        assert!(parse_class_names(r#"{"0": "a", "2": "b"}"#)
+            .unwrap_err()
+            .contains("keys 0 to 1"));
+        assert!(parse_class_names("[1, 2]")
+            .unwrap_err()
+            .contains("JSON list"));
     }
 }

@@ -26,6 +26,8 @@ fn record(run_id: &str, config: &str) -> RunRecord {
         baseline_value: 0.0,
         reference_value: 0.0,
         images_total: 0,
+        model_description: "native CNN".into(),
+        explains: "logits".into(),
     }
 }
 

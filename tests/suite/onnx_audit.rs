@@ -1,0 +1,288 @@
+//! ONNX models through the real binary: what the run record says about the model (its removed final
+//! softmax, its input, where the class names came from), and class names read from a model's
+//! metadata against `data.classes`.
+use std::path::{Path, PathBuf};
+
+use onnx_protobuf::{Message, ModelProto, StringStringEntryProto};
+use rusqlite::Connection;
+
+use super::util::{bin_with, ok, real_set, repo, tempdir, text, CHEAP};
+
+/// The notebook-shaped Keras CNN (tf2onnx, channels-last, 1 x 48 x 48, 4 classes, final softmax).
+fn keras_cnn() -> PathBuf {
+    repo("tests/fixtures/onnx/keras_notebook_cnn.onnx")
+}
+
+/// `--set` overrides for an ONNX audit of `root` at the fixture's input size.
+fn onnx_sets(root: &Path, model: &Path, classes: &str) -> Vec<String> {
+    let mut sets: Vec<String> = CHEAP.iter().map(|s| s.to_string()).collect();
+    sets.extend([
+        format!("data.root={}", root.display()),
+        format!("data.classes={classes}"),
+        "données.image.size=48".into(),
+        format!("model.onnx={}", model.display()),
+        format!("output.dir={}", root.join("out").display()),
+    ]);
+    sets
+}
+
+fn audit(sets: &[String], set: &Path, db: &Path, run: &str) -> std::process::Output {
+    bin_with(sets)
+        .args(["audit", "--data", set.to_str().unwrap(), "--db"])
+        .arg(db)
+        .args(["--run", run, "--no-leakage-check", "--no-shortcuts"])
+        .output()
+        .unwrap()
+}
+
+fn recorded(db: &Path, run: &str) -> (String, String) {
+    Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT model_description, explains FROM runs WHERE run_id = ?1",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn an_onnx_run_records_its_removed_softmax_and_a_native_run_its_own_description() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), 1);
+    let db = dir.path().join("audit.sqlite");
+    let sets = onnx_sets(dir.path(), &keras_cnn(), "[no, yes, glioma, pituitary]");
+    ok(audit(&sets, &set, &db, "onnx-1"));
+    let (description, explains) = recorded(&db, "onnx-1");
+    // tf2onnx names the Keras softmax after the layer: whatever its name, it is the one removed.
+    assert!(
+        explains.starts_with("logits before the removed final softmax `"),
+        "{explains}"
+    );
+    for part in [
+        "ONNX ",
+        "keras_notebook_cnn.onnx",
+        "input nhwc 1x48x48",
+        "4 classes",
+        "final softmax `",
+        "maps explain the logits before it",
+        "class names from data.classes: no, yes, glioma, pituitary",
+    ] {
+        assert!(description.contains(part), "{part}: {description}");
+    }
+
+    // The native CNN records its own description.
+    let mut native: Vec<String> = CHEAP.iter().map(|s| s.to_string()).collect();
+    native.extend([
+        format!("data.root={}", dir.path().display()),
+        "data.classes=[no, yes]".into(),
+    ]);
+    ok(audit(&native, &set, &db, "native-1"));
+    let (description, explains) = recorded(&db, "native-1");
+    assert_eq!(explains, "logits");
+    assert!(
+        description.starts_with("native CNN [conv, relu")
+            && description.contains("input nchw 1x128x128; 2 classes; no final softmax")
+            && description.contains("class names from data.classes: no, yes"),
+        "{description}"
+    );
+
+    // `query runs` and the report's header show them.
+    let runs = ok(bin_with(&[])
+        .args(["query", "--db"])
+        .arg(&db)
+        .arg("runs")
+        .output()
+        .unwrap());
+    assert!(
+        runs.contains("logits before the removed final softmax") && runs.contains("native CNN ["),
+        "{runs}"
+    );
+    let report = dir.path().join("report");
+    ok(bin_with(&[])
+        .args(["report", "--db"])
+        .arg(&db)
+        .args(["--run", "onnx-1", "--out"])
+        .arg(&report)
+        .output()
+        .unwrap());
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(
+        html.contains("maps explain") && html.contains("logits before the removed final softmax"),
+        "the report's header states what the maps explain"
+    );
+    assert!(html.contains("input nhwc 1x48x48"));
+}
+
+/// A copy of the Keras fixture with `key = value` in its metadata.
+fn with_metadata(dir: &Path, key: &str, value: &str) -> PathBuf {
+    let mut m = ModelProto::parse_from_bytes(&std::fs::read(keras_cnn()).unwrap()).unwrap();
+    m.metadata_props.push(StringStringEntryProto {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    });
+    let path = dir.join("named.onnx");
+    std::fs::write(&path, m.write_to_bytes().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn class_names_come_from_the_models_metadata_unless_the_config_names_them() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), 1);
+    let model = with_metadata(
+        dir.path(),
+        "class_names",
+        r#"["no", "yes", "glioma", "pituitary"]"#,
+    );
+    let db = dir.path().join("audit.sqlite");
+
+    // No data.classes: the model's names, written into the run's config snapshot.
+    let sets = onnx_sets(dir.path(), &model, "[]");
+    let out = audit(&sets, &set, &db, "named");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("class names from the model's metadata `class_names`"),
+        "{}",
+        text(&out)
+    );
+    let (description, _) = recorded(&db, "named");
+    assert!(
+        description.contains(
+            "class names from the model's metadata `class_names`: no, yes, glioma, pituitary"
+        ),
+        "{description}"
+    );
+    let conn = Connection::open(&db).unwrap();
+    let config: String = conn
+        .query_row(
+            "SELECT config_yaml FROM runs WHERE run_id = 'named'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let stored = tumor_audit::config::Settings::from_yaml(&config, &[]).unwrap();
+    assert_eq!(stored.data.classes, ["no", "yes", "glioma", "pituitary"]);
+    let labels: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM images WHERE label IN ('no', 'yes')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(labels, 2, "the folders' labels are the model's class names");
+
+    // Both name the classes: another count, or the same names in another order, is a config error
+    // before any work (exit 2, no database).
+    for (classes, says) in [
+        ("[no, yes, glioma]", "names 3 classes"),
+        ("[yes, no, glioma, pituitary]", "in another order"),
+    ] {
+        let db2 = dir.path().join("refused.sqlite");
+        let out = audit(&onnx_sets(dir.path(), &model, classes), &set, &db2, "r");
+        assert_eq!(out.status.code(), Some(2), "{classes}: {}", text(&out));
+        assert!(
+            text(&out).contains("data.classes") && text(&out).contains(says),
+            "{classes}: {}",
+            text(&out)
+        );
+        assert!(!db2.exists(), "{classes}: nothing written");
+    }
+
+    // Other names: the config's, with a warning naming both lists.
+    let sets = onnx_sets(dir.path(), &model, "[no, yes, c, d]");
+    let out = bin_with(&sets)
+        .args(["evaluate", "--folder"])
+        .arg(&set)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "data.classes [no, yes, c, d] differs from the model's metadata `class_names` [no, yes, glioma, pituitary]"
+        ),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_tight_memory_budget_lowers_the_batch_sizes_and_leaves_the_maps_unchanged() {
+    use tumor_audit::attribution::{self, ImageInput, Method};
+    use tumor_audit::commands::Context;
+    use tumor_audit::config::Settings;
+
+    let context = |budget: Option<&str>| {
+        let mut o: Vec<String> = CHEAP.iter().map(|s| s.to_string()).collect();
+        o.extend([
+            "données.image.size=48".into(),
+            format!("model.onnx={}", keras_cnn().display()),
+            "data.classes=[a, b, c, d]".into(),
+            "explain.batch_size=64".into(),
+            "explain.perturbation_batch_size=64".into(),
+        ]);
+        if let Some(b) = budget {
+            o.push(format!("explain.memory_budget={b}"));
+        }
+        let settings = Settings::load(&repo("config.yml"), &o).unwrap();
+        Context::from_settings(settings, tch::Device::Cpu).unwrap()
+    };
+    let (wide, tight) = (context(None), context(Some("1MiB")));
+    let model = tight.load_model().unwrap();
+    let memory = model
+        .activation_memory()
+        .expect("an ONNX graph's activations are seen");
+    let cfg = tight.explain_config(&[]).unwrap();
+    let fitted = tight.fit_batches(&cfg, &model);
+    // 1 MiB holds 1 MiB / (2 x kept) images of a gradient batch and 1 MiB / (2 x live) of a forward one.
+    assert_eq!(
+        fitted.batch_size as u64,
+        ((1u64 << 20) / memory.per_gradient_image()).clamp(1, 64)
+    );
+    assert_eq!(
+        fitted.perturbation_batch_size as u64,
+        ((1u64 << 20) / memory.per_forward_image()).clamp(1, 64)
+    );
+    assert!(
+        fitted.batch_size < 64 && fitted.perturbation_batch_size < 64,
+        "{fitted:?}"
+    );
+    // The integrated gradients' 8 steps and SmoothGrad's 4 samples span several batches now.
+    assert!(fitted.batch_size < 4, "{}", fitted.batch_size);
+    let unbounded = wide.fit_batches(&wide.explain_config(&[]).unwrap(), &model);
+    assert_eq!(
+        (unbounded.batch_size, unbounded.perturbation_batch_size),
+        (64, 64)
+    );
+
+    // A real scan: the same maps at either batch size (same seeds; float sums may differ in the
+    // last bits).
+    let img = image::open(super::util::br35h("Testing", "yes")[0].clone()).unwrap();
+    let p = tumor_audit::preprocess::prepare(&img, &tight.settings.donnees.image);
+    let x = tch::Tensor::from_slice(&p.input).view([1, 1, 48, 48]);
+    for method in Method::SIX {
+        let input = |_: ()| ImageInput {
+            id: "scan",
+            x: &x,
+            grey: &p.grey,
+            target: 1,
+            segmentation: Default::default(),
+        };
+        let a = attribution::explain(&model, &fitted, method, &input(()))
+            .unwrap()
+            .map;
+        let b = attribution::explain(&model, &unbounded, method, &input(()))
+            .unwrap()
+            .map;
+        let scale = b.iter().fold(0f32, |s, v| s.max(v.abs()));
+        let d = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |s, (p, q)| s.max((p - q).abs()));
+        assert!(
+            d <= 1e-5 * scale.max(f32::MIN_POSITIVE),
+            "{method:?}: {d} vs scale {scale}"
+        );
+    }
+}
