@@ -87,17 +87,24 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
     }
     let peak = crate::bench::measure_peak(&model, cfg.batch_size as i64);
     let fwd = model.native().map(crate::bench::forward_flops);
+    // FLOPs are counted from the native CNN's layer list; an imported graph has none to count.
+    let forward = match fwd {
+        Some(f) => format!(
+            "the model's forward alone at batch {} {:.1} GFLOP/s; one forward {:.3} GFLOP",
+            cfg.batch_size,
+            peak.model_forward_gflops,
+            f / 1e9
+        ),
+        None => "FLOPs not counted for an imported model (only the native CNN's layers are)".into(),
+    };
     println!(
-        "measured here: matmul 2048^3 {:.1} GFLOP/s (bf16: {}); the model's forward alone at batch {} {:.1} GFLOP/s; one forward {}",
+        "measured here: matmul 2048^3 {:.1} GFLOP/s (bf16: {}); {forward}",
         peak.matmul_gflops,
         if peak.matmul_bf16_gflops.is_nan() {
             "not measured, no hardware bfloat16 on this CPU".to_string()
         } else {
             format!("{:.1}", peak.matmul_bf16_gflops)
         },
-        cfg.batch_size,
-        peak.model_forward_gflops,
-        fwd.map_or("n/a (TorchScript)".into(), |f| format!("{:.3} GFLOP", f / 1e9))
     );
     println!(
         "{:<22} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8}",
