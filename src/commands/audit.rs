@@ -230,8 +230,11 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
             .context("reading v_faithfulness_summary")?;
         print_faithfulness(&rows, faithfulness.score.name());
     }
+    // The per-map rules fire on any method with one fixed threshold; the verdict below (calibrated,
+    // trust-weighted) is the run's answer, so the raw count says what it is.
     println!(
-        "{flagged} image(s) flagged as suspicious (view v_suspicious); results in {}",
+        "results in {}; raw per-map rules (one fixed threshold, every method, untrusted ones too): \
+         {flagged} image(s) in v_suspicious",
         db.display()
     );
     if let Some(v) = &verdict {
