@@ -393,15 +393,12 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
         )
         .unwrap();
     let report = dir.path().join("report-corner");
-    let out = bin(&[])
-        .args(["report", "--db", &db_arg, "--run", "corner", "--out"])
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report_arg = report.to_str().unwrap();
+    run(
+        &[
+            "report", "--db", &db_arg, "--run", "corner", "--out", report_arg,
+        ],
+        &[],
     );
     let pages: Vec<String> = std::fs::read_dir(report.join("images"))
         .unwrap()
