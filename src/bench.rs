@@ -6,42 +6,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use crate::attribution::{ExplainConfig, Method};
-use crate::model::{LayerSpec, Model, NativeCnn};
-
-/// Multiply-adds count 2 FLOPs; ReLU, pooling and bias adds are not counted (memory-bound, < 1%).
-pub fn forward_flops(m: &NativeCnn) -> f64 {
-    let (mut c, mut h, mut w) = (m.input.channels, m.input.size, m.input.size);
-    let mut flat: Option<i64> = None;
-    let mut flops = 0f64;
-    for s in &m.specs {
-        match s {
-            LayerSpec::Conv {
-                out,
-                kernel,
-                padding,
-            } => {
-                let pad = padding.unwrap_or(kernel / 2);
-                h = h + 2 * pad - kernel + 1;
-                w = w + 2 * pad - kernel + 1;
-                flops += 2.0 * (c * out * kernel * kernel * h * w) as f64;
-                c = *out;
-            }
-            LayerSpec::Maxpool { kernel } => {
-                h /= kernel;
-                w /= kernel;
-            }
-            LayerSpec::Flatten => flat = Some(flat.unwrap_or(c * h * w)),
-            LayerSpec::GlobalAvgPool => flat = Some(c),
-            LayerSpec::Dense { out } => {
-                let inp = flat.unwrap_or(c * h * w);
-                flops += 2.0 * (inp * out) as f64;
-                flat = Some(*out);
-            }
-            LayerSpec::Relu | LayerSpec::Dropout { .. } | LayerSpec::Batchnorm => {}
-        }
-    }
-    flops
-}
+use crate::model::Classifier;
 
 /// Model passes one method makes per image, as (forwards, backwards to the input). The model's
 /// weights are frozen, so a backward computes input gradients only and costs about one forward.
@@ -92,7 +57,7 @@ pub struct Peak {
     pub model_forward_gflops: f64,
 }
 
-pub fn measure_peak(model: &Model, batch: i64) -> Peak {
+pub fn measure_peak(model: &dyn Classifier, batch: i64) -> Peak {
     let _guard = tch::no_grad_guard();
     let dev = model.device();
     let n = 2048;
@@ -116,11 +81,10 @@ pub fn measure_peak(model: &Model, batch: i64) -> Peak {
         [batch, spec.channels, spec.size, spec.size],
         (Kind::Float, dev),
     );
-    let model_forward_gflops = match model.native() {
-        Some(m) => {
-            let f = forward_flops(m) * batch as f64;
-            gflops(f, 5, || sync(&model.forward(&x)))
-        }
+    let model_forward_gflops = match model.forward_flops() {
+        Some(f) => gflops(f * batch as f64, 5, || {
+            sync(&model.logits(&x).expect("the model ran at load time"))
+        }),
         None => f64::NAN,
     };
     Peak {
@@ -184,82 +148,6 @@ pub fn device_label(d: Device) -> String {
     }
 }
 
-/// Seconds per layer for one forward batch of `batch` random inputs, in three set-ups: float32 as
-/// loaded (NCHW), float32 channels-last, bfloat16 channels-last (dense layers in float32, as the
-/// perturbation path runs them). Median of `reps` runs each; a profile, so that levers are chosen by
-/// measurement.
-#[allow(clippy::needless_range_loop)]
-pub fn layer_profile(
-    m: &NativeCnn,
-    batch: i64,
-    reps: usize,
-) -> crate::Result<Vec<(String, [f64; 3])>> {
-    let _guard = tch::no_grad_guard();
-    let dev = m.vs.device();
-    let x = Tensor::rand(
-        [batch, m.input.channels, m.input.size, m.input.size],
-        (Kind::Float, dev),
-    );
-    let cl = m.channels_last_f32()?;
-    let bf = m.bf16()?;
-    let split = m
-        .specs
-        .iter()
-        .position(|s| matches!(s, LayerSpec::Flatten | LayerSpec::GlobalAvgPool))
-        .unwrap_or(m.layers.len());
-    let mut rows: Vec<(String, [f64; 3])> = m
-        .specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (format!("{i} {}", s.kind_name()), [0.0; 3]))
-        .collect();
-    rows.push(("input conversion".into(), [0.0; 3]));
-    for (k, (model, kind)) in [(m, Kind::Float), (cl, Kind::Float), (bf, Kind::BFloat16)]
-        .into_iter()
-        .enumerate()
-    {
-        let time = |f: &dyn Fn() -> Tensor| -> f64 {
-            let _ = f();
-            let mut t: Vec<f64> = (0..reps)
-                .map(|_| {
-                    let t0 = Instant::now();
-                    let _ = f();
-                    t0.elapsed().as_secs_f64()
-                })
-                .collect();
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        };
-        let conv_in = || {
-            let a = if k > 0 {
-                crate::model::to_channels_last(&x)
-            } else {
-                x.shallow_clone()
-            };
-            a.to_kind(kind)
-        };
-        rows[m.specs.len()].1[k] = time(&conv_in);
-        let mut a = conv_in();
-        for i in 0..m.layers.len() {
-            let (layer_model, input) = if k == 2 && i >= split {
-                (
-                    m,
-                    if i == split {
-                        a.to_kind(Kind::Float)
-                    } else {
-                        a.shallow_clone()
-                    },
-                )
-            } else {
-                (model, a.shallow_clone())
-            };
-            rows[i].1[k] = time(&|| layer_model.forward_range(&input, i, i + 1, false));
-            a = layer_model.forward_range(&input, i, i + 1, false);
-        }
-    }
-    Ok(rows)
-}
-
 /// The median of `v` (the mean of the two middle values for an even count); None when empty.
 pub fn median(v: &[f64]) -> Option<f64> {
     if v.is_empty() {
@@ -285,7 +173,7 @@ pub fn peak_memory() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::InputSpec;
+    use crate::model::{InputSpec, NativeCnn};
 
     #[test]
     fn flops_of_the_default_cnn_by_hand() {
@@ -309,7 +197,7 @@ mod tests {
             + conv(64.0, 64.0, 64.0)
             + 2.0 * 65536.0 * 64.0
             + 2.0 * 64.0 * 2.0;
-        assert_eq!(forward_flops(&m), want);
+        assert_eq!(crate::model::Classifier::forward_flops(&m), Some(want));
         assert!((want / 1e9 - 0.617).abs() < 0.001, "{want}");
     }
 }

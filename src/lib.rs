@@ -24,6 +24,7 @@ pub mod leakage;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod plan;
 pub mod preprocess;
 pub mod query;
 pub mod report;

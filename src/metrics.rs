@@ -7,6 +7,10 @@
 //! "Top k%" sets use `k = round(frac * n)` pixels (at least 1 when `n > 0`), ordered by `|value|`
 //! descending with ties broken by the lower pixel index first, so results are deterministic.
 
+/// Side of the grid on which maps are compared with each other: the agreement between methods
+/// and the split-half reproducibility of a stochastic map.
+pub const AGREEMENT_SIZE: usize = 32;
+
 /// Per-map metrics against a head mask and a border band.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MapMetrics {

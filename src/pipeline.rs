@@ -16,7 +16,7 @@ use crate::brain_mask;
 use crate::dataset::{self, Limits, Sample};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::model::Model;
+use crate::model::Classifier;
 use crate::preprocess::{self, ImageConfig, Prepared};
 use crate::store::{
     AgreementRecord, ErrorRecord, FaithfulnessRecord, ImageRecord, ImageResult, MapRecord,
@@ -26,7 +26,6 @@ use crate::trust::{self, FaithfulnessConfig};
 
 /// Resolution of the stored maps and of the agreement computations.
 pub const MAP_STORE_SIZE: usize = 64;
-pub const AGREEMENT_SIZE: usize = 32;
 /// Width of the border band, as a fraction of the image side.
 pub const BORDER_FRACTION: f32 = 0.1;
 /// The key of the faithfulness curves in [`AuditStats`]' timings (seconds for all curves of an image).
@@ -146,7 +145,7 @@ fn decode_one(s: &Sample, cfg: &ImageConfig, limits: Limits, done: &HashSet<Stri
 /// Explains one decoded image with every configured method and computes its metrics.
 #[allow(clippy::too_many_arguments)]
 pub fn audit_image(
-    model: &Model,
+    model: &dyn Classifier,
     job: &AuditJob,
     sample: &Sample,
     id: &str,
@@ -229,7 +228,13 @@ pub fn audit_image(
                 ));
                 small.push((
                     method,
-                    metrics::downsample(&a.map, size, size, AGREEMENT_SIZE, AGREEMENT_SIZE),
+                    metrics::downsample(
+                        &a.map,
+                        size,
+                        size,
+                        metrics::AGREEMENT_SIZE,
+                        metrics::AGREEMENT_SIZE,
+                    ),
                 ));
                 if faithfulness_on {
                     full.push((method, a.map));
@@ -342,7 +347,7 @@ fn failure(
 /// per image (done, failed or resumed). An image that fails at any step is recorded and counted, and the
 /// run goes on; the run stops only when the writer does ([`Error::WriterStopped`]).
 pub fn run(
-    model: &Model,
+    model: &dyn Classifier,
     job: &AuditJob,
     samples: Vec<Sample>,
     send: &std::sync::mpsc::SyncSender<WriterMessage>,

@@ -4,54 +4,39 @@
 use tch::{Kind, Tensor};
 
 use super::channel_mean_maps;
-use crate::error::{Error, Result};
-use crate::model::{LayerSpec, NativeCnn};
+use super::gradient::target_tensor;
+use crate::error::Result;
+use crate::model::{CamLayer, Classifier};
 
-/// `layer`: index in the layer list whose output is explained (`None` = last conv, post-ReLU).
+/// Grad-CAM maps, one per image, at `layer` (see [`CamLayer`]; the default = the last conv layer,
+/// post-ReLU). A model that runs one image at a time ([`Classifier::max_batch`]) is cut image by
+/// image.
 pub fn gradcam(
-    model: &NativeCnn,
+    model: &dyn Classifier,
     x: &Tensor,
     targets: &[i64],
-    layer: Option<usize>,
+    layer: CamLayer,
 ) -> Result<Vec<Vec<f32>>> {
-    let cut = match layer {
-        Some(i) => {
-            let spatial = i < model.specs.len()
-                && !model.specs[..=i]
-                    .iter()
-                    .any(|s| matches!(s, LayerSpec::Flatten | LayerSpec::GlobalAvgPool));
-            if !spatial {
-                return Err(Error::key(
-                    "explain.gradcam.layer",
-                    format!("layer {i} is not a spatial (conv-stage) layer of this model"),
-                ));
-            }
-            i
-        }
-        None => model.last_conv_output().ok_or_else(|| Error::Unsupported {
-            method: "Grad-CAM".into(),
-            reason: "the model has no convolutional layer".into(),
-        })?,
-    };
-    let (h, w) = (x.size()[2], x.size()[3]);
-    let acts = tch::no_grad(|| model.forward_range(x, 0, cut + 1, false))
-        .detach()
-        .set_requires_grad(true);
-    let logits = model.forward_range(&acts, cut + 1, model.layers.len(), false);
     let n = x.size()[0];
-    let t = if targets.len() == 1 {
-        vec![targets[0]; n as usize]
-    } else {
-        targets.to_vec()
-    };
-    let t = Tensor::from_slice(&t).to_device(x.device());
-    let score = logits.gather(1, &t.view([-1, 1]), false).sum(Kind::Float);
-    let grads = Tensor::f_run_backward(&[&score], &[&acts], false, false)?.remove(0);
-    cam_maps(&acts, &grads, h, w)
+    let t = target_tensor(targets, n, x.device());
+    let step = model.max_batch().unwrap_or(n).max(1);
+    let mut maps = Vec::with_capacity(n as usize);
+    for start in (0..n).step_by(step as usize) {
+        let len = step.min(n - start);
+        let xs = x.narrow(0, start, len);
+        // The image does not require grad: the graph starts at the leaf of the cut.
+        let (acts, logits) = model.cam_cut(&xs, layer)?;
+        let score = logits
+            .gather(1, &t.narrow(0, start, len).view([-1, 1]), false)
+            .sum(Kind::Float);
+        let grads = Tensor::f_run_backward(&[&score], &[&acts], false, false)?.remove(0);
+        maps.extend(cam_maps(&acts, &grads, x.size()[2], x.size()[3])?);
+    }
+    Ok(maps)
 }
 
 /// The maps from the activations and their gradients: channel weights = spatial mean of the
-/// gradients, ReLU of the weighted sum, bicubic upsampling to h x w. Shared with the ONNX graph.
+/// gradients, ReLU of the weighted sum, bicubic upsampling to h x w.
 pub(crate) fn cam_maps(acts: &Tensor, grads: &Tensor, h: i64, w: i64) -> Result<Vec<Vec<f32>>> {
     let weights = grads.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
     let cam = (weights * acts.detach())

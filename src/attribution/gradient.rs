@@ -5,18 +5,22 @@ use rand_distr::{Distribution, StandardNormal};
 use tch::{Kind, Tensor};
 
 use super::channel_mean_maps;
+use super::reproducibility::Halves;
 use crate::error::Result;
-use crate::model::{Layer, Model, NativeCnn};
-use crate::trust::reproducibility::Halves;
+use crate::model::Classifier;
 
 /// A differentiable forward giving logits: the model's own (float32), or the mixed-precision one of
-/// [`NativeCnn::forward_mixed`] (bfloat16 convolutions, see `explain.gradient_precision`).
+/// [`Classifier::logits_mixed`] (bfloat16 convolutions, see `explain.gradient_precision`).
 pub type Forward<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
 
 /// Gradients of the target logits w.r.t. a batch of inputs, plus the logits. Samples are independent
 /// in eval mode, so the gradient of the summed target logits is each sample's own gradient.
-pub fn input_gradients(model: &Model, x: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor)> {
-    input_gradients_with(&|x| Ok(model.forward(x)), x, targets)
+pub fn input_gradients(
+    model: &dyn Classifier,
+    x: &Tensor,
+    targets: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    input_gradients_with(&|x| model.logits(x), x, targets)
 }
 
 /// [`input_gradients`] through the given forward.
@@ -34,7 +38,8 @@ pub fn input_gradients_with(
     Ok((g.remove(0), logits.detach()))
 }
 
-fn target_tensor(targets: &[i64], n: i64, device: tch::Device) -> Tensor {
+/// One target class per image of a batch of `n` (a single target is repeated).
+pub(crate) fn target_tensor(targets: &[i64], n: i64, device: tch::Device) -> Tensor {
     let t = if targets.len() == 1 {
         vec![targets[0]; n as usize]
     } else {
@@ -44,45 +49,21 @@ fn target_tensor(targets: &[i64], n: i64, device: tch::Device) -> Tensor {
 }
 
 /// Plain gradient, channel mean: one map per image of the batch.
-pub fn gradient(model: &Model, x: &Tensor, targets: &[i64]) -> Result<Vec<Vec<f32>>> {
+pub fn gradient(model: &dyn Classifier, x: &Tensor, targets: &[i64]) -> Result<Vec<Vec<f32>>> {
     let t = target_tensor(targets, x.size()[0], x.device());
     let (g, _) = input_gradients(model, x, &t)?;
     channel_mean_maps(&g)
 }
 
-/// Guided Backprop: the backward pass walks the layers from the logits to the input; at each ReLU the
-/// rule is `grad_in = relu(grad_out) * 1[x > 0]` (x = the ReLU's input), every other layer passes its
-/// ordinary vector-Jacobian product. tch has no autograd hooks, so each non-ReLU layer is run on a
-/// detached input that requires grad, and its VJP taken alone.
-pub fn guided_backprop(model: &NativeCnn, x: &Tensor, targets: &[i64]) -> Result<Vec<Vec<f32>>> {
-    let n = x.size()[0];
-    // inputs[i] = input of layer i (a leaf requiring grad for non-ReLU layers), outputs[i] its output.
-    let mut inputs = Vec::with_capacity(model.layers.len());
-    let mut outputs = Vec::with_capacity(model.layers.len());
-    let mut a = x.detach();
-    for layer in &model.layers {
-        let inp = match layer {
-            Layer::Relu | Layer::Dropout(_) => a.detach(),
-            _ => a.detach().set_requires_grad(true),
-        };
-        let out = layer.forward_t(&inp, false);
-        a = out.detach();
-        inputs.push(inp);
-        outputs.push(out);
-    }
-    let t = target_tensor(targets, n, x.device());
-    let mut g = a.zeros_like().scatter_value(1, &t.view([-1, 1]), 1.0);
-    for (i, layer) in model.layers.iter().enumerate().rev() {
-        g = match layer {
-            Layer::Relu => g.relu() * inputs[i].gt(0.0).to_kind(Kind::Float),
-            Layer::Dropout(_) => g,
-            _ => {
-                let s = (&outputs[i] * &g).sum(Kind::Float);
-                Tensor::f_run_backward(&[&s], &[&inputs[i]], false, false)?.remove(0)
-            }
-        };
-    }
-    channel_mean_maps(&g)
+/// Guided Backprop: the gradient through the guided rule at every ReLU (see
+/// [`Classifier::guided_input_gradient`]), channel mean: one map per image of the batch.
+pub fn guided_backprop(
+    model: &dyn Classifier,
+    x: &Tensor,
+    targets: &[i64],
+) -> Result<Vec<Vec<f32>>> {
+    let t = target_tensor(targets, x.size()[0], x.device());
+    channel_mean_maps(&model.guided_input_gradient(x, &t)?)
 }
 
 pub struct IgResult {
@@ -96,7 +77,7 @@ pub struct IgResult {
 /// Integrated Gradients with a constant baseline: path points `b + a (x - b)` for `a = linspace(0, 1,
 /// steps)` (both ends included), gradients averaged with the trapezoidal rule, times `(x - b)`.
 pub fn integrated_gradients(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     baseline_value: f32,
@@ -104,7 +85,7 @@ pub fn integrated_gradients(
     batch: usize,
 ) -> Result<IgResult> {
     integrated_gradients_with(
-        &|x| Ok(model.forward(x)),
+        &|x| model.logits(x),
         x,
         target,
         baseline_value,
@@ -172,7 +153,7 @@ pub fn integrated_gradients_with(
 /// comes from `rng` (seeded from image id, method and run seed) in a fixed order, so the map does not
 /// depend on the batch size or thread count.
 pub fn smoothgrad(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     samples: usize,
@@ -184,10 +165,10 @@ pub fn smoothgrad(
 }
 
 /// [`smoothgrad`], plus the maps of the first and the second half of its noise samples (the
-/// split-half reproducibility of [`crate::trust::reproducibility`]; no extra model call). The full map
+/// split-half reproducibility of [`super::reproducibility`]; no extra model call). The full map
 /// is computed exactly as [`smoothgrad`] computes it; `None` with fewer than 2 samples.
 pub fn smoothgrad_halves(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     samples: usize,
@@ -195,15 +176,7 @@ pub fn smoothgrad_halves(
     batch: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Vec<f32>, Option<Halves>)> {
-    smoothgrad_halves_with(
-        &|x| Ok(model.forward(x)),
-        x,
-        target,
-        samples,
-        noise,
-        batch,
-        rng,
-    )
+    smoothgrad_halves_with(&|x| model.logits(x), x, target, samples, noise, batch, rng)
 }
 
 /// [`smoothgrad_halves`] through the given forward.

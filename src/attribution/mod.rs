@@ -12,12 +12,12 @@ use tch::Tensor;
 
 use crate::error::{Error, Result};
 use crate::model::memory::MemoryBudget;
-use crate::model::Model;
+use crate::model::Classifier;
 
 pub mod gradcam;
 pub mod gradient;
-pub mod onnx;
 pub mod perturbation;
+pub mod reproducibility;
 pub mod segment;
 pub mod shared;
 pub mod subject;
@@ -237,7 +237,7 @@ impl Profile {
     /// Sample counts: (IG steps, SmoothGrad samples, LIME samples, Kernel SHAP samples). `seed` = the
     /// notebook. `default` = what a nightly audit can trust: IG keeps its completeness error small
     /// (64 trapezoid steps), and each stochastic method gets the samples that make its typical map
-    /// reproducible (split-half figure, see `trust::reproducibility`, at least its 0.5 level): on 32
+    /// reproducible (split-half figure, see `attribution::reproducibility`, at least its 0.5 level): on 32
     /// Br35H test images SmoothGrad's median is 0.94 at 32 samples, LIME's 0.82 at 1000 (0.51 at 300),
     /// Kernel SHAP's 0.66 at 2000 (0.50 at 1000, 0.14 at 300).
     pub fn budget(self) -> (usize, usize, usize, usize) {
@@ -349,22 +349,22 @@ impl ExplainConfig {
 
     /// Whether the LIME / Kernel SHAP forwards run in bfloat16 for this model (see
     /// `perturbation_precision`).
-    pub fn bf16_forwards(&self, model: &Model) -> bool {
-        let native_cpu = model.native().is_some() && model.device() == tch::Device::Cpu;
+    pub fn bf16_forwards(&self, model: &dyn Classifier) -> bool {
+        let cpu = model.has_bf16() && model.device() == tch::Device::Cpu;
         match self.perturbation_precision {
-            Precision::Bf16 => model.native().is_some(),
-            Precision::Auto => native_cpu && crate::model::cpu_has_fast_bf16(),
+            Precision::Bf16 => model.has_bf16(),
+            Precision::Auto => cpu && crate::model::cpu_has_fast_bf16(),
             Precision::F32 => false,
         }
     }
 
     /// Whether Integrated Gradients and SmoothGrad run in mixed precision for this model (see
     /// `gradient_precision`): the native CNN only (a TorchScript module's layers are not reachable).
-    pub fn bf16_gradients(&self, model: &Model) -> bool {
-        let native_cpu = model.native().is_some() && model.device() == tch::Device::Cpu;
+    pub fn bf16_gradients(&self, model: &dyn Classifier) -> bool {
+        let cpu = model.has_bf16() && model.device() == tch::Device::Cpu;
         match self.gradient_precision {
-            Precision::Bf16 => model.native().is_some(),
-            Precision::Auto => native_cpu && crate::model::cpu_has_fast_bf16(),
+            Precision::Bf16 => model.has_bf16(),
+            Precision::Auto => cpu && crate::model::cpu_has_fast_bf16(),
             Precision::F32 => false,
         }
     }
@@ -548,7 +548,7 @@ pub struct Attribution {
     /// LIME / Kernel SHAP: number of superpixels.
     pub segments: Option<usize>,
     /// SmoothGrad / LIME / Kernel SHAP: the split-half reproducibility of the map (see
-    /// [`crate::trust::reproducibility`]); `None` for the deterministic methods.
+    /// [`crate::attribution::reproducibility`]); `None` for the deterministic methods.
     pub reproducibility: Option<f64>,
     pub seconds: f64,
 }
@@ -575,7 +575,7 @@ pub fn rng_for_key(key: &str, name: &str, seed: u64) -> ChaCha8Rng {
 
 /// Computes `method` for one image.
 pub fn explain(
-    model: &Model,
+    model: &dyn Classifier,
     cfg: &ExplainConfig,
     method: Method,
     input: &ImageInput,
@@ -585,32 +585,19 @@ pub fn explain(
     let mut completeness_error = None;
     let mut segments = None;
     let mut halves = None;
-    if let Some(native) = model.native() {
-        native.use_prepacked(cfg.prepacked_weights);
-    }
-    let mixed = model.native().filter(|_| cfg.bf16_gradients(model));
-    let forward = |x: &Tensor| match mixed {
-        Some(native) => native.forward_mixed(x),
-        None => Ok(model.forward(x)),
+    model.use_prepacked(cfg.prepacked_weights);
+    let mixed = cfg.bf16_gradients(model);
+    let forward = |x: &Tensor| {
+        if mixed {
+            model.logits_mixed(x)
+        } else {
+            model.logits(x)
+        }
     };
     let map = match method {
         Method::Gradient => gradient::gradient(model, input.x, &[input.target])?.remove(0),
-        Method::GuidedBackprop if model.onnx().is_some() => {
-            let m = model.onnx().expect("matched");
-            onnx::guided_backprop(m, input.x, &[input.target])?.remove(0)
-        }
         Method::GuidedBackprop => {
-            let native = model.native().ok_or_else(|| {
-                unsupported(
-                    method,
-                    &format!(
-                        "its ReLUs need the guided backward rule, and {}; {}",
-                        crate::model::TORCHSCRIPT_OPAQUE,
-                        crate::model::TORCHSCRIPT_TO_ONNX
-                    ),
-                )
-            })?;
-            gradient::guided_backprop(native, input.x, &[input.target])?.remove(0)
+            gradient::guided_backprop(model, input.x, &[input.target])?.remove(0)
         }
         Method::IntegratedGradients => {
             let steps = cfg.integrated_gradients.steps.unwrap_or(80);
@@ -640,22 +627,12 @@ pub fn explain(
             halves = h;
             map
         }
-        Method::Gradcam if model.onnx().is_some() => {
-            let m = model.onnx().expect("matched");
-            onnx::gradcam(m, input.x, &[input.target], cfg.gradcam.node.as_deref())?.remove(0)
-        }
         Method::Gradcam => {
-            let native = model.native().ok_or_else(|| {
-                unsupported(
-                    method,
-                    &format!(
-                        "it needs a convolutional layer's activations and their gradient, and {}; {}",
-                        crate::model::TORCHSCRIPT_OPAQUE,
-                        crate::model::TORCHSCRIPT_TO_ONNX
-                    ),
-                )
-            })?;
-            gradcam::gradcam(native, input.x, &[input.target], cfg.gradcam.layer)?.remove(0)
+            let layer = crate::model::CamLayer {
+                index: cfg.gradcam.layer,
+                node: cfg.gradcam.node.as_deref(),
+            };
+            gradcam::gradcam(model, input.x, &[input.target], layer)?.remove(0)
         }
         Method::Lime | Method::KernelShap => {
             let seg = segmentation_of(cfg, input)?;
@@ -703,7 +680,7 @@ pub fn explain(
         segments,
         reproducibility: halves
             .as_ref()
-            .map(|h| crate::trust::reproducibility::reproducibility(h, size)),
+            .map(|h| crate::attribution::reproducibility::reproducibility(h, size)),
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
@@ -719,13 +696,6 @@ fn segmentation_of<'a>(
     let size = input.x.size()[3] as usize;
     let seg = perturbation::segment_for(&cfg.segmentation, input.grey, size, input.x)?;
     Ok(input.segmentation.get_or_init(|| seg))
-}
-
-fn unsupported(method: Method, reason: &str) -> Error {
-    Error::Unsupported {
-        method: method.title().to_string(),
-        reason: reason.to_string(),
-    }
 }
 
 /// Mean over channels of a [B, C, H, W] tensor -> one Vec per image (H*W).

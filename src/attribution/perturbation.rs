@@ -6,11 +6,11 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
+use super::reproducibility::Halves;
 use super::segment::{self, Segmentation};
 use super::{LimeConfig, SegmentationConfig, SegmentationMethod};
 use crate::error::{Error, Result};
-use crate::model::Model;
-use crate::trust::reproducibility::Halves;
+use crate::model::Classifier;
 
 /// The segmentation the config asks for. Single-channel input is segmented on its grey image in
 /// [0, 1]; RGB input on the model input min-max scaled to [0, 1] (channel-last).
@@ -66,7 +66,7 @@ pub fn segment_for(
 /// [`ExplainConfig::bf16_forwards`](super::ExplainConfig::bf16_forwards)).
 #[allow(clippy::too_many_arguments)]
 pub fn perturbed_scores(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
@@ -96,7 +96,7 @@ pub fn perturbed_scores(
 
 #[allow(clippy::too_many_arguments)]
 fn unique_scores(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
@@ -124,15 +124,7 @@ fn unique_scores(
             .index_select(1, &labels)
             .view([len, 1, s[2], s[3]]);
         let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference as f64;
-        // Forward-only batches run channels-last (oneDNN's native layout), in bf16 when asked.
-        let logits = match (model.native(), bf16) {
-            (Some(m), true) => m.forward_bf16(&perturbed)?,
-            (Some(m), false) => {
-                let cl = m.channels_last_f32()?;
-                cl.infer_range(&perturbed, 0, cl.layers.len())
-            }
-            (None, _) => model.forward(&perturbed),
-        };
+        let logits = model.logits_inference(&perturbed, bf16)?;
         let col = logits
             .select(1, target)
             .to_kind(Kind::Double)
@@ -175,7 +167,7 @@ pub(crate) fn segment_sq_distance(
 /// all underflow); ridge regression (alpha, intercept unpenalised) of the target logit on the masks.
 #[allow(clippy::too_many_arguments)]
 pub fn lime(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
@@ -193,11 +185,11 @@ pub fn lime(
 }
 
 /// [`lime`], plus the maps fitted on the first and on the second half of the same samples (the
-/// split-half reproducibility of [`crate::trust::reproducibility`]: two more ridge solves, no extra
+/// split-half reproducibility of [`super::reproducibility`]: two more ridge solves, no extra
 /// model call). `None` with fewer than 4 samples.
 #[allow(clippy::too_many_arguments)]
 pub fn lime_halves(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
@@ -378,7 +370,7 @@ fn cholesky_solve(a: &mut [f64], b: &mut [f64], m: usize) -> Result<()> {
 /// then a uniformly random subset of that size; ordinary least squares with intercept, unit weights.
 #[allow(clippy::too_many_arguments)]
 pub fn kernel_shap(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
@@ -395,7 +387,7 @@ pub fn kernel_shap(
 /// (see [`lime_halves`]). `None` for one superpixel (the value is then exact) or fewer than 4 samples.
 #[allow(clippy::too_many_arguments)]
 pub fn kernel_shap_halves(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     seg: &Segmentation,

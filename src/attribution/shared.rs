@@ -14,7 +14,7 @@
 //! weights near 0. Half the evaluations for about half the effective samples: `bench --equivalence`
 //! shows what that costs in agreement with the reference.
 //!
-//! The split-half reproducibility of [`crate::trust::reproducibility`] is kept: each method is fitted
+//! The split-half reproducibility of [`super::reproducibility`] is kept: each method is fitted
 //! again on the first half of each method's draws and on the second half (both halves are draws from
 //! the same mixture q, so the importance weights stay as they are), two more fits per method and no
 //! extra model call.
@@ -24,24 +24,22 @@ use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
 use super::perturbation::{self, perturbed_scores};
+use super::reproducibility::{reproducibility, Halves};
 use super::segment::Segmentation;
 use super::{rng_for, segmentation_of, Attribution, ExplainConfig, ImageInput, LimeConfig, Method};
 use crate::error::Result;
-use crate::model::Model;
-use crate::trust::reproducibility::{reproducibility, Halves};
+use crate::model::Classifier;
 
 /// LIME and Kernel SHAP of one image on shared evaluations (`explain.shared_evaluations`, see
 /// the module docs); `None` when the image has fewer than two superpixels (then each runs alone). The
 /// seconds of the shared work are split evenly between the two.
 pub fn explain_pair(
-    model: &Model,
+    model: &dyn Classifier,
     cfg: &ExplainConfig,
     input: &ImageInput,
 ) -> Result<Option<(Attribution, Attribution)>> {
     let t0 = Instant::now();
-    if let Some(native) = model.native() {
-        native.use_prepacked(cfg.prepacked_weights);
-    }
+    model.use_prepacked(cfg.prepacked_weights);
     let seg = segmentation_of(cfg, input)?;
     if seg.n_segments < 2 {
         return Ok(None);
@@ -100,7 +98,7 @@ pub struct SharedMaps {
 /// seed. Needs M >= 2 superpixels (the caller runs the methods apart otherwise).
 #[allow(clippy::too_many_arguments)]
 pub fn lime_and_kernel_shap(
-    model: &Model,
+    model: &dyn Classifier,
     x: &Tensor,
     target: i64,
     seg: &Segmentation,

@@ -9,7 +9,7 @@ use tch::Tensor;
 use super::{explain, Attribution, ExplainConfig, ImageInput, Method};
 use crate::error::{Error, Result};
 use crate::evaluate::argmax;
-use crate::model::Model;
+use crate::model::Classifier;
 use crate::preprocess::{stack_inputs, Prepared};
 
 /// `explain.target` (and `explain --target`) as written: which class the maps explain.
@@ -127,7 +127,7 @@ pub struct Subject {
 impl Subject {
     /// Predicts `prep` and resolves the explained class (`label` = the image's true class, if known).
     pub fn new(
-        model: &Model,
+        model: &dyn Classifier,
         prep: &Prepared,
         label: Option<usize>,
         rule: TargetRule,
@@ -170,7 +170,7 @@ impl Subject {
 /// model) is an error for that method alone; the others still run. With `explain.shared_evaluations`
 /// and both LIME and Kernel SHAP listed, the two are computed together when the first is reached.
 pub fn explain_image(
-    model: &Model,
+    model: &dyn Classifier,
     cfg: &ExplainConfig,
     methods: &[Method],
     input: &ImageInput,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 
-use super::{progress, Context};
+use super::{progress, Plan};
 use crate::attribution::Method;
 use crate::bench::peak_memory;
 use crate::cli::AuditArgs;
@@ -13,8 +13,7 @@ use crate::exit::Exit;
 use crate::pipeline;
 use crate::store::{RunLock, Store, Writer};
 
-pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
-    let cfg = ctx.explain_config(&args.methods)?;
+pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
     let mut faithfulness = ctx.settings.faithfulness.clone();
     if args.faithfulness {
         faithfulness.enabled = true;
@@ -30,10 +29,10 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
     });
     let run_id = args.run.clone().unwrap_or_else(pipeline::default_run_name);
     let t0 = Instant::now();
-    // Everything that can be wrong with the inputs fails here, before any work.
-    let model = ctx.load_model()?;
-    // The batch sizes the memory budget leaves; the run record keeps the configured ones.
-    let run_cfg = ctx.fit_batches(&cfg, &model);
+    // Everything that can be wrong with the inputs fails here, before any work. The batch sizes
+    // the memory budget leaves run; the run record keeps the configured ones.
+    let plan = ctx.model_plan(&args.methods)?;
+    let (model, cfg, run_cfg) = (&plan.model, &plan.configured, &plan.explain);
     let (samples, not_images) = pipeline::test_samples(&dir, &ctx.classes, args.limit)?;
     // Not images, so not failures: said once each, and the run goes on.
     for s in &not_images {
@@ -72,9 +71,9 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
     }
     let record = ctx.run_record(
         &run_id,
-        &cfg,
+        cfg,
         &faithfulness,
-        &model,
+        model,
         Some(&model_path),
         &dir,
         samples.len(),
@@ -104,14 +103,14 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
         run_id: run_id.clone(),
         classes: &ctx.classes,
         image_cfg: &ctx.settings.donnees.image,
-        explain: &run_cfg,
+        explain: run_cfg,
         target: ctx.target,
         faithfulness: faithfulness.enabled.then_some(&faithfulness),
         limits: ctx.limits(),
         done,
     };
     let pb = progress(samples.len() as u64, "auditing", "images");
-    let result = pipeline::run(&model, &job, samples, &writer.sender(), &|| pb.inc(1));
+    let result = pipeline::run(model, &job, samples, &writer.sender(), &|| pb.inc(1));
     pb.finish_and_clear();
     let written = writer.finish();
     let (stats, writes) = match (result, written) {
@@ -129,7 +128,7 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
             return Err(fail_run(&store, &run_id, e));
         }
     }
-    // The run's verdict (issue 15): shortcut discovery, causal test, trust-weighted flags.
+    // The run's verdict: shortcut discovery, causal test, trust-weighted flags.
     let verdict = if args.no_shortcuts {
         None
     } else if shard.is_some() {
@@ -137,14 +136,8 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
         None
     } else {
         let t = Instant::now();
-        let result = super::shortcuts::check(
-            ctx,
-            &model,
-            &store,
-            &run_id,
-            args.reference.as_deref(),
-            &run_cfg,
-        );
+        let result =
+            ctx.check_shortcuts(model, &store, &run_id, args.reference.as_deref(), run_cfg);
         let result = match result {
             Ok(r) => r,
             Err(e) => return Err(fail_run(&store, &run_id, e)),
@@ -238,7 +231,7 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
         db.display()
     );
     if let Some(v) = &verdict {
-        super::shortcuts::print(v, Some(audit_seconds));
+        super::print_verdict(v, Some(audit_seconds));
     }
     if run.failed > 0 {
         let line = format!(
@@ -268,7 +261,7 @@ fn fail_run(store: &Store, run_id: &str, e: anyhow::Error) -> anyhow::Error {
 /// The near-duplicate check of the run's images against the training folder (see [`crate::leakage`]);
 /// near-duplicate = within the split's Hamming distance (split.json), 2 by default.
 fn leakage_check(
-    ctx: &Context,
+    ctx: &Plan,
     args: &AuditArgs,
     store: &crate::store::Store,
     run_id: &str,

@@ -4,18 +4,20 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use super::{prepare_samples, Context};
+use super::{prepare_samples, Plan};
 use crate::attribution::{self, ExplainConfig, Method, Precision, Profile, Subject};
 use crate::bench::{median, Peak};
 use crate::cli::BenchArgs;
 use crate::dataset::{self, Dataset};
-use crate::model::Model;
+use crate::model::{Classifier, Model};
 use crate::preprocess::Prepared;
 
-pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
-    let cfg = ctx.explain_config(&args.methods)?;
-    let model = ctx.load_model()?;
-    let cfg = ctx.fit_batches(&cfg, &model);
+pub fn run(ctx: &Plan, args: &BenchArgs) -> anyhow::Result<()> {
+    let crate::plan::ModelPlan {
+        model,
+        explain: cfg,
+        ..
+    } = ctx.model_plan(&args.methods)?;
     let samples: Vec<dataset::Sample> = if args.inputs.is_empty() {
         let ds = Dataset::scan(&ctx.test_dir(), &ctx.classes)?;
         // Round robin over classes so that both classes are timed.
@@ -86,7 +88,7 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
         run_one(m, 0)?;
     }
     let peak = crate::bench::measure_peak(&model, cfg.batch_size as i64);
-    let fwd = model.native().map(crate::bench::forward_flops);
+    let fwd = model.forward_flops();
     // FLOPs are counted from the native CNN's layer list; an imported graph has none to count.
     let forward = match fwd {
         Some(f) => format!(
@@ -165,10 +167,11 @@ pub fn run(ctx: &Context, args: &BenchArgs) -> anyhow::Result<()> {
     if args.equivalence {
         bench_equivalence(ctx, &model, &cfg, &ok)?;
     }
-    if let (true, Some(m)) = (args.layers, model.native()) {
+    if args.layers {
         let b = cfg.perturbation_batch_size as i64;
+        let rows = model.layer_profile(b, 5)?;
         println!("forward time per layer, batch {b} (ms): f32 as loaded, f32 channels-last, bf16 channels-last");
-        for (name, t) in crate::bench::layer_profile(m, b, 5)? {
+        for (name, t) in rows {
             println!(
                 "{name:<22} {:>9.2} {:>9.2} {:>9.2}",
                 1e3 * t[0],
@@ -223,7 +226,7 @@ fn bench_row(
 /// default profile's 64 path steps instead of 80). Integrated Gradients' completeness error is given
 /// for both paths.
 fn bench_equivalence(
-    ctx: &Context,
+    ctx: &Plan,
     model: &Model,
     cfg: &ExplainConfig,
     images: &[(dataset::Sample, String, Prepared)],
@@ -337,7 +340,7 @@ fn explain_one(
 /// End to end: the whole audit (decode, brain mask, every method, metrics, SQLite writes) on the
 /// benchmark images into a throw-away database, `repeats` times; median seconds per image.
 fn bench_audit(
-    ctx: &Context,
+    ctx: &Plan,
     cfg: &ExplainConfig,
     samples: &[dataset::Sample],
     repeats: usize,

@@ -1,11 +1,12 @@
 //! `tumor-audit evaluate`: accuracy, per-class table and confusion matrix of the model on a split.
 use std::time::Instant;
 
-use super::{load_labelled, Context};
+use super::{load_labelled, Plan};
 use crate::cli::{EvaluateArgs, Split};
 use crate::evaluate;
+use crate::model::Classifier;
 
-pub fn run(ctx: &Context, args: &EvaluateArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Plan, args: &EvaluateArgs) -> anyhow::Result<()> {
     let data = &ctx.settings.data;
     let dir = match &args.folder {
         Some(f) => f.clone(),

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context as _};
 use tch::Tensor;
 
-use super::{prepare_samples, progress, Context};
+use super::{prepare_samples, progress, Plan};
 use crate::attribution::{self, Subject};
 use crate::bench::median;
 use crate::cli::ExplainArgs;
@@ -13,15 +13,17 @@ use crate::exit::Exit;
 
 /// [`Exit::Partial`] when an input could not be read or a requested method could not run on an image
 /// (each is printed with its reason); the pictures of everything else are written.
-pub fn run(ctx: &Context, args: &ExplainArgs) -> anyhow::Result<Exit> {
-    let cfg = ctx.explain_config(&args.methods)?;
+pub fn run(ctx: &Plan, args: &ExplainArgs) -> anyhow::Result<Exit> {
     // `--target` is checked against the classes like `explain.target`, before any work.
     let rule = match &args.target {
         Some(t) => t.resolve(&ctx.classes)?,
         None => ctx.target,
     };
-    let model = ctx.load_model()?;
-    let cfg = ctx.fit_batches(&cfg, &model);
+    let crate::plan::ModelPlan {
+        model,
+        explain: cfg,
+        ..
+    } = ctx.model_plan(&args.methods)?;
     let ds = Dataset::from_paths(&args.inputs)?;
     let (ok, skipped) = prepare_samples(
         &ds.samples,

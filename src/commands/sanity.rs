@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use rayon::prelude::*;
 
-use super::{progress, Context};
+use super::{progress, Plan};
 use crate::attribution::{Method, Subject};
 use crate::cli::{Cli, SanityArgs};
 use crate::config::Settings;
@@ -32,7 +32,7 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     if !(args.threshold.is_finite() && (0.0..=1.0).contains(&args.threshold)) {
         bail!("--threshold must be in [0, 1], found {}", args.threshold);
     }
-    let current = Context::new(cli)?;
+    let current = Plan::new(cli)?;
     let db = args
         .db
         .clone()
@@ -59,8 +59,11 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     } else {
         args.methods.clone()
     };
-    let cfg = ctx.explain_config(&methods)?;
-    let model = ctx.load_model()?;
+    let crate::plan::ModelPlan {
+        model,
+        explain: cfg,
+        ..
+    } = ctx.model_plan(&methods)?;
     let picked = pick_images(&ctx, &model, &dir, args.images)?;
     let inputs: Vec<_> = picked
         .iter()
@@ -79,7 +82,7 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
     let pb = progress((layers.len() + 1) as u64, "sanity check", "stages");
     let result = sanity::randomise(
         &model,
-        &ctx.fit_batches(&cfg, &model),
+        &cfg,
         &methods,
         &inputs,
         ctx.classes.len() as i64,
@@ -113,10 +116,10 @@ pub fn run(cli: &Cli, args: &SanityArgs) -> anyhow::Result<()> {
 /// The run's own context (stored config, unchanged model file, its test folder) when the run exists,
 /// else the current one; the bool says whether the run exists.
 fn run_context(
-    current: Context,
+    current: Plan,
     store: &Store,
     args: &SanityArgs,
-) -> anyhow::Result<(Context, PathBuf, bool)> {
+) -> anyhow::Result<(Plan, PathBuf, bool)> {
     let stored = crate::query::runs::stored_run(store.conn(), &args.run)
         .with_context(|| format!("database {}", store.path().display()))?;
     let Some(stored) = stored else {
@@ -135,7 +138,7 @@ fn run_context(
             &found[..12]
         );
     }
-    let ctx = Context::from_settings(settings, current.device)?;
+    let ctx = Plan::from_settings(settings, current.device)?;
     let dir = args
         .data
         .clone()
@@ -146,7 +149,7 @@ fn run_context(
 /// The sample: the first `n` readable images of the test set by image id (so the same images
 /// whatever the folder order), each predicted with its explained class resolved.
 fn pick_images(
-    ctx: &Context,
+    ctx: &Plan,
     model: &model::Model,
     dir: &Path,
     n: usize,
@@ -190,7 +193,7 @@ fn pick_images(
 
 fn store_result(
     store: &Store,
-    ctx: &Context,
+    ctx: &Plan,
     args: &SanityArgs,
     methods: &[Method],
     picked: &[Picked],

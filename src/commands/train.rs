@@ -2,13 +2,14 @@
 //! the test split.
 use anyhow::bail;
 
-use super::{load_labelled, progress, Context};
+use super::{load_labelled, progress, Plan};
 use crate::cli::TrainArgs;
 use crate::evaluate;
 use crate::model::train;
+use crate::model::Classifier;
 use crate::model::{self, Model, NativeCnn};
 
-pub fn run(ctx: &Context, args: &TrainArgs) -> anyhow::Result<()> {
+pub fn run(ctx: &Plan, args: &TrainArgs) -> anyhow::Result<()> {
     let mut settings = ctx.settings.clone();
     if let Some(e) = args.epochs {
         settings.training.epochs = e;
@@ -39,7 +40,7 @@ pub fn run(ctx: &Context, args: &TrainArgs) -> anyhow::Result<()> {
     let test_dir = root.join(&settings.data.test_dir);
     let test = if test_dir.is_dir() {
         let te = load_labelled(ctx, &test_dir, "test")?;
-        let model = Model::Native(cnn);
+        let model = Model::new(cnn);
         let probs = model.predict_probs(&te.x)?;
         Some(evaluate::evaluate(&te.labels()?, &probs, &ctx.classes))
     } else {

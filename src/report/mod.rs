@@ -360,7 +360,7 @@ pub fn write_report(
             },
             Link {
                 label: format!("gallery page {page}"),
-                href: format!("{}#{anchor}", render::page_file(*page)),
+                href: format!("{}#{anchor}", sections::page_file(*page)),
             },
             (k > 0).then(|| link_to(k - 1, "previous")),
             (k + 1 < total).then(|| link_to(k + 1, "next")),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::sections::{self, View};
+use super::sections::{self, page_file, View};
 use super::view::{Common, GalleryGroup, GalleryItem, ImagePage, IndexPage, PageLink, ViewNav};
 use super::ReportError;
 
@@ -34,15 +34,6 @@ pub fn environment() -> minijinja::Environment<'static> {
     env.add_template("image.html", include_str!("templates/image.html"))
         .expect("image.html template");
     env
-}
-
-/// The file of gallery page `p` (1-based): page 1 is `report.html` itself.
-pub fn page_file(p: usize) -> String {
-    if p == 1 {
-        "report.html".to_string()
-    } else {
-        format!("gallery-{p}.html")
-    }
 }
 
 fn page_links(pages: usize, current: usize, href: impl Fn(usize) -> String) -> Vec<PageLink> {

@@ -585,11 +585,20 @@ pub fn sorted(items: &[GalleryItem], members: &[usize], sort: &str) -> Vec<usize
     m
 }
 
+/// The file of gallery page `p` (1-based): page 1 is `report.html` itself.
+pub fn page_file(p: usize) -> String {
+    if p == 1 {
+        "report.html".to_string()
+    } else {
+        format!("gallery-{p}.html")
+    }
+}
+
 /// The file of page `p` (1-based) of a view, relative to the report folder: the gallery of every
 /// image by suspicion is `report.html` / `gallery-N.html`; the others live in `views/`.
 pub fn view_file(key: &str, sort: &str, p: usize) -> String {
     if key == "all" && sort == SORTS[0].0 {
-        super::render::page_file(p)
+        page_file(p)
     } else {
         format!("views/{key}--{sort}-{p}.html")
     }

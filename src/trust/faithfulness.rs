@@ -29,7 +29,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::attribution::{rng_for_key, ExplainConfig, Method};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::Classifier;
 
 /// The name the random-order baseline is stored under.
 pub const RANDOM: &str = "random";
@@ -239,8 +239,13 @@ pub fn curves_with(
 }
 
 /// The model's score of class `target` for a batch: probability or logit.
-pub fn model_scores(model: &Model, images: &Tensor, target: i64, score: Score) -> Result<Vec<f64>> {
-    let logits = model.forward(images);
+pub fn model_scores(
+    model: &dyn Classifier,
+    images: &Tensor,
+    target: i64,
+    score: Score,
+) -> Result<Vec<f64>> {
+    let logits = model.logits(images)?;
     let s = match score {
         Score::Probability => logits.softmax(-1, Kind::Float),
         Score::Logit => logits,
@@ -263,7 +268,7 @@ pub struct MapCurves {
 /// Curves for every given map of one image, then for the random order: `maps` are H x W (row-major,
 /// the model-input resolution); `x` is the 1 x C x H x W model input; `target` the explained class.
 pub fn image_curves(
-    model: &Model,
+    model: &dyn Classifier,
     cfg: &ExplainConfig,
     f: &FaithfulnessConfig,
     image_id: &str,

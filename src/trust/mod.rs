@@ -11,7 +11,6 @@
 //! - [`shortcut`]: shortcut discovery (evidence in the same place across a class's images), its causal
 //!   confirmation on the model, trust-weighted calibrated flags and the one verdict per run.
 pub mod faithfulness;
-pub mod reproducibility;
 pub mod sanity;
 pub mod shortcut;
 

@@ -37,96 +37,70 @@ use tch::Tensor;
 use crate::attribution::{self, rng_for_key, ExplainConfig, ImageInput, Method};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::model::onnx::{OnnxModel, ParamRole, ParamUnit};
-use crate::model::{LayerSpec, Model, NativeCnn};
+use crate::model::{Classifier, Model, NativeCnn, ParamRole, ParamUnit};
 
 /// Default threshold on the last stage's mean |Spearman| of the absolute maps.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
 
 /// Indices (into the layer list, = the state_dict prefix) of the layers with parameters, input first.
 pub fn parametrised_layers(model: &NativeCnn) -> Vec<usize> {
-    model
-        .specs
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| {
-            matches!(
-                s,
-                LayerSpec::Conv { .. } | LayerSpec::Dense { .. } | LayerSpec::Batchnorm
-            )
-        })
-        .map(|(i, _)| i)
-        .collect()
+    model.parametrised_layers()
 }
 
-/// The cascade: entry s-1 is the layer stage s re-initialises (on top of those of the earlier stages):
-/// the parametrised layers from the output towards the input.
+/// The native cascade: entry s-1 is the layer stage s re-initialises (on top of those of the earlier
+/// stages): the parametrised layers from the output towards the input.
 pub fn cascade(model: &NativeCnn) -> Vec<usize> {
-    let mut v = parametrised_layers(model);
+    let mut v = model.parametrised_layers();
     v.reverse();
     v
 }
 
-/// How a layer is named in the stored results: `index:kind`, e.g. `14:dense`.
-pub fn layer_label(model: &NativeCnn, index: usize) -> String {
-    format!("{index}:{}", model.specs[index].kind_name())
-}
-
 /// An independent copy of a native CNN (same layer list, parameters copied, frozen).
 pub fn duplicate(model: &NativeCnn) -> Result<NativeCnn> {
-    let mut copy = NativeCnn::new(&model.specs, model.input.clone(), model.vs.device())?;
-    copy.vs.copy(&model.vs)?;
-    copy.vs.freeze();
-    Ok(copy)
+    model.duplicate()
 }
 
-/// Re-initialises the parameters (and batch-norm running statistics) of layer `index` with the layer's
-/// constructor distribution (conv biases uniform like dense biases, see the module notes), from a
-/// generator seeded by the parameter name and `seed`. Other layers are not touched.
+/// Re-initialises the parameters (and batch-norm running statistics) of native layer `index` (see
+/// [`reinit_unit`]). Other layers are not touched; a layer without parameters is an error.
 pub fn reinit_layer(model: &NativeCnn, index: usize, seed: u64) -> Result<()> {
-    let spec = model.specs.get(index).ok_or_else(|| {
-        Error::Other(format!(
-            "layer {index} does not exist (the model has {})",
-            model.specs.len()
-        ))
-    })?;
-    let vars = model.vs.variables();
-    let get = |param: &str| -> Result<Tensor> {
-        vars.get(&format!("{index}.{param}"))
-            .map(|t| t.shallow_clone())
-            .ok_or_else(|| Error::Other(format!("layer {index} has no parameter `{param}`")))
-    };
-    // fan_in = input size of one output unit: dims[1] x kernel area.
-    let fan_in = |t: &Tensor| -> f64 {
-        let d = t.size();
-        (d[1] * d.iter().skip(2).product::<i64>()) as f64
-    };
-    let fill = |t: &Tensor, param: &str, lo: f64, hi: f64| -> Result<()> {
-        fill_uniform(t, &format!("{index}.{param}"), lo, hi, seed)
-    };
-    match spec {
-        LayerSpec::Conv { .. } | LayerSpec::Dense { .. } => {
-            let w = get("weight")?;
-            let fan = fan_in(&w);
-            let bound = (6.0 / fan).sqrt();
-            fill(&w, "weight", -bound, bound)?;
-            if let Ok(b) = get("bias") {
-                let bound = 1.0 / fan.sqrt();
-                fill(&b, "bias", -bound, bound)?;
+    reinit_unit(model, &model.param_unit(index)?, seed)
+}
+
+/// The cascade of any model that can be randomised: its parametrised layers or nodes, output first
+/// (a TorchScript module is refused with the reason).
+pub fn cascade_units(model: &dyn Classifier) -> Result<Vec<ParamUnit>> {
+    let mut v = model.param_units()?;
+    v.reverse();
+    Ok(v)
+}
+
+/// The labels of the cascade's stages (stage 1 first).
+pub fn cascade_labels(model: &dyn Classifier) -> Result<Vec<String>> {
+    Ok(cascade_units(model)?.into_iter().map(|u| u.label).collect())
+}
+
+/// Re-initialises one parametrised layer or node with the native layers' constructor distributions
+/// (module notes): weights Kaiming-uniform, biases uniform in `+-1 / sqrt(fan_in)`, batch-norm scale
+/// uniform in [0, 1], shift and mean 0, variance 1; seeded by the parameter's name and `seed`.
+pub fn reinit_unit(model: &dyn Classifier, unit: &ParamUnit, seed: u64) -> Result<()> {
+    for (name, role) in &unit.params {
+        let t = model
+            .param(name)
+            .ok_or_else(|| Error::Other(format!("{}: no parameter `{name}`", unit.label)))?;
+        let (lo, hi) = match *role {
+            ParamRole::Weight { fan_in } => {
+                let b = (6.0 / fan_in as f64).sqrt();
+                (-b, b)
             }
-        }
-        LayerSpec::Batchnorm => {
-            fill(&get("weight")?, "weight", 0.0, 1.0)?;
-            fill(&get("bias")?, "bias", 0.0, 0.0)?;
-            fill(&get("running_mean")?, "running_mean", 0.0, 0.0)?;
-            fill(&get("running_var")?, "running_var", 1.0, 1.0)?;
-        }
-        other => {
-            return Err(Error::Other(format!(
-                "layer {index} ({}) has no parameters to re-initialise",
-                other.kind_name()
-            )))
-        }
+            ParamRole::Bias { fan_in } => {
+                let b = 1.0 / (fan_in as f64).sqrt();
+                (-b, b)
+            }
+            ParamRole::Scale => (0.0, 1.0),
+            ParamRole::Zero => (0.0, 0.0),
+            ParamRole::One => (1.0, 1.0),
+        };
+        fill_uniform(&t, name, lo, hi, seed)?;
     }
     Ok(())
 }
@@ -151,59 +125,10 @@ fn fill_uniform(t: &Tensor, key: &str, lo: f64, hi: f64, seed: u64) -> Result<()
     Ok(())
 }
 
-/// The ONNX graph's cascade: its parametrised nodes (see [`OnnxModel::param_units`]), output first.
-pub fn onnx_cascade(model: &OnnxModel) -> Vec<ParamUnit> {
-    let mut v = model.param_units();
-    v.reverse();
-    v
-}
-
-/// Re-initialises one parametrised node of an ONNX graph with the distributions of the native
-/// layers (module notes): weights Kaiming-uniform, biases uniform in `+-1 / sqrt(fan_in)`,
-/// batch-norm scale uniform in [0, 1], shift and mean 0, variance 1; seeded by the initialiser name.
-pub fn reinit_onnx_unit(model: &OnnxModel, unit: &ParamUnit, seed: u64) -> Result<()> {
-    for (name, role) in &unit.params {
-        let t = model
-            .param(name)
-            .ok_or_else(|| Error::Other(format!("{}: no initialiser `{name}`", unit.label)))?;
-        let (lo, hi) = match *role {
-            ParamRole::Weight { fan_in } => {
-                let b = (6.0 / fan_in as f64).sqrt();
-                (-b, b)
-            }
-            ParamRole::Bias { fan_in } => {
-                let b = 1.0 / (fan_in as f64).sqrt();
-                (-b, b)
-            }
-            ParamRole::Scale => (0.0, 1.0),
-            ParamRole::Zero => (0.0, 0.0),
-            ParamRole::One => (1.0, 1.0),
-        };
-        fill_uniform(&t, name, lo, hi, seed)?;
-    }
-    Ok(())
-}
-
-/// The labels of the cascade's stages for any model that can be randomised (stage 1 first).
-pub fn cascade_labels(model: &Model) -> Result<Vec<String>> {
-    match model {
-        Model::Native(m) => Ok(cascade(m).iter().map(|&i| layer_label(m, i)).collect()),
-        Model::Onnx(m) => Ok(onnx_cascade(m).into_iter().map(|u| u.label).collect()),
-        Model::TorchScript { path, .. } => Err(Error::Unsupported {
-            method: "the model-randomisation check".into(),
-            reason: format!(
-                "{} is a TorchScript module, whose layers' order along the forward pass and initialisers are unknown ({}); {}",
-                path.display(),
-                crate::model::TORCHSCRIPT_OPAQUE,
-                crate::model::TORCHSCRIPT_TO_ONNX
-            ),
-        }),
-    }
-}
-
-/// [`model_randomisation`] for a native CNN or an ONNX graph (a TorchScript module is refused).
+/// Runs the cascading randomisation (see [`model_randomisation`]) on a copy of any model that can be
+/// randomised (a TorchScript module is refused with the reason).
 pub fn randomise(
-    model: &Model,
+    model: &dyn Classifier,
     cfg: &ExplainConfig,
     methods: &[Method],
     images: &[ImageInput],
@@ -211,31 +136,25 @@ pub fn randomise(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<SanityResult> {
-    match model {
-        Model::Native(m) => model_randomisation(m, cfg, methods, images, classes, seed, progress),
-        Model::Onnx(m) => {
-            let work = m.duplicate();
-            let order = onnx_cascade(m);
-            let labels = order.iter().map(|u| u.label.clone()).collect();
-            run_cascade(
-                labels,
-                &mut |stage| {
-                    if stage > 0 {
-                        reinit_onnx_unit(&work, &order[stage - 1], seed)?;
-                    }
-                    Ok(Model::Onnx(Box::new(work.duplicate())))
-                },
-                cfg,
-                methods,
-                images,
-                classes,
-                progress,
-            )
-        }
-        Model::TorchScript { .. } => {
-            Err(cascade_labels(model).expect_err("TorchScript is refused"))
-        }
-    }
+    let order = cascade_units(model)?;
+    // The cascade re-initialises `work` in place; each stage explains a fresh copy of it, so the
+    // copies a model makes for its forward-only batches (channels-last, bf16) are of this stage.
+    let work = model.duplicate()?;
+    let labels = order.iter().map(|u| u.label.clone()).collect();
+    run_cascade(
+        labels,
+        &mut |stage| {
+            if stage > 0 {
+                reinit_unit(&work, &order[stage - 1], seed)?;
+            }
+            work.duplicate()
+        },
+        cfg,
+        methods,
+        images,
+        classes,
+        progress,
+    )
 }
 
 /// Spearman correlations of a map with its stage-0 map.
@@ -306,28 +225,10 @@ pub fn model_randomisation(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<SanityResult> {
-    // The cascade re-initialises `work` in place; each stage explains a fresh copy of it, so the
-    // copies a model makes for its forward-only batches (channels-last, bf16) are of this stage.
-    let work = duplicate(model)?;
-    let order = cascade(model);
-    let labels = order.iter().map(|&i| layer_label(model, i)).collect();
-    run_cascade(
-        labels,
-        &mut |stage| {
-            if stage > 0 {
-                reinit_layer(&work, order[stage - 1], seed)?;
-            }
-            Ok(Model::Native(duplicate(&work)?))
-        },
-        cfg,
-        methods,
-        images,
-        classes,
-        progress,
-    )
+    randomise(model, cfg, methods, images, classes, seed, progress)
 }
 
-/// The stage loop shared by the native CNN and the ONNX graph: `stage_model(s)` applies stage s's
+/// The stage loop: `stage_model(s)` applies stage s's
 /// re-initialisation (none at 0) and returns the model to explain; `layers` labels stages 1...
 fn run_cascade(
     layers: Vec<String>,

@@ -6,20 +6,20 @@ use tumor_audit::attribution::segment::Segmentation;
 use tumor_audit::attribution::{
     self, gradcam, gradient, perturbation, ExplainConfig, ImageInput, LimeConfig, Method,
 };
-use tumor_audit::model::{LayerSpec, Model};
+use tumor_audit::model::{CamLayer, LayerSpec, Model, NativeCnn};
 
 use super::util::{assert_close, cnn, image, set};
 
 const S: i64 = 4;
 
 /// f(x) = w . x + b for class 1 (class 0 has other weights), on 4x4 single-channel images.
-fn linear() -> (Model, Vec<f32>, f32) {
+fn linear() -> (NativeCnn, Vec<f32>, f32) {
     let m = cnn(&[LayerSpec::Flatten, LayerSpec::Dense { out: 2 }], 1, S, 2);
     let w: Vec<f32> = (0..16).map(|i| (i as f32 - 7.5) * 0.25).collect();
     let other: Vec<f32> = (0..16).map(|i| ((i * 5) % 7) as f32 - 3.0).collect();
     set(&m, "1.weight", &[other, w.clone()].concat());
     set(&m, "1.bias", &[0.3, -1.25]);
-    (Model::Native(m), w, -1.25)
+    (m, w, -1.25)
 }
 
 fn x_values() -> Vec<f32> {
@@ -196,7 +196,7 @@ fn guided_backprop_differs_from_the_gradient_as_computed_by_hand() {
     set(&m, "3.bias", &[0., 0.]);
     let x = image(&[1., 2., -1., 0.5], 2);
     let guided = gradient::guided_backprop(&m, &x, &[0]).unwrap().remove(0);
-    let model = Model::Native(m);
+    let model = Model::new(m);
     let grad = gradient::gradient(&model, &x, &[0]).unwrap().remove(0);
     assert_eq!(grad, vec![1., -1., 0., 0.]);
     assert_eq!(guided, vec![1., 0., 0., 0.]);
@@ -228,7 +228,7 @@ fn gradcam_matches_its_closed_form_on_a_hand_built_conv_net() {
     set(&m, "3.weight", &[2., 1., 0., 0.]);
     set(&m, "3.bias", &[0., 0.]);
     let xs: Vec<f32> = (0..16).map(|i| (i as f32 - 6.0) / 4.0).collect();
-    let map = gradcam::gradcam(&m, &image(&xs, 4), &[0], None)
+    let map = gradcam::gradcam(&m, &image(&xs, 4), &[0], CamLayer::default())
         .unwrap()
         .remove(0);
     let expected: Vec<f32> = xs
@@ -237,7 +237,7 @@ fn gradcam_matches_its_closed_form_on_a_hand_built_conv_net() {
         .collect();
     assert_close(&map, &expected, 1e-6, "Grad-CAM");
     // Explaining class 1 (all-zero dense row) gives an all-zero map: legitimate, no NaN.
-    let zero = gradcam::gradcam(&m, &image(&xs, 4), &[1], None)
+    let zero = gradcam::gradcam(&m, &image(&xs, 4), &[1], CamLayer::default())
         .unwrap()
         .remove(0);
     assert!(zero.iter().all(|&v| v == 0.0));
@@ -247,11 +247,9 @@ fn gradcam_matches_its_closed_form_on_a_hand_built_conv_net() {
 fn torchscript_models_get_gradient_methods_and_a_clear_refusal_for_the_others() {
     let dir = super::util::tempdir();
     let (mut native, w, _) = linear();
-    if let Model::Native(n) = &mut native {
-        n.vs.freeze();
-    }
+    native.vs.freeze();
     let probe = Tensor::zeros([1, 1, S, S], (Kind::Float, Device::Cpu));
-    let n = native.native().unwrap();
+    let n = &native;
     let module = tch::CModule::create_by_tracing("Lin", "forward", &[probe], &mut |xs| {
         vec![n.forward_t(&xs[0], false)]
     })

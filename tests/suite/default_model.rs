@@ -1,23 +1,36 @@
 //! The bundled default CNN on real Br35H images (needs `make setup`'s data; the weights ship in models/).
 use tumor_audit::attribution::Precision;
 use tumor_audit::attribution::{self, ImageInput, Method};
-use tumor_audit::commands::{prepare_samples, Context};
+use tumor_audit::commands::{prepare_samples, Plan};
 use tumor_audit::config::Settings;
 use tumor_audit::dataset::{Dataset, Limits};
 use tumor_audit::evaluate::argmax;
+use tumor_audit::model::Classifier;
 use tumor_audit::preprocess::stack_inputs;
 
 use super::util::repo;
 
-fn context(overrides: &[&str]) -> Context {
+/// The bundled CNN as `ctx` configures it (what `Plan::load_model` builds), as the concrete
+/// native network whose converted twins the lever tests compare.
+fn bundled_native(ctx: &Plan) -> tumor_audit::model::NativeCnn {
+    let s = &ctx.settings;
+    let mut cnn =
+        tumor_audit::model::NativeCnn::new(&s.layers(), ctx.input_spec(), tch::Device::Cpu)
+            .unwrap();
+    cnn.load(&s.model.weights).unwrap();
+    cnn.vs.freeze();
+    cnn
+}
+
+fn context(overrides: &[&str]) -> Plan {
     let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let mut settings = Settings::load(&repo("config.yml"), &o).expect("config.yml");
     settings.model.weights = repo("models/cnn128-br35h.safetensors");
-    Context::from_settings(settings, tch::Device::Cpu).expect("classes and target")
+    Plan::from_settings(settings, tch::Device::Cpu).expect("classes and target")
 }
 
 /// `n` real Br35H images, alternating classes, from the raw folder.
-fn real_images(ctx: &Context, n: usize) -> Vec<(String, tumor_audit::preprocess::Prepared)> {
+fn real_images(ctx: &Plan, n: usize) -> Vec<(String, tumor_audit::preprocess::Prepared)> {
     let ds = Dataset::scan(&repo("data/raw/br35h"), &ctx.classes).expect("run `make data` first");
     let picked: Vec<_> = (0..n)
         .map(|i| ds.samples[(i * 997) % ds.samples.len()].clone())
@@ -71,7 +84,7 @@ fn integrated_gradients_completeness_on_the_trained_cnn_is_under_one_percent_at_
 
 fn six_maps(
     model: &tumor_audit::model::Model,
-    ctx: &Context,
+    ctx: &Plan,
     img: &(String, tumor_audit::preprocess::Prepared),
 ) -> Vec<Vec<f32>> {
     let (id, p) = img;
@@ -177,7 +190,7 @@ fn default_model_beats_chance_clearly_on_real_images() {
 /// seeds of the reference do (the statistical comparison on 20 images is in the README).
 #[test]
 fn performance_levers_keep_the_reference_maps() {
-    use tumor_audit::model::{Model, NativeCnn};
+    use tumor_audit::model::Model;
     let reference_ctx = context(&[
         "explain.profile=seed",
         "explain.perturbation_precision=f32",
@@ -194,14 +207,7 @@ fn performance_levers_keep_the_reference_maps() {
         "explain.lime.samples=300",
         "explain.kernel_shap.samples=300",
     ]);
-    let plain = {
-        let s = &reference_ctx.settings;
-        let mut cnn =
-            NativeCnn::new(&s.layers(), reference_ctx.input_spec(), tch::Device::Cpu).unwrap();
-        cnn.load(&s.model.weights).unwrap();
-        cnn.vs.freeze();
-        Model::Native(cnn)
-    };
+    let plain = Model::new(bundled_native(&reference_ctx));
     let fast = fast_ctx.load_model().unwrap();
     {
         let imgs = real_images(&reference_ctx, 8);
@@ -209,7 +215,8 @@ fn performance_levers_keep_the_reference_maps() {
         let x = stack_inputs(&refs);
         let _guard = tch::no_grad_guard();
         let a = Vec::<f32>::try_from(plain.forward(&x).flatten(0, -1)).unwrap();
-        let cl = fast.native().unwrap().channels_last_f32().unwrap();
+        let fast_native = bundled_native(&fast_ctx);
+        let cl = fast_native.channels_last_f32().unwrap();
         let b = Vec::<f32>::try_from(cl.forward_t(&x, false).flatten(0, -1)).unwrap();
         let scale = a.iter().fold(0f32, |s, v| s.max(v.abs()));
         let d = a
@@ -282,7 +289,7 @@ fn performance_levers_keep_the_reference_maps() {
 fn bf16_convolutions_run_at_every_small_batch_size_close_to_f32() {
     let ctx = context(&[]);
     let model = ctx.load_model().unwrap();
-    let native = model.native().unwrap();
+    let native = bundled_native(&ctx);
     let imgs = real_images(&ctx, 4);
     let refs: Vec<_> = imgs.iter().map(|(_, p)| p).collect();
     let base = stack_inputs(&refs);
@@ -311,7 +318,7 @@ fn bf16_convolutions_run_at_every_small_batch_size_close_to_f32() {
 fn prepacked_bf16_forward_runs_at_every_small_batch_size_close_to_f32() {
     let ctx = context(&[]);
     let model = ctx.load_model().unwrap();
-    let native = model.native().unwrap();
+    let native = bundled_native(&ctx);
     assert!(native.can_prepack());
     let imgs = real_images(&ctx, 4);
     let refs: Vec<_> = imgs.iter().map(|(_, p)| p).collect();

@@ -2,6 +2,7 @@
 mod attribution;
 mod audit;
 mod browser;
+mod classifier;
 mod cli;
 mod config;
 mod dataset;

@@ -3,7 +3,7 @@ use tch::{Device, Kind, Tensor};
 use tumor_audit::config::{AugmentConfig, TrainingConfig};
 use tumor_audit::evaluate;
 use tumor_audit::model::train::{self, LabelledTensors};
-use tumor_audit::model::{preset_layers, InputSpec, LayerSpec, Model, NativeCnn};
+use tumor_audit::model::{preset_layers, Classifier, InputSpec, LayerSpec, Model, NativeCnn};
 
 fn small_cnn() -> NativeCnn {
     tch::manual_seed(3);

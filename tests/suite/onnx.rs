@@ -10,9 +10,9 @@ use onnx_protobuf::{
 };
 use protobuf::{EnumOrUnknown, MessageField};
 use tch::{Device, Kind, Tensor};
-use tumor_audit::attribution::{self, gradient, ImageInput, Method};
+use tumor_audit::attribution::{self, gradcam, gradient, ImageInput, Method};
 use tumor_audit::model::onnx::{export::export_native, OnnxModel};
-use tumor_audit::model::{InputSpec, Model, NativeCnn};
+use tumor_audit::model::{CamLayer, InputSpec, Model, NativeCnn};
 use tumor_audit::trust::sanity;
 
 use super::util::{repo, tempdir};
@@ -184,12 +184,11 @@ fn backward_walk_without_the_guided_rule_is_the_plain_gradient() {
     // Keras' NHWC transposes.
     for name in FIXTURES {
         let f = fixture(name, None);
-        let model = Model::Onnx(Box::new(f.model));
-        let onnx = model.onnx().unwrap();
+        let onnx = f.model;
         let targets = [1i64, 2];
-        let walk = attribution::onnx::backward_walk(onnx, &f.x, &targets, false).unwrap();
         let t = Tensor::from_slice(&targets);
-        let (g, _) = gradient::input_gradients(&model, &f.x, &t).unwrap();
+        let walk = onnx.backward_walk(&f.x, &t, false).unwrap();
+        let (g, _) = gradient::input_gradients(&onnx, &f.x, &t).unwrap();
         let scale = g.abs().max().double_value(&[]);
         let d = (&walk - &g).abs().max().double_value(&[]);
         assert!(scale > 0.0, "{name}: zero gradient");
@@ -198,7 +197,7 @@ fn backward_walk_without_the_guided_rule_is_the_plain_gradient() {
             "{name}: walk vs autograd {d} (scale {scale})"
         );
         // With the rule (ReLU and ReLU6 Clip nodes) the map differs from the gradient.
-        let guided = attribution::onnx::backward_walk(onnx, &f.x, &targets, true).unwrap();
+        let guided = onnx.backward_walk(&f.x, &t, true).unwrap();
         let has_relu = onnx.nodes.iter().any(|n| n.op == "Relu" || n.op == "Clip");
         let dg = (&guided - &g).abs().max().double_value(&[]);
         assert_eq!(has_relu, dg > 1e-5 * scale, "{name}: guided vs plain {dg}");
@@ -227,7 +226,7 @@ fn gradcam_explains_the_last_convolution_after_its_activation() {
         f2.model.value_label(&v2)
     );
     assert_eq!(r, v);
-    let maps = attribution::onnx::gradcam(&f2.model, &f2.x, &[0], None).unwrap();
+    let maps = gradcam::gradcam(&f2.model, &f2.x, &[0], CamLayer::default()).unwrap();
     assert_eq!(maps.len(), 2);
     assert_eq!(maps[0].len(), 32 * 32);
     // A named node that is not spatial is refused with the candidates.
@@ -245,8 +244,8 @@ fn gradcam_explains_the_last_convolution_after_its_activation() {
 #[test]
 fn sanity_cascade_covers_the_graphs_parametrised_nodes() {
     let f = fixture("torch_resnet_block", None);
-    let model = Model::Onnx(Box::new(f.model));
-    let labels = sanity::cascade_labels(&model).unwrap();
+    let onnx = f.model;
+    let labels = sanity::cascade_labels(&onnx).unwrap();
     // 6 convs (stem, 2 + 2 in the blocks, 1 shortcut), 6 batch norms folded into the convs by the
     // exporter, 1 Gemm; the output first.
     assert!(labels[0].ends_with(":Gemm"), "{labels:?}");
@@ -255,11 +254,10 @@ fn sanity_cascade_covers_the_graphs_parametrised_nodes() {
         6,
         "{labels:?}"
     );
-    let onnx = model.onnx().unwrap();
     let before = onnx.forward(&f.x).unwrap();
     let copy = onnx.duplicate();
-    let units = sanity::onnx_cascade(&copy);
-    sanity::reinit_onnx_unit(&copy, &units[0], 0).unwrap();
+    let units = sanity::cascade_units(&copy).unwrap();
+    sanity::reinit_unit(&copy, &units[0], 0).unwrap();
     let after = copy.forward(&f.x).unwrap();
     let unchanged = onnx.forward(&f.x).unwrap();
     assert!(
@@ -284,7 +282,7 @@ fn sanity_cascade_covers_the_graphs_parametrised_nodes() {
     };
     let cfg = tumor_audit::attribution::ExplainConfig::default();
     let r = sanity::randomise(
-        &model,
+        &onnx,
         &cfg,
         &[Method::Gradient, Method::GuidedBackprop, Method::Gradcam],
         std::slice::from_ref(&img),
@@ -329,8 +327,8 @@ fn the_bundled_cnn_exported_to_onnx_and_imported_gives_the_same_logits_and_maps(
     export_native(&native, &path).unwrap();
     let input = native.input.clone();
     let onnx = OnnxModel::load(&path, input, "auto", Device::Cpu, 4).unwrap();
-    let native = Model::Native(native);
-    let onnx = Model::Onnx(Box::new(onnx));
+    let native = Model::new(native);
+    let onnx = Model::new(onnx);
     let x = probe_input(2, 1, 128, 128);
     let a = native.forward(&x);
     let b = onnx.forward(&x);

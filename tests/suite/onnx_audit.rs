@@ -210,8 +210,9 @@ fn class_names_come_from_the_models_metadata_unless_the_config_names_them() {
 #[test]
 fn a_tight_memory_budget_lowers_the_batch_sizes_and_leaves_the_maps_unchanged() {
     use tumor_audit::attribution::{self, ImageInput, Method};
-    use tumor_audit::commands::Context;
+    use tumor_audit::commands::Plan;
     use tumor_audit::config::Settings;
+    use tumor_audit::model::Classifier;
 
     let context = |budget: Option<&str>| {
         let mut o: Vec<String> = CHEAP.iter().map(|s| s.to_string()).collect();
@@ -226,7 +227,7 @@ fn a_tight_memory_budget_lowers_the_batch_sizes_and_leaves_the_maps_unchanged() 
             o.push(format!("explain.memory_budget={b}"));
         }
         let settings = Settings::load(&repo("config.yml"), &o).unwrap();
-        Context::from_settings(settings, tch::Device::Cpu).unwrap()
+        Plan::from_settings(settings, tch::Device::Cpu).unwrap()
     };
     let (wide, tight) = (context(None), context(Some("1MiB")));
     let model = tight.load_model().unwrap();

@@ -31,7 +31,7 @@ fn linear() -> Model {
     let m = cnn(&[LayerSpec::Flatten, LayerSpec::Dense { out: 2 }], 1, 4, 2);
     set(&m, "1.weight", &[vec![0f32; 16], CONTRIB.to_vec()].concat());
     set(&m, "1.bias", &[0., 0.]);
-    Model::Native(m)
+    Model::new(m)
 }
 
 fn close(a: &[f64], b: &[f64], tol: f64, what: &str) {
@@ -335,7 +335,7 @@ fn each_stage_is_compared_with_stage_zero_of_the_same_image_and_method() {
             for &layer in &[3usize, 1][..s] {
                 sanity::reinit_layer(&c, layer, 9).unwrap();
             }
-            Model::Native(c)
+            Model::new(c)
         })
         .collect();
     for row in &r.stages {

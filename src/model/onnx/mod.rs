@@ -17,6 +17,8 @@ use tch::{Device, Kind, Tensor};
 use super::InputSpec;
 use crate::error::{Error, Result};
 
+mod backward;
+mod classifier;
 pub mod export;
 pub mod graph;
 pub mod ops;
@@ -41,31 +43,7 @@ impl Layout {
     }
 }
 
-/// The parameter tensors of one parametrised node, for the sanity check's re-initialisation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParamUnit {
-    /// Index of the node in execution order.
-    pub node: usize,
-    /// `name:op`, e.g. `conv1:Conv`.
-    pub label: String,
-    /// (initialiser name, role).
-    pub params: Vec<(String, ParamRole)>,
-}
-
-/// How a parameter is re-initialised (see `trust::sanity`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ParamRole {
-    /// Kaiming-uniform, bound `sqrt(6 / fan_in)`.
-    Weight { fan_in: i64 },
-    /// Uniform in `+-1 / sqrt(fan_in)`.
-    Bias { fan_in: i64 },
-    /// Batch-norm scale: uniform in [0, 1].
-    Scale,
-    /// Batch-norm shift and running mean: 0.
-    Zero,
-    /// Batch-norm running variance: 1.
-    One,
-}
+pub use super::classifier::{ParamRole, ParamUnit};
 
 /// What one recorded forward keeps for a backward walk: per node, the inputs it was run on (detached
 /// leaves requiring grad where the value depends on the image) and the outputs it produced.
@@ -641,7 +619,7 @@ impl OnnxModel {
                 .map(str::to_string)
         };
         let mut units = Vec::new();
-        for (idx, n) in self.nodes.iter().enumerate() {
+        for n in &self.nodes {
             let mut params = Vec::new();
             match n.op.as_str() {
                 "Conv" | "ConvTranspose" => {
@@ -701,7 +679,6 @@ impl OnnxModel {
             }
             if !params.is_empty() {
                 units.push(ParamUnit {
-                    node: idx,
                     label: format!("{}:{}", n.name, n.op),
                     params,
                 });

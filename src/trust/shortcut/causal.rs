@@ -5,7 +5,7 @@ use tch::Tensor;
 
 use crate::attribution::rng_for_key;
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::Classifier;
 
 use super::*;
 
@@ -228,7 +228,7 @@ pub(super) fn paste(
 
 /// Probabilities of a batch of C x S x S inputs.
 pub(super) fn predict(
-    model: &Model,
+    model: &dyn Classifier,
     inputs: &[Vec<f32>],
     channels: usize,
     size: usize,
@@ -255,7 +255,7 @@ pub(super) fn argmax(p: &[f32]) -> usize {
 /// counts, the forward passes spent and each tested image's outcome (occlusion and paste only).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn causal_test(
-    model: &Model,
+    model: &dyn Classifier,
     class: usize,
     own: &[TestImage],
     others: &[TestImage],

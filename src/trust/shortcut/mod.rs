@@ -40,7 +40,7 @@ use serde::Serialize;
 
 use crate::attribution::{rng_for_key, ExplainConfig};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::Classifier;
 use crate::preprocess::Prepared;
 use crate::store::shortcuts::{
     FaithRow, RunImage, RunInputs, ShortcutCheck, ShortcutCheckRecord, ShortcutFlagRecord,
@@ -98,7 +98,7 @@ impl Default for ShortcutConfig {
             min_flip_rate: 0.3,
             fence: 3.0,
             min_margin: 0.05,
-            min_reproducibility: crate::trust::reproducibility::MIN_REPRODUCIBILITY,
+            min_reproducibility: crate::attribution::reproducibility::MIN_REPRODUCIBILITY,
             probe_images: 16,
             probe_steps: 8,
         }
@@ -146,7 +146,7 @@ pub struct Reference<'a> {
 /// any more; the image is left out of the tests). `classes` in the model's output order.
 #[allow(clippy::too_many_arguments)]
 pub fn check_run(
-    model: &Model,
+    model: &dyn Classifier,
     run_id: &str,
     inputs: &RunInputs,
     reference: Option<Reference>,
@@ -524,7 +524,7 @@ pub fn check_run(
 /// every order: (orders x (K - 1) + 1) forward passes per image. Returns the rows and the passes.
 #[allow(clippy::too_many_arguments)]
 fn deletion_probe(
-    model: &Model,
+    model: &dyn Classifier,
     explain: &ExplainConfig,
     cfg: &ShortcutConfig,
     inputs: &RunInputs,

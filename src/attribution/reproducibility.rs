@@ -1,4 +1,4 @@
-//! How reproducible a stochastic map is, from the samples it already drew (issue 15): split-half
+//! How reproducible a stochastic map is, from the samples it already drew: split-half
 //! agreement, no extra model call.
 //!
 //! SmoothGrad averages noisy gradients, LIME and Kernel SHAP fit a regression to random perturbations;
@@ -14,7 +14,7 @@
 use crate::metrics;
 
 /// Side of the grid the half maps are compared on (the agreement grid of the audit).
-pub const AGREEMENT_SIZE: usize = 32;
+pub use crate::metrics::AGREEMENT_SIZE;
 
 /// Below this figure a map raises no flag of its own (see [`crate::trust::shortcut`]): two runs with
 /// different seeds would rank its pixels too differently for its location to mean anything.
