@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 
 pub mod export;
 pub mod graph;
+pub mod node;
 pub mod ops;
 
 pub use graph::{Graph, Node};
