@@ -397,3 +397,40 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use onnx_protobuf::{tensor_proto::DataType, TensorProto};
+
+    use super::tensor_from_proto;
+
+    fn floats(dims: &[i64], v: &[f32]) -> TensorProto {
+        TensorProto {
+            name: "t".into(),
+            dims: dims.to_vec(),
+            data_type: DataType::FLOAT as i32,
+            float_data: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn stored_tensors_with_bad_dimensions_are_errors_not_panics() {
+        assert_eq!(
+            tensor_from_proto(&floats(&[2, 1], &[1.0, 2.0]))
+                .unwrap()
+                .size(),
+            [2, 1]
+        );
+        // Negative dimensions whose product matches the values.
+        let e = tensor_from_proto(&floats(&[-1, -2], &[1.0, 2.0])).unwrap_err();
+        assert!(e.contains("negative"), "{e}");
+        // A shape far beyond its data, and beyond any product that fits in 64 bits.
+        let e = tensor_from_proto(&floats(&[1 << 40], &[])).unwrap_err();
+        assert!(e.contains("2^31"), "{e}");
+        let e = tensor_from_proto(&floats(&[i64::MAX, i64::MAX, 4], &[])).unwrap_err();
+        assert!(e.contains("2^31"), "{e}");
+        let e = tensor_from_proto(&floats(&[3], &[1.0])).unwrap_err();
+        assert!(e.contains("1 values for shape [3]"), "{e}");
+    }
+}
