@@ -432,6 +432,17 @@ fn nodep(name: &str, op: &str, inputs: &[&str], output: &str) -> NodeProto {
 
 /// A 1 x 4 x 4 -> 2 classes graph: Flatten, Gemm, then `tail` nodes.
 fn write_small(path: &Path, tail: Vec<NodeProto>, out: &str, extra_init: Vec<TensorProto>) {
+    write_sized(path, 4, tail, out, extra_init)
+}
+
+/// A 1 x `size` x `size` -> 2 classes graph: Flatten, Gemm, then `tail` nodes.
+fn write_sized(
+    path: &Path,
+    size: i64,
+    tail: Vec<NodeProto>,
+    out: &str,
+    extra_init: Vec<TensorProto>,
+) {
     let mut nodes = vec![nodep("flat", "Flatten", &["x"], "f"), {
         let mut g = nodep("dense", "Gemm", &["f", "W", "B"], "z");
         g.attribute.push(AttributeProto {
@@ -443,9 +454,12 @@ fn write_small(path: &Path, tail: Vec<NodeProto>, out: &str, extra_init: Vec<Ten
         g
     }];
     nodes.extend(tail);
-    let w: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) / 16.0).collect();
+    let pixels = size * size;
+    let w: Vec<f32> = (0..2 * pixels)
+        .map(|i| (i - pixels) as f32 / pixels as f32)
+        .collect();
     let mut initializer = vec![
-        f32_init("W", &[2, 16], &w),
+        f32_init("W", &[2, pixels], &w),
         f32_init("B", &[2], &[0.1, -0.2]),
     ];
     initializer.extend(extra_init);
@@ -458,7 +472,7 @@ fn write_small(path: &Path, tail: Vec<NodeProto>, out: &str, extra_init: Vec<Ten
         graph: MessageField::some(GraphProto {
             node: nodes,
             initializer,
-            input: vec![vi("x", &[-1, 1, 4, 4])],
+            input: vec![vi("x", &[-1, 1, size, size])],
             output: vec![vi(out, &[-1, 2])],
             ..Default::default()
         }),
@@ -562,4 +576,89 @@ fn a_model_for_another_image_size_or_class_count_is_refused_at_load() {
     .expect("refused")
     .to_string();
     assert!(e.contains("[1, 4]") && e.contains("[1, 2]"), "{e}");
+}
+
+/// A 1 x `size` x `size` graph asking for a tensor of `shape` (ConstantOfShape node `huge`), summed
+/// into the logits so that the node is on the output's path.
+fn write_huge(path: &Path, size: i64, shape: &[i64]) {
+    let shape_init = TensorProto {
+        name: "huge_shape".into(),
+        dims: vec![shape.len() as i64],
+        data_type: DataType::INT64 as i32,
+        int64_data: shape.to_vec(),
+        ..Default::default()
+    };
+    let mut total = nodep("total", "ReduceSum", &["big"], "s");
+    total.attribute.push(AttributeProto {
+        name: "keepdims".into(),
+        type_: EnumOrUnknown::new(AttributeType::INT),
+        i: 0,
+        ..Default::default()
+    });
+    write_sized(
+        path,
+        size,
+        vec![
+            nodep("huge", "ConstantOfShape", &["huge_shape"], "big"),
+            total,
+            nodep("out", "Add", &["z", "s"], "y"),
+        ],
+        "y",
+        vec![shape_init],
+    );
+}
+
+#[test]
+fn a_graph_asking_for_a_huge_tensor_is_refused_with_one_line_naming_the_node() {
+    let dir = tempdir();
+    let path = dir.path().join("huge.onnx");
+    write_huge(&path, 4, &[100_000, 100_000, 10]);
+    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("ConstantOfShape node `huge`") && e.contains("[100000, 100000, 10]"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "one line: {e}");
+
+    // Through the binary (at the smallest image size it takes): exit 1 (a model that cannot be
+    // loaded), one error line, no panic.
+    let path = dir.path().join("huge8.onnx");
+    write_huge(&path, 8, &[100_000, 100_000, 10]);
+    let data = dir.path().join("Testing");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = super::util::bin_with(&[
+        format!("data.root={}", dir.path().display()),
+        "data.classes=[no, yes]".into(),
+        "données.image.size=8".into(),
+        format!("model.onnx={}", path.display()),
+        format!("output.dir={}", dir.path().join("out").display()),
+    ])
+    .args(["evaluate", "--folder"])
+    .arg(&data)
+    .output()
+    .unwrap();
+    let text = super::util::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    assert!(
+        errors[0].contains("ConstantOfShape node `huge`")
+            && errors[0].contains("[100000, 100000, 10]")
+            && errors[0].contains("2^31"),
+        "{text}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{text}"
+    );
+
+    // Within the bound the same graph loads and runs (its 2 x 3 x 4 zeros add nothing).
+    let path = dir.path().join("small.onnx");
+    write_huge(&path, 4, &[2, 3, 4]);
+    let m = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4).unwrap();
+    assert_eq!(m.forward(&probe_input(2, 1, 4, 4)).unwrap().size(), [2, 2]);
 }

@@ -6,143 +6,11 @@ use std::path::Path;
 
 use onnx_protobuf::{attribute_proto::AttributeType, tensor_proto::DataType, Message};
 use protobuf::Enum;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
+pub use super::node::{Attr, Node};
+use super::ops;
 use crate::error::{Error, Result};
-
-/// The operators the importer runs (default ONNX domain).
-pub const SUPPORTED_OPS: &[&str] = &[
-    "Abs",
-    "Add",
-    "AveragePool",
-    "BatchNormalization",
-    "Cast",
-    "Clip",
-    "Concat",
-    "Constant",
-    "ConstantOfShape",
-    "Conv",
-    "ConvTranspose",
-    "Div",
-    "Dropout",
-    "Elu",
-    "Exp",
-    "Expand",
-    "Flatten",
-    "Gather",
-    "Gemm",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "HardSigmoid",
-    "HardSwish",
-    "Identity",
-    "LeakyRelu",
-    "LogSoftmax",
-    "MatMul",
-    "Max",
-    "MaxPool",
-    "Mean",
-    "Min",
-    "Mul",
-    "Neg",
-    "Pad",
-    "Pow",
-    "Reciprocal",
-    "ReduceMax",
-    "ReduceMean",
-    "ReduceSum",
-    "Relu",
-    "Reshape",
-    "Resize",
-    "Selu",
-    "Shape",
-    "Sigmoid",
-    "Slice",
-    "Softmax",
-    "Sqrt",
-    "Squeeze",
-    "Sub",
-    "Sum",
-    "Tanh",
-    "Transpose",
-    "Unsqueeze",
-    "Upsample",
-];
-
-/// One attribute value, as the operators read it.
-#[derive(Debug)]
-pub enum Attr {
-    Int(i64),
-    Ints(Vec<i64>),
-    Float(f32),
-    Floats(Vec<f32>),
-    Str(String),
-    Tensor(Tensor),
-}
-
-impl Clone for Attr {
-    fn clone(&self) -> Attr {
-        match self {
-            Attr::Int(v) => Attr::Int(*v),
-            Attr::Ints(v) => Attr::Ints(v.clone()),
-            Attr::Float(v) => Attr::Float(*v),
-            Attr::Floats(v) => Attr::Floats(v.clone()),
-            Attr::Str(v) => Attr::Str(v.clone()),
-            // Attribute tensors are never modified: copies share them.
-            Attr::Tensor(t) => Attr::Tensor(t.shallow_clone()),
-        }
-    }
-}
-
-/// A node of the graph.
-#[derive(Clone, Debug)]
-pub struct Node {
-    /// The node's name, or `#index` when the file leaves it empty.
-    pub name: String,
-    pub op: String,
-    /// Input value names; an empty name is an omitted optional input.
-    pub inputs: Vec<String>,
-    pub outputs: Vec<String>,
-    pub attrs: HashMap<String, Attr>,
-}
-
-impl Node {
-    pub fn int(&self, key: &str, default: i64) -> i64 {
-        match self.attrs.get(key) {
-            Some(Attr::Int(v)) => *v,
-            _ => default,
-        }
-    }
-    pub fn ints(&self, key: &str) -> Option<&[i64]> {
-        match self.attrs.get(key) {
-            Some(Attr::Ints(v)) => Some(v),
-            _ => None,
-        }
-    }
-    pub fn float(&self, key: &str, default: f32) -> f32 {
-        match self.attrs.get(key) {
-            Some(Attr::Float(v)) => *v,
-            _ => default,
-        }
-    }
-    pub fn string(&self, key: &str, default: &str) -> String {
-        match self.attrs.get(key) {
-            Some(Attr::Str(v)) => v.clone(),
-            _ => default.to_string(),
-        }
-    }
-    /// The `i`-th input's name when present (not omitted).
-    pub fn input(&self, i: usize) -> Option<&str> {
-        self.inputs
-            .get(i)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-    }
-    /// How the node is named in messages: `Conv node `conv1``.
-    pub fn label(&self) -> String {
-        format!("{} node `{}`", self.op, self.name)
-    }
-}
 
 /// A declared dimension: a number, or a symbol (`batch`, `N`, ...) / nothing.
 pub type Dim = Option<i64>;
@@ -251,9 +119,7 @@ impl Graph {
             } else {
                 n.name.clone()
             };
-            if !(n.domain.is_empty() || n.domain == "ai.onnx")
-                || !SUPPORTED_OPS.contains(&n.op_type.as_str())
-            {
+            if !(n.domain.is_empty() || n.domain == "ai.onnx") || !ops::supports(&n.op_type) {
                 let op = if n.domain.is_empty() {
                     n.op_type.clone()
                 } else {
@@ -261,7 +127,7 @@ impl Graph {
                 };
                 return Err(err(format!(
                     "unsupported ONNX operator `{op}` at node `{name}` (supported: {})",
-                    SUPPORTED_OPS.join(", ")
+                    ops::supported().collect::<Vec<_>>().join(", ")
                 )));
             }
             let mut attrs = HashMap::new();
@@ -341,8 +207,7 @@ impl Graph {
                     )));
                 }
             }
-            super::ops::check_node(n, self.opset)
-                .map_err(|m| err(format!("{}: {m}", n.label())))?;
+            ops::check_node(n, self.opset).map_err(|m| err(format!("{}: {m}", n.label())))?;
             // Secondary outputs (Dropout's mask, MaxPool's indices, BatchNorm's training stats) are
             // not computed: a graph that reads one is refused.
             for extra in n.outputs.iter().skip(1).filter(|o| !o.is_empty()) {
@@ -416,6 +281,7 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
         return Err("stored as external data (a separate file), which is not supported: save the model as one file".into());
     }
     let dims: Vec<i64> = t.dims.clone();
+    ops::check_alloc("the tensor", &dims)?;
     let n: i64 = dims.iter().product();
     let raw = &t.raw_data;
     let dt = DataType::from_i32(t.data_type)
@@ -524,5 +390,47 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
     if tensor.numel() as i64 != n {
         return Err(format!("{} values for shape {dims:?}", tensor.numel()));
     }
-    Ok(tensor.view(dims.as_slice()).to_device(Device::Cpu))
+    tensor.f_view(dims.as_slice()).map_err(|e| {
+        format!(
+            "shape {dims:?}: {}",
+            e.to_string().lines().next().unwrap_or("")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use onnx_protobuf::{tensor_proto::DataType, TensorProto};
+
+    use super::tensor_from_proto;
+
+    fn floats(dims: &[i64], v: &[f32]) -> TensorProto {
+        TensorProto {
+            name: "t".into(),
+            dims: dims.to_vec(),
+            data_type: DataType::FLOAT as i32,
+            float_data: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn stored_tensors_with_bad_dimensions_are_errors_not_panics() {
+        assert_eq!(
+            tensor_from_proto(&floats(&[2, 1], &[1.0, 2.0]))
+                .unwrap()
+                .size(),
+            [2, 1]
+        );
+        // Negative dimensions whose product matches the values.
+        let e = tensor_from_proto(&floats(&[-1, -2], &[1.0, 2.0])).unwrap_err();
+        assert!(e.contains("negative"), "{e}");
+        // A shape far beyond its data, and beyond any product that fits in 64 bits.
+        let e = tensor_from_proto(&floats(&[1 << 40], &[])).unwrap_err();
+        assert!(e.contains("2^31"), "{e}");
+        let e = tensor_from_proto(&floats(&[i64::MAX, i64::MAX, 4], &[])).unwrap_err();
+        assert!(e.contains("2^31"), "{e}");
+        let e = tensor_from_proto(&floats(&[3], &[1.0])).unwrap_err();
+        assert!(e.contains("1 values for shape [3]"), "{e}");
+    }
 }

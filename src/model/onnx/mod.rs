@@ -21,6 +21,7 @@ mod backward;
 mod classifier;
 pub mod export;
 pub mod graph;
+pub mod node;
 pub mod ops;
 
 pub use graph::{Graph, Node};
