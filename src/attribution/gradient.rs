@@ -74,171 +74,143 @@ pub struct IgResult {
     pub f_baseline: f64,
 }
 
-/// Integrated Gradients with a constant baseline: path points `b + a (x - b)` for `a = linspace(0, 1,
-/// steps)` (both ends included), gradients averaged with the trapezoidal rule, times `(x - b)`.
-pub fn integrated_gradients(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    baseline_value: f32,
-    steps: usize,
-    batch: usize,
-) -> Result<IgResult> {
-    integrated_gradients_with(
-        &|x| model.logits(x),
-        x,
-        target,
-        baseline_value,
-        steps,
-        batch,
-    )
+/// One image explained through input gradients: a differentiable forward (the model's own, or the
+/// mixed-precision one, see `explain.gradient_precision`), the image (1 x C x S x S) and its explained
+/// class, and how many path points or noisy copies go through the model at once.
+pub struct GradientRun<'a> {
+    pub forward: Forward<'a>,
+    pub x: &'a Tensor,
+    pub target: i64,
+    pub batch: usize,
 }
 
-/// [`integrated_gradients`] through the given forward (path ends' logits from that forward too, so
-/// the completeness error measures the map against the function it integrated).
-pub fn integrated_gradients_with(
-    forward: Forward,
-    x: &Tensor,
-    target: i64,
-    baseline_value: f32,
-    steps: usize,
-    batch: usize,
-) -> Result<IgResult> {
-    let dev = x.device();
-    let baseline = x.full_like(baseline_value as f64);
-    let diff = x - &baseline;
-    let alphas = Tensor::linspace(0.0, 1.0, steps as i64, (Kind::Float, dev));
-    let mut grad_sum = x.zeros_like();
-    let mut f_first = 0.0;
-    let mut f_last = 0.0;
-    let mut start = 0;
-    while start < steps {
-        let len = batch.min(steps - start) as i64;
-        let a = alphas.narrow(0, start as i64, len).view([-1, 1, 1, 1]);
-        let points = &baseline + &a * &diff;
-        let t = Tensor::full([len], target, (Kind::Int64, dev));
-        let (g, logits) = input_gradients_with(forward, &points, &t)?;
-        // Trapezoid weights: 1/2 at both path ends, 1 inside; the sum is divided by (steps - 1).
-        let mut w = vec![1f32; len as usize];
-        if start == 0 {
-            w[0] = 0.5;
-            f_first = logits.double_value(&[0, target]);
+impl GradientRun<'_> {
+    /// Integrated Gradients with a constant baseline: path points `b + a (x - b)` for `a = linspace(0, 1,
+    /// steps)` (both ends included), gradients averaged with the trapezoidal rule, times `(x - b)`. The
+    /// path ends' logits come from the same forward, so the completeness error measures the map against
+    /// the function it integrated.
+    pub fn integrated_gradients(&self, baseline_value: f32, steps: usize) -> Result<IgResult> {
+        let GradientRun {
+            forward,
+            x,
+            target,
+            batch,
+        } = *self;
+        let dev = x.device();
+        let baseline = x.full_like(baseline_value as f64);
+        let diff = x - &baseline;
+        let alphas = Tensor::linspace(0.0, 1.0, steps as i64, (Kind::Float, dev));
+        let mut grad_sum = x.zeros_like();
+        let mut f_first = 0.0;
+        let mut f_last = 0.0;
+        let mut start = 0;
+        while start < steps {
+            let len = batch.min(steps - start) as i64;
+            let a = alphas.narrow(0, start as i64, len).view([-1, 1, 1, 1]);
+            let points = &baseline + &a * &diff;
+            let t = Tensor::full([len], target, (Kind::Int64, dev));
+            let (g, logits) = input_gradients_with(forward, &points, &t)?;
+            // Trapezoid weights: 1/2 at both path ends, 1 inside; the sum is divided by (steps - 1).
+            let mut w = vec![1f32; len as usize];
+            if start == 0 {
+                w[0] = 0.5;
+                f_first = logits.double_value(&[0, target]);
+            }
+            if start + len as usize == steps {
+                w[len as usize - 1] = 0.5;
+                f_last = logits.double_value(&[len - 1, target]);
+            }
+            let w = Tensor::from_slice(&w).to_device(dev).view([-1, 1, 1, 1]);
+            grad_sum += (g * w).sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
+            start += len as usize;
         }
-        if start + len as usize == steps {
-            w[len as usize - 1] = 0.5;
-            f_last = logits.double_value(&[len - 1, target]);
-        }
-        let w = Tensor::from_slice(&w).to_device(dev).view([-1, 1, 1, 1]);
-        grad_sum += (g * w).sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
-        start += len as usize;
+        let ig = diff * grad_sum / (steps as f64 - 1.0);
+        let total = ig.sum(Kind::Double).double_value(&[]);
+        let delta = f_last - f_first;
+        let completeness_error = if delta.abs() > 1e-12 {
+            (total - delta).abs() / delta.abs()
+        } else {
+            (total - delta).abs()
+        };
+        let map = channel_mean_maps(&ig)?.remove(0);
+        Ok(IgResult {
+            map,
+            completeness_error,
+            f_x: f_last,
+            f_baseline: f_first,
+        })
     }
-    let ig = diff * grad_sum / (steps as f64 - 1.0);
-    let total = ig.sum(Kind::Double).double_value(&[]);
-    let delta = f_last - f_first;
-    let completeness_error = if delta.abs() > 1e-12 {
-        (total - delta).abs() / delta.abs()
-    } else {
-        (total - delta).abs()
-    };
-    let map = channel_mean_maps(&ig)?.remove(0);
-    Ok(IgResult {
-        map,
-        completeness_error,
-        f_x: f_last,
-        f_baseline: f_first,
-    })
 }
 
-/// SmoothGrad: mean gradient at `x + N(0, noise^2)`, `noise` absolute in model-input space. The noise
-/// comes from `rng` (seeded from image id, method and run seed) in a fixed order, so the map does not
-/// depend on the batch size or thread count.
-pub fn smoothgrad(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    samples: usize,
-    noise: f32,
-    batch: usize,
-    rng: &mut ChaCha8Rng,
-) -> Result<Vec<f32>> {
-    Ok(smoothgrad_halves(model, x, target, samples, noise, batch, rng)?.0)
-}
-
-/// [`smoothgrad`], plus the maps of the first and the second half of its noise samples (the
-/// split-half reproducibility of [`super::reproducibility`]; no extra model call). The full map
-/// is computed exactly as [`smoothgrad`] computes it; `None` with fewer than 2 samples.
-pub fn smoothgrad_halves(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    samples: usize,
-    noise: f32,
-    batch: usize,
-    rng: &mut ChaCha8Rng,
-) -> Result<(Vec<f32>, Option<Halves>)> {
-    smoothgrad_halves_with(&|x| model.logits(x), x, target, samples, noise, batch, rng)
-}
-
-/// [`smoothgrad_halves`] through the given forward.
-pub fn smoothgrad_halves_with(
-    forward: Forward,
-    x: &Tensor,
-    target: i64,
-    samples: usize,
-    noise: f32,
-    batch: usize,
-    rng: &mut ChaCha8Rng,
-) -> Result<(Vec<f32>, Option<Halves>)> {
-    let half = samples / 2;
-    let mut first_sum: Option<Tensor> = None;
-    let dev = x.device();
-    let shape = x.size();
-    let per = (shape[1] * shape[2] * shape[3]) as usize;
-    let mut grad_sum = x.zeros_like();
-    let mut start = 0;
-    let mut buf = Vec::with_capacity(batch.min(samples) * per);
-    while start < samples {
-        let len = batch.min(samples - start);
-        buf.clear();
-        buf.extend((0..len * per).map(|_| {
-            let z: f32 = StandardNormal.sample(rng);
-            z * noise
-        }));
-        let eps = Tensor::from_slice(&buf)
-            .to_device(dev)
-            .view([len as i64, shape[1], shape[2], shape[3]]);
-        let points = x + eps;
-        let t = Tensor::full([len as i64], target, (Kind::Int64, dev));
-        let (g, _) = input_gradients_with(forward, &points, &t)?;
-        grad_sum += g.sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
-        start += len;
-        // The first half's sum is taken when the running sum reaches it (inside this batch when the
-        // half falls in it), so the full sum above keeps its exact order of additions.
-        if first_sum.is_none() && half >= 1 && start >= half {
-            let over = (start - half) as i64;
-            let part = if over == 0 {
-                grad_sum.copy()
-            } else {
-                &grad_sum
-                    - g.narrow(0, len as i64 - over, over).sum_dim_intlist(
-                        [0i64].as_slice(),
-                        true,
-                        Kind::Float,
-                    )
-            };
-            first_sum = Some(part);
+impl GradientRun<'_> {
+    /// SmoothGrad: mean gradient at `x + N(0, noise^2)`, `noise` absolute in model-input space. The noise
+    /// comes from `rng` (seeded from image id, method and run seed) in a fixed order, so the map does not
+    /// depend on the batch size or thread count. Also the maps of the first and the second half of its
+    /// noise samples (the split-half reproducibility of [`super::reproducibility`]; no extra model
+    /// call); `None` with fewer than 2 samples.
+    pub fn smoothgrad(
+        &self,
+        samples: usize,
+        noise: f32,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Vec<f32>, Option<Halves>)> {
+        let GradientRun {
+            forward,
+            x,
+            target,
+            batch,
+        } = *self;
+        let half = samples / 2;
+        let mut first_sum: Option<Tensor> = None;
+        let dev = x.device();
+        let shape = x.size();
+        let per = (shape[1] * shape[2] * shape[3]) as usize;
+        let mut grad_sum = x.zeros_like();
+        let mut start = 0;
+        let mut buf = Vec::with_capacity(batch.min(samples) * per);
+        while start < samples {
+            let len = batch.min(samples - start);
+            buf.clear();
+            buf.extend((0..len * per).map(|_| {
+                let z: f32 = StandardNormal.sample(rng);
+                z * noise
+            }));
+            let eps = Tensor::from_slice(&buf)
+                .to_device(dev)
+                .view([len as i64, shape[1], shape[2], shape[3]]);
+            let points = x + eps;
+            let t = Tensor::full([len as i64], target, (Kind::Int64, dev));
+            let (g, _) = input_gradients_with(forward, &points, &t)?;
+            grad_sum += g.sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
+            start += len;
+            // The first half's sum is taken when the running sum reaches it (inside this batch when the
+            // half falls in it), so the full sum above keeps its exact order of additions.
+            if first_sum.is_none() && half >= 1 && start >= half {
+                let over = (start - half) as i64;
+                let part = if over == 0 {
+                    grad_sum.copy()
+                } else {
+                    &grad_sum
+                        - g.narrow(0, len as i64 - over, over).sum_dim_intlist(
+                            [0i64].as_slice(),
+                            true,
+                            Kind::Float,
+                        )
+                };
+                first_sum = Some(part);
+            }
         }
+        let map = channel_mean_maps(&(&grad_sum / samples as f64))?.remove(0);
+        let halves = match first_sum {
+            Some(a) if samples >= 2 => {
+                let b = &grad_sum - &a;
+                Some(Halves {
+                    first: channel_mean_maps(&(a / half as f64))?.remove(0),
+                    second: channel_mean_maps(&(b / (samples - half) as f64))?.remove(0),
+                })
+            }
+            _ => None,
+        };
+        Ok((map, halves))
     }
-    let map = channel_mean_maps(&(&grad_sum / samples as f64))?.remove(0);
-    let halves = match first_sum {
-        Some(a) if samples >= 2 => {
-            let b = &grad_sum - &a;
-            Some(Halves {
-                first: channel_mean_maps(&(a / half as f64))?.remove(0),
-                second: channel_mean_maps(&(b / (samples - half) as f64))?.remove(0),
-            })
-        }
-        _ => None,
-    };
-    Ok((map, halves))
 }

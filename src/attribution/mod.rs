@@ -521,6 +521,25 @@ impl ExplainConfig {
         self.reference_value
             .unwrap_or(if channels == 1 { 0.0 } else { 0.5 })
     }
+
+    /// The perturbation run of `input` on `model` with this config's reference value, batch size and
+    /// precision.
+    pub fn perturbation<'a>(
+        &self,
+        model: &'a dyn Classifier,
+        input: &'a ImageInput,
+        seg: &'a segment::Segmentation,
+    ) -> perturbation::Perturbation<'a> {
+        perturbation::Perturbation {
+            model,
+            x: input.x,
+            target: input.target,
+            seg,
+            reference: self.reference(input.x.size()[1] as usize),
+            batch: self.perturbation_batch_size,
+            bf16: self.bf16_forwards(model),
+        }
+    }
 }
 
 /// One image to explain: its model input and what the perturbation methods need.
@@ -594,20 +613,21 @@ pub fn explain(
             model.logits(x)
         }
     };
+    let run = gradient::GradientRun {
+        forward: &forward,
+        x: input.x,
+        target: input.target,
+        batch: cfg.batch_size,
+    };
     let map = match method {
         Method::Gradient => gradient::gradient(model, input.x, &[input.target])?.remove(0),
         Method::GuidedBackprop => {
             gradient::guided_backprop(model, input.x, &[input.target])?.remove(0)
         }
         Method::IntegratedGradients => {
-            let steps = cfg.integrated_gradients.steps.unwrap_or(80);
-            let r = gradient::integrated_gradients_with(
-                &forward,
-                input.x,
-                input.target,
+            let r = run.integrated_gradients(
                 cfg.integrated_gradients.baseline_value,
-                steps,
-                cfg.batch_size,
+                cfg.integrated_gradients.steps.unwrap_or(80),
             )?;
             completeness_error = Some(r.completeness_error);
             r.map
@@ -615,15 +635,7 @@ pub fn explain(
         Method::Smoothgrad => {
             let mut rng = rng_for(input.id, method, cfg.seed);
             let n = cfg.smoothgrad.samples.unwrap_or(80);
-            let (map, h) = gradient::smoothgrad_halves_with(
-                &forward,
-                input.x,
-                input.target,
-                n,
-                cfg.smoothgrad.noise,
-                cfg.batch_size,
-                &mut rng,
-            )?;
+            let (map, h) = run.smoothgrad(n, cfg.smoothgrad.noise, &mut rng)?;
             halves = h;
             map
         }
@@ -637,36 +649,12 @@ pub fn explain(
         Method::Lime | Method::KernelShap => {
             let seg = segmentation_of(cfg, input)?;
             segments = Some(seg.n_segments);
-            let bf16 = cfg.bf16_forwards(model);
             let mut rng = rng_for(input.id, method, cfg.seed);
-            let reference = cfg.reference(input.x.size()[1] as usize);
+            let run = cfg.perturbation(model, input, seg);
             let (map, h) = if method == Method::Lime {
-                let n = cfg.lime.samples.unwrap_or(1000);
-                perturbation::lime_halves(
-                    model,
-                    input.x,
-                    input.target,
-                    seg,
-                    reference,
-                    n,
-                    &cfg.lime,
-                    cfg.perturbation_batch_size,
-                    bf16,
-                    &mut rng,
-                )?
+                run.lime(cfg.lime.samples.unwrap_or(1000), &cfg.lime, &mut rng)?
             } else {
-                let n = cfg.kernel_shap.samples.unwrap_or(1000);
-                perturbation::kernel_shap_halves(
-                    model,
-                    input.x,
-                    input.target,
-                    seg,
-                    reference,
-                    n,
-                    cfg.perturbation_batch_size,
-                    bf16,
-                    &mut rng,
-                )?
+                run.kernel_shap(cfg.kernel_shap.samples.unwrap_or(1000), &mut rng)?
             };
             halves = h;
             map

@@ -60,79 +60,83 @@ pub fn segment_for(
     })
 }
 
-/// Target logits of the perturbed images: pixel kept where its superpixel's mask entry is 1, reference
-/// elsewhere. `masks` is N x M (row-major, 0/1). A mask drawn twice is evaluated once (the model is
-/// deterministic, so its score is the same). With `bf16`, a native model runs in bfloat16 (see
+/// One image to explain by switching superpixels off: the model, the image (1 x C x S x S) and its
+/// explained class, the superpixels, the value a switched-off pixel takes, and how the forwards run
+/// (`batch` perturbed images at a time, in bfloat16 when `bf16`: see
 /// [`ExplainConfig::bf16_forwards`](super::ExplainConfig::bf16_forwards)).
-#[allow(clippy::too_many_arguments)]
-pub fn perturbed_scores(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    seg: &Segmentation,
-    reference: f32,
-    masks: &[f32],
-    batch: usize,
-    bf16: bool,
-) -> Result<Vec<f64>> {
-    let m = seg.n_segments.max(1);
-    // Unique rows, in first-seen order, and where each row's score comes from.
-    let mut first: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
-    let mut unique: Vec<f32> = Vec::with_capacity(masks.len());
-    let source: Vec<usize> = masks
-        .chunks(m)
-        .map(|row| {
-            let key: Vec<u8> = row.iter().map(|&v| (v != 0.0) as u8).collect();
-            let next = first.len();
-            *first.entry(key).or_insert_with(|| {
-                unique.extend_from_slice(row);
-                next
-            })
-        })
-        .collect();
-    let scores = unique_scores(model, x, target, seg, reference, &unique, batch, bf16)?;
-    Ok(source.into_iter().map(|i| scores[i]).collect())
+pub struct Perturbation<'a> {
+    pub model: &'a dyn Classifier,
+    pub x: &'a Tensor,
+    pub target: i64,
+    pub seg: &'a Segmentation,
+    pub reference: f32,
+    pub batch: usize,
+    pub bf16: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn unique_scores(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    seg: &Segmentation,
-    reference: f32,
-    masks: &[f32],
-    batch: usize,
-    bf16: bool,
-) -> Result<Vec<f64>> {
-    let m = seg.n_segments;
-    let n = masks.len() / m.max(1);
-    let dev = x.device();
-    let s = x.size();
-    let labels: Vec<i64> = seg.labels.iter().map(|&l| l as i64).collect();
-    let labels = Tensor::from_slice(&labels).to_device(dev);
-    let all = Tensor::from_slice(masks)
-        .to_device(dev)
-        .view([n as i64, m as i64]);
-    let _guard = tch::no_grad_guard();
-    let mut scores = Vec::with_capacity(n);
-    let mut start = 0;
-    while start < n {
-        let len = batch.min(n - start) as i64;
-        let pm = all
-            .narrow(0, start as i64, len)
-            .index_select(1, &labels)
-            .view([len, 1, s[2], s[3]]);
-        let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference as f64;
-        let logits = model.logits_inference(&perturbed, bf16)?;
-        let col = logits
-            .select(1, target)
-            .to_kind(Kind::Double)
-            .to_device(Device::Cpu);
-        scores.extend(Vec::<f64>::try_from(col)?);
-        start += len as usize;
+impl Perturbation<'_> {
+    /// Target logits of the perturbed images: pixel kept where its superpixel's mask entry is 1, reference
+    /// elsewhere. `masks` is N x M (row-major, 0/1). A mask drawn twice is evaluated once (the model is
+    /// deterministic, so its score is the same).
+    pub fn scores(&self, masks: &[f32]) -> Result<Vec<f64>> {
+        let m = self.seg.n_segments.max(1);
+        // Unique rows, in first-seen order, and where each row's score comes from.
+        let mut first: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+        let mut unique: Vec<f32> = Vec::with_capacity(masks.len());
+        let source: Vec<usize> = masks
+            .chunks(m)
+            .map(|row| {
+                let key: Vec<u8> = row.iter().map(|&v| (v != 0.0) as u8).collect();
+                let next = first.len();
+                *first.entry(key).or_insert_with(|| {
+                    unique.extend_from_slice(row);
+                    next
+                })
+            })
+            .collect();
+        let scores = self.unique_scores(&unique)?;
+        Ok(source.into_iter().map(|i| scores[i]).collect())
     }
-    Ok(scores)
+
+    fn unique_scores(&self, masks: &[f32]) -> Result<Vec<f64>> {
+        let Perturbation {
+            model,
+            x,
+            target,
+            seg,
+            reference,
+            batch,
+            bf16,
+        } = *self;
+        let m = seg.n_segments;
+        let n = masks.len() / m.max(1);
+        let dev = x.device();
+        let s = x.size();
+        let labels: Vec<i64> = seg.labels.iter().map(|&l| l as i64).collect();
+        let labels = Tensor::from_slice(&labels).to_device(dev);
+        let all = Tensor::from_slice(masks)
+            .to_device(dev)
+            .view([n as i64, m as i64]);
+        let _guard = tch::no_grad_guard();
+        let mut scores = Vec::with_capacity(n);
+        let mut start = 0;
+        while start < n {
+            let len = batch.min(n - start) as i64;
+            let pm = all
+                .narrow(0, start as i64, len)
+                .index_select(1, &labels)
+                .view([len, 1, s[2], s[3]]);
+            let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference as f64;
+            let logits = model.logits_inference(&perturbed, bf16)?;
+            let col = logits
+                .select(1, target)
+                .to_kind(Kind::Double)
+                .to_device(Device::Cpu);
+            scores.extend(Vec::<f64>::try_from(col)?);
+            start += len as usize;
+        }
+        Ok(scores)
+    }
 }
 
 /// Paints per-superpixel coefficients on their pixels.
@@ -162,74 +166,51 @@ pub(crate) fn segment_sq_distance(
     Ok(per)
 }
 
-/// LIME: each sample keeps every superpixel with probability 1/2; weight = exp(-d^2 / kernel_width^2)
-/// with d the L2 distance between original and perturbed image in pixel space (uniform weights if
-/// all underflow); ridge regression (alpha, intercept unpenalised) of the target logit on the masks.
-#[allow(clippy::too_many_arguments)]
-pub fn lime(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    seg: &Segmentation,
-    reference: f32,
-    samples: usize,
-    cfg: &LimeConfig,
-    batch: usize,
-    bf16: bool,
-    rng: &mut ChaCha8Rng,
-) -> Result<Vec<f32>> {
-    Ok(lime_halves(
-        model, x, target, seg, reference, samples, cfg, batch, bf16, rng,
-    )?
-    .0)
-}
-
-/// [`lime`], plus the maps fitted on the first and on the second half of the same samples (the
-/// split-half reproducibility of [`super::reproducibility`]: two more ridge solves, no extra
-/// model call). `None` with fewer than 4 samples.
-#[allow(clippy::too_many_arguments)]
-pub fn lime_halves(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    seg: &Segmentation,
-    reference: f32,
-    samples: usize,
-    cfg: &LimeConfig,
-    batch: usize,
-    bf16: bool,
-    rng: &mut ChaCha8Rng,
-) -> Result<(Vec<f32>, Option<Halves>)> {
-    let m = seg.n_segments;
-    let masks = lime_masks(m, samples, rng);
-    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
-    let seg_d = segment_sq_distance(x, seg, reference)?;
-    let mut w = lime_kernel_weights(&masks, &seg_d, cfg.kernel_width, m);
-    if w.iter().all(|&v| v == 0.0 || !v.is_finite()) {
-        w.iter_mut().for_each(|v| *v = 1.0);
+impl Perturbation<'_> {
+    /// LIME: each sample keeps every superpixel with probability 1/2; weight = exp(-d^2 / kernel_width^2)
+    /// with d the L2 distance between original and perturbed image in pixel space (uniform weights if
+    /// all underflow); ridge regression (alpha, intercept unpenalised) of the target logit on the masks.
+    /// Also the maps fitted on the first and on the second half of the same samples (the split-half
+    /// reproducibility of [`super::reproducibility`]: two more ridge solves, no extra model call); `None`
+    /// with fewer than 4 samples.
+    pub fn lime(
+        &self,
+        samples: usize,
+        cfg: &LimeConfig,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Vec<f32>, Option<Halves>)> {
+        let (x, seg, reference) = (self.x, self.seg, self.reference);
+        let m = seg.n_segments;
+        let masks = lime_masks(m, samples, rng);
+        let y = self.scores(&masks)?;
+        let seg_d = segment_sq_distance(x, seg, reference)?;
+        let mut w = lime_kernel_weights(&masks, &seg_d, cfg.kernel_width, m);
+        if w.iter().all(|&v| v == 0.0 || !v.is_finite()) {
+            w.iter_mut().for_each(|v| *v = 1.0);
+        }
+        let coef = ridge(&masks, &y, &w, m, cfg.alpha)?;
+        let halves = split_fits(samples, m, |rows| {
+            let (z, yy, ww) = (
+                &masks[rows.start * m..rows.end * m],
+                &y[rows.clone()],
+                &w[rows],
+            );
+            // A half whose kernel weights all underflow falls back to uniform weights, as the whole does.
+            let ww: Vec<f64> = if ww.iter().all(|&v| v == 0.0 || !v.is_finite()) {
+                vec![1.0; ww.len()]
+            } else {
+                ww.to_vec()
+            };
+            ridge(z, yy, &ww, m, cfg.alpha)
+        });
+        Ok((
+            paint(seg, &coef),
+            halves.map(|(a, b)| Halves {
+                first: paint(seg, &a),
+                second: paint(seg, &b),
+            }),
+        ))
     }
-    let coef = ridge(&masks, &y, &w, m, cfg.alpha)?;
-    let halves = split_fits(samples, m, |rows| {
-        let (z, yy, ww) = (
-            &masks[rows.start * m..rows.end * m],
-            &y[rows.clone()],
-            &w[rows],
-        );
-        // A half whose kernel weights all underflow falls back to uniform weights, as the whole does.
-        let ww: Vec<f64> = if ww.iter().all(|&v| v == 0.0 || !v.is_finite()) {
-            vec![1.0; ww.len()]
-        } else {
-            ww.to_vec()
-        };
-        ridge(z, yy, &ww, m, cfg.alpha)
-    });
-    Ok((
-        paint(seg, &coef),
-        halves.map(|(a, b)| Halves {
-            first: paint(seg, &a),
-            second: paint(seg, &b),
-        }),
-    ))
 }
 
 /// The coefficients fitted on samples `0..n/2` and on `n/2..n` (`None` when a half has fewer than 2
@@ -366,56 +347,38 @@ fn cholesky_solve(a: &mut [f64], b: &mut [f64], m: usize) -> Result<()> {
     Ok(())
 }
 
-/// Kernel SHAP: coalition size k drawn with probability proportional to (M-1) / (k (M-k)), k = 1..M-1,
-/// then a uniformly random subset of that size; ordinary least squares with intercept, unit weights.
-#[allow(clippy::too_many_arguments)]
-pub fn kernel_shap(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    seg: &Segmentation,
-    reference: f32,
-    samples: usize,
-    batch: usize,
-    bf16: bool,
-    rng: &mut ChaCha8Rng,
-) -> Result<Vec<f32>> {
-    Ok(kernel_shap_halves(model, x, target, seg, reference, samples, batch, bf16, rng)?.0)
-}
-
-/// [`kernel_shap`], plus the maps fitted on the first and on the second half of the same coalitions
-/// (see [`lime_halves`]). `None` for one superpixel (the value is then exact) or fewer than 4 samples.
-#[allow(clippy::too_many_arguments)]
-pub fn kernel_shap_halves(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    seg: &Segmentation,
-    reference: f32,
-    samples: usize,
-    batch: usize,
-    bf16: bool,
-    rng: &mut ChaCha8Rng,
-) -> Result<(Vec<f32>, Option<Halves>)> {
-    let m = seg.n_segments;
-    if m < 2 {
-        // One feature: its Shapley value is exactly f(x) - f(reference).
-        let y = perturbed_scores(model, x, target, seg, reference, &[1.0, 0.0], batch, bf16)?;
-        return Ok((paint(seg, &[y[0] - y[1]]), None));
+impl Perturbation<'_> {
+    /// Kernel SHAP: coalition size k drawn with probability proportional to (M-1) / (k (M-k)), k = 1..M-1,
+    /// then a uniformly random subset of that size; ordinary least squares with intercept, unit weights.
+    /// Also the maps fitted on the first and on the second half of the same coalitions (see
+    /// [`Perturbation::lime`]); `None` for one superpixel (the value is then exact) or fewer than 4
+    /// samples.
+    pub fn kernel_shap(
+        &self,
+        samples: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Vec<f32>, Option<Halves>)> {
+        let seg = self.seg;
+        let m = seg.n_segments;
+        if m < 2 {
+            // One feature: its Shapley value is exactly f(x) - f(reference).
+            let y = self.scores(&[1.0, 0.0])?;
+            return Ok((paint(seg, &[y[0] - y[1]]), None));
+        }
+        let masks = shap_masks(m, samples, rng)?;
+        let y = self.scores(&masks)?;
+        let coef = least_squares_with_intercept(&masks, &y, m)?;
+        let halves = split_fits(samples, m, |rows| {
+            least_squares_with_intercept(&masks[rows.start * m..rows.end * m], &y[rows], m)
+        });
+        Ok((
+            paint(seg, &coef),
+            halves.map(|(a, b)| Halves {
+                first: paint(seg, &a),
+                second: paint(seg, &b),
+            }),
+        ))
     }
-    let masks = shap_masks(m, samples, rng)?;
-    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
-    let coef = least_squares_with_intercept(&masks, &y, m)?;
-    let halves = split_fits(samples, m, |rows| {
-        least_squares_with_intercept(&masks[rows.start * m..rows.end * m], &y[rows], m)
-    });
-    Ok((
-        paint(seg, &coef),
-        halves.map(|(a, b)| Halves {
-            first: paint(seg, &a),
-            second: paint(seg, &b),
-        }),
-    ))
 }
 
 /// Kernel SHAP's unnormalised coalition-size weights (M-1) / (k (M-k)), k = 1..M-1 (M >= 2).

@@ -21,11 +21,9 @@
 use std::time::Instant;
 
 use rand_chacha::ChaCha8Rng;
-use tch::Tensor;
 
-use super::perturbation::{self, perturbed_scores};
+use super::perturbation::{self, Perturbation};
 use super::reproducibility::{reproducibility, Halves};
-use super::segment::Segmentation;
 use super::{rng_for, segmentation_of, Attribution, ExplainConfig, ImageInput, LimeConfig, Method};
 use crate::error::Result;
 use crate::model::Classifier;
@@ -45,16 +43,10 @@ pub fn explain_pair(
         return Ok(None);
     }
     let maps = lime_and_kernel_shap(
-        model,
-        input.x,
-        input.target,
-        seg,
-        cfg.reference(input.x.size()[1] as usize),
+        &cfg.perturbation(model, input, seg),
         cfg.lime.samples.unwrap_or(1000),
         cfg.kernel_shap.samples.unwrap_or(1000),
         &cfg.lime,
-        cfg.perturbation_batch_size,
-        cfg.bf16_forwards(model),
         &mut rng_for(input.id, Method::Lime, cfg.seed),
         &mut rng_for(input.id, Method::KernelShap, cfg.seed),
     )?;
@@ -96,26 +88,20 @@ pub struct SharedMaps {
 /// evaluations: ceil(lime_samples / 2) LIME masks from `lime_rng` and ceil(shap_samples / 2) Kernel
 /// SHAP coalitions from `shap_rng`, i.e. the first half of what each method draws alone with the same
 /// seed. Needs M >= 2 superpixels (the caller runs the methods apart otherwise).
-#[allow(clippy::too_many_arguments)]
 pub fn lime_and_kernel_shap(
-    model: &dyn Classifier,
-    x: &Tensor,
-    target: i64,
-    seg: &Segmentation,
-    reference: f32,
+    run: &Perturbation,
     lime_samples: usize,
     shap_samples: usize,
     cfg: &LimeConfig,
-    batch: usize,
-    bf16: bool,
     lime_rng: &mut ChaCha8Rng,
     shap_rng: &mut ChaCha8Rng,
 ) -> Result<SharedMaps> {
+    let (x, seg, reference) = (run.x, run.seg, run.reference);
     let m = seg.n_segments;
     let (n_l, n_s) = (lime_samples.div_ceil(2), shap_samples.div_ceil(2));
     let mut masks = perturbation::lime_masks(m, n_l, lime_rng);
     masks.extend(perturbation::shap_masks(m, n_s, shap_rng)?);
-    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
+    let y = run.scores(&masks)?;
     let evaluations = distinct_rows(&masks, m);
     let (w_l, w_s) = importance_weights(&masks, m, n_l as f64 / (n_l + n_s) as f64);
 

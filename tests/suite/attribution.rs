@@ -6,7 +6,7 @@ use tumor_audit::attribution::segment::Segmentation;
 use tumor_audit::attribution::{
     self, gradcam, gradient, perturbation, ExplainConfig, ImageInput, LimeConfig, Method,
 };
-use tumor_audit::model::{CamLayer, LayerSpec, Model, NativeCnn};
+use tumor_audit::model::{CamLayer, Classifier, LayerSpec, Model, NativeCnn};
 
 use super::util::{assert_close, cnn, image, set};
 
@@ -42,7 +42,14 @@ fn linear_integrated_gradients_is_x_times_w_and_complete() {
     // sum(IG) = w.x = f(x) - f(0) (completeness) to 1e-5.
     let (model, w, b) = linear();
     let x = x_values();
-    let r = gradient::integrated_gradients(&model, &image(&x, S), 1, 0.0, 80, 64).unwrap();
+    let img = image(&x, S);
+    let run = gradient::GradientRun {
+        forward: &|x| model.logits(x),
+        x: &img,
+        target: 1,
+        batch: 64,
+    };
+    let r = run.integrated_gradients(0.0, 80).unwrap();
     let expected: Vec<f32> = x.iter().zip(&w).map(|(a, b)| a * b).collect();
     assert_close(&r.map, &expected, 1e-5, "IG");
     let fx: f64 = x.iter().zip(&w).map(|(a, b)| (a * b) as f64).sum::<f64>() + b as f64;
@@ -62,8 +69,14 @@ fn linear_smoothgrad_is_w_for_any_noise() {
     let (model, w, _) = linear();
     for noise in [0.0, 0.2, 3.0] {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let g = gradient::smoothgrad(&model, &image(&x_values(), S), 1, 50, noise, 16, &mut rng)
-            .unwrap();
+        let img = image(&x_values(), S);
+        let run = gradient::GradientRun {
+            forward: &|x| model.logits(x),
+            x: &img,
+            target: 1,
+            batch: 16,
+        };
+        let g = run.smoothgrad(50, noise, &mut rng).unwrap().0;
         assert_close(&g, &w, 1e-5, "smoothgrad");
     }
 }
@@ -86,18 +99,17 @@ fn kernel_shap_recovers_exact_shapley_values_of_a_linear_model() {
     let seg = quadrants();
     let reference = 0.1f32;
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let map = perturbation::kernel_shap(
-        &model,
-        &image(&x, S),
-        1,
-        &seg,
+    let img = image(&x, S);
+    let run = perturbation::Perturbation {
+        model: &model,
+        x: &img,
+        target: 1,
+        seg: &seg,
         reference,
-        200,
-        64,
-        false,
-        &mut rng,
-    )
-    .unwrap();
+        batch: 64,
+        bf16: false,
+    };
+    let map = run.kernel_shap(200, &mut rng).unwrap().0;
     let mut shapley = vec![0f32; seg.n_segments];
     for p in 0..16 {
         shapley[seg.labels[p] as usize] += w[p] * (x[p] - reference);
@@ -115,19 +127,17 @@ fn lime_ranks_features_by_their_true_contribution() {
     let seg = quadrants();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let cfg = LimeConfig::default();
-    let map = perturbation::lime(
-        &model,
-        &image(&x, S),
-        1,
-        &seg,
-        0.0,
-        400,
-        &cfg,
-        64,
-        false,
-        &mut rng,
-    )
-    .unwrap();
+    let img = image(&x, S);
+    let run = perturbation::Perturbation {
+        model: &model,
+        x: &img,
+        target: 1,
+        seg: &seg,
+        reference: 0.0,
+        batch: 64,
+        bf16: false,
+    };
+    let map = run.lime(400, &cfg, &mut rng).unwrap().0;
     let mut truth = vec![0f32; 4];
     let mut coef = vec![0f32; 4];
     for p in 0..16 {
