@@ -131,8 +131,9 @@ elif [ "$mode" = force ] && [ -f "$deps/.complete-$pins_id" ]; then
   exit 0
 fi
 
-command -v apt-get > /dev/null && command -v dpkg-deb > /dev/null \
-  || die "apt-get and dpkg-deb are needed (a Debian or Ubuntu machine); or install Chromium and set CHROMIUM"
+if ! command -v apt-get > /dev/null || ! command -v dpkg-deb > /dev/null; then
+  die "apt-get and dpkg-deb are needed (a Debian or Ubuntu machine); or install Chromium and set CHROMIUM"
+fi
 command -v "$python" > /dev/null || die "python3 is needed to read the package index"
 
 # A private package list: no root, the system's lists and cache untouched.
@@ -151,6 +152,7 @@ apt-get "${apt_opts[@]}" update > "$state/update.log" 2>&1 \
 # `--resolve`: the pins of the archive's point release (see above), as lines for the pins array.
 resolve() {
   local codename arch
+  # shellcheck disable=SC1091 # the machine's own release file
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:?}")
   arch=$(dpkg --print-architecture)
   local index
@@ -271,7 +273,7 @@ scripts/setup-chromium.sh; or install the archive's current versions now with CH
 fi
 
 echo "unpacking into .deps/chromium/root"
-rm -rf "$tree" "$deps/bin" "$deps"/.complete-*
+rm -rf "${tree:?}" "${deps:?}/bin" "$deps"/.complete-*
 mkdir -p "$tree" "$deps/bin"
 for p in "${installed_pins[@]}"; do
   dpkg-deb -x "$(deb_of "$p")" "$tree"
