@@ -153,6 +153,13 @@ print(f"row for row equal ({n['predictions']} predictions, {n['maps']} maps, ver
 PY
 )
 
+# 0. The controller accepts both scripts as submit.sh submits them.
+RUN=check SHARDS=3 sbatch --test-only --array=0-2 --cpus-per-task="$cpus" "$repo/deploy/slurm/audit-shard.sbatch" \
+    > "$work/run/test-only.log" 2>&1 || fail "sbatch --test-only audit-shard.sbatch: $(cat "$work/run/test-only.log")"
+RUN=check SHARDS=3 sbatch --test-only --cpus-per-task="$cpus" "$repo/deploy/slurm/merge.sbatch" \
+    > "$work/run/test-only.log" 2>&1 || fail "sbatch --test-only merge.sbatch: $(cat "$work/run/test-only.log")"
+echo "0. sbatch --test-only: both scripts accepted"
+
 # 1. The defaults fit the node; the merged run equals a single-process run, verdict included.
 t0=$(date +%s)
 read -r -a audit_words <<< "$audit_args"
@@ -211,4 +218,5 @@ done
 [ ! -e "$work/out4" ] || [ -z "$(ls -A "$work/out4")" ] || fail "a refused task wrote something"
 echo "4. --array=1-3 for 3 shards: every task exit 2 ('resubmitting cannot help')"
 
-echo "test-slurm: all checks passed in $(($(date +%s) - t_start)) s"
+echo "all checks passed in $(($(date +%s) - t_start)) s"
+echo "test-slurm: 5 passed, 0 failed"

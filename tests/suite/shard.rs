@@ -418,7 +418,12 @@ fn shard_refusals_exit_2_before_any_work() {
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "--shard {shard}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--shard {shard}: {}",
+            text(&out)
+        );
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(expect),
             "--shard {shard}: {}",
@@ -447,13 +452,22 @@ fn shard_refusals_exit_2_before_any_work() {
         c.output().unwrap()
     };
     for (shards, vars, expect) in [
-        (Some("3"), array_task(3, 1, 3).to_vec(), "task ids are the shard indices 0..2"),
+        (
+            Some("3"),
+            array_task(3, 1, 3).to_vec(),
+            "task ids are the shard indices 0..2",
+        ),
         (None, array_task(0, 0, 2).to_vec(), "set SHARDS"),
         (Some("x"), array_task(0, 0, 2).to_vec(), "set SHARDS"),
         (Some("3"), Vec::new(), "not a job array task"),
     ] {
         let out = template(shards, &vars);
-        assert_eq!(out.status.code(), Some(2), "{shards:?} {vars:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{shards:?} {vars:?}: {}",
+            text(&out)
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains(expect) && err.contains("resubmitting cannot help"),
@@ -463,14 +477,24 @@ fn shard_refusals_exit_2_before_any_work() {
     }
 
     // submit.sh: bad values, before any Slurm command.
-    for args in [&["0"][..], &["-c", "x", "3"], &["-m", "8GB", "3"], &["3", "r", "extra"]] {
+    for args in [
+        &["0"][..],
+        &["-c", "x", "3"],
+        &["-m", "8GB", "3"],
+        &["3", "r", "extra"],
+    ] {
         let out = Command::new("bash")
             .arg(repo("deploy/slurm/submit.sh"))
             .args(args)
             .current_dir(dir.path())
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "submit.sh {args:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "submit.sh {args:?}: {}",
+            text(&out)
+        );
     }
 }
 
@@ -637,7 +661,11 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
         .unwrap();
     assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
     let want = verdict(&single, "slurm");
-    assert_eq!(want["shortcut_checks"].len(), 1, "the single run has a verdict");
+    assert_eq!(
+        want["shortcut_checks"].len(),
+        1,
+        "the single run has a verdict"
+    );
 
     // Slurm, `--array=0-2`: task ids are the shard indices.
     let out_dir = dir.path().join("slurm-out");
@@ -797,7 +825,13 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     // The Kubernetes merge ends with the shortcut check too.
     assert_eq!(verdict(&merged_k8s, "k8s")["shortcut_checks"].len(), 1);
     assert_eq!(
-        one::<String>(&merged_k8s, "SELECT verdict FROM shortcut_checks WHERE run_id = 'k8s'"),
-        one::<String>(&merged, "SELECT verdict FROM shortcut_checks WHERE run_id = 'slurm'")
+        one::<String>(
+            &merged_k8s,
+            "SELECT verdict FROM shortcut_checks WHERE run_id = 'k8s'"
+        ),
+        one::<String>(
+            &merged,
+            "SELECT verdict FROM shortcut_checks WHERE run_id = 'slurm'"
+        )
     );
 }
