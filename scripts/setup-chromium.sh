@@ -221,9 +221,10 @@ deb_of() {
   find "$debs" -maxdepth 1 -name "${name}_${version//:/%3a}_*.deb" | head -n 1
 }
 # Downloads the pins not already here with their checksum (one apt-get call), then checks each;
-# prints the pins that the archive no longer holds.
+# the pins that the archive no longer holds go into the array `missing`.
 fetch() { # "package=version sha256"...
   local p have wanted=()
+  missing=()
   for p in "$@"; do
     have=$(deb_of "$p")
     if [ -n "$have" ] && echo "${p#* }  $have" | sha256sum -c --status; then
@@ -233,22 +234,24 @@ fetch() { # "package=version sha256"...
     wanted+=("${p%% *}")
   done
   [ "${#wanted[@]}" -gt 0 ] || return 0
-  # apt-get download stops at the first version it does not know; ask for those the index has.
-  local known=()
-  for p in "${wanted[@]}"; do
-    if apt-cache "${apt_opts[@]}" show "$p" > /dev/null 2>&1; then
-      known+=("$p")
-    else
-      echo "${p}"
+  # One apt-get call for all; it refuses the lot when it does not know a version, so then the known
+  # ones are asked for (one look-up each) and the others reported.
+  if ! (cd "$debs" && apt-get "${apt_opts[@]}" download "${wanted[@]}" > "$state/download.log" 2>&1); then
+    local known=()
+    for p in "${wanted[@]}"; do
+      if apt-cache "${apt_opts[@]}" show "$p" 2> /dev/null | grep -q '^Package:'; then
+        known+=("$p")
+      fi
+    done
+    if [ "${#known[@]}" -gt 0 ]; then
+      (cd "$debs" && apt-get "${apt_opts[@]}" download "${known[@]}" > "$state/download.log" 2>&1) \
+        || { cat "$state/download.log" >&2; die "apt-get download failed"; }
     fi
-  done
-  [ "${#known[@]}" -gt 0 ] || return 0
-  (cd "$debs" && apt-get "${apt_opts[@]}" download "${known[@]}" > "$state/download.log" 2>&1) \
-    || { cat "$state/download.log" >&2; die "apt-get download failed"; }
+  fi
   for p in "$@"; do
     have=$(deb_of "$p")
     if [ -z "$have" ]; then
-      echo "${p%% *}"
+      missing+=("${p%% *}")
     elif ! echo "${p#* }  $have" | sha256sum -c --status; then
       rm -f "$have"
       die "checksum mismatch for ${p%% *}: expected sha256 ${p#* }"
@@ -257,7 +260,7 @@ fetch() { # "package=version sha256"...
 }
 
 echo "downloading chromium-headless-shell and the libraries it needs: ${#pins[@]} pinned Debian packages"
-mapfile -t missing < <(fetch "${pins[@]}")
+fetch "${pins[@]}"
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "${CHROMIUM_PINS:-}" != archive ]; then
     die "no longer in Debian's archive (a newer point release replaced them): ${missing[*]}.
@@ -266,9 +269,11 @@ scripts/setup-chromium.sh; or install the archive's current versions now with CH
   fi
   echo "warning: pinned packages gone from Debian's archive (${missing[*]}): CHROMIUM_PINS=archive, so" \
     "installing the archive's current point release; put these lines into scripts/setup-chromium.sh:" >&2
-  mapfile -t installed_pins < <(resolve | sed -e 's/^ *"//' -e 's/"$//')
+  resolve > "$state/resolved-pins"
+  mapfile -t installed_pins < <(sed -e 's/^ *"//' -e 's/"$//' "$state/resolved-pins")
+  [ "${#installed_pins[@]}" -gt 0 ] || die "no pins resolved from the archive's index"
   printf '  "%s"\n' "${installed_pins[@]}" >&2
-  mapfile -t missing < <(fetch "${installed_pins[@]}")
+  fetch "${installed_pins[@]}"
   [ "${#missing[@]}" -eq 0 ] || die "not in Debian's archive: ${missing[*]}"
 fi
 
