@@ -35,7 +35,7 @@ if ! command -v slurmctld > /dev/null || ! command -v slurmd > /dev/null || ! co
 fi
 [ "$(id -u)" = 0 ] || { echo "test-slurm: the Slurm daemons need root (run as root)" >&2; exit 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/tumor-audit-slurm.XXXXXX")
+work=$(mktemp -d -t tumor-audit-slurm.XXXXXX)
 pids=()
 cleanup() {
     local p
