@@ -6,7 +6,7 @@ BIN := target/release/tumor-audit
 WEIGHTS := models/cnn128-br35h.safetensors
 FEATURES := $(if $(filter cuda,$(TORCH_VARIANT)),--features cuda,)
 
-.PHONY: audit test setup libtorch data build model explain-samples clean-data check-deploy audit-kaggle kaggle-model
+.PHONY: audit test setup libtorch chromium data build model explain-samples clean-data check-deploy audit-kaggle kaggle-model
 
 ## Images of the test split audited by `make audit` (classes taken in turn); empty = the whole split.
 AUDIT_LIMIT ?= 16
@@ -24,8 +24,9 @@ audit: setup
 	$(BIN) report $(if $(RUN),--run $(RUN),)
 	$(BIN) explain $(EXPLAIN_SAMPLES) --out out/explain/br35h-test
 
-## The test suite (real libtorch, real images, the Kaggle VGG16 for its onnxruntime comparison).
-test: libtorch data kaggle-model
+## The test suite (real libtorch, real images, the Kaggle VGG16 for its onnxruntime comparison, the
+## report's pages in headless Chromium).
+test: libtorch data kaggle-model chromium
 	$(CARGO) test --release $(FEATURES)
 
 setup: libtorch build data model
@@ -33,6 +34,12 @@ setup: libtorch build data model
 libtorch: .deps/libtorch/.complete-$(TORCH_VARIANT)
 .deps/libtorch/.complete-$(TORCH_VARIANT):
 	TORCH_VARIANT=$(TORCH_VARIANT) bash scripts/setup-libtorch.sh
+
+## The report's browser tests drive headless Chromium: when none is found ($CHROMIUM, or chromium on
+## PATH), Debian's chromium-headless-shell and its libraries, pinned by version and sha256, are fetched
+## with apt-get download and unpacked into .deps/chromium (no root; `--force` installs it even so).
+chromium:
+	bash scripts/setup-chromium.sh
 
 build: libtorch
 	$(CARGO) build --release $(FEATURES)

@@ -36,7 +36,7 @@ PY
 fi
 run yamllint --strict -d '{extends: default, rules: {line-length: {max: 120}}}' kubernetes/
 if command -v sbatch > /dev/null && scontrol ping > /dev/null 2>&1; then
-    run env RUN=check sbatch --test-only slurm/audit-shard.sbatch
+    run env RUN=check SHARDS=4 sbatch --test-only --array=0-3 slurm/audit-shard.sbatch
     run env RUN=check SHARDS=4 sbatch --test-only slurm/merge.sbatch
 else
     echo "(no Slurm controller here: sbatch --test-only skipped)"

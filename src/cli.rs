@@ -136,8 +136,9 @@ pub enum Command {
     Sanity(SanityArgs),
     /// The shortcut check of a stored run again (what `audit` runs at its end): regions the class's
     /// mean maps share, their causal test on the model, trust-weighted calibrated flags, the verdict.
-    /// For a run merged from shards, or against a --reference run chosen later. Uses the current
-    /// config and model (give the same --set as the audit).
+    /// For a run merged from shards (the Slurm and Kubernetes merge steps run it), or against a
+    /// --reference run chosen later. Uses the config stored with the run (the audit's, --set included)
+    /// and its model file, refused when that file changed since the run.
     ///
     /// Example: tumor-audit shortcuts --run nightly-2026-11-25 --reference nightly-2026-11-24
     Shortcuts(ShortcutsArgs),

@@ -156,7 +156,9 @@ impl ShardArg {
     /// `auto` with a Slurm job array (`SLURM_ARRAY_TASK_ID` set): array indices may start anywhere and
     /// have a step (`--array=1-3`, `--array=10-20:5`), so `K = (SLURM_ARRAY_TASK_ID -
     /// SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP` and `N = SLURM_ARRAY_TASK_COUNT` (`auto/N` must
-    /// agree). An array that is not a regular range (`--array=1,5,9,20`) is refused.
+    /// agree). An array that is not a regular range (`--array=1,5,9,20`) is refused, and so is plain
+    /// `auto` in an array of one task whose id is not 0 (`sbatch --array=1`, a task resubmitted alone:
+    /// it would be shard 0 of 1).
     ///
     /// `auto/N` in a Kubernetes Indexed Job: `K = JOB_COMPLETION_INDEX` (0 .. completions - 1); `N`
     /// must be given because a pod is not told the number of completions.
@@ -196,6 +198,16 @@ impl ShardArg {
                     )
                 }
             };
+            // `sbatch --array=1` resubmitting task 1 of a larger array: with the count taken from the
+            // array it would be shard 0 of 1, the whole test set, into another file.
+            if given.is_none() && count == 1 && id != 0 {
+                return err(format!(
+                    "--shard auto in a job array of one task (task id {id}): that would be shard 0 of 1, the \
+                     whole test set; to rerun one task of a larger array give the shard with its count \
+                     (--shard K/N, e.g. {id}/N when task ids are the shard indices), or audit the whole set \
+                     without --shard"
+                ));
+            }
             if id < min || (id - min) % step != 0 {
                 return err(format!(
                     "SLURM_ARRAY_TASK_ID {id} is not on the array's range (minimum {min}, step {step})"
@@ -399,6 +411,13 @@ mod tests {
         );
         let e = task("5", "1", "20", "4", "4").unwrap_err();
         assert!(e.contains("not a regular range"), "{e}");
+        // one task resubmitted alone (`sbatch --array=1`): not "shard 0 of 1"
+        let e = task("1", "1", "1", "1", "1").unwrap_err();
+        assert!(
+            e.contains("one task") && e.contains("shard 0 of 1") && e.contains("--shard K/N"),
+            "{e}"
+        );
+        assert_eq!(task("0", "0", "0", "1", "1"), Ok((0, 1)));
         // an id off the step
         assert!(task("12", "10", "20", "5", "3")
             .unwrap_err()

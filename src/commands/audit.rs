@@ -341,7 +341,11 @@ fn audit_shard(args: &AuditArgs) -> anyhow::Result<Option<crate::shard::Shard>> 
         }
         return Ok(None);
     };
-    let (shard, source) = arg.resolve(env)?;
+    // A refused --shard (an irregular array, a count that disagrees) fails the same way on every
+    // retry: exit code 2, like a bad command line.
+    let (shard, source) = arg
+        .resolve(env)
+        .map_err(|e| crate::exit::UsageError(e.to_string()))?;
     tracing::info!("{shard}, from {source}");
     Ok(Some(shard))
 }

@@ -16,29 +16,44 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// The Chromium binary, or a failed test saying how to get one: the browser checks are part of the
-/// suite, not optional (`.ci/run` installs Chromium and fails when it cannot).
+/// suite, not optional (`make test` provides the pinned headless Chromium under .deps/chromium when
+/// none is found; run by hand, `bash scripts/setup-chromium.sh` does the same).
 pub fn require_chromium() -> PathBuf {
     chromium().expect(
-        "the report's browser checks need Chromium: install it (Debian: apt-get install chromium) or \
-         set CHROMIUM=/path/to/chromium",
+        "the report's browser checks need Chromium: `make chromium` (or `bash scripts/setup-chromium.sh`) \
+         installs Debian's headless shell into .deps/chromium without root; or install Chromium (Debian: \
+         apt-get install chromium) or set CHROMIUM=/path/to/chromium",
     )
 }
 
-/// The Chromium binary: `$CHROMIUM`, else `chromium` / `chromium-browser` / `google-chrome` on PATH.
+/// Where `scripts/setup-chromium.sh` puts the pinned headless Chromium (its wrapper script).
+pub fn pinned_chromium() -> PathBuf {
+    super::util::repo(".deps/chromium/bin/chromium")
+}
+
+/// The Chromium binary: `$CHROMIUM`, else `chromium` / `chromium-browser` / `google-chrome` on PATH,
+/// else the pinned one under .deps/chromium.
 pub fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CHROMIUM").map(PathBuf::from) {
+    find_chromium(|k| std::env::var_os(k))
+}
+
+/// [`chromium`] with the environment given by `env`.
+pub fn find_chromium(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    if let Some(p) = env("CHROMIUM").map(PathBuf::from) {
         return p.is_file().then_some(p);
     }
-    let path = std::env::var_os("PATH")?;
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
+    if let Some(path) = env("PATH") {
+        for name in ["chromium", "chromium-browser", "google-chrome"] {
+            for dir in std::env::split_paths(&path) {
+                let p = dir.join(name);
+                if p.is_file() {
+                    return Some(p);
+                }
             }
         }
     }
-    None
+    let pinned = pinned_chromium();
+    pinned.is_file().then_some(pinned)
 }
 
 /// Flags for every headless run: no sandbox (CI runs as root), no GPU, no first-run UI, nothing that
@@ -452,4 +467,66 @@ fn base64_decode(text: &str) -> Vec<u8> {
         out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
     }
     out
+}
+
+/// `make test` on a machine without Chromium (issue point 11): its `chromium` step, the setup script
+/// (`--force`: this machine may have a Chromium of its own), installs Debian's pinned headless shell
+/// under .deps/chromium without root; with nothing on PATH and no CHROMIUM the tests' lookup finds it;
+/// it is the pinned version, and it renders text with the fonts it brought (a page's text is not blank
+/// in its screenshot). A CHROMIUM that names no file is no Chromium: the browser tests then fail.
+#[test]
+fn the_pinned_headless_chromium_serves_a_machine_without_one() {
+    let out = Command::new("bash")
+        .arg(super::util::repo("scripts/setup-chromium.sh"))
+        .arg("--force")
+        .env_remove("CHROMIUM")
+        .output()
+        .expect("run scripts/setup-chromium.sh");
+    assert!(
+        out.status.success(),
+        "scripts/setup-chromium.sh --force: {}",
+        super::util::text(&out)
+    );
+
+    let nothing = tempfile::tempdir().unwrap();
+    let bare = |k: &str| (k == "PATH").then(|| nothing.path().as_os_str().to_owned());
+    let bin = find_chromium(bare).expect("the pinned Chromium under .deps/chromium is found");
+    assert_eq!(bin, pinned_chromium());
+    let missing = nothing.path().join("no-chromium-here");
+    assert_eq!(
+        find_chromium(|k| (k == "CHROMIUM").then(|| missing.as_os_str().to_owned())),
+        None,
+        "CHROMIUM naming no file is not replaced by another Chromium"
+    );
+
+    let script = std::fs::read_to_string(super::util::repo("scripts/setup-chromium.sh")).unwrap();
+    let pinned = script
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("\"chromium-headless-shell="))
+        .and_then(|v| v.split(['-', ' ']).next())
+        .expect("the chromium-headless-shell pin in scripts/setup-chromium.sh")
+        .to_string();
+    let version = Command::new(&bin).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    assert!(
+        version.contains(&pinned),
+        "{} --version says {version:?}, the pin is {pinned}",
+        bin.display()
+    );
+
+    let png = nothing.path().join("text.png");
+    screenshot(
+        &bin,
+        "data:text/html,<body style='margin:0;background:%23fff'>\
+         <p style='margin:0;font:96px sans-serif;color:%23000'>MRI audit</p>",
+        &png,
+        600,
+        200,
+    );
+    let img = image::open(&png).unwrap().to_rgb8();
+    let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 96)).count();
+    assert!(
+        dark > 2_000,
+        "black 96 px text in the screenshot of the pinned Chromium: {dark} dark pixels (no font?)"
+    );
 }

@@ -119,6 +119,7 @@ fn exit_codes_are_distinct_and_stray_files_are_skipped_not_failed() {
             .arg(repo("deploy/slurm/audit-shard.sbatch"))
             .current_dir(repo("."))
             .env("RUN", "slurm")
+            .env("SHARDS", "1")
             .env("TUMOR_AUDIT", exe)
             .env("OUT", dir.path().join("slurm-out"))
             .env("AUDIT_ARGS", audit_args)

@@ -6,7 +6,8 @@
 //! The pictures a first-time reader sees are checked at 1280 px: colour bars (their pixels in the
 //! screenshot), labels, links between the gallery, its views and the image pages, no cut header and no
 //! section wider than the window. Screenshots of the overview, a gallery page and an image page are
-//! kept for a person to look at. Without Chromium these tests fail (`.ci/run` installs it).
+//! kept for a person to look at. Without Chromium these tests fail (`make test` provides the pinned
+//! headless one under .deps/chromium when none is found: scripts/setup-chromium.sh).
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

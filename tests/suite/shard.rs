@@ -37,6 +37,11 @@ fn real_set(root: &Path, per_class: usize) -> PathBuf {
 
 /// Every row of `table` for run `r` (`images`: all rows), without the columns in `skip`, sorted.
 fn rows(db: &Path, table: &str, skip: &[&str]) -> Vec<String> {
+    run_rows(db, table, skip, "r")
+}
+
+/// Every row of `table` for run `run` (`images`: all rows), without the columns in `skip`, sorted.
+fn run_rows(db: &Path, table: &str, skip: &[&str], run: &str) -> Vec<String> {
     let conn = Connection::open(db).unwrap();
     let cols: Vec<String> = conn
         .prepare(&format!("PRAGMA table_info({table})"))
@@ -47,9 +52,9 @@ fn rows(db: &Path, table: &str, skip: &[&str]) -> Vec<String> {
         .filter(|c| !skip.contains(&c.as_str()))
         .collect();
     let filter = if table == "images" {
-        ""
+        String::new()
     } else {
-        " WHERE run_id = 'r'"
+        format!(" WHERE run_id = '{run}'")
     };
     let mut st = conn
         .prepare(&format!("SELECT {} FROM {table}{filter}", cols.join(", ")))
@@ -361,7 +366,7 @@ fn merge_refuses_shards_of_another_config_and_bad_shard_values_are_clear_errors(
         .args(["audit", "--data", data, "--shard", "auto"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("SLURM_ARRAY_TASK_ID") && err.contains("JOB_COMPLETION_INDEX"),
@@ -372,12 +377,125 @@ fn merge_refuses_shards_of_another_config_and_bad_shard_values_are_clear_errors(
         .env("JOB_COMPLETION_INDEX", "1")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--shard auto/N"),
         "{}",
         text(&out)
     );
+}
+
+/// A refused `--shard auto` (a list array, a count that disagrees with the array, one task of a larger
+/// array resubmitted alone) and a Slurm array the template cannot map to shards fail the same way in
+/// every task: exit 2, before any work, saying that resubmitting cannot help. submit.sh refuses bad
+/// values before it asks Slurm anything.
+#[test]
+fn shard_refusals_exit_2_before_any_work() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), 1);
+    let data = set.to_str().unwrap();
+    let out_dir = dir.path().join("out");
+    let output_dir = format!("output.dir={}", out_dir.display());
+    let list_array: Vec<(&str, String)> = [("5", "1", "20", "4")]
+        .iter()
+        .flat_map(|(id, min, max, count)| {
+            [
+                ("SLURM_ARRAY_TASK_ID", id.to_string()),
+                ("SLURM_ARRAY_TASK_MIN", min.to_string()),
+                ("SLURM_ARRAY_TASK_MAX", max.to_string()),
+                ("SLURM_ARRAY_TASK_STEP", "1".to_string()),
+                ("SLURM_ARRAY_TASK_COUNT", count.to_string()),
+            ]
+        })
+        .collect();
+    for (shard, vars, expect) in [
+        ("auto", list_array, "not a regular range"),
+        ("auto/4", array_task(1, 0, 2).to_vec(), "3 tasks"),
+        ("auto", array_task(1, 1, 1).to_vec(), "shard 0 of 1"),
+    ] {
+        let out = bin(&[&output_dir])
+            .args(["audit", "--data", data, "--run", "r", "--shard", shard])
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--shard {shard}: {}",
+            text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expect),
+            "--shard {shard}: {}",
+            text(&out)
+        );
+        assert!(!out_dir.exists(), "nothing written: {}", text(&out));
+    }
+
+    // The template: task ids must be the shard indices, SHARDS must be given, and it runs in an array.
+    let exe = env!("CARGO_BIN_EXE_tumor-audit");
+    let template = |shards: Option<&str>, vars: &[(&'static str, String)]| {
+        let mut c = Command::new("bash");
+        for v in ARRAY_JOB_VARS {
+            c.env_remove(v);
+        }
+        c.arg(repo("deploy/slurm/audit-shard.sbatch"))
+            .current_dir(repo("."))
+            .envs([("RUN", "r"), ("TUMOR_AUDIT", exe)])
+            .env("OUT", &out_dir)
+            .env("AUDIT_ARGS", format!("--data {data}"))
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
+        match shards {
+            Some(n) => c.env("SHARDS", n),
+            None => c.env_remove("SHARDS"),
+        };
+        c.output().unwrap()
+    };
+    for (shards, vars, expect) in [
+        (
+            Some("3"),
+            array_task(3, 1, 3).to_vec(),
+            "task ids are the shard indices 0..2",
+        ),
+        (None, array_task(0, 0, 2).to_vec(), "set SHARDS"),
+        (Some("x"), array_task(0, 0, 2).to_vec(), "set SHARDS"),
+        (Some("3"), Vec::new(), "not a job array task"),
+    ] {
+        let out = template(shards, &vars);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{shards:?} {vars:?}: {}",
+            text(&out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(expect) && err.contains("resubmitting cannot help"),
+            "{shards:?} {vars:?}: {err}"
+        );
+        assert!(!out_dir.exists(), "nothing written: {}", text(&out));
+    }
+
+    // submit.sh: bad values, before any Slurm command.
+    for args in [
+        &["0"][..],
+        &["-c", "x", "3"],
+        &["-m", "8GB", "3"],
+        &["3", "r", "extra"],
+    ] {
+        let out = Command::new("bash")
+            .arg(repo("deploy/slurm/submit.sh"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "submit.sh {args:?}: {}",
+            text(&out)
+        );
+    }
 }
 
 fn yaml(rel: &str) -> serde_yaml_ng::Value {
@@ -490,8 +608,36 @@ fn deploy_templates_agree_with_each_other_and_with_the_binary() {
     }
 }
 
-/// Runs the Slurm scripts with the variables Slurm sets for `--array=1-3`, and the Kubernetes containers'
-/// scripts with JOB_COMPLETION_INDEX, each against the real binary, then their merge steps.
+/// The rows of `run`'s shortcut check (its verdict), timings and creation times left out.
+fn verdict(db: &Path, run: &str) -> BTreeMap<&'static str, Vec<String>> {
+    [
+        ("shortcut_checks", &["created_at", "seconds"][..]),
+        ("shortcut_methods", &[][..]),
+        ("shortcut_regions", &[][..]),
+        ("shortcut_flags", &[][..]),
+        ("shortcut_tests", &[][..]),
+    ]
+    .into_iter()
+    .map(|(t, skip)| (t, run_rows(db, t, skip, run)))
+    .collect()
+}
+
+/// The variables Slurm sets in a task of an array submitted with `--array=MIN-MAX` (or one id).
+fn array_task(id: u32, min: u32, max: u32) -> [(&'static str, String); 5] {
+    [
+        ("SLURM_ARRAY_TASK_ID", id.to_string()),
+        ("SLURM_ARRAY_TASK_MIN", min.to_string()),
+        ("SLURM_ARRAY_TASK_MAX", max.to_string()),
+        ("SLURM_ARRAY_TASK_STEP", "1".to_string()),
+        ("SLURM_ARRAY_TASK_COUNT", (max - min + 1).to_string()),
+    ]
+}
+
+/// Runs the Slurm scripts with the variables Slurm sets for `--array=0-2` (task 1 "fails": it is left
+/// out, the merge reports it, then it is resubmitted alone as `sbatch --array=1` and lands in shard 1
+/// of 3), and the Kubernetes containers' scripts with JOB_COMPLETION_INDEX, each against the real
+/// binary, then their merge steps. Both merged runs carry the verdict (the merge steps end with the
+/// shortcut check), the same as a single-process audit's.
 #[test]
 fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     let dir = tempdir();
@@ -505,55 +651,105 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
         c.current_dir(repo("."));
     };
 
-    // Slurm, array ids 1..3.
+    // One process over the whole set, the shortcut check at its end: the verdict to get back. A --set
+    // that the check depends on (the seed of its random controls) is given to the audit only: the
+    // merge step's check must take it from the config stored with the run.
+    let seeded = "explain.seed=7";
+    let single = dir.path().join("single.sqlite");
+    let out = bin(&[seeded])
+        .args(["audit", "--run", "slurm", "--db", single.to_str().unwrap()])
+        .args(["--data", set.to_str().unwrap()])
+        .args(cheap.split(' '))
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
+    let want = verdict(&single, "slurm");
+    assert_eq!(
+        want["shortcut_checks"].len(),
+        1,
+        "the single run has a verdict"
+    );
+
+    // Slurm, `--array=0-2`: task ids are the shard indices.
     let out_dir = dir.path().join("slurm-out");
-    let children: Vec<_> = (1..=3)
-        .map(|id| {
-            let mut c = Command::new("bash");
-            clean(&mut c);
-            c.arg(repo("deploy/slurm/audit-shard.sbatch"))
-                .envs([
-                    ("RUN", "slurm"),
-                    ("TUMOR_AUDIT", exe),
-                    ("SLURM_CPUS_PER_TASK", "1"),
-                ])
-                .env("OUT", &out_dir)
-                .env("AUDIT_ARGS", format!("--data {} {cheap}", set.display()))
-                .env("SLURM_ARRAY_TASK_ID", id.to_string())
-                .envs([
-                    ("SLURM_ARRAY_TASK_MIN", "1"),
-                    ("SLURM_ARRAY_TASK_MAX", "3"),
-                    ("SLURM_ARRAY_TASK_STEP", "1"),
-                    ("SLURM_ARRAY_TASK_COUNT", "3"),
-                ])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+    let task = |vars: &[(&'static str, String)]| {
+        let mut c = Command::new("bash");
+        clean(&mut c);
+        c.arg(repo("deploy/slurm/audit-shard.sbatch"))
+            .envs([
+                ("RUN", "slurm"),
+                ("SHARDS", "3"),
+                ("TUMOR_AUDIT", exe),
+                ("SLURM_CPUS_PER_TASK", "1"),
+            ])
+            .env("OUT", &out_dir)
+            .env(
+                "AUDIT_ARGS",
+                format!("--data {} {cheap} --set {seeded}", set.display()),
+            )
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let children: Vec<_> = [0, 2]
+        .map(|id| (id, task(&array_task(id, 0, 2)).spawn().unwrap()))
+        .into_iter()
         .collect();
-    for (i, c) in children.into_iter().enumerate() {
+    for (id, c) in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "task {}: {}", i + 1, text(&out));
+        assert!(out.status.success(), "task {id}: {}", text(&out));
         assert!(
-            String::from_utf8_lossy(&out.stdout).contains(&format!("shard {i} of 3: ")),
+            String::from_utf8_lossy(&out.stdout).contains(&format!("shard {id} of 3: ")),
             "{}",
             text(&out)
         );
     }
-    let mut merge = Command::new("bash");
-    clean(&mut merge);
-    let out = merge
-        .arg(repo("deploy/slurm/merge.sbatch"))
-        .envs([("RUN", "slurm"), ("SHARDS", "3"), ("TUMOR_AUDIT", exe)])
-        .env("OUT", &out_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    let merge = || {
+        let mut merge = Command::new("bash");
+        clean(&mut merge);
+        merge
+            .arg(repo("deploy/slurm/merge.sbatch"))
+            .envs([("RUN", "slurm"), ("SHARDS", "3"), ("TUMOR_AUDIT", exe)])
+            .env("OUT", &out_dir)
+            .output()
+            .unwrap()
+    };
+    // Task 1 never ran: the merge says so and fails, with no verdict for a part of the set.
+    let out = merge();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        text(&out).contains("shard 1 of 3 is missing")
+            && text(&out).contains("resubmit the failed shard tasks alone"),
+        "{}",
+        text(&out)
+    );
     let merged = out_dir.join("audit.sqlite");
+    assert_eq!(
+        one::<i64>(&merged, "SELECT count(*) FROM shortcut_checks"),
+        0
+    );
+    // Resubmitted alone, the natural way (`sbatch --array=1`): shard 1 of 3, not shard 0 of 1.
+    let out = task(&array_task(1, 1, 1)).output().unwrap();
+    assert!(out.status.success(), "task 1 again: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("shard 1 of 3: "),
+        "{}",
+        text(&out)
+    );
+    assert!(out_dir.join("audit.shard-1-of-3.sqlite").is_file());
+    assert!(!out_dir.join("audit.shard-0-of-1.sqlite").exists());
+    let out = merge();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("verdict: "), "{}", text(&out));
     assert_eq!(
         one::<String>(&merged, "SELECT status || ' ' || images_total FROM runs"),
         "finished 3"
+    );
+    assert_eq!(
+        verdict(&merged, "slurm"),
+        want,
+        "the merged run carries the single run's verdict"
     );
 
     // Kubernetes: the containers' scripts with /shared in the temp dir and tumor-audit on PATH.
@@ -632,4 +828,16 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     };
     assert_eq!(counts(&merged), counts(&merged_k8s));
     assert_eq!(counts(&merged), [2, 4, 4]);
+    // The Kubernetes merge ends with the shortcut check too.
+    assert_eq!(verdict(&merged_k8s, "k8s")["shortcut_checks"].len(), 1);
+    assert_eq!(
+        one::<String>(
+            &merged_k8s,
+            "SELECT verdict FROM shortcut_checks WHERE run_id = 'k8s'"
+        ),
+        one::<String>(
+            &merged,
+            "SELECT verdict FROM shortcut_checks WHERE run_id = 'slurm'"
+        )
+    );
 }
