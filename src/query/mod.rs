@@ -70,6 +70,10 @@ pub enum QueryError {
     #[error("{0}")]
     Invalid(String),
 
+    /// The output folder of `export` cannot take the export (see [`crate::output`]).
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+
     #[error("cannot {what} {}", path.display())]
     Io {
         what: &'static str,
