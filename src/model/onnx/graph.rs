@@ -312,9 +312,7 @@ impl Graph {
             input_dims,
             output_name: output.name.clone(),
             opset,
-            producer: format!("{} {}", model.producer_name, model.producer_version)
-                .trim()
-                .to_string(),
+            producer: producer(&model.producer_name, &model.producer_version),
             metadata: model
                 .metadata_props
                 .iter()
@@ -525,4 +523,13 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
         return Err(format!("{} values for shape {dims:?}", tensor.numel()));
     }
     Ok(tensor.view(dims.as_slice()).to_device(Device::Cpu))
+}
+
+/// The producer as one line, "name version": words that say nothing are dropped (tf2onnx writes its
+/// git revision after the version, Python's `None` when it has none: "1.17.0 None").
+fn producer(name: &str, version: &str) -> String {
+    (name.split_whitespace().chain(version.split_whitespace()))
+        .filter(|w| !matches!(*w, "None" | "none" | "null" | "unknown"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
