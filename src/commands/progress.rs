@@ -148,16 +148,6 @@ fn duration(secs: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn durations_read_like_a_clock() {
-        assert_eq!(super::duration(42.4), "42s");
-        assert_eq!(super::duration(185.0), "3m 05s");
-        assert_eq!(super::duration(3720.0), "1h 02m");
-    }
-}
-
 /// A summary line of a command: on stdout, and also in the log (stderr) unless both are the same file
 /// (a terminal, `2>&1`, cron mail), where it would be read twice.
 pub fn summary(line: &str) {
@@ -179,5 +169,15 @@ fn stdout_is_stderr() -> bool {
     match (id(std::io::stdout().as_fd()), id(std::io::stderr().as_fd())) {
         (Some(a), Some(b)) => a == b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_like_a_clock() {
+        assert_eq!(super::duration(42.4), "42s");
+        assert_eq!(super::duration(185.0), "3m 05s");
+        assert_eq!(super::duration(3720.0), "1h 02m");
     }
 }
