@@ -40,8 +40,8 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value = "auto")]
     pub device: crate::model::DeviceChoice,
 
-    /// libtorch intra-op threads (default: all cores).
-    #[arg(long, global = true)]
+    /// libtorch intra-op threads, 1 to 1024 (default: all cores).
+    #[arg(long, global = true, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<i32>,
 
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
@@ -364,8 +364,9 @@ pub struct AuditArgs {
     /// SQLite database (default: <output.dir>/audit.sqlite).
     #[arg(long)]
     pub db: Option<PathBuf>,
-    /// Only the first N images (classes taken in turn), for a quick look.
-    #[arg(long)]
+    /// Only the first N images (classes taken in turn), for a quick look; N is at least 1 (leave the
+    /// option out for every image).
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
     pub limit: Option<usize>,
     /// Recompute images a previous attempt of this run already finished (their rows are replaced).
     #[arg(long)]
@@ -543,6 +544,31 @@ pub enum Split {
     Test,
     Validation,
     Train,
+}
+
+/// The most `--threads` accepted: libtorch starts one thread, with its own stack, per intra-op thread
+/// (100000 exhausted the memory and aborted the process), and threads beyond the cores only slow it.
+pub const MAX_THREADS: i32 = 1024;
+
+/// `--threads`: a whole number from 1 to [`MAX_THREADS`].
+fn parse_threads(s: &str) -> Result<i32, String> {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    match s.trim().parse::<i64>() {
+        Ok(n) if (1..=MAX_THREADS as i64).contains(&n) => Ok(n as i32),
+        _ => Err(format!(
+            "expected a whole number of threads from 1 to {MAX_THREADS} (this machine has {cpus} logical \
+             CPUs; more threads than CPUs only slow libtorch down)"
+        )),
+    }
+}
+
+/// `audit --limit`: a whole number of images, at least 1.
+fn parse_limit(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("expected at least 1 image; leave --limit out to audit every image".into()),
+        Err(_) => Err("expected a whole number of images, at least 1".into()),
+    }
 }
 
 /// A method name as the config spells it (`guided_backprop`, `kernel_shap`, ...).

@@ -60,14 +60,48 @@ pub fn class_folders(root: &Path) -> Result<Vec<String>> {
             "cannot list the dataset folder ({e}); expected <root>/<class>/<image files>"
         ),
     })?;
-    let mut classes: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let mut classes: Vec<String> = Vec::new();
+    for e in entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+        let name = e.file_name();
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        // Class names are text (labels, the database, the report): a folder whose name is not UTF-8
+        // is refused, named with its bytes escaped, rather than skipped.
+        let Some(name) = name.to_str() else {
+            return Err(Error::Dataset {
+                path: root.to_path_buf(),
+                message: format!(
+                    "class folder {} has a name that is not valid UTF-8; class names are text, so it \
+                     cannot be a class: rename it",
+                    escaped(&name)
+                ),
+            });
+        };
+        classes.push(name.to_string());
+    }
     classes.sort();
     Ok(classes)
+}
+
+/// A name as it is written in messages when it may not be UTF-8: quoted, bytes that are not valid
+/// UTF-8 as `\xNN` (e.g. `"yes\xFF"`).
+pub fn escaped(name: &std::ffi::OsStr) -> String {
+    format!("{name:?}")
+}
+
+/// A path as text for the database: itself when it is UTF-8, else its escaped form (bytes that are not
+/// valid UTF-8 as `\xNN`, no quotes), never a lossy copy that names another file.
+pub fn path_text(path: &Path) -> String {
+    match path.to_str() {
+        Some(s) => s.to_string(),
+        None => {
+            let e = escaped(path.as_os_str());
+            e.strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .map_or(e.clone(), str::to_string)
+        }
+    }
 }
 
 impl Dataset {
@@ -75,6 +109,15 @@ impl Dataset {
     /// the sorted folder names are used. A class folder that is missing is an error; a folder that is
     /// not in `classes` is an error too (its images would get no label).
     pub fn scan(root: &Path, classes: &[String]) -> Result<Dataset> {
+        if root.to_str().is_none() {
+            return Err(Error::Dataset {
+                path: root.to_path_buf(),
+                message: format!(
+                    "the dataset folder {} is not valid UTF-8; paths are stored as text: rename it",
+                    escaped(root.as_os_str())
+                ),
+            });
+        }
         let found = class_folders(root)?;
         if found.is_empty() {
             return Err(Error::Dataset {
@@ -229,8 +272,17 @@ pub struct Decoded {
     pub file_bytes: u64,
 }
 
-/// Reads and decodes one file with limits; the error is the reason recorded for a skipped file.
+/// Reads and decodes one file with limits; the error is the reason recorded for a skipped file. A path
+/// that is not valid UTF-8 is refused: the database keeps paths as text, and a lossy copy of the name
+/// would record a file that does not exist.
 pub fn read_image(path: &Path, limits: Limits) -> std::result::Result<Decoded, String> {
+    if path.to_str().is_none() {
+        return Err(format!(
+            "the path {} is not valid UTF-8; paths are stored as text, so the file is refused rather than \
+             recorded under another name: rename it",
+            escaped(path.as_os_str())
+        ));
+    }
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if meta.len() == 0 {
         return Err("empty file".into());

@@ -5,7 +5,8 @@
 //! display ([`display`]); [`trust`] checks the maps themselves (faithfulness curves, model
 //! randomisation); [`split`] makes leak-free dataset splits, [`evaluate`] scores predictions,
 //! [`leakage`] checks audited images against the training folder, [`store`] keeps the results in
-//! SQLite, [`query`] reads them back (query, export, diff) and [`report`] writes them as HTML;
+//! SQLite, [`query`] reads them back (query, export, diff) and [`report`] writes them as HTML
+//! ([`output`]: the output folders, built beside their place and renamed into it);
 //! [`config`] validates the settings once, [`exit`] names the process exit codes, [`commands`] wires the steps to the CLI ([`cli`]), one file per
 //! subcommand; no library module imports from it.
 pub mod attribution;
@@ -23,6 +24,7 @@ pub mod imageops;
 pub mod leakage;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod preprocess;

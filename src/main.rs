@@ -1,6 +1,8 @@
-//! Thin binary: parse the command line, set up logging, call the library, map the result to an exit code.
+//! Thin binary: parse the command line, set up logging (colours only on a terminal, never with
+//! `NO_COLOR`), call the library, map the result to an exit code.
 fn main() -> std::process::ExitCode {
     keep_freed_memory();
+    ignore_file_size_signal();
     let cli = tumor_audit::cli::Cli::parse_args();
     let default = match cli.verbose {
         0 => "warn,tumor_audit=info",
@@ -12,6 +14,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .with_target(false)
         .init();
     match tumor_audit::commands::run(cli) {
@@ -53,3 +56,36 @@ fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
+
+/// Colour escape codes in the log only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>): cron mail, CI logs and files get plain text.
+fn log_colours() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A write past the file size limit (`ulimit -f`, RLIMIT_FSIZE) raises SIGXFSZ, whose default action
+/// kills the process without a word (exit 153). Ignored, the write fails with EFBIG ("File too large")
+/// instead, and the command prints the file and the cause like any other write error.
+#[cfg(all(
+    unix,
+    not(any(target_arch = "mips", target_arch = "mips64", target_arch = "mips32r6"))
+))]
+fn ignore_file_size_signal() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGXFSZ: i32 = 25;
+    const SIG_IGN: usize = 1;
+    // SAFETY: sets the disposition of one signal to "ignore"; no handler code runs. Called before any
+    // thread starts.
+    unsafe {
+        signal(SIGXFSZ, SIG_IGN);
+    }
+}
+
+#[cfg(not(all(
+    unix,
+    not(any(target_arch = "mips", target_arch = "mips64", target_arch = "mips32r6"))
+)))]
+fn ignore_file_size_signal() {}

@@ -337,7 +337,8 @@ fn failure(
     ErrorRecord {
         run_id: job.run_id.clone(),
         image_id: id.map(str::to_string),
-        path: sample.path.to_string_lossy().to_string(),
+        // A name that is not UTF-8 (refused by the decoder) is kept escaped, not lossy.
+        path: dataset::path_text(&sample.path),
         stage,
         message,
     }

@@ -159,8 +159,7 @@ pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
         rayon::current_num_threads(),
         peak_memory().map(|kb| format!("{:.0} MiB", kb as f64 / 1024.0)).unwrap_or_else(|| "unknown".into())
     );
-    println!("{line}");
-    tracing::info!("{line}");
+    super::progress::summary(&line);
     // The run's totals over every invocation (a resumed run's accuracy is the run's, not the rerun's).
     let run = store.run_counts(&run_id)?;
     let mut line = format!(
@@ -175,8 +174,7 @@ pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
             run.labelled
         );
     }
-    println!("{line}");
-    tracing::info!("{line}");
+    super::progress::summary(&line);
     println!(
         "{:<22} {:>10} {:>10} {:>8}",
         "method", "s/image", "images/s", "errors"

@@ -1,5 +1,6 @@
 //! `tumor-audit explain`: pictures of every method on a few images (one labelled PNG per image x
-//! method with its colour bar, the raw maps as .npy, the brain mask, and labelled montages).
+//! method with its colour bar, the raw maps as .npy, the brain mask, and labelled montages), replacing the
+//! previous explain output of the folder once complete.
 use anyhow::{bail, Context as _};
 use tch::Tensor;
 
@@ -10,6 +11,7 @@ use crate::cli::ExplainArgs;
 use crate::dataset::Dataset;
 use crate::display::{self, font, Caption, ColorBar};
 use crate::exit::Exit;
+use crate::output::{Kind, Staged};
 
 /// [`Exit::Partial`] when an input could not be read or a requested method could not run on an image
 /// (each is printed with its reason); the pictures of everything else are written.
@@ -38,11 +40,13 @@ pub fn run(ctx: &Plan, args: &ExplainArgs) -> anyhow::Result<Exit> {
     if ok.is_empty() {
         bail!("no usable image among the inputs");
     }
-    let out = args
+    let target = args
         .out
         .clone()
         .unwrap_or_else(|| ctx.settings.output.dir.join("explain"));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    // Written into a fresh folder that replaces the previous explain output once complete.
+    let staged = Staged::begin(&target, Kind::Explain)?;
+    let out = staged.dir().to_path_buf();
     let size = ctx.settings.donnees.image.size;
     let params = ctx.settings.display;
     let mut rows: Vec<Vec<image::RgbImage>> = vec![Vec::new(); cfg.methods.len() + 1];
@@ -185,6 +189,7 @@ pub fn run(ctx: &Plan, args: &ExplainArgs) -> anyhow::Result<Exit> {
         }
     }
     pb.finish_and_clear();
+    let out = staged.commit()?;
     println!("{} image(s) explained into {}", ok.len(), out.display());
     println!("{:<22} {:>12}", "method", "s/image");
     for (m, method) in cfg.methods.iter().enumerate() {

@@ -105,9 +105,17 @@ fn read_settings(cli: &Cli, db: &Option<PathBuf>) -> anyhow::Result<Settings> {
 }
 
 /// The exit code of a command that stopped on `e`: [`Exit::Usage`] when what the user asked for is
-/// wrong (the configuration, a name, an option; nothing was done), else [`Exit::Fatal`].
+/// wrong (the configuration, a name such as an unknown `--run`, an option; nothing was done), else
+/// [`Exit::Fatal`].
 pub fn exit_code(e: &anyhow::Error) -> Exit {
     if e.downcast_ref::<UsageError>().is_some() {
+        return Exit::Usage;
+    }
+    let usage_query = |c: &(dyn std::error::Error + 'static)| {
+        c.downcast_ref::<crate::query::QueryError>()
+            .is_some_and(|q| q.is_usage())
+    };
+    if e.chain().any(usage_query) {
         return Exit::Usage;
     }
     match e.downcast_ref::<crate::Error>() {

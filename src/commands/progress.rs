@@ -1,5 +1,6 @@
 //! Progress of a long step: a bar on a terminal, and without one (cron, Slurm, Kubernetes logs, a pipe)
 //! periodic log lines through `tracing` on stderr: done / total, items per second and the time left.
+//! Also the summary lines of a command, printed once whatever stdout and stderr are ([`summary`]).
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -144,6 +145,30 @@ fn duration(secs: f64) -> String {
         (0, 0, s) => format!("{s}s"),
         (0, m, s) => format!("{m}m {s:02}s"),
         (h, m, _) => format!("{h}h {m:02}m"),
+    }
+}
+
+/// A summary line of a command: on stdout, and also in the log (stderr) unless both are the same file
+/// (a terminal, `2>&1`, cron mail), where it would be read twice.
+pub fn summary(line: &str) {
+    println!("{line}");
+    if !stdout_is_stderr() {
+        tracing::info!("{line}");
+    }
+}
+
+/// Whether stdout and stderr are the same open file (same device and inode).
+fn stdout_is_stderr() -> bool {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let id = |fd: std::os::fd::BorrowedFd<'_>| {
+        let f = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+        let m = f.metadata().ok()?;
+        Some((m.dev(), m.ino()))
+    };
+    match (id(std::io::stdout().as_fd()), id(std::io::stderr().as_fd())) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
     }
 }
 

@@ -1,6 +1,8 @@
 //! `export`: a run's results as CSV files for pandas / R / spreadsheets (RFC 4180, UTF-8, header row,
-//! spreadsheet-safe text, see [`super::table::spreadsheet_safe`]) plus the mean-map pictures. The
+//! spreadsheet-safe text, see [`super::table::spreadsheet_safe`]) plus the mean-map pictures, written
+//! into a fresh folder that replaces the previous export when complete ([`crate::output`]). The
 //! columns are documented in the README ("Export files").
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -120,9 +122,23 @@ pub struct Exported {
 /// Writes `metrics.csv`, `predictions.csv`, `agreement.csv`, `bias_summary.csv`, `errors.csv`, the
 /// trust checks (`faithfulness.csv`, `faithfulness_summary.csv`, `faithfulness_curves.csv`,
 /// `sanity_curve.csv`), the verdict (`verdict.csv`, `shortcuts.csv`, `shortcut_methods.csv`,
-/// `shortcut_flags.csv`, `shortcut_tests.csv`: each tested image's outcome) and `mean-maps/` into `dir`. Returns each file with its row count.
+/// `shortcut_flags.csv`, `shortcut_tests.csv`: each tested image's outcome) and `mean-maps/` into `dir`,
+/// which then holds this export and no file of an earlier one (see [`crate::output`] for what else it may
+/// hold and what is refused). Returns each file with its row count.
 pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, QueryError> {
-    std::fs::create_dir_all(dir).map_err(|e| QueryError::io("create", dir, e))?;
+    let staged = crate::output::Staged::begin(dir, crate::output::Kind::Export)?;
+    let work = staged.dir().to_path_buf();
+    let done = write_into(conn, run, &work)?;
+    let target = staged.commit()?;
+    let moved = |p: &PathBuf| crate::output::rebase(p, &work, &target);
+    Ok(Exported {
+        files: done.files.iter().map(|(p, n)| (moved(p), *n)).collect(),
+        mean_map_grid: done.mean_map_grid.as_ref().map(moved),
+    })
+}
+
+/// Writes the export's files into the empty folder `dir`.
+fn write_into(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, QueryError> {
     let tables = [
         ("metrics.csv", metrics(conn, run)?),
         ("predictions.csv", predictions(conn, run)?),
@@ -153,7 +169,8 @@ pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, 
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(&path).map_err(|e| QueryError::io("write", &path, e))?,
         );
-        t.write(Format::Csv, &mut f)
+        // Flushed here: an error in the buffered tail (a full disk) must not be lost on drop.
+        (t.write(Format::Csv, &mut f).and_then(|()| f.flush()))
             .map_err(|e| QueryError::io("write", &path, e))?;
         files.push((path, t.rows.len()));
     }

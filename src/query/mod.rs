@@ -70,6 +70,10 @@ pub enum QueryError {
     #[error("{0}")]
     Invalid(String),
 
+    /// The output folder of `export` cannot take the export (see [`crate::output`]).
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+
     #[error("cannot {what} {}", path.display())]
     Io {
         what: &'static str,
@@ -87,6 +91,21 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// Whether the error is a mistake in what the user asked for (a run or image that does not exist or
+    /// is ambiguous, a setting out of range, a `query sql` statement that would write): nothing was done,
+    /// and the exit code is [`crate::exit::Exit::Usage`].
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            QueryError::UnknownRun { .. }
+                | QueryError::AmbiguousRun { .. }
+                | QueryError::NoImage { .. }
+                | QueryError::AmbiguousImage { .. }
+                | QueryError::Invalid(_)
+                | QueryError::WouldWrite { .. }
+        )
+    }
+
     pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         QueryError::Io {
             what,

@@ -1,6 +1,5 @@
-//! The report's asset files under `report-assets/`: clearing what an earlier report left (assets,
-//! gallery pages, image pages, views), the gallery strips (JPEG), the mean maps (PNG), the SVG plots,
-//! and the byte counts of what was written. The
+//! The report's asset files under `report-assets/`: the gallery strips (JPEG), the mean maps (PNG), the
+//! SVG plots, and the byte counts of what was written. The
 //! data comes from the section builders; nothing here reads the database.
 use std::path::{Path, PathBuf};
 
@@ -38,12 +37,9 @@ pub struct Assets {
 }
 
 impl Assets {
-    /// Clears what a report written in `report_dir` before (another run, another --per-page) left, and
-    /// only that (see [`super::output`]: files it did not write are refused, never removed or written
-    /// through). Then creates the folders.
+    /// Creates the asset folders in `report_dir`, a fresh folder (see [`crate::output`]).
     pub fn prepare(report_dir: &Path) -> Result<Assets, ReportError> {
         let dir = report_dir.join(ASSETS);
-        super::output::prepare(report_dir)?;
         let strips = dir.join("strips");
         std::fs::create_dir_all(&strips).map_err(|e| ReportError::io("create", &strips, e))?;
         let mean = dir.join("mean-maps");

@@ -13,7 +13,8 @@
 //!
 //! [`write_report`] reads the run through `query` (plain values), builds each section's view model
 //! (`sections.rs`, `view.rs`), writes the assets (`assets.rs`: strips, mean maps, plots drawn by
-//! `plots.rs`; `pictures.rs`: the image pages' pictures) and renders the pages (`render.rs`).
+//! `plots.rs`; `pictures.rs`: the image pages' pictures) and renders the pages (`render.rs`), all into a
+//! fresh folder that replaces the previous report when complete ([`crate::output`]).
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -22,7 +23,6 @@ use crate::query::report as rq;
 use crate::query::{bias, leakage, runs, trust, QueryError, Rules};
 
 mod assets;
-pub mod output;
 mod pictures;
 pub mod plots;
 mod render;
@@ -96,7 +96,7 @@ pub enum ReportError {
     Plot(#[from] plots::PlotError),
 
     #[error(transparent)]
-    Output(#[from] output::OutputError),
+    Output(#[from] crate::output::OutputError),
 
     #[error("cannot {what} {}", path.display())]
     Io {
@@ -132,8 +132,29 @@ impl ReportError {
     }
 }
 
-/// Writes the report of `run` into `dir` (created if needed). Thumbnails are computed in parallel.
+/// Writes the report of `run` into `dir` (created if needed): built in a fresh folder beside it, which
+/// replaces the previous report only once complete; what else `dir` may hold, and what is refused, is
+/// [`crate::output`]'s. Thumbnails are computed in parallel.
 pub fn write_report(
+    conn: &Connection,
+    run: &str,
+    dir: &Path,
+    opts: &Options,
+) -> Result<Written, ReportError> {
+    let staged = crate::output::Staged::begin(dir, crate::output::Kind::Report)?;
+    let work = staged.dir().to_path_buf();
+    let w = write_into(conn, run, &work, opts)?;
+    let target = staged.commit()?;
+    let moved = |p: &PathBuf| crate::output::rebase(p, &work, &target);
+    Ok(Written {
+        index: moved(&w.index),
+        pages: w.pages.iter().map(moved).collect(),
+        ..w
+    })
+}
+
+/// Writes every file of the report into the empty folder `dir`.
+fn write_into(
     conn: &Connection,
     run: &str,
     dir: &Path,
@@ -369,10 +390,6 @@ pub fn write_report(
         )
     });
     let image_pages = render::write_image_pages(dir, &common, image_pages)?;
-    let all_pages: Vec<std::path::PathBuf> = (pages.iter().chain(&view_pages).chain(&image_pages))
-        .cloned()
-        .collect();
-    output::finish(dir, &all_pages)?;
 
     let html_bytes: u64 = (pages.iter().chain(&view_pages).chain(&image_pages))
         .map(|p| assets::file_size(p))

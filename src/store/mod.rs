@@ -426,8 +426,10 @@ impl Store {
         }
         let mut conn = Connection::open(path).at(path)?;
         conn.busy_timeout(lock_timeout()).at(path)?;
-        // Before any pragma that writes (journal mode, migrations): someone else's file stays as it was.
+        // Before any pragma that writes (journal mode, migrations): someone else's file, and one of a
+        // newer schema this build will refuse, stay byte-identical.
         let app_id = check_ours(&conn, path)?;
+        check_not_newer(&conn, path)?;
         configure(&conn, path, true)?;
         migrate(&mut conn, path)?;
         if app_id != APPLICATION_ID {
@@ -454,14 +456,7 @@ impl Store {
         let conn = Connection::open_with_flags(path, flags).at(path)?;
         configure(&conn, path, false)?;
         check_ours(&conn, path)?;
-        let found = user_version(&conn).at(path)?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found,
-                known: SCHEMA_VERSION,
-            });
-        }
+        let found = check_not_newer(&conn, path)?;
         if found < SCHEMA_VERSION {
             return Err(StoreError::TooOld {
                 path: path.to_path_buf(),
@@ -763,6 +758,19 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<i32> {
         names.len(),
         shown.join(", ")
     ))
+}
+
+/// The schema version, refused ([`StoreError::TooNew`]) when it is newer than this build's. Reads only.
+fn check_not_newer(conn: &Connection, path: &Path) -> Result<i64> {
+    let found = user_version(conn).at(path)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
 }
 
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -11,6 +11,7 @@ mod model;
 mod onnx;
 mod onnx_audit;
 mod onnx_kaggle;
+mod outputs;
 mod planted_bias;
 mod query;
 mod reliability;

@@ -178,9 +178,7 @@ impl Graph {
             input_dims,
             output_name: output.name.clone(),
             opset,
-            producer: format!("{} {}", model.producer_name, model.producer_version)
-                .trim()
-                .to_string(),
+            producer: producer(&model.producer_name, &model.producer_version),
             metadata: model
                 .metadata_props
                 .iter()
@@ -433,4 +431,13 @@ mod tests {
         let e = tensor_from_proto(&floats(&[3], &[1.0])).unwrap_err();
         assert!(e.contains("1 values for shape [3]"), "{e}");
     }
+}
+
+/// The producer as one line, "name version": words that say nothing are dropped (tf2onnx writes its
+/// git revision after the version, Python's `None` when it has none: "1.17.0 None").
+fn producer(name: &str, version: &str) -> String {
+    (name.split_whitespace().chain(version.split_whitespace()))
+        .filter(|w| !matches!(*w, "None" | "none" | "null" | "unknown"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
