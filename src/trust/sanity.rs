@@ -125,8 +125,10 @@ fn fill_uniform(t: &Tensor, key: &str, lo: f64, hi: f64, seed: u64) -> Result<()
     Ok(())
 }
 
-/// Runs the cascading randomisation (see [`model_randomisation`]) on a copy of any model that can be
-/// randomised (a TorchScript module is refused with the reason).
+/// Runs the cascading randomisation on `images` (their `target` = the class the trained model's maps
+/// explain) for `methods`, on a copy of `model` (the model itself is not changed). With `classes` > 1,
+/// also explains every other class on the trained model. `progress(stage, stages)` is called after each
+/// stage. Any model that can be randomised is (a TorchScript module is refused with the reason).
 pub fn randomise(
     model: &dyn Classifier,
     cfg: &ExplainConfig,
@@ -210,22 +212,6 @@ pub struct SanityResult {
     pub layers: Vec<String>,
     pub stages: Vec<StageRow>,
     pub other_class: Vec<OtherClassRow>,
-}
-
-/// Runs the cascading randomisation on `images` (their `target` = the class the trained model's maps
-/// explain) for `methods`, on a copy of `model` (the model itself is not changed). With `classes` > 1,
-/// also explains every other class on the trained model. `progress(stage, stages)` is called after each
-/// stage.
-pub fn model_randomisation(
-    model: &NativeCnn,
-    cfg: &ExplainConfig,
-    methods: &[Method],
-    images: &[ImageInput],
-    classes: i64,
-    seed: u64,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<SanityResult> {
-    randomise(model, cfg, methods, images, classes, seed, progress)
 }
 
 /// The stage loop: `stage_model(s)` applies stage s's

@@ -321,7 +321,7 @@ fn each_stage_is_compared_with_stage_zero_of_the_same_image_and_method() {
     let methods = [Method::Gradient, Method::GuidedBackprop];
     let cfg = ExplainConfig::default();
     let mut seen = Vec::new();
-    let r = sanity::model_randomisation(&m, &cfg, &methods, &inputs, 2, 9, &mut |s, n| {
+    let r = sanity::randomise(&m, &cfg, &methods, &inputs, 2, 9, &mut |s, n| {
         seen.push((s, n))
     })
     .unwrap();

@@ -204,17 +204,8 @@ trait OrMsg<T> {
 }
 impl<T> OrMsg<T> for std::result::Result<T, tch::TchError> {
     fn m(self) -> R<T> {
-        self.map_err(|e| first_line(&e.to_string()))
+        self.map_err(|e| crate::model::first_line(&e.to_string()))
     }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .chars()
-        .take(300)
-        .collect()
 }
 
 /// Integer values of a (small, shape-like) tensor.
