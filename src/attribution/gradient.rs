@@ -99,7 +99,7 @@ pub fn integrated_gradients(
     model: &Model,
     x: &Tensor,
     target: i64,
-    baseline_value: f32,
+    baseline_value: impl Into<super::Reference>,
     steps: usize,
     batch: usize,
 ) -> Result<IgResult> {
@@ -119,12 +119,13 @@ pub fn integrated_gradients_with(
     forward: Forward,
     x: &Tensor,
     target: i64,
-    baseline_value: f32,
+    baseline_value: impl Into<super::Reference>,
     steps: usize,
     batch: usize,
 ) -> Result<IgResult> {
     let dev = x.device();
-    let baseline = x.full_like(baseline_value as f64);
+    let baseline_value: super::Reference = baseline_value.into();
+    let baseline = (x.zeros_like() + baseline_value.tensor(x)).expand_as(x).contiguous();
     let diff = x - &baseline;
     let alphas = Tensor::linspace(0.0, 1.0, steps as i64, (Kind::Float, dev));
     let mut grad_sum = x.zeros_like();

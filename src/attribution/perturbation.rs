@@ -6,6 +6,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
+use super::reference::Reference;
 use super::segment::{self, Segmentation};
 use super::{LimeConfig, SegmentationConfig, SegmentationMethod};
 use crate::error::{Error, Result};
@@ -70,11 +71,12 @@ pub fn perturbed_scores(
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
-    reference: f32,
+    reference: impl Into<Reference>,
     masks: &[f32],
     batch: usize,
     bf16: bool,
 ) -> Result<Vec<f64>> {
+    let reference: Reference = reference.into();
     let m = seg.n_segments.max(1);
     // Unique rows, in first-seen order, and where each row's score comes from.
     let mut first: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
@@ -90,7 +92,7 @@ pub fn perturbed_scores(
             })
         })
         .collect();
-    let scores = unique_scores(model, x, target, seg, reference, &unique, batch, bf16)?;
+    let scores = unique_scores(model, x, target, seg, reference.clone(), &unique, batch, bf16)?;
     Ok(source.into_iter().map(|i| scores[i]).collect())
 }
 
@@ -100,11 +102,12 @@ fn unique_scores(
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
-    reference: f32,
+    reference: impl Into<Reference>,
     masks: &[f32],
     batch: usize,
     bf16: bool,
 ) -> Result<Vec<f64>> {
+    let reference: Reference = reference.into();
     let m = seg.n_segments;
     let n = masks.len() / m.max(1);
     let dev = x.device();
@@ -123,7 +126,7 @@ fn unique_scores(
             .narrow(0, start as i64, len)
             .index_select(1, &labels)
             .view([len, 1, s[2], s[3]]);
-        let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference as f64;
+        let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference.tensor(x);
         // Forward-only batches run channels-last (oneDNN's native layout), in bf16 when asked.
         let logits = match (model.native(), bf16) {
             (Some(m), true) => m.forward_bf16(&perturbed)?,
@@ -156,10 +159,11 @@ pub(crate) fn paint(seg: &Segmentation, coef: &[f64]) -> Vec<f32> {
 pub(crate) fn segment_sq_distance(
     x: &Tensor,
     seg: &Segmentation,
-    reference: f32,
+    reference: impl Into<Reference>,
 ) -> Result<Vec<f64>> {
+    let reference: Reference = reference.into();
     let d =
-        (x - reference as f64)
+        (x - reference.tensor(x))
             .square()
             .sum_dim_intlist([0i64, 1].as_slice(), false, Kind::Double);
     let d = Vec::<f64>::try_from(d.to_device(Device::Cpu).flatten(0, -1))?;
@@ -179,15 +183,16 @@ pub fn lime(
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
-    reference: f32,
+    reference: impl Into<Reference>,
     samples: usize,
     cfg: &LimeConfig,
     batch: usize,
     bf16: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<f32>> {
+    let reference: Reference = reference.into();
     Ok(lime_halves(
-        model, x, target, seg, reference, samples, cfg, batch, bf16, rng,
+        model, x, target, seg, reference.clone(), samples, cfg, batch, bf16, rng,
     )?
     .0)
 }
@@ -201,17 +206,18 @@ pub fn lime_halves(
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
-    reference: f32,
+    reference: impl Into<Reference>,
     samples: usize,
     cfg: &LimeConfig,
     batch: usize,
     bf16: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Vec<f32>, Option<Halves>)> {
+    let reference: Reference = reference.into();
     let m = seg.n_segments;
     let masks = lime_masks(m, samples, rng);
-    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
-    let seg_d = segment_sq_distance(x, seg, reference)?;
+    let y = perturbed_scores(model, x, target, seg, reference.clone(), &masks, batch, bf16)?;
+    let seg_d = segment_sq_distance(x, seg, reference.clone())?;
     let mut w = lime_kernel_weights(&masks, &seg_d, cfg.kernel_width, m);
     if w.iter().all(|&v| v == 0.0 || !v.is_finite()) {
         w.iter_mut().for_each(|v| *v = 1.0);
@@ -382,13 +388,14 @@ pub fn kernel_shap(
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
-    reference: f32,
+    reference: impl Into<Reference>,
     samples: usize,
     batch: usize,
     bf16: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<f32>> {
-    Ok(kernel_shap_halves(model, x, target, seg, reference, samples, batch, bf16, rng)?.0)
+    let reference: Reference = reference.into();
+    Ok(kernel_shap_halves(model, x, target, seg, reference.clone(), samples, batch, bf16, rng)?.0)
 }
 
 /// [`kernel_shap`], plus the maps fitted on the first and on the second half of the same coalitions
@@ -399,20 +406,21 @@ pub fn kernel_shap_halves(
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
-    reference: f32,
+    reference: impl Into<Reference>,
     samples: usize,
     batch: usize,
     bf16: bool,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Vec<f32>, Option<Halves>)> {
+    let reference: Reference = reference.into();
     let m = seg.n_segments;
     if m < 2 {
         // One feature: its Shapley value is exactly f(x) - f(reference).
-        let y = perturbed_scores(model, x, target, seg, reference, &[1.0, 0.0], batch, bf16)?;
+        let y = perturbed_scores(model, x, target, seg, reference.clone(), &[1.0, 0.0], batch, bf16)?;
         return Ok((paint(seg, &[y[0] - y[1]]), None));
     }
     let masks = shap_masks(m, samples, rng)?;
-    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
+    let y = perturbed_scores(model, x, target, seg, reference.clone(), &masks, batch, bf16)?;
     let coef = least_squares_with_intercept(&masks, &y, m)?;
     let halves = split_fits(samples, m, |rows| {
         least_squares_with_intercept(&masks[rows.start * m..rows.end * m], &y[rows], m)

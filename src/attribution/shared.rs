@@ -23,6 +23,7 @@ use std::time::Instant;
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
+use super::reference::Reference;
 use super::perturbation::{self, perturbed_scores};
 use super::segment::Segmentation;
 use super::{rng_for, segmentation_of, Attribution, ExplainConfig, ImageInput, LimeConfig, Method};
@@ -51,7 +52,7 @@ pub fn explain_pair(
         input.x,
         input.target,
         seg,
-        cfg.reference(input.x.size()[1] as usize),
+        cfg.reference_values(input.x.size()[1] as usize),
         cfg.lime.samples.unwrap_or(1000),
         cfg.kernel_shap.samples.unwrap_or(1000),
         &cfg.lime,
@@ -104,7 +105,7 @@ pub fn lime_and_kernel_shap(
     x: &Tensor,
     target: i64,
     seg: &Segmentation,
-    reference: f32,
+    reference: impl Into<Reference>,
     lime_samples: usize,
     shap_samples: usize,
     cfg: &LimeConfig,
@@ -113,15 +114,16 @@ pub fn lime_and_kernel_shap(
     lime_rng: &mut ChaCha8Rng,
     shap_rng: &mut ChaCha8Rng,
 ) -> Result<SharedMaps> {
+    let reference: Reference = reference.into();
     let m = seg.n_segments;
     let (n_l, n_s) = (lime_samples.div_ceil(2), shap_samples.div_ceil(2));
     let mut masks = perturbation::lime_masks(m, n_l, lime_rng);
     masks.extend(perturbation::shap_masks(m, n_s, shap_rng)?);
-    let y = perturbed_scores(model, x, target, seg, reference, &masks, batch, bf16)?;
+    let y = perturbed_scores(model, x, target, seg, reference.clone(), &masks, batch, bf16)?;
     let evaluations = distinct_rows(&masks, m);
     let (w_l, w_s) = importance_weights(&masks, m, n_l as f64 / (n_l + n_s) as f64);
 
-    let seg_d = perturbation::segment_sq_distance(x, seg, reference)?;
+    let seg_d = perturbation::segment_sq_distance(x, seg, reference.clone())?;
     let kernel = perturbation::lime_kernel_weights(&masks, &seg_d, cfg.kernel_width, m);
     let mut w: Vec<f64> = kernel.iter().zip(&w_l).map(|(k, i)| k * i).collect();
     if w.iter().all(|&v| v == 0.0 || !v.is_finite()) {
