@@ -125,7 +125,9 @@ pub fn integrated_gradients_with(
 ) -> Result<IgResult> {
     let dev = x.device();
     let baseline_value: super::Reference = baseline_value.into();
-    let baseline = (x.zeros_like() + baseline_value.tensor(x)).expand_as(x).contiguous();
+    let baseline = (x.zeros_like() + baseline_value.tensor(x))
+        .expand_as(x)
+        .contiguous();
     let diff = x - &baseline;
     let alphas = Tensor::linspace(0.0, 1.0, steps as i64, (Kind::Float, dev));
     let mut grad_sum = x.zeros_like();

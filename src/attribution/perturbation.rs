@@ -92,7 +92,16 @@ pub fn perturbed_scores(
             })
         })
         .collect();
-    let scores = unique_scores(model, x, target, seg, reference.clone(), &unique, batch, bf16)?;
+    let scores = unique_scores(
+        model,
+        x,
+        target,
+        seg,
+        reference.clone(),
+        &unique,
+        batch,
+        bf16,
+    )?;
     Ok(source.into_iter().map(|i| scores[i]).collect())
 }
 
@@ -162,10 +171,11 @@ pub(crate) fn segment_sq_distance(
     reference: impl Into<Reference>,
 ) -> Result<Vec<f64>> {
     let reference: Reference = reference.into();
-    let d =
-        (x - reference.tensor(x))
-            .square()
-            .sum_dim_intlist([0i64, 1].as_slice(), false, Kind::Double);
+    let d = (x - reference.tensor(x)).square().sum_dim_intlist(
+        [0i64, 1].as_slice(),
+        false,
+        Kind::Double,
+    );
     let d = Vec::<f64>::try_from(d.to_device(Device::Cpu).flatten(0, -1))?;
     let mut per = vec![0f64; seg.n_segments];
     for (p, &l) in seg.labels.iter().enumerate() {
@@ -192,7 +202,16 @@ pub fn lime(
 ) -> Result<Vec<f32>> {
     let reference: Reference = reference.into();
     Ok(lime_halves(
-        model, x, target, seg, reference.clone(), samples, cfg, batch, bf16, rng,
+        model,
+        x,
+        target,
+        seg,
+        reference.clone(),
+        samples,
+        cfg,
+        batch,
+        bf16,
+        rng,
     )?
     .0)
 }
@@ -216,7 +235,16 @@ pub fn lime_halves(
     let reference: Reference = reference.into();
     let m = seg.n_segments;
     let masks = lime_masks(m, samples, rng);
-    let y = perturbed_scores(model, x, target, seg, reference.clone(), &masks, batch, bf16)?;
+    let y = perturbed_scores(
+        model,
+        x,
+        target,
+        seg,
+        reference.clone(),
+        &masks,
+        batch,
+        bf16,
+    )?;
     let seg_d = segment_sq_distance(x, seg, reference.clone())?;
     let mut w = lime_kernel_weights(&masks, &seg_d, cfg.kernel_width, m);
     if w.iter().all(|&v| v == 0.0 || !v.is_finite()) {
@@ -395,7 +423,18 @@ pub fn kernel_shap(
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<f32>> {
     let reference: Reference = reference.into();
-    Ok(kernel_shap_halves(model, x, target, seg, reference.clone(), samples, batch, bf16, rng)?.0)
+    Ok(kernel_shap_halves(
+        model,
+        x,
+        target,
+        seg,
+        reference.clone(),
+        samples,
+        batch,
+        bf16,
+        rng,
+    )?
+    .0)
 }
 
 /// [`kernel_shap`], plus the maps fitted on the first and on the second half of the same coalitions
@@ -416,11 +455,29 @@ pub fn kernel_shap_halves(
     let m = seg.n_segments;
     if m < 2 {
         // One feature: its Shapley value is exactly f(x) - f(reference).
-        let y = perturbed_scores(model, x, target, seg, reference.clone(), &[1.0, 0.0], batch, bf16)?;
+        let y = perturbed_scores(
+            model,
+            x,
+            target,
+            seg,
+            reference.clone(),
+            &[1.0, 0.0],
+            batch,
+            bf16,
+        )?;
         return Ok((paint(seg, &[y[0] - y[1]]), None));
     }
     let masks = shap_masks(m, samples, rng)?;
-    let y = perturbed_scores(model, x, target, seg, reference.clone(), &masks, batch, bf16)?;
+    let y = perturbed_scores(
+        model,
+        x,
+        target,
+        seg,
+        reference.clone(),
+        &masks,
+        batch,
+        bf16,
+    )?;
     let coef = least_squares_with_intercept(&masks, &y, m)?;
     let halves = split_fits(samples, m, |rows| {
         least_squares_with_intercept(&masks[rows.start * m..rows.end * m], &y[rows], m)

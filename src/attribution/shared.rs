@@ -23,8 +23,8 @@ use std::time::Instant;
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
-use super::reference::Reference;
 use super::perturbation::{self, perturbed_scores};
+use super::reference::Reference;
 use super::segment::Segmentation;
 use super::{rng_for, segmentation_of, Attribution, ExplainConfig, ImageInput, LimeConfig, Method};
 use crate::error::Result;
@@ -119,7 +119,16 @@ pub fn lime_and_kernel_shap(
     let (n_l, n_s) = (lime_samples.div_ceil(2), shap_samples.div_ceil(2));
     let mut masks = perturbation::lime_masks(m, n_l, lime_rng);
     masks.extend(perturbation::shap_masks(m, n_s, shap_rng)?);
-    let y = perturbed_scores(model, x, target, seg, reference.clone(), &masks, batch, bf16)?;
+    let y = perturbed_scores(
+        model,
+        x,
+        target,
+        seg,
+        reference.clone(),
+        &masks,
+        batch,
+        bf16,
+    )?;
     let evaluations = distinct_rows(&masks, m);
     let (w_l, w_s) = importance_weights(&masks, m, n_l as f64 / (n_l + n_s) as f64);
 

@@ -498,6 +498,13 @@ fn cv_resample(src: &[u8], w: usize, h: usize, tw: usize, th: usize, f: CvFilter
                 .sum();
             let v = if area_shrink {
                 s.round_ties_even()
+            } else if idx.len() == 2 {
+                // Two taps (linear, area enlarging): OpenCV's vectorised 8-bit rounding, which its
+                // SIMD loop applies to nearly every pixel: each row sum shifted right by 4, times
+                // the 16-bit weight keeping the high half, the two added, + 2, >> 2.
+                let hi =
+                    |row: usize, c: f64| (((horiz[row * tw + x] as i64) >> 4) * c as i64) >> 16;
+                ((hi(idx[0], wts[0]) + hi(idx[1], wts[1]) + 2) >> 2) as f64
             } else {
                 (s / (2048.0 * 2048.0) + 0.5).floor()
             };

@@ -92,7 +92,10 @@ pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
         kv(
             "baseline",
             crate::config::Settings::from_yaml(&rec.config_yaml, &[])
-                .map(|s| s.explain.describe_baseline(s.donnees.image.channels() as usize))
+                .map(|s| {
+                    s.explain
+                        .describe_baseline(s.donnees.image.channels() as usize)
+                })
                 .unwrap_or_else(|_| "– (see the values below)".into()),
         ),
         kv(

@@ -280,7 +280,14 @@ pub fn image_curves(
     let mut out = Vec::with_capacity(maps.len() + 1);
     let mut run = |name: &str, order: &[usize]| -> Result<()> {
         let t0 = Instant::now();
-        let curves = curves_with(x, order, reference.clone(), f.steps, cfg.batch_size, &mut score)?;
+        let curves = curves_with(
+            x,
+            order,
+            reference.clone(),
+            f.steps,
+            cfg.batch_size,
+            &mut score,
+        )?;
         out.push(MapCurves {
             method: name.to_string(),
             curves,

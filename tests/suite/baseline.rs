@@ -15,7 +15,7 @@ use tumor_audit::trust::faithfulness;
 use super::util::{assert_close, cnn, set};
 
 const S: i64 = 4;
-const YAML: &str = "données:\n  image:\n    size: 4\n    grayscale: false\n    preprocess: keras_torch\n    resize: pil_bilinear\n";
+const YAML: &str = "données:\n  image:\n    size: 8\n    grayscale: false\n    preprocess: keras_torch\n    resize: pil_bilinear\n";
 
 /// f(x) = w . x + b for class 1 on 3 x 4 x 4 inputs.
 fn linear() -> (Model, Vec<f32>, f32) {
@@ -39,13 +39,18 @@ fn black_baseline_follows_mean_and_std_per_channel() {
     // The same values as a black image through the pipeline's own preprocessing.
     let black = DynamicImage::ImageRgb8(RgbImage::new(10, 10));
     let p = preprocess::prepare(&black, &settings.donnees.image);
-    let n = (S * S) as usize;
+    let plane = 64;
     for c in 0..3 {
-        assert!(p.input[c * n..(c + 1) * n].iter().all(|&v| (v - want[c]).abs() < 1e-6));
+        assert!(p.input[c * plane..(c + 1) * plane]
+            .iter()
+            .all(|&v| (v - want[c]).abs() < 1e-6));
     }
+    let n = (S * S) as usize;
 
     // A real image's input, and the linear model's score of the black input: w . r + b.
-    let x: Vec<f32> = (0..48).map(|i| ((i * 37) % 11) as f32 / 5.0 - 1.0).collect();
+    let x: Vec<f32> = (0..48)
+        .map(|i| ((i * 37) % 11) as f32 / 5.0 - 1.0)
+        .collect();
     let xt = Tensor::from_slice(&x).view([1, 3, S, S]);
     let (model, w, b) = linear();
     let r_img = reference.image(3, n);
@@ -54,11 +59,23 @@ fn black_baseline_follows_mean_and_std_per_channel() {
 
     // Kernel SHAP on quadrants: the Shapley value of superpixel S is sum over its pixels and
     // channels of w (x - r_channel).
-    let raw: Vec<u32> = (0..16).map(|p| ((p / 4) / 2 * 2 + (p % 4) / 2) as u32).collect();
+    let raw: Vec<u32> = (0..16)
+        .map(|p| ((p / 4) / 2 * 2 + (p % 4) / 2) as u32)
+        .collect();
     let seg = Segmentation::from_raw_labels(4, 4, &raw);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let map = perturbation::kernel_shap(&model, &xt, 1, &seg, reference.clone(), 200, 64, false, &mut rng)
-        .unwrap();
+    let map = perturbation::kernel_shap(
+        &model,
+        &xt,
+        1,
+        &seg,
+        reference.clone(),
+        200,
+        64,
+        false,
+        &mut rng,
+    )
+    .unwrap();
     let mut shapley = [0f32; 4];
     for c in 0..3 {
         for p in 0..n {
@@ -66,13 +83,26 @@ fn black_baseline_follows_mean_and_std_per_channel() {
         }
     }
     let expected: Vec<f32> = raw.iter().map(|&l| shapley[l as usize]).collect();
-    assert_close(&map, &expected, 1e-4, "Kernel SHAP against the black reference");
+    assert_close(
+        &map,
+        &expected,
+        1e-4,
+        "Kernel SHAP against the black reference",
+    );
     let total: f32 = shapley.iter().sum();
-    assert!((total - (f_x - f_black)).abs() < 1e-3, "{total} vs {}", f_x - f_black);
+    assert!(
+        (total - (f_x - f_black)).abs() < 1e-3,
+        "{total} vs {}",
+        f_x - f_black
+    );
 
     // Integrated Gradients from the black baseline: exact for a linear model, f(baseline) = w . r + b.
     let ig = gradient::integrated_gradients(&model, &xt, 1, explain.ig_baseline(), 16, 16).unwrap();
-    assert!((ig.f_baseline as f32 - f_black).abs() < 1e-4, "{} vs {f_black}", ig.f_baseline);
+    assert!(
+        (ig.f_baseline as f32 - f_black).abs() < 1e-4,
+        "{} vs {f_black}",
+        ig.f_baseline
+    );
     assert!(ig.completeness_error < 1e-4);
 
     // Deletion curve: with every pixel deleted the image is the black input.
@@ -90,12 +120,18 @@ fn black_baseline_follows_mean_and_std_per_channel() {
     // The old model-input constants stay available, and are refused without `baseline: constant`.
     let constant = Settings::from_yaml(
         YAML,
-        &["explain.baseline=constant".into(), "explain.reference_value=0.5".into()],
+        &[
+            "explain.baseline=constant".into(),
+            "explain.reference_value=0.5".into(),
+        ],
     )
     .unwrap();
     assert_eq!(constant.explain.reference_values(3).0, vec![0.5]);
     let err = Settings::from_yaml(YAML, &["explain.reference_value=0.5".into()])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("explain.reference_value") && err.contains("constant"), "{err}");
+    assert!(
+        err.contains("explain.reference_value") && err.contains("constant"),
+        "{err}"
+    );
 }

@@ -18,7 +18,11 @@ fn a_keras3_model_gives_keras_pipelines_classes_and_probabilities_through_evalua
         .map(|c| c.as_str().unwrap().to_string())
         .collect();
     let images = meta["images"].as_array().unwrap();
-    assert_eq!(images.len(), 17, "every image of the Kaggle sample's test set");
+    assert_eq!(
+        images.len(),
+        17,
+        "every image of the Kaggle sample's test set"
+    );
     let dir = tempdir();
     let sets = vec![
         "données.image.size=150".to_string(),
@@ -63,7 +67,11 @@ fn a_keras3_model_gives_keras_pipelines_classes_and_probabilities_through_evalua
         for (k, p) in probs.iter().enumerate() {
             let got: f64 = row[5 + k].parse().unwrap();
             worst = worst.max((got - p).abs());
-            assert!((got - p).abs() <= 1e-3, "{file}: p_{} {got} vs Keras {p}", classes[k]);
+            assert!(
+                (got - p).abs() <= 1e-3,
+                "{file}: p_{} {got} vs Keras {p}",
+                classes[k]
+            );
         }
     }
     eprintln!("largest probability difference from Keras's pipeline: {worst:.2e}");
