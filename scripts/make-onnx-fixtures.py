@@ -328,16 +328,16 @@ def keras3_model(out_dir, test_dir):
         h5_ok = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--keras", h5, "--output",
                                 h5_onnx, "--opset", "13"]).returncode == 0
         reloaded = keras.models.load_model(src)
-    x = probe_input(2, 3, 150, 150)
-    x_nhwc = np.transpose(x, (0, 2, 3, 1)).copy()
-    probe = reloaded.predict(x_nhwc, verbose=0)
+        x = probe_input(2, 3, 150, 150)
+        x_nhwc = np.transpose(x, (0, 2, 3, 1)).copy()
+        probe = reloaded.predict(x_nhwc, verbose=0)
+        if h5_ok:
+            h5_diff = float(np.abs(run_ort(h5_onnx, x_nhwc) - probe).max())
     # The logits before the final softmax: the pooled features times the last Dense layer.
     features = keras.Model(reloaded.input, reloaded.layers[-2].output).predict(x_nhwc, verbose=0)
     kernel, bias = reloaded.layers[-1].get_weights()
     logits = features.astype(np.float64) @ kernel.astype(np.float64) + bias
     ort_probe = run_ort(onnx_path, x_nhwc)
-    if h5_ok:
-        h5_diff = float(np.abs(run_ort(h5_onnx, x_nhwc) - probe).max())
     images = []
     for cls in sorted(os.listdir(test_dir)):
         for f in sorted(os.listdir(os.path.join(test_dir, cls))):
@@ -351,7 +351,7 @@ def keras3_model(out_dir, test_dir):
     meta = dict(
         framework=f"keras {keras.__version__} (tensorflow {tf.__version__})",
         converter=f"tf2onnx {tf2onnx.__version__}",
-        onnxruntime=onnxruntime.__version__,
+        onnxruntime_version=onnxruntime.__version__,
         pillow=PIL.__version__,
         recipe="python -m tf2onnx.convert --keras model.keras --output model.onnx --opset 13",
         h5_recipe=("the same command on the legacy .h5 file: converted, max |difference| "

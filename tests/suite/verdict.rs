@@ -306,3 +306,61 @@ fn evaluate_writes_per_image_predictions_per_data_set() {
         assert_eq!(summary["images"], n);
     }
 }
+
+/// Migration 0010 on a database written before it: the verdict's CHECK admits 'inconclusive', the
+/// stored checks and their child rows (methods) stay, and other values are still refused.
+#[test]
+fn migration_0010_widens_the_verdict_and_keeps_the_rows() {
+    use tumor_audit::store::{Store, MIGRATIONS};
+    let dir = tempdir();
+    let path = dir.path().join("old.sqlite");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for (i, (_, sql)) in MIGRATIONS.iter().take(9).enumerate() {
+            c.execute_batch(sql).unwrap();
+            c.pragma_update(None, "user_version", i as i64 + 1).unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO runs (run_id, config_yaml, model_path, model_sha256, data_root, tool_version,
+                               device, seed, profile, methods, images_total)
+             VALUES ('old', '{}', 'm', 'sha', 'd', '0', 'CPU', 0, 'default', '[\"gradcam\"]', 2);
+             INSERT INTO shortcut_checks (run_id, images, verdict, summary, flagged_images,
+                                          min_reproducibility, params, forward_passes)
+             VALUES ('old', 2, 'no_shortcut', 'no shortcut found', 0, 0.5, '{}', 10);
+             INSERT INTO shortcut_methods (run_id, method, trusted, threshold_source)
+             VALUES ('old', 'gradcam', 0, 'run');",
+        )
+        .unwrap();
+        let refused = c.execute(
+            "UPDATE shortcut_checks SET verdict = 'inconclusive' WHERE run_id = 'old'",
+            [],
+        );
+        assert!(refused.is_err(), "version 9 refuses the new state");
+    }
+    let store = Store::open(&path).unwrap();
+    let c = store.conn();
+    let methods: i64 = c
+        .query_row(
+            "SELECT count(*) FROM shortcut_methods WHERE run_id = 'old'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(methods, 1, "child rows kept");
+    c.execute(
+        "UPDATE shortcut_checks SET verdict = 'inconclusive' WHERE run_id = 'old'",
+        [],
+    )
+    .unwrap();
+    assert!(c
+        .execute(
+            "UPDATE shortcut_checks SET verdict = 'maybe' WHERE run_id = 'old'",
+            []
+        )
+        .is_err());
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
