@@ -92,11 +92,17 @@ pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
         kv(
             "baseline",
             crate::config::Settings::from_yaml(&rec.config_yaml, &[])
-                .map(|s| {
-                    s.explain
-                        .describe_baseline(s.donnees.image.channels() as usize)
+                .ok()
+                .and_then(|s| {
+                    let c = s.donnees.image.channels() as usize;
+                    // A run recorded before pixel-space baselines used other values than its
+                    // snapshot now means: then the recorded values below are what it used.
+                    let now = s.explain.reference_values(c).value(0) as f64;
+                    rec.reference_value
+                        .is_none_or(|v| (v - now).abs() < 1e-6)
+                        .then(|| s.explain.describe_baseline(c))
                 })
-                .unwrap_or_else(|_| "– (see the values below)".into()),
+                .unwrap_or_else(|| "constants in model-input units: see the values below".into()),
         ),
         kv(
             "IG baseline / LIME-SHAP reference",
