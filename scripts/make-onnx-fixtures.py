@@ -321,6 +321,13 @@ def keras3_model(out_dir, test_dir):
         cmd = [sys.executable, "-m", "tf2onnx.convert", "--keras", src, "--output", onnx_path,
                "--opset", "13"]
         subprocess.run(cmd, check=True)
+        # tf2onnx records the source file's (temporary) path in the graph's doc string.
+        import onnx
+
+        proto = onnx.load(onnx_path)
+        proto.doc_string = f"converted from {name}.keras by tf2onnx {tf2onnx.__version__}"
+        proto.graph.doc_string = proto.doc_string
+        onnx.save(proto, onnx_path)
         # The same recipe on the legacy HDF5 format.
         h5 = os.path.join(tmp, name + ".h5")
         m.save(h5)
