@@ -8,6 +8,12 @@ Run once, in a scratch virtual environment outside the repository (the results a
     python3 -m venv ptenv && ptenv/bin/pip install torch onnx onnxruntime onnxscript
     ptenv/bin/python scripts/make-onnx-fixtures.py torch tests/fixtures/onnx
 
+The Keras 3 fixture (a `.keras` file converted with the documented recipe, and Keras's own pipeline's
+probabilities on the real Kaggle test images) needs TensorFlow >= 2.16 and tf2onnx 1.17:
+
+    python3 -m venv k3env && k3env/bin/pip install tensorflow-cpu==2.18.1 keras==3.8.0 tf2onnx==1.17.0 onnxruntime==1.20.1 pillow==11.3.0
+    k3env/bin/python scripts/make-onnx-fixtures.py keras3 tests/fixtures/onnx data/kaggle-sample/Testing
+
 The weights are random (seeded), not trained: the fixtures test the import's arithmetic, not a
 classifier. Every batch-norm layer gets random statistics so that it is not an identity. The test
 inputs are not stored: they come from `probe_input` below, which the Rust tests reproduce exactly
@@ -265,7 +271,111 @@ def zoo_logits(m, xt):
     return captured["z"].numpy()
 
 
+def keras3_model(out_dir, test_dir):
+    """A small Xception-like Keras 3 model (150 x 150 RGB, 4 classes, softmax), random seeded
+    weights, saved as `.keras` and converted with the recipe of docs/fidelity-notes.md:
+    `python -m tf2onnx.convert --keras model.keras --output model.onnx --opset 13`. The reference is
+    Keras's own pipeline on every image of `test_dir` (<class>/<file>): `keras.utils.load_img` with
+    its defaults (RGB, `interpolation="nearest"`, i.e. PIL's NEAREST), `img_to_array`,
+    `keras.applications.xception.preprocess_input` (x / 127.5 - 1), `model.predict`. Also stored:
+    Keras's predict and onnxruntime's on the probe input (the conversion alone, at 1e-4)."""
+    import subprocess
+    import tempfile
+
+    import keras
+    import onnxruntime
+    import PIL
+    import tensorflow as tf
+    import tf2onnx
+    from keras import layers
+
+    keras.utils.set_random_seed(7)
+    rng = np.random.default_rng(7)
+    inp = keras.Input((150, 150, 3))
+    h = layers.Conv2D(8, 5, strides=2, activation="relu")(inp)
+    h = layers.MaxPooling2D(3)(h)
+    h = layers.SeparableConv2D(16, 3, padding="same", use_bias=False)(h)
+    h = layers.BatchNormalization()(h)
+    h = layers.Activation("relu")(h)
+    h = layers.GlobalAveragePooling2D()(h)
+    out = layers.Dense(4, activation="softmax")(h)
+    m = keras.Model(inp, out)
+    for layer in m.layers:
+        w = layer.get_weights()
+        if isinstance(layer, layers.BatchNormalization):
+            gamma, beta, mean, var = w
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
+                rng.normal(0, 0.1, beta.shape).astype(np.float32),
+                rng.normal(0, 0.1, mean.shape).astype(np.float32),
+                rng.uniform(0.5, 1.5, var.shape).astype(np.float32),
+            ])
+        elif isinstance(layer, layers.Dense):
+            # Spread the logits so that the classes are not near ties.
+            layer.set_weights([w[0] * 8.0, rng.normal(0, 0.5, w[1].shape).astype(np.float32)])
+    name = "keras3_xception_like"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, name + ".keras")
+        m.save(src)
+        onnx_path = os.path.join(out_dir, name + ".onnx")
+        cmd = [sys.executable, "-m", "tf2onnx.convert", "--keras", src, "--output", onnx_path,
+               "--opset", "13"]
+        subprocess.run(cmd, check=True)
+        # tf2onnx records the source file's (temporary) path in the graph's doc string.
+        import onnx
+
+        proto = onnx.load(onnx_path)
+        proto.doc_string = f"converted from {name}.keras by tf2onnx {tf2onnx.__version__}"
+        proto.graph.doc_string = proto.doc_string
+        onnx.save(proto, onnx_path)
+        # The same recipe on the legacy HDF5 format.
+        h5 = os.path.join(tmp, name + ".h5")
+        m.save(h5)
+        h5_onnx = os.path.join(tmp, name + "-h5.onnx")
+        h5_ok = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--keras", h5, "--output",
+                                h5_onnx, "--opset", "13"]).returncode == 0
+        reloaded = keras.models.load_model(src)
+        x = probe_input(2, 3, 150, 150)
+        x_nhwc = np.transpose(x, (0, 2, 3, 1)).copy()
+        probe = reloaded.predict(x_nhwc, verbose=0)
+        if h5_ok:
+            h5_diff = float(np.abs(run_ort(h5_onnx, x_nhwc) - probe).max())
+    # The logits before the final softmax: the pooled features times the last Dense layer.
+    features = keras.Model(reloaded.input, reloaded.layers[-2].output).predict(x_nhwc, verbose=0)
+    kernel, bias = reloaded.layers[-1].get_weights()
+    logits = features.astype(np.float64) @ kernel.astype(np.float64) + bias
+    ort_probe = run_ort(onnx_path, x_nhwc)
+    images = []
+    for cls in sorted(os.listdir(test_dir)):
+        for f in sorted(os.listdir(os.path.join(test_dir, cls))):
+            img = keras.utils.load_img(os.path.join(test_dir, cls, f), target_size=(150, 150))
+            a = keras.utils.img_to_array(img)[None]
+            a = keras.applications.xception.preprocess_input(a)
+            p = reloaded.predict(a, verbose=0)[0]
+            images.append(dict(file=f"{cls}/{f}", label=cls,
+                               probabilities=np.asarray(p, np.float64).round(7).tolist()))
+    margins = [sorted(i["probabilities"])[-1] - sorted(i["probabilities"])[-2] for i in images]
+    meta = dict(
+        framework=f"keras {keras.__version__} (tensorflow {tf.__version__})",
+        converter=f"tf2onnx {tf2onnx.__version__}",
+        onnxruntime_version=onnxruntime.__version__,
+        pillow=PIL.__version__,
+        recipe="python -m tf2onnx.convert --keras model.keras --output model.onnx --opset 13",
+        h5_recipe=("the same command on the legacy .h5 file: converted, max |difference| "
+                   f"{h5_diff:.2e} from Keras" if h5_ok else "the same command on the legacy .h5 file failed"),
+        classes=sorted(os.listdir(test_dir)),
+        preprocessing="keras.utils.load_img(path, target_size=(150, 150)) [RGB, nearest]; "
+                      "img_to_array; keras.applications.xception.preprocess_input",
+        images=images,
+        smallest_top2_margin=round(min(margins), 4),
+    )
+    write(out_dir, name, meta, x, logits, probe, ort_probe)
+
+
 if __name__ == "__main__":
     which, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
-    {"keras": keras_models, "torch": torch_models}[which](out_dir)
+    if which == "keras3":
+        keras3_model(out_dir, sys.argv[3])
+    else:
+        {"keras": keras_models, "torch": torch_models}[which](out_dir)

@@ -195,12 +195,13 @@ pub struct QueryArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum QueryWhat {
-    /// Every run, newest first: status, duration, profile, model, images done / failed, accuracy, images
-    /// flagged.
+    /// Every run, newest first: status, duration, profile, model, images done / failed, accuracy, the
+    /// verdict and its flagged images (the run's one flagged count), the raw per-map rules' count.
     Runs,
-    /// Suspicious images of a run, most suspicious first. An image is suspicious when a method puts its
-    /// attribution mostly outside the brain or in the border band, when it is wrong with high
-    /// confidence, or when the methods disagree; score = methods misplaced + wrong + disagree.
+    /// The raw per-map rules (not the verdict: `query shortcuts` has the run's flagged images): images
+    /// of a run, most suspicious first. An image is suspicious when a method puts its attribution
+    /// mostly outside the brain or in the border band, when it is wrong with high confidence, or when
+    /// the methods disagree; score = methods misplaced + wrong + disagree.
     Suspicious(SuspiciousArgs),
     /// Everything stored for one image of a run: prediction, leakage check, per-method metrics,
     /// agreement pairs, errors.
@@ -232,7 +233,8 @@ pub enum QueryWhat {
         run: Option<String>,
     },
     /// The run's verdict (from the shortcut check `audit` runs at its end): shortcut confirmed at a
-    /// region for a class, or no shortcut and how many images trusted methods flag for review; the
+    /// region for a class, no shortcut and how many images trusted methods flag for review, or
+    /// inconclusive (no trusted method, or regions with too few images to decide) and why; the
     /// candidate regions with their occlusion / paste flip rates, each method's trust and calibrated
     /// thresholds, the flagged images, the stochastic maps' reproducibility.
     ///

@@ -164,6 +164,13 @@ impl Settings {
         for o in overrides {
             apply_override(&mut value, o)?;
         }
+        if let Some(image) = value
+            .get_mut("données")
+            .and_then(|d| d.get_mut("image"))
+            .and_then(Value::as_mapping_mut)
+        {
+            crate::preprocess::expand_preset(image).map_err(|(key, m)| Error::key(key, m))?;
+        }
         let faithfulness = value
             .get_mut("explain")
             .and_then(Value::as_mapping_mut)
@@ -183,6 +190,7 @@ impl Settings {
         }
         settings.explain.apply_profile();
         settings.validate()?;
+        settings.explain.black = settings.donnees.image.black_input();
         Ok(settings)
     }
 
@@ -244,6 +252,9 @@ impl Settings {
             ));
         }
         self.explain.validate()?;
+        self.explain
+            .check_baseline()
+            .map_err(|(key, m)| Error::key(key, m))?;
         self.faithfulness.validate()?;
         self.display
             .check()

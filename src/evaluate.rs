@@ -1,5 +1,6 @@
 //! The notebook's step 1, "charger et évaluer": accuracy, per-class precision/recall/F1, confusion
-//! matrix and (binary models) ROC AUC, from labels and predicted probabilities.
+//! matrix and (binary models) ROC AUC, from labels and predicted probabilities; the per-image
+//! predictions as CSV; the folder an evaluation of a data set's split is written to.
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -201,5 +202,94 @@ impl Evaluation {
         w.flush()
             .map_err(|e| Error::io("cannot write confusion.csv", e))?;
         Ok(())
+    }
+}
+
+/// One image's prediction, a row of `predictions.csv`.
+pub struct ImagePrediction<'a> {
+    /// The file as found under the evaluated folder.
+    pub file: &'a Path,
+    /// Content id (the audit database's image_id).
+    pub image_id: &'a str,
+    pub label: usize,
+    pub probs: &'a [f32],
+}
+
+/// Writes `dir/predictions.csv`: file, image_id, label, predicted, correct, then one probability
+/// column per class (`p_<class>`), one row per image in the given order.
+pub fn write_predictions(dir: &Path, rows: &[ImagePrediction], classes: &[String]) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let csv_err =
+        |e: csv::Error| Error::Other(format!("cannot write CSV in {}: {e}", dir.display()));
+    let mut w = csv::Writer::from_path(dir.join("predictions.csv")).map_err(csv_err)?;
+    let mut header: Vec<String> = ["file", "image_id", "label", "predicted", "correct"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    header.extend(classes.iter().map(|c| format!("p_{c}")));
+    w.write_record(&header).map_err(csv_err)?;
+    let name = |i: usize| classes.get(i).cloned().unwrap_or_else(|| i.to_string());
+    for r in rows {
+        let predicted = argmax(r.probs);
+        let mut rec = vec![
+            r.file.display().to_string(),
+            r.image_id.to_string(),
+            name(r.label),
+            name(predicted),
+            (predicted == r.label).to_string(),
+        ];
+        rec.extend(r.probs.iter().map(|p| format!("{p:.6}")));
+        w.write_record(&rec).map_err(csv_err)?;
+    }
+    w.flush()
+        .map_err(|e| Error::io("cannot write predictions.csv", e))?;
+    Ok(())
+}
+
+/// The folder name of an evaluation of `dir`: the data set (the folder above the split, e.g. the
+/// data root `data/br35h`) and the split folder, joined with `-` (`br35h-Testing`,
+/// `kaggle-sample-Testing`), so that two data sets' evaluations never share a folder. Characters
+/// other than letters, digits, `-`, `_` and `.` become `_`.
+pub fn folder_name(dir: &Path) -> String {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let part = |p: Option<&std::ffi::OsStr>| {
+        p.map(|s| s.to_string_lossy().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let split = part(canonical.file_name()).unwrap_or_else(|| "data".into());
+    let name = match part(canonical.parent().and_then(Path::file_name)) {
+        Some(set) => format!("{set}-{split}"),
+        None => split,
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluation_folders_name_the_data_set_and_the_split() {
+        let d = tempfile::tempdir().unwrap();
+        for set in ["br35h", "kaggle sample"] {
+            std::fs::create_dir_all(d.path().join(set).join("Testing")).unwrap();
+        }
+        assert_eq!(
+            folder_name(&d.path().join("br35h/Testing")),
+            "br35h-Testing"
+        );
+        assert_eq!(
+            folder_name(&d.path().join("kaggle sample").join("Testing")),
+            "kaggle_sample-Testing"
+        );
     }
 }

@@ -205,8 +205,8 @@ impl Plan {
             seed: cfg.seed as i64,
             profile: cfg.profile.name().to_string(),
             methods: cfg.methods.iter().map(|m| m.name().to_string()).collect(),
-            baseline_value: cfg.integrated_gradients.baseline_value as f64,
-            reference_value: cfg.reference(channels) as f64,
+            baseline_value: cfg.ig_baseline().value(0) as f64,
+            reference_value: cfg.reference_values(channels).value(0) as f64,
             images_total: images_total as i64,
             model_description: format!(
                 "{}; class names from {}: {}",

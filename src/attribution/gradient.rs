@@ -89,7 +89,11 @@ impl GradientRun<'_> {
     /// steps)` (both ends included), gradients averaged with the trapezoidal rule, times `(x - b)`. The
     /// path ends' logits come from the same forward, so the completeness error measures the map against
     /// the function it integrated.
-    pub fn integrated_gradients(&self, baseline_value: f32, steps: usize) -> Result<IgResult> {
+    pub fn integrated_gradients(
+        &self,
+        baseline_value: impl Into<super::Reference>,
+        steps: usize,
+    ) -> Result<IgResult> {
         let GradientRun {
             forward,
             x,
@@ -97,7 +101,10 @@ impl GradientRun<'_> {
             batch,
         } = *self;
         let dev = x.device();
-        let baseline = x.full_like(baseline_value as f64);
+        let baseline_value: super::Reference = baseline_value.into();
+        let baseline = (x.zeros_like() + baseline_value.tensor(x))
+            .expand_as(x)
+            .contiguous();
         let diff = x - &baseline;
         let alphas = Tensor::linspace(0.0, 1.0, steps as i64, (Kind::Float, dev));
         let mut grad_sum = x.zeros_like();

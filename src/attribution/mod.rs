@@ -17,11 +17,13 @@ use crate::model::Classifier;
 pub mod gradcam;
 pub mod gradient;
 pub mod perturbation;
+pub mod reference;
 pub mod reproducibility;
 pub mod segment;
 pub mod shared;
 pub mod subject;
 
+pub use reference::{BaselineKind, Reference};
 pub use subject::{explain_image, Subject, Target, TargetRule};
 
 /// The methods, with the names used in config, the database and file names.
@@ -284,8 +286,16 @@ pub struct ExplainConfig {
     /// Batch size for the LIME / Kernel SHAP forward passes (forward only, so larger batches fit;
     /// bf16 matrix units need them to run at speed).
     pub perturbation_batch_size: usize,
-    /// Reference value for switched-off superpixels; `None` = 0 for one channel, 0.5 for three.
+    /// Reference value for switched-off superpixels with `baseline: constant`; `None` = 0 for one
+    /// channel, 0.5 for three.
     pub reference_value: Option<f32>,
+    /// What "no signal" is (see [`BaselineKind`]): a black image through the preprocessing by default.
+    #[serde(skip_serializing_if = "BaselineKind::is_default")]
+    pub baseline: BaselineKind,
+    /// The black image's model input per channel, from `données.image` (set by the config loader;
+    /// `None`: the constants are used).
+    #[serde(skip)]
+    pub black: Option<Vec<f32>>,
     pub integrated_gradients: IgConfig,
     pub smoothgrad: SmoothGradConfig,
     pub gradcam: GradCamConfig,
@@ -322,6 +332,8 @@ impl Default for ExplainConfig {
             batch_size: 64,
             perturbation_batch_size: 64,
             reference_value: None,
+            baseline: BaselineKind::Black,
+            black: None,
             integrated_gradients: IgConfig::default(),
             smoothgrad: SmoothGradConfig::default(),
             gradcam: GradCamConfig::default(),
@@ -535,7 +547,7 @@ impl ExplainConfig {
             x: input.x,
             target: input.target,
             seg,
-            reference: self.reference(input.x.size()[1] as usize),
+            reference: self.reference_values(input.x.size()[1] as usize),
             batch: self.perturbation_batch_size,
             bf16: self.bf16_forwards(model),
         }
@@ -626,7 +638,7 @@ pub fn explain(
         }
         Method::IntegratedGradients => {
             let r = run.integrated_gradients(
-                cfg.integrated_gradients.baseline_value,
+                cfg.ig_baseline(),
                 cfg.integrated_gradients.steps.unwrap_or(80),
             )?;
             completeness_error = Some(r.completeness_error);

@@ -6,6 +6,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
+use super::reference::Reference;
 use super::reproducibility::Halves;
 use super::segment::{self, Segmentation};
 use super::{LimeConfig, SegmentationConfig, SegmentationMethod};
@@ -69,7 +70,7 @@ pub struct Perturbation<'a> {
     pub x: &'a Tensor,
     pub target: i64,
     pub seg: &'a Segmentation,
-    pub reference: f32,
+    pub reference: Reference,
     pub batch: usize,
     pub bf16: bool,
 }
@@ -104,7 +105,7 @@ impl Perturbation<'_> {
             x,
             target,
             seg,
-            reference,
+            ref reference,
             batch,
             bf16,
         } = *self;
@@ -126,7 +127,7 @@ impl Perturbation<'_> {
                 .narrow(0, start as i64, len)
                 .index_select(1, &labels)
                 .view([len, 1, s[2], s[3]]);
-            let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference as f64;
+            let perturbed: Tensor = x * &pm + (1.0 - &pm) * reference.tensor(x);
             let logits = model.logits_inference(&perturbed, bf16)?;
             let col = logits
                 .select(1, target)
@@ -152,12 +153,14 @@ pub(crate) fn paint(seg: &Segmentation, coef: &[f64]) -> Vec<f32> {
 pub(crate) fn segment_sq_distance(
     x: &Tensor,
     seg: &Segmentation,
-    reference: f32,
+    reference: impl Into<Reference>,
 ) -> Result<Vec<f64>> {
-    let d =
-        (x - reference as f64)
-            .square()
-            .sum_dim_intlist([0i64, 1].as_slice(), false, Kind::Double);
+    let reference: Reference = reference.into();
+    let d = (x - reference.tensor(x)).square().sum_dim_intlist(
+        [0i64, 1].as_slice(),
+        false,
+        Kind::Double,
+    );
     let d = Vec::<f64>::try_from(d.to_device(Device::Cpu).flatten(0, -1))?;
     let mut per = vec![0f64; seg.n_segments];
     for (p, &l) in seg.labels.iter().enumerate() {
@@ -179,11 +182,11 @@ impl Perturbation<'_> {
         cfg: &LimeConfig,
         rng: &mut ChaCha8Rng,
     ) -> Result<(Vec<f32>, Option<Halves>)> {
-        let (x, seg, reference) = (self.x, self.seg, self.reference);
+        let (x, seg) = (self.x, self.seg);
         let m = seg.n_segments;
         let masks = lime_masks(m, samples, rng);
         let y = self.scores(&masks)?;
-        let seg_d = segment_sq_distance(x, seg, reference)?;
+        let seg_d = segment_sq_distance(x, seg, self.reference.clone())?;
         let mut w = lime_kernel_weights(&masks, &seg_d, cfg.kernel_width, m);
         if w.iter().all(|&v| v == 0.0 || !v.is_finite()) {
             w.iter_mut().for_each(|v| *v = 1.0);

@@ -96,7 +96,7 @@ pub fn lime_and_kernel_shap(
     lime_rng: &mut ChaCha8Rng,
     shap_rng: &mut ChaCha8Rng,
 ) -> Result<SharedMaps> {
-    let (x, seg, reference) = (run.x, run.seg, run.reference);
+    let (x, seg) = (run.x, run.seg);
     let m = seg.n_segments;
     let (n_l, n_s) = (lime_samples.div_ceil(2), shap_samples.div_ceil(2));
     let mut masks = perturbation::lime_masks(m, n_l, lime_rng);
@@ -105,7 +105,7 @@ pub fn lime_and_kernel_shap(
     let evaluations = distinct_rows(&masks, m);
     let (w_l, w_s) = importance_weights(&masks, m, n_l as f64 / (n_l + n_s) as f64);
 
-    let seg_d = perturbation::segment_sq_distance(x, seg, reference)?;
+    let seg_d = perturbation::segment_sq_distance(x, seg, run.reference.clone())?;
     let kernel = perturbation::lime_kernel_weights(&masks, &seg_d, cfg.kernel_width, m);
     let mut w: Vec<f64> = kernel.iter().zip(&w_l).map(|(k, i)| k * i).collect();
     if w.iter().all(|&v| v == 0.0 || !v.is_finite()) {

@@ -221,16 +221,17 @@ pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
             .context("reading v_faithfulness_summary")?;
         print_faithfulness(&rows, faithfulness.score.name());
     }
-    // The per-map rules fire on any method with one fixed threshold; the verdict below (calibrated,
-    // trust-weighted) is the run's answer, so the raw count says what it is.
-    println!(
-        "results in {}; raw per-map rules (one fixed threshold, every method, untrusted ones too): \
-         {flagged} image(s) in v_suspicious",
-        db.display()
-    );
+    // The verdict (calibrated, trust-weighted) is the run's answer and its flagged count the run's
+    // one count; the per-map rules fire on any method with one fixed threshold, so their count comes
+    // after it and says what it is.
+    println!("results in {}", db.display());
     if let Some(v) = &verdict {
         super::print_verdict(v, Some(audit_seconds));
     }
+    println!(
+        "raw per-map rules (not the verdict: one fixed threshold, every method, untrusted ones too): \
+         {flagged} image(s) in v_suspicious"
+    );
     if run.failed > 0 {
         let line = format!(
             "{} image(s) of run {run_id} failed: each is a row of the errors table (exit code {})",

@@ -1,7 +1,8 @@
-//! `tumor-audit evaluate`: accuracy, per-class table and confusion matrix of the model on a split.
+//! `tumor-audit evaluate`: accuracy, per-class table, confusion matrix and per-image predictions of
+//! the model on a split, written under `<output.dir>/evaluation/<data set>-<split>/`.
 use std::time::Instant;
 
-use super::{load_labelled, Plan};
+use super::Plan;
 use crate::cli::{EvaluateArgs, Split};
 use crate::evaluate;
 use crate::model::Classifier;
@@ -21,9 +22,20 @@ pub fn run(ctx: &Plan, args: &EvaluateArgs) -> anyhow::Result<()> {
     };
     let model = ctx.load_model()?;
     let t0 = Instant::now();
-    let set = load_labelled(ctx, &dir, "loading")?;
-    let probs = model.predict_probs(&set.x)?;
-    let ev = evaluate::evaluate(&set.labels()?, &probs, &ctx.classes);
+    let pb = super::progress(0, "loading", "images");
+    let set = crate::preprocess::labelled_set(
+        &dir,
+        &ctx.classes,
+        &ctx.settings.donnees.image,
+        ctx.limits(),
+        &|| pb.inc(1),
+    );
+    pb.finish_and_clear();
+    let set = set?;
+    super::report_skipped(&set.skipped, &set.not_images);
+    let probs = model.predict_probs(&set.tensors.x)?;
+    let labels = set.tensors.labels()?;
+    let ev = evaluate::evaluate(&labels, &probs, &ctx.classes);
     print!(
         "{}",
         ev.table(&format!("{} ({})", dir.display(), model.describe()))
@@ -33,7 +45,22 @@ pub fn run(ctx: &Plan, args: &EvaluateArgs) -> anyhow::Result<()> {
         .output
         .dir
         .join("evaluation")
-        .join(dir.file_name().unwrap_or_default());
+        .join(evaluate::folder_name(&dir));
+    let rows: Vec<evaluate::ImagePrediction> = set
+        .paths
+        .iter()
+        .zip(&set.ids)
+        .zip(labels.iter().zip(&probs))
+        .map(
+            |((file, image_id), (&label, probs))| evaluate::ImagePrediction {
+                file,
+                image_id,
+                label,
+                probs,
+            },
+        )
+        .collect();
+    evaluate::write_predictions(&out, &rows, &ctx.classes)?;
     ev.write(&out)?;
     println!(
         "written to {} in {:.1} s",

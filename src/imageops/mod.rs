@@ -1,6 +1,6 @@
 //! Pixel operations shared by the steps that look at images themselves (the brain mask, the
-//! superpixel segmentations): Gaussian blur with reflected borders, connected regions and hole
-//! filling, binary morphology. A leaf module: it depends on nothing else in the crate.
+//! superpixel segmentations, the model-input resize): Gaussian blur with reflected borders, connected
+//! regions and hole filling, binary morphology, PIL- and OpenCV-exact resizing. A leaf module: it depends on nothing else in the crate.
 //!
 //! Images are row-major `width x height` slices (channel-last when there are channels); masks
 //! are `&[bool]` of the same layout.
@@ -8,6 +8,7 @@
 pub mod blur;
 pub mod components;
 pub mod morphology;
+pub mod resize;
 
 pub use blur::gaussian_blur;
 pub use components::{

@@ -1,6 +1,6 @@
 //! `diff RUN_A RUN_B`: accuracy, per-class metrics and bias metrics of two runs side by side with their
 //! deltas (B - A), on the images both runs audited, the two runs' verdicts (confirmed shortcuts, share
-//! flagged by trusted methods), and `--fail-on` rules that gate a nightly job.
+//! flagged by trusted methods, inconclusive or not), and `--fail-on` rules that gate a nightly job.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
@@ -17,8 +17,8 @@ struct RunData {
     /// (image_id, method) -> [mass_background, mass_border, flagged, agreement]
     metrics: HashMap<(String, String), [Option<f64>; 4]>,
     /// The run's verdict (migration 0006), when its shortcut check ran: confirmed shortcut regions per
-    /// class, and the share of its images flagged by trusted methods.
-    verdict: Option<(BTreeMap<String, usize>, f64)>,
+    /// class, the share of its images flagged by trusted methods, and whether it is inconclusive.
+    verdict: Option<(BTreeMap<String, usize>, f64, bool)>,
 }
 
 fn load(conn: &Connection, run: &str) -> rusqlite::Result<RunData> {
@@ -48,15 +48,15 @@ fn load(conn: &Connection, run: &str) -> rusqlite::Result<RunData> {
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let flagged_share: Option<f64> = conn
+    let flagged_share: Option<(f64, String)> = conn
         .query_row(
-            "SELECT coalesce(flagged_share, 0) FROM v_verdict WHERE run_id = ?1",
+            "SELECT coalesce(flagged_share, 0), verdict FROM v_verdict WHERE run_id = ?1",
             [run],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
     let verdict = match flagged_share {
-        Some(share) => {
+        Some((share, state)) => {
             let mut confirmed: BTreeMap<String, usize> = conn
                 .prepare(
                     "SELECT class, count(*) FROM shortcut_regions WHERE run_id = ?1 AND verdict = 'confirmed'
@@ -68,7 +68,7 @@ fn load(conn: &Connection, run: &str) -> rusqlite::Result<RunData> {
             for class in classes_of(&predictions) {
                 confirmed.entry(class).or_insert(0);
             }
-            Some((confirmed, share))
+            Some((confirmed, share, state == "inconclusive"))
         }
         None => None,
     };
@@ -96,8 +96,10 @@ const METHOD_METRICS: [&str; 4] = [
 ];
 const CLASS_METRICS: [&str; 3] = ["precision", "recall", "f1"];
 /// From the run's verdict (whole run, not only the common images): `shortcuts` = confirmed shortcut
-/// regions (scope "" = all, or a class), `flagged_share` = % of images flagged by trusted methods.
-const VERDICT_METRICS: [&str; 2] = ["shortcuts", "flagged_share"];
+/// regions (scope "" = all, or a class), `flagged_share` = % of images flagged by trusted methods,
+/// `inconclusive` = 1 when the verdict is inconclusive, else 0 (`inconclusive up 0` fails a nightly
+/// whose verdict became inconclusive).
+const VERDICT_METRICS: [&str; 3] = ["shortcuts", "flagged_share", "inconclusive"];
 
 /// One compared figure: (metric, scope) -> value; scope is "" for run-wide, a class or a method.
 type Figures = BTreeMap<(String, String), f64>;
@@ -152,7 +154,11 @@ fn figures(d: &RunData, common: &BTreeSet<&String>) -> Figures {
             s / n as f64,
         );
     }
-    if let Some((confirmed, share)) = &d.verdict {
+    if let Some((confirmed, share, inconclusive)) = &d.verdict {
+        f.insert(
+            ("inconclusive".into(), String::new()),
+            if *inconclusive { 1.0 } else { 0.0 },
+        );
         f.insert(
             ("shortcuts".into(), String::new()),
             confirmed.values().sum::<usize>() as f64,
@@ -368,6 +374,9 @@ mod tests {
         assert!(!r.fires("shortcuts", "", 0.0));
         let r: Rule = "flagged_share up 5".parse().unwrap();
         assert!(r.fires("flagged_share", "", 6.0) && !r.fires("flagged_share", "", 4.0));
+        // A verdict that became inconclusive fails the gate; one that stayed so does not.
+        let r: Rule = "inconclusive up 0".parse().unwrap();
+        assert!(r.fires("inconclusive", "", 1.0) && !r.fires("inconclusive", "", 0.0));
     }
 
     #[test]

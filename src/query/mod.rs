@@ -218,13 +218,16 @@ ORDER BY score DESC, location_ratio DESC, image_id";
     Ok(t)
 }
 
-/// Finds one image of a run by id prefix, or by a path ending (`Te-gl_0010.jpg`).
+/// Finds one image of a run by id prefix, by its path as stored or a path ending
+/// (`glioma/Te-gl_0010.jpg`), or by its file name without the extension (`Te-gl_0010`).
 pub fn find_image(conn: &Connection, run: &str, key: &str) -> Result<String, QueryError> {
     let ids: Vec<(String, String)> = conn
         .prepare(
             "SELECT i.image_id, i.path FROM run_images AS r JOIN images AS i USING (image_id)
              WHERE r.run_id = ?1 AND (i.image_id LIKE ?2 || '%' ESCAPE '\\' OR i.path = ?3
-                                     OR i.path LIKE '%' || ?2 ESCAPE '\\')
+                                     OR i.path LIKE '%' || ?2 ESCAPE '\\'
+                                     OR i.path LIKE '%/' || ?2 || '.%' ESCAPE '\\'
+                                     OR i.path LIKE ?2 || '.%' ESCAPE '\\')
              ORDER BY i.image_id",
         )?
         .query_map(rusqlite::params![run, like_escape(key), key], |r| {

@@ -54,7 +54,9 @@ pub fn display_device(stored: &str) -> String {
 }
 
 /// `query runs`: every run, newest first, with its headline figures, what its maps explain and its
-/// model in one line (empty for runs recorded before they were stored).
+/// model in one line (empty for runs recorded before they were stored). `images_flagged` is the
+/// verdict's count (trusted methods, calibrated thresholds; empty when the check did not run);
+/// `raw_rule_images` the raw per-map rules' (`v_suspicious`: every method, one fixed threshold).
 pub fn runs(conn: &Connection) -> rusqlite::Result<Table> {
     let mut t = runs_stored(conn)?;
     if let Some(c) = t.column("device") {
@@ -74,9 +76,12 @@ fn runs_stored(conn: &Connection) -> rusqlite::Result<Table> {
                 round((julianday(coalesce(s.finished_at, s.started_at)) - julianday(s.started_at)) * 86400.0, 1)
                   AS seconds,
                 r.profile, substr(r.model_sha256, 1, 12) AS model, r.device,
-                s.images_total, s.images_done, s.images_failed, s.accuracy, s.images_flagged,
+                s.images_total, s.images_done, s.images_failed, s.accuracy,
+                c.verdict, c.flagged_images AS images_flagged,
+                s.images_flagged AS raw_rule_images,
                 r.explains, r.model_description
          FROM v_run_summary AS s JOIN runs AS r USING (run_id)
+         LEFT JOIN shortcut_checks AS c USING (run_id)
          ORDER BY s.started_at DESC, s.run_id",
         [],
     )

@@ -18,6 +18,34 @@ pub fn verdict(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
     )
 }
 
+/// The run's one flagged count: (verdict state, images flagged for review by trusted methods), `None`
+/// when the check did not run. `query runs`, the report and the audit's summary all show this one.
+pub fn flagged_count(conn: &Connection, run: &str) -> rusqlite::Result<Option<(String, i64)>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT verdict, flagged_images FROM shortcut_checks WHERE run_id = ?1",
+        [run],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// The `min_flip_rate` the run's check used (its stored parameters; the current default when they do
+/// not say).
+pub fn min_flip_rate(conn: &Connection, run: &str) -> rusqlite::Result<f64> {
+    use rusqlite::OptionalExtension;
+    let stored: Option<Option<f64>> = conn
+        .query_row(
+            "SELECT json_extract(params, '$.min_flip_rate') FROM shortcut_checks WHERE run_id = ?1",
+            [run],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(stored
+        .flatten()
+        .unwrap_or(crate::trust::shortcut::ShortcutConfig::default().min_flip_rate))
+}
+
 /// The candidate regions, confirmed first (`v_shortcuts`).
 pub fn regions(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
     Table::query(

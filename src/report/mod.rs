@@ -230,7 +230,18 @@ fn write_into(
                 .unwrap_or_default()
         };
         verdict.present = true;
-        verdict.shortcut = text("verdict") == "shortcut";
+        verdict.state = text("verdict");
+        verdict.shortcut = verdict.state == "shortcut";
+        verdict.heading = match verdict.state.as_str() {
+            "shortcut" => "shortcut confirmed on the model",
+            "inconclusive" => "inconclusive",
+            _ => "no shortcut found",
+        }
+        .into();
+        verdict.min_flip_rate_pct = format!(
+            "{:.0}",
+            100.0 * crate::query::shortcuts::min_flip_rate(conn, run)?
+        );
         verdict.summary = text("summary");
         verdict.regions = Some(html_table(&crate::query::shortcuts::regions(conn, run)?));
         verdict.methods = Some(html_table(&crate::query::shortcuts::methods(conn, run)?));
@@ -296,7 +307,12 @@ fn write_into(
 
     let leak = leakage::summary(conn, run)?;
     let index = IndexPage {
-        glance: sections::glance(&runs::run_summary(conn, run)?, &entries, &leak),
+        glance: sections::glance(
+            &runs::run_summary(conn, run)?,
+            &entries,
+            &leak,
+            crate::query::shortcuts::flagged_count(conn, run)?,
+        ),
         info: sections::header(run, &record),
         accuracy: eval.as_ref().map(|e| pct(e.accuracy)),
         roc_auc: eval

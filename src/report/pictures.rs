@@ -29,6 +29,8 @@ pub struct ImagePictures {
     pub model_input: Option<String>,
     /// Size of the model's input in pixels.
     pub model_size: usize,
+    /// The model input in words (size, grey or RGB, resize, channel order, scaling).
+    pub model_input_words: String,
     /// Per method (run order): `heat/<id>-<k>.png` and the raw values of the colour scale's ends.
     pub maps: Vec<Option<(String, (f32, f32))>>,
 }
@@ -99,6 +101,7 @@ fn one_image(
                 save_png(&grey, &dir.join(&file))?;
                 pics.model_input = Some(format!("{assets}/{file}"));
                 pics.model_size = s;
+                pics.model_input_words = cfg.describe();
             }
         }
     }

@@ -84,6 +84,27 @@ pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
         ),
         kv("seed", rec.seed.to_string()),
         kv(
+            "preprocessing",
+            image_config(&rec.config_yaml)
+                .map(|c| c.describe())
+                .unwrap_or_else(|| "– (the config snapshot has no readable données.image)".into()),
+        ),
+        kv(
+            "baseline",
+            crate::config::Settings::from_yaml(&rec.config_yaml, &[])
+                .ok()
+                .and_then(|s| {
+                    let c = s.donnees.image.channels() as usize;
+                    // A run recorded before pixel-space baselines used other values than its
+                    // snapshot now means: then the recorded values below are what it used.
+                    let now = s.explain.reference_values(c).value(0) as f64;
+                    rec.reference_value
+                        .is_none_or(|v| (v - now).abs() < 1e-6)
+                        .then(|| s.explain.describe_baseline(c))
+                })
+                .unwrap_or_else(|| "constants in model-input units: see the values below".into()),
+        ),
+        kv(
             "IG baseline / LIME-SHAP reference",
             format!(
                 "{} / {}",
@@ -448,15 +469,19 @@ pub fn gallery_pages(items: Vec<GalleryItem>, per_page: usize) -> Vec<Vec<Galler
     paged
 }
 
-/// The figures at the top of the report: accuracy, images audited, suspicious images, leakage.
+/// The figures at the top of the report: accuracy, images audited, the verdict's flagged images (the
+/// run's one flagged count; the raw per-map rules' count is its note), leakage. `verdict_flagged`:
+/// (state, images flagged by trusted methods), `None` when the run has no shortcut check.
 pub fn glance(
     summary: &RunSummary,
     entries: &[GalleryEntry],
     leak: &LeakageSummary,
+    verdict_flagged: Option<(String, i64)>,
 ) -> Vec<Glance> {
-    let suspicious_images = entries.iter().filter(|e| e.score > 0).count();
+    let raw = entries.iter().filter(|e| e.score > 0).count();
     let wrong = entries.iter().filter(|e| e.correct == Some(false)).count();
     let checked = leak.checked > 0;
+    let raw_note = format!("raw per-map rules (every method, one fixed threshold): {raw}");
     vec![
         Glance {
             label: "accuracy".into(),
@@ -470,11 +495,22 @@ pub fn glance(
             note: format!("{} failed", summary.images_failed),
             alert: summary.images_failed > 0,
         },
-        Glance {
-            label: "suspicious images".into(),
-            value: suspicious_images.to_string(),
-            note: "map misplaced, confidently wrong or methods disagree".into(),
-            alert: suspicious_images > 0,
+        match &verdict_flagged {
+            Some((state, n)) => Glance {
+                label: "flagged images (verdict)".into(),
+                value: n.to_string(),
+                note: format!(
+                    "flagged for review by trusted methods; verdict {}; {raw_note}",
+                    state.replace('_', " ")
+                ),
+                alert: *n > 0 || state == "shortcut",
+            },
+            None => Glance {
+                label: "flagged images (verdict)".into(),
+                value: "–".into(),
+                note: format!("no shortcut check for this run; {raw_note}"),
+                alert: false,
+            },
         },
         Glance {
             label: "near-duplicates of training images".into(),
@@ -536,7 +572,7 @@ pub fn views(items: &[GalleryItem], classes: &[String], method_titles: &[String]
         },
         View {
             key: "flagged".into(),
-            label: "flagged by a rule".into(),
+            label: "flagged by a raw per-map rule".into(),
             facet: "Show",
             members: keep(&|i| i.score > 0),
         },
@@ -822,6 +858,7 @@ pub fn image_page(
         original: pics.original,
         model_input: pics.model_input,
         model_size: pics.model_size,
+        model_input_words: pics.model_input_words,
         big: 320,
         maps,
         agreement: image_matrices(facts.methods, facts.pairs),

@@ -178,6 +178,8 @@ pub struct ImagePage {
     pub original: Option<(String, u32, u32)>,
     pub model_input: Option<String>,
     pub model_size: usize,
+    /// The model input in words (see [`crate::preprocess::ImageConfig::describe`]).
+    pub model_input_words: String,
     /// Side of the large overlays on the page, in CSS pixels.
     pub big: u32,
     pub maps: Vec<MapFigure>,
@@ -266,6 +268,12 @@ pub struct TrustSection {
 pub struct VerdictSection {
     pub present: bool,
     pub shortcut: bool,
+    /// `shortcut`, `no_shortcut` or `inconclusive`.
+    pub state: String,
+    /// The heading's words for the state.
+    pub heading: String,
+    /// The check's own `min_flip_rate`, in percent, as the text quotes it.
+    pub min_flip_rate_pct: String,
     pub summary: String,
     pub regions: Option<HtmlTable>,
     pub methods: Option<HtmlTable>,

@@ -68,6 +68,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0009_model_record.sql",
         include_str!("../../migrations/0009_model_record.sql"),
     ),
+    (
+        "0010_inconclusive_verdict.sql",
+        include_str!("../../migrations/0010_inconclusive_verdict.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

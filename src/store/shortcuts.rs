@@ -151,7 +151,7 @@ pub struct ShortcutCheckRecord {
     pub run_id: String,
     pub reference_run: Option<String>,
     pub images: i64,
-    /// `shortcut` or `no_shortcut`.
+    /// `shortcut`, `no_shortcut` or `inconclusive` (migration 0010).
     pub verdict: String,
     pub summary: String,
     pub flagged_images: i64,

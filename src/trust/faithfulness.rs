@@ -163,11 +163,12 @@ pub struct Curves {
 pub fn curves_with(
     x: &Tensor,
     order: &[usize],
-    reference: f32,
+    reference: impl Into<crate::attribution::Reference>,
     steps: usize,
     batch: usize,
     score: &mut dyn FnMut(&Tensor) -> Result<Vec<f64>>,
 ) -> Result<Curves> {
+    let reference: crate::attribution::Reference = reference.into();
     let s = x.size();
     if s.len() != 4 || s[0] != 1 {
         return Err(Error::Other(format!(
@@ -215,7 +216,7 @@ pub fn curves_with(
         let first = rank.lt_tensor(&count).to_kind(Kind::Float);
         // The image's own values are kept off the first pixels (deletion) or on them (insertion).
         let keep = &deletion * (1.0 - &first) + (1.0 - &deletion) * &first;
-        let images = x * &keep + (1.0 - &keep) * reference as f64;
+        let images = x * &keep + (1.0 - &keep) * reference.tensor(x);
         let got = score(&images)?;
         if got.len() != len {
             return Err(Error::Other(format!(
@@ -278,13 +279,20 @@ pub fn image_curves(
 ) -> Result<Vec<MapCurves>> {
     let s = x.size();
     let n = (s[2] * s[3]) as usize;
-    let reference = cfg.reference(s[1] as usize);
+    let reference = cfg.reference_values(s[1] as usize);
     let random = random_order(n, &mut rng_for_key(image_id, RANDOM, cfg.seed));
     let mut score = |b: &Tensor| model_scores(model, b, target, f.score);
     let mut out = Vec::with_capacity(maps.len() + 1);
     let mut run = |name: &str, order: &[usize]| -> Result<()> {
         let t0 = Instant::now();
-        let curves = curves_with(x, order, reference, f.steps, cfg.batch_size, &mut score)?;
+        let curves = curves_with(
+            x,
+            order,
+            reference.clone(),
+            f.steps,
+            cfg.batch_size,
+            &mut score,
+        )?;
         out.push(MapCurves {
             method: name.to_string(),
             curves,

@@ -105,7 +105,7 @@ fn kernel_shap_recovers_exact_shapley_values_of_a_linear_model() {
         x: &img,
         target: 1,
         seg: &seg,
-        reference,
+        reference: reference.into(),
         batch: 64,
         bf16: false,
     };
@@ -133,7 +133,7 @@ fn lime_ranks_features_by_their_true_contribution() {
         x: &img,
         target: 1,
         seg: &seg,
-        reference: 0.0,
+        reference: 0.0.into(),
         batch: 64,
         bf16: false,
     };

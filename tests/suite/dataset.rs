@@ -134,6 +134,8 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
         standardize: false,
         grayscale: true,
         resize: Default::default(),
+        preprocess: None,
+        channel_order: Default::default(),
         mean: None,
         std: None,
     };
@@ -168,6 +170,8 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
         standardize: false,
         grayscale: false,
         resize: Default::default(),
+        preprocess: None,
+        channel_order: Default::default(),
         mean: None,
         std: None,
     };
@@ -186,6 +190,8 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
         standardize: false,
         grayscale: true,
         resize: Default::default(),
+        preprocess: None,
+        channel_order: Default::default(),
         mean: None,
         std: None,
     };
@@ -212,6 +218,8 @@ fn per_channel_mean_and_std_scale_each_channel_after_normalize() {
         standardize: false,
         grayscale: false,
         resize: Default::default(),
+        preprocess: None,
+        channel_order: Default::default(),
         mean: Some(vec![0.5, 0.25, 0.2]),
         std: Some(vec![0.5, 0.25, 0.1]),
     };

@@ -1,12 +1,14 @@
 //! Integration tests: real libtorch, small real or synthetic inputs.
 mod attribution;
 mod audit;
+mod baseline;
 mod browser;
 mod classifier;
 mod cli;
 mod config;
 mod dataset;
 mod default_model;
+mod keras3;
 mod model;
 mod onnx;
 mod onnx_audit;
@@ -16,7 +18,9 @@ mod planted_bias;
 mod query;
 mod reliability;
 mod report;
+mod resize;
 mod shard;
 mod shortcuts;
 mod trust;
 mod util;
+mod verdict;

@@ -17,9 +17,10 @@ use tumor_audit::trust::sanity;
 
 use super::util::{repo, tempdir};
 
-const FIXTURES: [&str; 4] = [
+const FIXTURES: [&str; 5] = [
     "keras_notebook_cnn",
     "keras_separable_residual",
+    "keras3_xception_like",
     "torch_resnet_block",
     "torch_ops_zoo",
 ];

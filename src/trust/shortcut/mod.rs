@@ -136,6 +136,16 @@ pub fn method_trust(faith: Option<&FaithRow>, sanity: Option<&str>) -> (bool, Op
     (true, None)
 }
 
+/// The fewest images on one side of a causal test for its verdict to be reachable: with `n` images
+/// and no flip, the 95% Wilson upper bound z^2 / (n + z^2) must fall below `min_flip_rate` before
+/// the region can be ruled out (and `n` all flipping against a silent control confirms it from
+/// n > z^2 on, which is fewer). 9 at the default 30%.
+pub fn images_needed(min_flip_rate: f64) -> usize {
+    (1..10_000)
+        .find(|&n| wilson(0, n).1 < min_flip_rate)
+        .unwrap_or(10_000)
+}
+
 /// Where the calibrated thresholds come from: the run itself, or a reference run's inputs.
 pub struct Reference<'a> {
     pub run_id: &'a str,
@@ -466,6 +476,15 @@ pub fn check_run(
             format!(" (untrusted, not flagging: {})", untrusted.join(", "))
         }
     );
+    let needed = images_needed(cfg.min_flip_rate);
+    // Candidate regions whose tests could not decide either way for lack of images: fewer than
+    // `needed` on each side, so neither 'confirmed' nor 'artefact' was reachable.
+    let starved: Vec<&ShortcutRegionRecord> = region_rows
+        .iter()
+        .filter(|r| r.verdict == "not_significant")
+        .filter(|r| (r.occluded_images.max(r.pasted_images) as usize) < needed)
+        .collect();
+    let no_trusted = !method_rows.is_empty() && untrusted.len() == method_rows.len();
     let (verdict, summary) = match strongest {
         Some(r) => (
             "shortcut",
@@ -484,6 +503,45 @@ pub fn check_run(
                 100.0 * r.paste_rate.unwrap_or(0.0),
                 r.pasted_images,
                 review
+            ),
+        ),
+        None if no_trusted => (
+            "inconclusive",
+            format!(
+                "inconclusive: no method's maps can be trusted ({}), so no image can be flagged and a clean \
+                 result means nothing; to make it conclusive, check that données.image matches the model's \
+                 own preprocessing (resize filter, preset, mean / std) and that the methods' baselines \
+                 delete information (a deletion curve must fall faster than the random order's), then audit \
+                 again; {} candidate region(s) tested on the model, none confirmed",
+                method_rows
+                    .iter()
+                    .map(|m| format!(
+                        "{}: {}",
+                        m.method,
+                        m.reason.as_deref().unwrap_or("untrusted")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                region_rows.len()
+            ),
+        ),
+        None if !starved.is_empty() => (
+            "inconclusive",
+            format!(
+                "inconclusive: {} candidate region(s) could not reach significance for lack of images ({}); \
+                 a region's test needs at least {needed} image(s) on a side (predicted its class to occlude, \
+                 or predicted otherwise to paste into) before a flip rate of {:.0}% can be confirmed or ruled \
+                 out: audit at least {needed} image(s) per class; {review}",
+                starved.len(),
+                starved
+                    .iter()
+                    .map(|r| format!(
+                        "region {} of class {}: {} to occlude, {} to paste into",
+                        r.region, r.class, r.occluded_images, r.pasted_images
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                100.0 * cfg.min_flip_rate
             ),
         ),
         None => (
@@ -538,7 +596,7 @@ fn deletion_probe(
     let n = size * size;
     let counts = faithfulness::step_counts(n, steps);
     let fractions: Vec<f64> = counts.iter().map(|&c| c as f64 / n as f64).collect();
-    let reference = explain.reference(channels);
+    let reference = explain.reference_values(channels);
     // Classes in turn, so a probe of 16 images covers both classes of a binary model.
     let mut by_class: Vec<Vec<&(&RunImage, TestImage)>> = vec![Vec::new(); classes.len()];
     for t in tested {
@@ -586,14 +644,14 @@ fn deletion_probe(
             for &c in &counts[1..steps] {
                 for &p in &order[done..c] {
                     for ch in 0..channels {
-                        img_k[ch * n + p] = reference;
+                        img_k[ch * n + p] = reference.value(ch);
                     }
                 }
                 done = c;
                 batch.push(img_k.clone());
             }
         }
-        batch.push(vec![reference; channels * n]);
+        batch.push(reference.image(channels, n));
         let probs = predict(model, &batch, channels, size)?;
         forwards += batch.len();
         let last = probs[probs.len() - 1][target] as f64;
@@ -721,6 +779,14 @@ mod tests {
             control_paste: c(30, 0),
         };
         assert_eq!(fragile.verdict(0.2), "not_significant");
+    }
+
+    #[test]
+    fn images_needed_for_a_decidable_region() {
+        // 0 of 8: upper bound 3.8415 / 11.8415 = 0.324 >= 0.3; 0 of 9: 3.8415 / 12.8415 = 0.299.
+        assert_eq!(images_needed(0.3), 9);
+        // 0.2: n > 3.8415 * 4 = 15.4 -> 16.
+        assert_eq!(images_needed(0.2), 16);
     }
 
     #[test]
