@@ -802,14 +802,7 @@ fn configure(conn: &Connection, path: &Path, writable: bool) -> Result<()> {
 /// Applies the migrations the database lacks, each in its own IMMEDIATE transaction that also sets
 /// `user_version` (so a crash leaves the database at the previous version). Returns how many it applied.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<usize> {
-    let found = user_version(conn).at(path)?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found,
-            known: SCHEMA_VERSION,
-        });
-    }
+    let found = check_not_newer(conn, path)?;
     let mut applied = 0;
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;

@@ -81,6 +81,24 @@ fn linear_smoothgrad_is_w_for_any_noise() {
     }
 }
 
+/// Class 1 of `img` explained by switching superpixels of `seg` to `reference`, in float32, 64 at a time.
+fn perturbed<'a>(
+    model: &'a NativeCnn,
+    img: &'a Tensor,
+    seg: &'a Segmentation,
+    reference: f32,
+) -> perturbation::Perturbation<'a> {
+    perturbation::Perturbation {
+        model,
+        x: img,
+        target: 1,
+        seg,
+        reference: reference.into(),
+        batch: 64,
+        bf16: false,
+    }
+}
+
 /// 2x2 grid of 2x2 superpixels on the 4x4 image.
 fn quadrants() -> Segmentation {
     let raw: Vec<u32> = (0..16)
@@ -100,15 +118,7 @@ fn kernel_shap_recovers_exact_shapley_values_of_a_linear_model() {
     let reference = 0.1f32;
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let img = image(&x, S);
-    let run = perturbation::Perturbation {
-        model: &model,
-        x: &img,
-        target: 1,
-        seg: &seg,
-        reference: reference.into(),
-        batch: 64,
-        bf16: false,
-    };
+    let run = perturbed(&model, &img, &seg, reference);
     let map = run.kernel_shap(200, &mut rng).unwrap().0;
     let mut shapley = vec![0f32; seg.n_segments];
     for p in 0..16 {
@@ -128,15 +138,7 @@ fn lime_ranks_features_by_their_true_contribution() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let cfg = LimeConfig::default();
     let img = image(&x, S);
-    let run = perturbation::Perturbation {
-        model: &model,
-        x: &img,
-        target: 1,
-        seg: &seg,
-        reference: 0.0.into(),
-        batch: 64,
-        bf16: false,
-    };
+    let run = perturbed(&model, &img, &seg, 0.0);
     let map = run.lime(400, &cfg, &mut rng).unwrap().0;
     let mut truth = vec![0f32; 4];
     let mut coef = vec![0f32; 4];
