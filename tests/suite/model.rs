@@ -150,7 +150,7 @@ fn a_torchscript_module_traced_at_batch_1_runs_image_by_image_and_probabilities_
         module.save(&path).unwrap();
         path
     };
-    // The batch of 1 is baked into the trace by a reshape to [1, 1024] (what the VGG16
+    // The batch of 1 is baked into the trace by a reshape to [1, 1024] (what a user's VGG16
     // trace did): a batch of 64 fails inside the module, so images run one at a time.
     let fixed = trace("fixed.pt", &mut |x| {
         cnn.forward_t(&x.reshape([1, 1, 32, 32]), false)
