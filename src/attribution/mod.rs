@@ -22,6 +22,7 @@ pub mod reproducibility;
 pub mod segment;
 pub mod shared;
 pub mod subject;
+pub mod work;
 
 pub use reference::{BaselineKind, Reference};
 pub use subject::{explain_image, Subject, Target, TargetRule};
@@ -371,7 +372,8 @@ impl ExplainConfig {
     }
 
     /// Whether Integrated Gradients and SmoothGrad run in mixed precision for this model (see
-    /// `gradient_precision`): the native CNN only (a TorchScript module's layers are not reachable).
+    /// `gradient_precision`): the native CNN and ONNX graphs (a TorchScript module's layers are not
+    /// reachable).
     pub fn bf16_gradients(&self, model: &dyn Classifier) -> bool {
         let cpu = model.has_bf16() && model.device() == tch::Device::Cpu;
         match self.gradient_precision {
@@ -612,6 +614,7 @@ pub fn explain(
     input: &ImageInput,
 ) -> Result<Attribution> {
     let t0 = Instant::now();
+    let _work = work::begin(method.title());
     let size = input.x.size()[3] as usize;
     let mut completeness_error = None;
     let mut segments = None;
