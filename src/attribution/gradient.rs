@@ -111,6 +111,7 @@ impl GradientRun<'_> {
         let mut f_first = 0.0;
         let mut f_last = 0.0;
         let mut start = 0;
+        super::work::plan(steps as u64);
         while start < steps {
             let len = batch.min(steps - start) as i64;
             let a = alphas.narrow(0, start as i64, len).view([-1, 1, 1, 1]);
@@ -129,6 +130,7 @@ impl GradientRun<'_> {
             }
             let w = Tensor::from_slice(&w).to_device(dev).view([-1, 1, 1, 1]);
             grad_sum += (g * w).sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
+            super::work::done(len as u64);
             start += len as usize;
         }
         let ig = diff * grad_sum / (steps as f64 - 1.0);
@@ -175,6 +177,7 @@ impl GradientRun<'_> {
         let mut grad_sum = x.zeros_like();
         let mut start = 0;
         let mut buf = Vec::with_capacity(batch.min(samples) * per);
+        super::work::plan(samples as u64);
         while start < samples {
             let len = batch.min(samples - start);
             buf.clear();
@@ -189,6 +192,7 @@ impl GradientRun<'_> {
             let t = Tensor::full([len as i64], target, (Kind::Int64, dev));
             let (g, _) = input_gradients_with(forward, &points, &t)?;
             grad_sum += g.sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
+            super::work::done(len as u64);
             start += len;
             // The first half's sum is taken when the running sum reaches it (inside this batch when the
             // half falls in it), so the full sum above keeps its exact order of additions.

@@ -22,6 +22,7 @@ pub mod reproducibility;
 pub mod segment;
 pub mod shared;
 pub mod subject;
+pub mod work;
 
 pub use reference::{BaselineKind, Reference};
 pub use subject::{explain_image, Subject, Target, TargetRule};
@@ -254,7 +255,8 @@ impl Profile {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
-    /// bf16 on a CPU that multiplies bf16 in hardware (AMX or AVX-512 BF16), with the native CNN.
+    /// bf16 on a CPU that multiplies bf16 in hardware (AMX or AVX-512 BF16), for the kinds that have a
+    /// bf16 path (the native CNN, ONNX graphs; gradients: see `ExplainConfig::bf16_gradients`).
     Auto,
     F32,
     Bf16,
@@ -371,12 +373,16 @@ impl ExplainConfig {
     }
 
     /// Whether Integrated Gradients and SmoothGrad run in mixed precision for this model (see
-    /// `gradient_precision`): the native CNN only (a TorchScript module's layers are not reachable).
+    /// `gradient_precision`): `bf16` for the native CNN and ONNX graphs (a TorchScript module's
+    /// layers are not reachable); `auto` only where the kind's bfloat16 maps match float32's
+    /// ([`Classifier::bf16_gradients_by_default`]: the native CNN) and the CPU has hardware bfloat16.
     pub fn bf16_gradients(&self, model: &dyn Classifier) -> bool {
         let cpu = model.has_bf16() && model.device() == tch::Device::Cpu;
         match self.gradient_precision {
             Precision::Bf16 => model.has_bf16(),
-            Precision::Auto => cpu && crate::model::cpu_has_fast_bf16(),
+            Precision::Auto => {
+                cpu && model.bf16_gradients_by_default() && crate::model::cpu_has_fast_bf16()
+            }
             Precision::F32 => false,
         }
     }
@@ -612,6 +618,7 @@ pub fn explain(
     input: &ImageInput,
 ) -> Result<Attribution> {
     let t0 = Instant::now();
+    let _work = work::begin(method.title());
     let size = input.x.size()[3] as usize;
     let mut completeness_error = None;
     let mut segments = None;

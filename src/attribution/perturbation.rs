@@ -120,6 +120,7 @@ impl Perturbation<'_> {
             .view([n as i64, m as i64]);
         let _guard = tch::no_grad_guard();
         let mut scores = Vec::with_capacity(n);
+        super::work::plan(n as u64);
         let mut start = 0;
         while start < n {
             let len = batch.min(n - start) as i64;
@@ -134,6 +135,7 @@ impl Perturbation<'_> {
                 .to_kind(Kind::Double)
                 .to_device(Device::Cpu);
             scores.extend(Vec::<f64>::try_from(col)?);
+            super::work::done(len as u64);
             start += len as usize;
         }
         Ok(scores)

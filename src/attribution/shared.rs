@@ -37,6 +37,7 @@ pub fn explain_pair(
     input: &ImageInput,
 ) -> Result<Option<(Attribution, Attribution)>> {
     let t0 = Instant::now();
+    let _work = super::work::begin("LIME and Kernel SHAP");
     model.use_prepacked(cfg.prepacked_weights);
     let seg = segmentation_of(cfg, input)?;
     if seg.n_segments < 2 {

@@ -1,9 +1,14 @@
 //! Progress of a long step: a bar on a terminal, and without one (cron, Slurm, Kubernetes logs, a pipe)
 //! periodic log lines through `tracing` on stderr: done / total, items per second and the time left.
 //! Also the summary lines of a command, printed once whatever stdout and stderr are ([`summary`]).
+//! Without a terminal the log is never silent for longer than `--log-every`: a heartbeat thread logs
+//! the line again when nothing was logged for that long, with the progress inside the image being
+//! explained (the running method, its forwards done / announced and their ETA; see
+//! `attribution::work`), so a model that takes minutes per image still shows it is moving.
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,7 +24,52 @@ pub fn set_log_every(secs: u64) {
 /// A progress bar, or its headless log lines.
 pub struct Progress {
     bar: ProgressBar,
-    headless: Option<Mutex<Headless>>,
+    headless: Option<Arc<Mutex<Headless>>>,
+    heartbeat: Option<Heartbeat>,
+}
+
+/// The thread that logs when the log has been silent for `--log-every` seconds.
+struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Heartbeat {
+    /// How often the thread looks at the time of the last line (the most a gap exceeds the interval).
+    const TICK: Duration = Duration::from_millis(100);
+
+    fn spawn(h: Arc<Mutex<Headless>>) -> Heartbeat {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Heartbeat::TICK);
+                let mut h = lock(&h);
+                if !flag.load(Ordering::Relaxed) && h.last.elapsed() >= h.every {
+                    h.last = Instant::now();
+                    h.log();
+                }
+            }
+        });
+        Heartbeat {
+            stop,
+            handle: Mutex::new(Some(handle)),
+        }
+    }
+
+    /// Stops the thread and waits for it (idempotent).
+    fn end(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = handle {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock(h: &Mutex<Headless>) -> std::sync::MutexGuard<'_, Headless> {
+    h.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Headless {
@@ -48,6 +98,7 @@ impl Progress {
             return Progress {
                 bar,
                 headless: None,
+                heartbeat: None,
             };
         }
         let now = Instant::now();
@@ -63,9 +114,11 @@ impl Progress {
         if total > 0 {
             tracing::info!("{}: 0/{total} {unit}", h.what);
         }
+        let h = Arc::new(Mutex::new(h));
         Progress {
             bar: ProgressBar::hidden(),
-            headless: Some(Mutex::new(h)),
+            heartbeat: Some(Heartbeat::spawn(h.clone())),
+            headless: Some(h),
         }
     }
 
@@ -77,7 +130,7 @@ impl Progress {
     pub fn inc(&self, n: u64) {
         self.bar.inc(n);
         if let Some(h) = &self.headless {
-            let mut h = h.lock().unwrap_or_else(|e| e.into_inner());
+            let mut h = lock(h);
             h.done += n;
             if h.last.elapsed() >= h.every {
                 h.last = Instant::now();
@@ -94,8 +147,11 @@ impl Progress {
     /// Removes the bar; without a terminal, logs the final count and rate.
     pub fn finish_and_clear(&self) {
         self.bar.finish_and_clear();
+        if let Some(b) = &self.heartbeat {
+            b.end();
+        }
         if let Some(h) = &self.headless {
-            let h = h.lock().unwrap_or_else(|e| e.into_inner());
+            let h = lock(h);
             if h.total > 0 || h.done > 0 {
                 h.log();
             }
@@ -103,13 +159,42 @@ impl Progress {
     }
 }
 
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.heartbeat {
+            b.end();
+        }
+    }
+}
+
+/// `; in this image: LIME 320/1000 forwards, 12.3/s, ETA 55s` while a method runs, else nothing.
+fn within_image() -> String {
+    let Some(w) = crate::attribution::work::snapshot() else {
+        return String::new();
+    };
+    let rate = w.done as f64 / w.seconds.max(1e-9);
+    let left = w.total.saturating_sub(w.done);
+    let eta = if left == 0 {
+        String::new()
+    } else if w.done == 0 {
+        ", ETA unknown".to_string()
+    } else {
+        format!(", ETA {}", duration(left as f64 / rate))
+    };
+    format!(
+        "; in this image: {} {}/{} forwards, {rate:.1}/s{eta}",
+        w.method, w.done, w.total
+    )
+}
+
 impl Headless {
     fn log(&self) {
+        let within = within_image();
         let secs = self.start.elapsed().as_secs_f64();
         let rate = self.done as f64 / secs.max(1e-9);
         if self.total == 0 {
             tracing::info!(
-                "{}: {} {}, {rate:.2} {}/s",
+                "{}: {} {}, {rate:.2} {}/s{within}",
                 self.what,
                 self.done,
                 self.unit,
@@ -126,7 +211,7 @@ impl Headless {
             format!("ETA {}", duration(left as f64 / rate))
         };
         tracing::info!(
-            "{}: {}/{} {} ({:.1}%), {rate:.2} {}/s, {:.0} s elapsed, {eta}",
+            "{}: {}/{} {} ({:.1}%), {rate:.2} {}/s, {:.0} s elapsed, {eta}{within}",
             self.what,
             self.done,
             self.total,

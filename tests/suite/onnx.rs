@@ -302,6 +302,107 @@ fn sanity_cascade_covers_the_graphs_parametrised_nodes() {
     assert!(last.similarity.spearman_abs < 0.99, "{last:?}");
 }
 
+#[test]
+fn the_bf16_mode_gives_float32_logits_within_bf16_rounding_and_leaves_the_float32_forward_exact() {
+    use tumor_audit::model::Classifier;
+    for name in FIXTURES {
+        let f = fixture(name, None);
+        let m = &f.model;
+        let exact = m.forward(&f.x).unwrap();
+        let low = tch::no_grad(|| m.logits_inference(&f.x, true)).unwrap();
+        let mixed = m.logits_mixed(&f.x).unwrap();
+        let plain = tch::no_grad(|| m.logits_inference(&f.x, false)).unwrap();
+        assert_eq!(low.kind(), Kind::Float, "{name}");
+        assert_eq!(mixed.kind(), Kind::Float, "{name}");
+        // The float32 forward is bit for bit what it was before any bfloat16 run.
+        assert!(
+            exact.equal(&m.forward(&f.x).unwrap()),
+            "{name}: f32 changed"
+        );
+        assert!(exact.equal(&plain), "{name}: f32 inference path");
+        assert!(low.equal(&mixed), "{name}: the two bf16 paths differ");
+        // Within bfloat16 rounding (8 significant bits, a few roundings along the path), and
+        // really in bfloat16: not the float32 values.
+        let scale = exact.abs().max().double_value(&[]);
+        let d = (&low - &exact).abs().max().double_value(&[]);
+        assert!(d <= 0.03 * scale, "{name}: bf16 vs f32 {d} (scale {scale})");
+        assert!(d > 0.0, "{name}: the bf16 mode ran in float32");
+    }
+}
+
+#[test]
+fn integrated_gradients_in_the_bf16_mode_rank_pixels_as_float32() {
+    use tumor_audit::model::Classifier;
+    for name in FIXTURES {
+        let f = fixture(name, None);
+        let m = &f.model;
+        let x = f.x.narrow(0, 0, 1);
+        let ig = |forward: gradient::Forward| {
+            let run = gradient::GradientRun {
+                forward,
+                x: &x,
+                target: 1,
+                batch: 16,
+            };
+            run.integrated_gradients(0.0, 32).unwrap()
+        };
+        let reference = ig(&|x| m.logits(x));
+        let mixed = ig(&|x| m.logits_mixed(x));
+        let rho = tumor_audit::metrics::spearman(&reference.map, &mixed.map);
+        // The operator zoo is no classifier: untrained, 20 x 20, most of its 400 pixels carry
+        // near-zero attributions whose order bfloat16 rounding shuffles. The classifier-shaped
+        // fixtures meet the benchmark's bound.
+        let bound = if name == "torch_ops_zoo" { 0.9 } else { 0.98 };
+        assert!(rho >= bound, "{name}: IG Spearman bf16 vs f32 {rho}");
+        // The input gradient arrives in float32.
+        let xg = x.detach().set_requires_grad(true);
+        m.logits_mixed(&xg).unwrap().sum(Kind::Float).backward();
+        assert_eq!(xg.grad().kind(), Kind::Float, "{name}");
+    }
+}
+
+#[test]
+fn auto_precision_keeps_an_imported_graphs_gradients_in_float32() {
+    // The bfloat16 IG of a 13-convolution VGG16 ranked pixels at Spearman 0.970 against float32,
+    // below the 0.98 the native CNN meets: `auto` gives imported graphs bfloat16 forward-only
+    // batches (where the CPU has it) but float32 gradients; `bf16` set by hand still reaches them.
+    use tumor_audit::attribution::{ExplainConfig, Precision};
+    use tumor_audit::model::Classifier;
+    let f = fixture("torch_resnet_block", None);
+    let auto = ExplainConfig::default();
+    assert_eq!(auto.gradient_precision, Precision::Auto);
+    assert!(!auto.bf16_gradients(&f.model));
+    assert!(!f.model.bf16_gradients_by_default());
+    assert_eq!(
+        auto.bf16_forwards(&f.model),
+        tumor_audit::model::cpu_has_fast_bf16()
+    );
+    let forced = ExplainConfig {
+        gradient_precision: Precision::Bf16,
+        ..ExplainConfig::default()
+    };
+    assert!(forced.bf16_gradients(&f.model));
+}
+
+#[test]
+fn a_copy_makes_its_own_bf16_weights_from_its_own_parameters() {
+    // The sanity check re-initialises a copy's parameters in place: the copy's bfloat16 path must
+    // see them, the original's must not change.
+    let f = fixture("torch_resnet_block", None);
+    let onnx = f.model;
+    let before = onnx.forward_bf16(&f.x).unwrap();
+    let copy = onnx.duplicate();
+    let units = sanity::cascade_units(&copy).unwrap();
+    // The stem convolution (the cascade's last unit).
+    sanity::reinit_unit(&copy, units.last().unwrap(), 0).unwrap();
+    let exact = copy.forward(&f.x).unwrap();
+    let low = copy.forward_bf16(&f.x).unwrap();
+    let scale = exact.abs().max().double_value(&[]);
+    assert!((&low - &exact).abs().max().double_value(&[]) <= 0.03 * scale);
+    assert!((&exact - &before).abs().max().double_value(&[]) > 0.1 * scale);
+    assert!(before.equal(&onnx.forward_bf16(&f.x).unwrap()));
+}
+
 /// The bundled CNN with its trained weights.
 fn bundled() -> NativeCnn {
     let input = InputSpec {
@@ -337,7 +438,7 @@ fn the_bundled_cnn_exported_to_onnx_and_imported_gives_the_same_logits_and_maps(
     let d = (&a - &b).abs().max().double_value(&[]);
     assert!(d <= 1e-5 * scale, "logits differ by {d} (scale {scale})");
     // Both in float32: the import is compared with the native network on the same number format
-    // (IG's mixed-precision path, `gradient_precision: auto`, exists for the native CNN only).
+    // (the bfloat16 paths round differently: they are compared with float32 in the tests above).
     let cfg = tumor_audit::attribution::ExplainConfig {
         integrated_gradients: tumor_audit::attribution::IgConfig {
             steps: Some(16),

@@ -287,3 +287,85 @@ fn a_tight_memory_budget_lowers_the_batch_sizes_and_leaves_the_maps_unchanged() 
         );
     }
 }
+
+/// `line` without its ANSI colour sequences (`ESC [ ... m`).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Seconds since midnight of a log line's timestamp (`2025-01-31T19:18:15.123456Z  INFO ...`).
+fn log_seconds(line: &str) -> Option<f64> {
+    let clock = line.split_whitespace().next()?.split('T').nth(1)?;
+    let clock = clock.trim_end_matches('Z');
+    let mut parts = clock.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(3600.0 * h + 60.0 * m + s)
+}
+
+/// A model whose image takes longer than `--log-every` (here LIME with many samples): without a
+/// terminal the log shows the progress inside the image (method, forwards done / announced, ETA)
+/// and is never silent much longer than `--log-every`. Not timed: the gap bound has seconds of
+/// slack for a loaded machine, and the content is asserted only when the image did take longer
+/// than the interval.
+#[test]
+fn a_slow_image_logs_its_progress_inside_the_image_every_log_every_seconds() {
+    let dir = tempdir();
+    let set = real_set(dir.path(), 1);
+    let db = dir.path().join("audit.sqlite");
+    let mut sets = onnx_sets(dir.path(), &keras_cnn(), "[no, yes, glioma, pituitary]");
+    sets.push("explain.lime.samples=1000".into());
+    let out = bin_with(&sets)
+        .args(["audit", "--methods", "lime", "--log-every", "1", "--data"])
+        .arg(&set)
+        .arg("--db")
+        .arg(&db)
+        .args(["--run", "slow", "--no-leakage-check", "--no-shortcuts"])
+        .output()
+        .unwrap();
+    ok(out.clone());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<(f64, String)> = err
+        .lines()
+        .map(plain)
+        .filter(|l| l.contains("auditing: "))
+        .filter_map(|l| log_seconds(&l).map(|t| (t, l)))
+        .collect();
+    assert!(lines.len() >= 2, "{err}");
+    let span = (lines.last().unwrap().0 - lines[0].0).rem_euclid(86400.0);
+    for w in lines.windows(2) {
+        let gap = (w[1].0 - w[0].0).rem_euclid(86400.0);
+        assert!(
+            gap <= 1.0 + 3.0,
+            "{gap:.1} s without a progress line:\n{err}"
+        );
+    }
+    let within: Vec<&str> = lines
+        .iter()
+        .map(|(_, l)| l.as_str())
+        .filter(|l| l.contains("; in this image: LIME "))
+        .collect();
+    if span >= 3.0 {
+        assert!(!within.is_empty(), "{err}");
+    }
+    for l in within {
+        assert!(
+            l.contains(" forwards, ") && l.contains("/s") && l.contains("/2 images"),
+            "{l}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! An imported ONNX graph as a [`Classifier`]: its forward, the guided backward walk
-//! (see `backward.rs`), Grad-CAM's cut at a node, and the sanity check's parametrised nodes.
+//! (see `backward.rs`), the bfloat16 forwards (see `mixed.rs`), Grad-CAM's cut at a node, and the
+//! sanity check's parametrised nodes.
 use tch::{Device, Tensor};
 
 use super::OnnxModel;
@@ -19,6 +20,31 @@ impl Classifier for OnnxModel {
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         OnnxModel::forward(self, x)
+    }
+
+    fn has_bf16(&self) -> bool {
+        true
+    }
+
+    /// Not for an imported graph: on a 13-convolution VGG16 the bfloat16 Integrated Gradients map
+    /// ranked pixels at Spearman 0.970 against float32 (below 0.98), so `auto` keeps the gradients
+    /// in float32 and uses bfloat16 for the forward-only batches only.
+    fn bf16_gradients_by_default(&self) -> bool {
+        false
+    }
+
+    fn logits_mixed(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_mixed(x)
+    }
+
+    /// Forward-only batches: the convolutions in bfloat16 when asked (see `mixed.rs`), else the
+    /// plain float32 forward.
+    fn logits_inference(&self, x: &Tensor, bf16: bool) -> Result<Tensor> {
+        if bf16 {
+            self.forward_bf16(x)
+        } else {
+            OnnxModel::forward(self, x)
+        }
     }
 
     fn max_batch(&self) -> Option<i64> {

@@ -21,6 +21,7 @@ mod backward;
 mod classifier;
 pub mod export;
 pub mod graph;
+mod mixed;
 pub mod node;
 pub mod ops;
 
@@ -85,6 +86,8 @@ pub struct OnnxModel {
     pub shapes: HashMap<String, Vec<i64>>,
     /// For each node, the values whose last reader it is (freed after it in a plain forward).
     last_use: Vec<Vec<String>>,
+    /// The bfloat16 copies of the convolutions' parameters (see `mixed.rs`), made on first use.
+    low_params: mixed::LowParams,
     device: Device,
 }
 
@@ -254,6 +257,7 @@ impl OnnxModel {
             dynamic,
             shapes: HashMap::new(),
             last_use,
+            low_params: Default::default(),
             device,
         };
         m.probe_one()?;
@@ -375,13 +379,27 @@ impl OnnxModel {
             .map_err(|m| Error::Other(format!("ONNX {} ({}): {m}", n.label(), self.path.display())))
     }
 
-    /// Plain forward, calling `seen(value, tensor)` for each node output. Values are freed after
-    /// their last reader.
+    /// Plain float32 forward, calling `seen(value, tensor)` for each node output. Values are freed
+    /// after their last reader.
     fn run(&self, x: &Tensor, seen: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
+        self.run_mode(x, false, seen)
+    }
+
+    /// [`OnnxModel::run`], with the convolutions in bfloat16 when `low` (see `mixed.rs`); the
+    /// logits are float32 either way.
+    fn run_mode(
+        &self,
+        x: &Tensor,
+        low: bool,
+        seen: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
         let mut env: HashMap<String, Tensor> = HashMap::new();
         env.insert(self.input_name.clone(), self.adapt(x));
         for (i, n) in self.nodes.iter().enumerate() {
-            let inputs = self.node_inputs(n, &env)?;
+            let mut inputs = self.node_inputs(n, &env)?;
+            if low {
+                inputs = self.low_inputs(&n.op, &n.inputs, inputs);
+            }
             let outs = self.run_node(n, &inputs)?;
             if let Some(o) = outs.first() {
                 seen(&n.outputs[0], o);
@@ -393,8 +411,10 @@ impl OnnxModel {
                 env.remove(v);
             }
         }
-        env.remove(&self.output)
-            .ok_or_else(|| Error::Other(format!("the output `{}` was not computed", self.output)))
+        let out = env.remove(&self.output).ok_or_else(|| {
+            Error::Other(format!("the output `{}` was not computed", self.output))
+        })?;
+        Ok(if low { mixed::high(&out) } else { out })
     }
 
     /// Runs `f` on the whole batch, or image by image for a graph with a fixed batch of 1, and
@@ -693,7 +713,8 @@ impl OnnxModel {
         self.params.get(name).map(Tensor::shallow_clone)
     }
 
-    /// An independent copy: parameters copied, the rest shared (never modified).
+    /// An independent copy: parameters copied, the bfloat16 copies of `mixed.rs` made afresh from
+    /// them (on first use), the rest shared (never modified).
     pub fn duplicate(&self) -> OnnxModel {
         OnnxModel {
             path: self.path.clone(),
@@ -715,6 +736,7 @@ impl OnnxModel {
             dynamic: self.dynamic.clone(),
             shapes: self.shapes.clone(),
             last_use: self.last_use.clone(),
+            low_params: Default::default(),
             device: self.device,
         }
     }
