@@ -17,5 +17,5 @@ mod reliability;
 mod report;
 mod shard;
 mod shortcuts;
+mod support;
 mod trust;
-mod util;
