@@ -232,16 +232,7 @@ fn results_are_identical_for_1_and_2_worker_threads() {
             .prepare("SELECT m.image_id, m.method, m.mass_inside, m.gini, m.mass_border, p.data FROM attribution_metrics m JOIN maps p USING (run_id, image_id, method) ORDER BY 1, 2")
             .unwrap();
         let rows: Vec<(String, String, f64, f64, f64, Vec<u8>)> = st
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
+            .query_map([], |r| r.try_into())
             .unwrap()
             .map(|r| r.unwrap())
             .collect();

@@ -458,6 +458,11 @@ fn small_input() -> InputSpec {
     }
 }
 
+/// The graph at `path` loaded for [`small_input`] (batches of 4).
+fn load_small(path: &Path) -> tumor_audit::error::Result<OnnxModel> {
+    OnnxModel::load(path, small_input(), "auto", Device::Cpu, 4)
+}
+
 #[test]
 fn an_unsupported_operator_fails_at_load_with_one_line_naming_it_and_its_node() {
     let dir = tempdir();
@@ -468,13 +473,7 @@ fn an_unsupported_operator_fails_at_load_with_one_line_naming_it_and_its_node() 
         "y",
         vec![],
     );
-    let e = refused(OnnxModel::load(
-        &path,
-        small_input(),
-        "auto",
-        Device::Cpu,
-        4,
-    ));
+    let e = refused(load_small(&path));
     assert!(
         e.contains("unsupported ONNX operator `Einsum` at node `the_mystery_node`"),
         "{e}"
@@ -493,7 +492,7 @@ fn probabilities_are_never_taken_for_logits() {
         "p",
         vec![],
     );
-    let m = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4).unwrap();
+    let m = load_small(&path).unwrap();
     assert_eq!(m.removed_softmax.as_deref(), Some("sm"));
     assert_eq!(m.output, "z");
     // Softmax followed by another node: the outputs are still probabilities, and are refused.
@@ -507,13 +506,7 @@ fn probabilities_are_never_taken_for_logits() {
         "y",
         vec![f32_init("one", &[], &[1.0])],
     );
-    let e = refused(OnnxModel::load(
-        &path,
-        small_input(),
-        "auto",
-        Device::Cpu,
-        4,
-    ));
+    let e = refused(load_small(&path));
     assert!(e.contains("look like probabilities"), "{e}");
 }
 
@@ -579,13 +572,7 @@ fn a_graph_asking_for_a_huge_tensor_is_refused_with_one_line_naming_the_node() {
     let dir = tempdir();
     let path = dir.path().join("huge.onnx");
     write_huge(&path, 4, &[100_000, 100_000, 10]);
-    let e = refused(OnnxModel::load(
-        &path,
-        small_input(),
-        "auto",
-        Device::Cpu,
-        4,
-    ));
+    let e = refused(load_small(&path));
     assert!(
         e.contains("ConstantOfShape node `huge`") && e.contains("[100000, 100000, 10]"),
         "{e}"
@@ -628,6 +615,6 @@ fn a_graph_asking_for_a_huge_tensor_is_refused_with_one_line_naming_the_node() {
     // Within the bound the same graph loads and runs (its 2 x 3 x 4 zeros add nothing).
     let path = dir.path().join("small.onnx");
     write_huge(&path, 4, &[2, 3, 4]);
-    let m = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4).unwrap();
+    let m = load_small(&path).unwrap();
     assert_eq!(m.forward(&probe_input(2, 1, 4, 4)).unwrap().size(), [2, 2]);
 }

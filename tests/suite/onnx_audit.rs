@@ -262,22 +262,14 @@ fn a_tight_memory_budget_lowers_the_batch_sizes_and_leaves_the_maps_unchanged() 
     let p = tumor_audit::preprocess::prepare(&img, &tight.settings.donnees.image);
     let x = tch::Tensor::from_slice(&p.input).view([1, 1, 48, 48]);
     for method in Method::SIX {
-        let a = attribution::explain(
-            &model,
-            &fitted,
-            method,
-            &explain_input("scan", &x, &p.grey, 1),
-        )
-        .unwrap()
-        .map;
-        let b = attribution::explain(
-            &model,
-            &unbounded,
-            method,
-            &explain_input("scan", &x, &p.grey, 1),
-        )
-        .unwrap()
-        .map;
+        // The map of a fresh input (no superpixels cached) under `cfg`.
+        let map = |cfg| {
+            let input = explain_input("scan", &x, &p.grey, 1);
+            attribution::explain(&model, cfg, method, &input)
+                .unwrap()
+                .map
+        };
+        let (a, b) = (map(&fitted), map(&unbounded));
         let scale = max_abs(&b);
         let d = max_diff(&a, &b);
         assert!(

@@ -454,25 +454,17 @@ fn trust_tables_and_views_on_a_hand_made_example() {
     let send = writer.sender();
     let mut bad = curve_row("gradient", 0.1, 0.1);
     bad.deletion_curve.push(0.0);
+    // Image n with its gradient curve's AUCs and the random curve's 0.4 / 0.5.
+    let with_random = |n, label, correct, del, ins| {
+        let rows = vec![
+            curve_row("gradient", del, ins),
+            curve_row("random", 0.4, 0.5),
+        ];
+        result(n, label, correct, rows)
+    };
     for r in [
-        result(
-            1,
-            "yes",
-            true,
-            vec![
-                curve_row("gradient", 0.2, 0.7),
-                curve_row("random", 0.4, 0.5),
-            ],
-        ),
-        result(
-            2,
-            "no",
-            false,
-            vec![
-                curve_row("gradient", 0.6, 0.3),
-                curve_row("random", 0.4, 0.5),
-            ],
-        ),
+        with_random(1, "yes", true, 0.2, 0.7),
+        with_random(2, "no", false, 0.6, 0.3),
         result(3, "no", true, vec![bad]),
     ] {
         send.send(WriterMessage::Image(Box::new(r))).unwrap();
