@@ -12,7 +12,7 @@ use tumor_audit::model::{Classifier, LayerSpec, Model};
 use tumor_audit::preprocess;
 use tumor_audit::trust::faithfulness;
 
-use super::util::{assert_close, cnn, set};
+use super::support::models::{assert_close, cnn, set};
 
 const S: i64 = 4;
 const YAML: &str = "données:\n  image:\n    size: 8\n    grayscale: false\n    preprocess: keras_torch\n    resize: pil_bilinear\n";
