@@ -8,7 +8,8 @@ use tumor_audit::attribution::{
 };
 use tumor_audit::model::{CamLayer, Classifier, LayerSpec, Model, NativeCnn};
 
-use super::util::{assert_close, cnn, image, set};
+use super::support::models::{assert_close, cnn, dense_relu_dense, image, set};
+use super::support::tempdir;
 
 const S: i64 = 4;
 
@@ -187,25 +188,12 @@ fn guided_backprop_differs_from_the_gradient_as_computed_by_hand() {
     // Gradient: unit 3 is off (pre-activation < 0): df/dx = 1*e0 - 1*e1 = (1, -1, 0, 0).
     // Guided: grad at the ReLU output (1, -1, 2) -> relu -> (1, 0, 2) -> times 1[pre > 0] = (1, 0, 0)
     // -> W1^T (1, 0, 0) = (1, 0, 0, 0).
-    let m = cnn(
-        &[
-            LayerSpec::Flatten,
-            LayerSpec::Dense { out: 3 },
-            LayerSpec::Relu,
-            LayerSpec::Dense { out: 2 },
-        ],
-        1,
-        2,
-        2,
-    );
-    set(
-        &m,
-        "1.weight",
+    let m = dense_relu_dense(
         &[1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0.],
+        &[0., 0., 0.],
+        &[1., -1., 2., 0., 0., 0.],
+        &[0., 0.],
     );
-    set(&m, "1.bias", &[0., 0., 0.]);
-    set(&m, "3.weight", &[1., -1., 2., 0., 0., 0.]);
-    set(&m, "3.bias", &[0., 0.]);
     let x = image(&[1., 2., -1., 0.5], 2);
     let guided = gradient::guided_backprop(&m, &x, &[0]).unwrap().remove(0);
     let model = Model::new(m);
@@ -257,7 +245,7 @@ fn gradcam_matches_its_closed_form_on_a_hand_built_conv_net() {
 
 #[test]
 fn torchscript_models_get_gradient_methods_and_a_clear_refusal_for_the_others() {
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     let (mut native, w, _) = linear();
     native.vs.freeze();
     let probe = Tensor::zeros([1, 1, S, S], (Kind::Float, Device::Cpu));

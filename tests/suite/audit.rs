@@ -1,33 +1,21 @@
 //! The audit job through the real binary on a small real test set: SQLite contents, a bad file recorded,
 //! and a rerun of the same run resuming instead of recomputing.
+use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::util::{count, real_set, repo, tempdir, CHEAP};
-
-fn audit(args: &[&str]) -> std::process::Output {
-    super::util::bin(&CHEAP)
-        .arg("audit")
-        .args(args)
-        .output()
-        .unwrap()
-}
+use super::support::cli::{assert_exit, audit, bin, failed, stderr, CHEAP};
+use super::support::db::count;
+use super::support::images::{copy_first, real_set, sorted_files};
+use super::support::{assert_has_all, repo, tempdir};
 
 #[test]
 fn audit_stores_every_method_records_bad_files_and_resumes() {
     let dir = tempdir();
     let set = dir.path().join("Testing");
     for class in ["no", "yes"] {
-        std::fs::create_dir_all(set.join(class)).unwrap();
         let src = repo(&format!("data/raw/br35h/{class}"));
-        let mut files: Vec<_> = std::fs::read_dir(&src)
-            .expect("run `make data` first")
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for f in files.iter().take(2) {
-            std::fs::copy(f, set.join(class).join(f.file_name().unwrap())).unwrap();
-        }
+        copy_first(&sorted_files(&src), &set.join(class), 2);
     }
     // Four bad files: a JPEG header with garbage, a real JPEG cut in half, an empty file, a text file.
     std::fs::write(
@@ -40,10 +28,13 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
     std::fs::write(set.join("no/empty.jpg"), b"").unwrap();
     std::fs::write(set.join("no/notes.png"), b"scan notes, not an image\n").unwrap();
     let db_path = dir.path().join("audit.sqlite");
-    let db_arg = db_path.to_str().unwrap();
-    let data_arg = set.to_str().unwrap();
+    let night = || {
+        audit(bin(&CHEAP), &set, &db_path, "night-1")
+            .output()
+            .unwrap()
+    };
 
-    let out = audit(&["--data", data_arg, "--db", db_arg, "--run", "night-1"]);
+    let out = night();
     let stdout = String::from_utf8_lossy(&out.stdout);
     // exit code 3: the run finished, but images failed
     assert_eq!(
@@ -127,7 +118,7 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
     );
 
     // A rerun of the same run resumes: nothing is recomputed or duplicated.
-    let out = audit(&["--data", data_arg, "--db", db_arg, "--run", "night-1"]);
+    let out = night();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("0 images audited, 4 resumed as done"),
@@ -136,42 +127,19 @@ fn audit_stores_every_method_records_bad_files_and_resumes() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM attribution_metrics"), 24);
 
     // The same run name with another config is refused with a clear message.
-    let out = super::util::bin(&[])
-        .args([
-            "audit", "--data", data_arg, "--db", db_arg, "--run", "night-1",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("night-1") && err.contains("different config"),
-        "{err}"
-    );
+    let out = audit(bin(&[]), &set, &db_path, "night-1").output().unwrap();
+    assert_has_all(&failed(&out), &["night-1", "different config"]);
 }
 
 #[test]
 fn a_wrong_size_model_fails_before_any_work() {
     let dir = tempdir();
     let db = dir.path().join("a.sqlite");
-    let out = super::util::bin(&[])
-        .args([
-            "--set",
-            "données.image.size=64",
-            "audit",
-            "--db",
-            db.to_str().unwrap(),
-            "--limit",
-            "1",
-        ])
+    let out = bin(&["données.image.size=64"])
+        .args(["audit", "--db", db.to_str().unwrap(), "--limit", "1"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("expects") && err.contains("11.weight"),
-        "{err}"
-    );
+    assert_has_all(&failed(&out), &["expects", "11.weight"]);
     assert!(
         !db.exists(),
         "no database is created when the model does not fit"
@@ -184,20 +152,11 @@ fn a_run_killed_halfway_resumes_with_exactly_one_row_per_image_and_method() {
     let set = real_set(dir.path(), 4);
     let db_path = dir.path().join("audit.sqlite");
     let command = || {
-        let mut c = super::util::bin(&[
+        let sets = [
             "explain.lime.samples=200",
             "explain.kernel_shap.samples=200",
-        ]);
-        c.args([
-            "audit",
-            "--data",
-            set.to_str().unwrap(),
-            "--db",
-            db_path.to_str().unwrap(),
-            "--run",
-            "killed",
-        ]);
-        c
+        ];
+        audit(bin(&sets), &set, &db_path, "killed")
     };
     let mut child = command()
         .stdout(std::process::Stdio::null())
@@ -258,23 +217,9 @@ fn results_are_identical_for_1_and_2_worker_threads() {
     let set = real_set(dir.path(), 2);
     let run = |threads: &str, name: &str| {
         let db = dir.path().join(format!("{name}.sqlite"));
-        let out = super::util::bin(&[])
+        let sets = ["explain.lime.samples=32", "explain.kernel_shap.samples=32"];
+        let out = audit(bin(&sets), &set, &db, "r")
             .env("RAYON_NUM_THREADS", threads)
-            .args([
-                "--set",
-                "explain.lime.samples=32",
-                "--set",
-                "explain.kernel_shap.samples=32",
-                "audit",
-            ])
-            .args([
-                "--data",
-                set.to_str().unwrap(),
-                "--db",
-                db.to_str().unwrap(),
-                "--run",
-                "r",
-            ])
             .output()
             .unwrap();
         assert!(
@@ -287,16 +232,7 @@ fn results_are_identical_for_1_and_2_worker_threads() {
             .prepare("SELECT m.image_id, m.method, m.mass_inside, m.gini, m.mass_border, p.data FROM attribution_metrics m JOIN maps p USING (run_id, image_id, method) ORDER BY 1, 2")
             .unwrap();
         let rows: Vec<(String, String, f64, f64, f64, Vec<u8>)> = st
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
+            .query_map([], |r| r.try_into())
             .unwrap()
             .map(|r| r.unwrap())
             .collect();
@@ -314,18 +250,18 @@ fn results_are_identical_for_1_and_2_worker_threads() {
 #[test]
 fn a_corrupt_database_or_an_unwritable_path_is_a_clear_error_before_any_work() {
     let dir = tempdir();
+    // The audit of one image into `db`, which must fail with exit code 1: its stderr.
+    let refused = |db: &Path| {
+        let out = bin(&[])
+            .args(["audit", "--limit", "1", "--db", db.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_exit(&out, 1);
+        stderr(&out)
+    };
     let bad = dir.path().join("bad.sqlite");
     std::fs::write(&bad, b"this is not an SQLite database, just text").unwrap();
-    let out = super::util::bin(&[])
-        .args(["audit", "--limit", "1", "--db", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.sqlite") && err.contains("not a database"),
-        "{err}"
-    );
+    assert_has_all(&refused(&bad), &["bad.sqlite", "not a database"]);
     // The file is left as it was: nothing partial written into it.
     assert_eq!(
         std::fs::read(&bad).unwrap(),
@@ -335,20 +271,8 @@ fn a_corrupt_database_or_an_unwritable_path_is_a_clear_error_before_any_work() {
     let blocker = dir.path().join("a-file");
     std::fs::write(&blocker, b"x").unwrap();
     let unwritable = blocker.join("audit.sqlite");
-    let out = super::util::bin(&[])
-        .args([
-            "audit",
-            "--limit",
-            "1",
-            "--db",
-            unwritable.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("audit.sqlite") && err.contains("cannot create its folder"),
-        "{err}"
+    assert_has_all(
+        &refused(&unwritable),
+        &["audit.sqlite", "cannot create its folder"],
     );
 }

@@ -12,7 +12,7 @@ use tumor_audit::model::{Classifier, LayerSpec, Model};
 use tumor_audit::preprocess;
 use tumor_audit::trust::faithfulness;
 
-use super::util::{assert_close, cnn, set};
+use super::support::models::{assert_close, cnn, set};
 
 const S: i64 = 4;
 const YAML: &str = "données:\n  image:\n    size: 8\n    grayscale: false\n    preprocess: keras_torch\n    resize: pil_bilinear\n";
@@ -40,10 +40,10 @@ fn black_baseline_follows_mean_and_std_per_channel() {
     let black = DynamicImage::ImageRgb8(RgbImage::new(10, 10));
     let p = preprocess::prepare(&black, &settings.donnees.image);
     let plane = 64;
-    for c in 0..3 {
+    for (c, w) in want.iter().enumerate() {
         assert!(p.input[c * plane..(c + 1) * plane]
             .iter()
-            .all(|&v| (v - want[c]).abs() < 1e-6));
+            .all(|&v| (v - w).abs() < 1e-6));
     }
     let n = (S * S) as usize;
 

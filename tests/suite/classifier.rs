@@ -7,7 +7,8 @@ use tumor_audit::model::onnx::{export::export_native, OnnxModel};
 use tumor_audit::model::{CamLayer, Classifier, LayerSpec, Model, NativeCnn};
 use tumor_audit::trust::sanity;
 
-use super::util::{cnn, tempdir};
+use super::support::models::{self, cnn, conv, save_trace};
+use super::support::tempdir;
 
 const SIZE: i64 = 12;
 
@@ -17,18 +18,10 @@ fn small() -> NativeCnn {
     tch::manual_seed(11);
     let mut m = cnn(
         &[
-            LayerSpec::Conv {
-                out: 4,
-                kernel: 3,
-                padding: None,
-            },
+            conv(4),
             LayerSpec::Relu,
             LayerSpec::Maxpool { kernel: 2 },
-            LayerSpec::Conv {
-                out: 6,
-                kernel: 3,
-                padding: None,
-            },
+            conv(6),
             LayerSpec::Relu,
             LayerSpec::Flatten,
             LayerSpec::Dense { out: 3 },
@@ -55,13 +48,9 @@ fn kinds(dir: &std::path::Path) -> Vec<(&'static str, Model)> {
     let onnx_path = dir.join("small.onnx");
     export_native(&native, &onnx_path).unwrap();
     let onnx = OnnxModel::load(&onnx_path, native.input.clone(), "auto", Device::Cpu, 4).unwrap();
-    let probe = Tensor::zeros([1, 2, SIZE, SIZE], (Kind::Float, Device::Cpu));
-    let traced = tch::CModule::create_by_tracing("Small", "forward", &[probe], &mut |xs| {
-        vec![native.forward_t(&xs[0], false)]
-    })
-    .unwrap();
-    let pt = dir.join("small.pt");
-    traced.save(&pt).unwrap();
+    let pt = save_trace(&dir.join("small.pt"), "Small", &native.input, &mut |x| {
+        native.forward_t(x, false)
+    });
     let script = Model::load_torchscript(&pt, native.input.clone()).unwrap();
     vec![
         ("native", Model::new(native)),
@@ -146,11 +135,7 @@ fn native_and_onnx_give_the_same_guided_backprop_and_gradcam_and_torchscript_ref
     ] {
         assert_eq!(a.len(), 3);
         for (i, (ma, mb)) in a.iter().zip(b.iter()).enumerate() {
-            let scale = ma.iter().fold(0f32, |s, v| s.max(v.abs()));
-            let d = ma
-                .iter()
-                .zip(mb)
-                .fold(0f32, |s, (p, q)| s.max((p - q).abs()));
+            let (scale, d) = (models::max_abs(ma), models::max_diff(ma, mb));
             assert!(
                 d <= 1e-4 * scale.max(1e-6),
                 "{what} image {i}: {d} (scale {scale})"

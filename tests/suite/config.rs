@@ -1,6 +1,8 @@
 //! config.yml: the notebook's `données` block parses; each error names its key.
 use tumor_audit::config::Settings;
 
+use super::support::{assert_has_all, repo};
+
 const NOTEBOOK_BLOCK: &str = "données:\n  image:\n    size: 256\n    normalize: true\n    standardize: false\n    grayscale: true\n";
 
 #[test]
@@ -14,7 +16,7 @@ fn notebook_donnees_block_alone_is_a_valid_config() {
 
 #[test]
 fn bundled_config_is_valid() {
-    let s = Settings::load(&super::util::repo("config.yml"), &[]).expect("config.yml is valid");
+    let s = Settings::load(&repo("config.yml"), &[]).expect("config.yml is valid");
     assert_eq!(s.data.classes, vec!["no", "yes"]);
 }
 
@@ -38,6 +40,12 @@ fn seed_profile_has_the_notebook_parameters() {
     );
 }
 
+/// The error of `yaml` with `overrides` names every one of `parts`.
+#[track_caller]
+fn assert_error(yaml: &str, overrides: &[&str], parts: &[&str]) {
+    assert_has_all(&error_of(yaml, overrides), parts);
+}
+
 fn error_of(yaml: &str, overrides: &[&str]) -> String {
     let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     match Settings::from_yaml(yaml, &o) {
@@ -49,8 +57,11 @@ fn error_of(yaml: &str, overrides: &[&str]) -> String {
 #[test]
 fn each_config_error_names_its_key() {
     // unknown key
-    let e = error_of(NOTEBOOK_BLOCK, &["données.image.sise=3"]);
-    assert!(e.contains("données.image") && e.contains("sise"), "{e}");
+    assert_error(
+        NOTEBOOK_BLOCK,
+        &["données.image.sise=3"],
+        &["données.image", "sise"],
+    );
     // wrong type
     let e = error_of(NOTEBOOK_BLOCK, &["données.image.normalize=maybe"]);
     assert!(
@@ -58,38 +69,41 @@ fn each_config_error_names_its_key() {
         "{e}"
     );
     // impossible values
-    let e = error_of(NOTEBOOK_BLOCK, &["données.image.size=0"]);
-    assert!(e.contains("données.image.size") && e.contains("0"), "{e}");
-    let e = error_of(NOTEBOOK_BLOCK, &["training.epochs=0"]);
-    assert!(e.contains("training.epochs"), "{e}");
-    let e = error_of(NOTEBOOK_BLOCK, &["explain.profile=fast"]);
-    assert!(
-        e.contains("explain.profile") && e.contains("fast") && e.contains("seed"),
-        "{e}"
+    assert_error(
+        NOTEBOOK_BLOCK,
+        &["données.image.size=0"],
+        &["données.image.size", "0"],
     );
-    let e = error_of(NOTEBOOK_BLOCK, &["explain.integrated_gradients.steps=1"]);
-    assert!(e.contains("explain.integrated_gradients.steps"), "{e}");
-    let e = error_of(NOTEBOOK_BLOCK, &["model.architecture=resnet"]);
-    assert!(
-        e.contains("model.architecture") && e.contains("resnet") && e.contains("cnn128"),
-        "{e}"
+    assert_error(NOTEBOOK_BLOCK, &["training.epochs=0"], &["training.epochs"]);
+    assert_error(
+        NOTEBOOK_BLOCK,
+        &["explain.profile=fast"],
+        &["explain.profile", "fast", "seed"],
     );
-    let e = error_of(NOTEBOOK_BLOCK, &["explain.methods=[lime, shapley]"]);
-    assert!(
-        e.contains("explain.methods") && e.contains("shapley"),
-        "{e}"
+    assert_error(
+        NOTEBOOK_BLOCK,
+        &["explain.integrated_gradients.steps=1"],
+        &["explain.integrated_gradients.steps"],
     );
-    let e = error_of(NOTEBOOK_BLOCK, &["explain.segmentation.method=watershed"]);
-    assert!(
-        e.contains("explain.segmentation.method") && e.contains("watershed"),
-        "{e}"
+    assert_error(
+        NOTEBOOK_BLOCK,
+        &["model.architecture=resnet"],
+        &["model.architecture", "resnet", "cnn128"],
+    );
+    assert_error(
+        NOTEBOOK_BLOCK,
+        &["explain.methods=[lime, shapley]"],
+        &["explain.methods", "shapley"],
+    );
+    assert_error(
+        NOTEBOOK_BLOCK,
+        &["explain.segmentation.method=watershed"],
+        &["explain.segmentation.method", "watershed"],
     );
     // a missing notebook block
-    let e = error_of("data:\n  root: x\n", &[]);
-    assert!(e.contains("données"), "{e}");
+    assert_error("data:\n  root: x\n", &[], &["données"]);
     // a malformed override
-    let e = error_of(NOTEBOOK_BLOCK, &["données.image.size"]);
-    assert!(e.contains("key.path=value"), "{e}");
+    assert_error(NOTEBOOK_BLOCK, &["données.image.size"], &["key.path=value"]);
 }
 
 #[test]
@@ -110,7 +124,7 @@ fn overrides_replace_file_values() {
 fn performance_settings_default_as_documented_and_refuse_unknown_values() {
     use tumor_audit::attribution::Precision;
     // config.yml and a config without them agree on the defaults.
-    let bundled = Settings::load(&super::util::repo("config.yml"), &[]).unwrap();
+    let bundled = Settings::load(&repo("config.yml"), &[]).unwrap();
     let bare = Settings::from_yaml(NOTEBOOK_BLOCK, &[]).unwrap();
     for e in [&bundled.explain, &bare.explain] {
         assert_eq!(e.gradient_precision, Precision::Auto);
@@ -129,17 +143,20 @@ fn performance_settings_default_as_documented_and_refuse_unknown_values() {
     assert_eq!(s.explain.gradient_precision, Precision::Bf16);
     assert!(!s.explain.prepacked_weights && s.explain.shared_evaluations);
     // An unknown value names the key, the value and the allowed ones; a wrong type names the key.
-    let e = error_of(NOTEBOOK_BLOCK, &["explain.gradient_precision=fp16"]);
-    assert!(
-        e.contains("explain.gradient_precision") && e.contains("fp16") && e.contains("bf16"),
-        "{e}"
+    assert_error(
+        NOTEBOOK_BLOCK,
+        &["explain.gradient_precision=fp16"],
+        &["explain.gradient_precision", "fp16", "bf16"],
     );
     for key in ["explain.prepacked_weights", "explain.shared_evaluations"] {
         let e = error_of(NOTEBOOK_BLOCK, &[&format!("{key}=maybe")]);
         assert!(e.contains(key), "{e}");
     }
-    let e = error_of(NOTEBOOK_BLOCK, &["explain.gradient_precison=f32"]);
-    assert!(e.contains("gradient_precison"), "{e}");
+    assert_error(
+        NOTEBOOK_BLOCK,
+        &["explain.gradient_precison=f32"],
+        &["gradient_precison"],
+    );
 }
 
 #[test]
@@ -158,27 +175,24 @@ fn per_channel_mean_and_std_match_the_channels_and_never_divide_by_zero() {
     // Unset, they stay out of the run's snapshot (earlier runs keep theirs).
     let plain = Settings::from_yaml(NOTEBOOK_BLOCK, &[]).unwrap();
     assert!(!plain.to_yaml().contains("mean") && !plain.to_yaml().contains("std:"));
-    let e = error_of(
+    assert_error(
         NOTEBOOK_BLOCK,
         &["données.image.mean=[0.485, 0.456, 0.406]"],
+        &["données.image.mean", "3 value(s)", "1 channel(s)"],
     );
-    assert!(
-        e.contains("données.image.mean") && e.contains("3 value(s)") && e.contains("1 channel(s)"),
-        "{e}"
+    assert_error(
+        rgb,
+        &["données.image.std=[0.2, 0.2]"],
+        &["données.image.std", "give 3"],
     );
-    let e = error_of(rgb, &["données.image.std=[0.2, 0.2]"]);
-    assert!(
-        e.contains("données.image.std") && e.contains("give 3"),
-        "{e}"
+    assert_error(
+        rgb,
+        &["données.image.std=[0.2, 0, 0.2]"],
+        &["données.image.std", "channel 1 has std 0"],
     );
-    let e = error_of(rgb, &["données.image.std=[0.2, 0, 0.2]"]);
-    assert!(
-        e.contains("données.image.std") && e.contains("channel 1 has std 0"),
-        "{e}"
-    );
-    let e = error_of(
+    assert_error(
         NOTEBOOK_BLOCK,
         &["données.image.standardize=true", "données.image.mean=[0.5]"],
+        &["choose one"],
     );
-    assert!(e.contains("choose one"), "{e}");
 }

@@ -7,10 +7,27 @@ use tumor_audit::dataset::{self, Dataset, Limits};
 use tumor_audit::preprocess;
 use tumor_audit::split::{self, SplitOptions};
 
+use super::support::tempdir;
+
 fn gradient_image(w: u32, h: u32, seed: u32) -> GrayImage {
     GrayImage::from_fn(w, h, |x, y| {
         Luma([((x * 7 + y * 3 + seed * 41) % 256) as u8])
     })
+}
+
+/// The preprocessing of `size` x `size` inputs scaled to [0, 1], grey or RGB, no other statistics.
+fn image_config(size: u32, grayscale: bool) -> ImageConfig {
+    ImageConfig {
+        size,
+        normalize: true,
+        standardize: false,
+        grayscale,
+        resize: Default::default(),
+        preprocess: None,
+        channel_order: Default::default(),
+        mean: None,
+        std: None,
+    }
 }
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -20,7 +37,7 @@ fn write(path: &Path, bytes: &[u8]) {
 
 #[test]
 fn walking_gets_labels_and_records_skipped_files_with_reasons() {
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     let root = dir.path();
     std::fs::create_dir_all(root.join("yes")).unwrap();
     std::fs::create_dir_all(root.join("no")).unwrap();
@@ -90,7 +107,7 @@ fn walking_gets_labels_and_records_skipped_files_with_reasons() {
 
 #[test]
 fn decompression_limits_skip_absurd_images() {
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     let p = dir.path().join("big.png");
     gradient_image(64, 64, 0).save(&p).unwrap();
     let limits = Limits {
@@ -128,17 +145,7 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
     // 2x2 grey image [0, 255; 255, 0] at size 2 (no resampling).
     let img =
         image::DynamicImage::ImageLuma8(GrayImage::from_raw(2, 2, vec![0, 255, 255, 0]).unwrap());
-    let cfg = ImageConfig {
-        size: 2,
-        normalize: true,
-        standardize: false,
-        grayscale: true,
-        resize: Default::default(),
-        preprocess: None,
-        channel_order: Default::default(),
-        mean: None,
-        std: None,
-    };
+    let cfg = image_config(2, true);
     let p = preprocess::prepare(&img, &cfg);
     assert_eq!(p.input, vec![0.0, 1.0, 1.0, 0.0]); // normalize = /255
     let cfg = ImageConfig {
@@ -164,17 +171,7 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
     assert_eq!(preprocess::prepare(&flat, &cfg).input, vec![0.0; 4]);
     // RGB, channel-first; the grey display image is always in [0, 1]
     let rgb = image::DynamicImage::ImageRgb8(RgbImage::from_pixel(2, 2, Rgb([255, 0, 51])));
-    let cfg = ImageConfig {
-        size: 2,
-        normalize: true,
-        standardize: false,
-        grayscale: false,
-        resize: Default::default(),
-        preprocess: None,
-        channel_order: Default::default(),
-        mean: None,
-        std: None,
-    };
+    let cfg = image_config(2, false);
     let p = preprocess::prepare(&rgb, &cfg);
     assert_eq!(p.channels, 3);
     assert_eq!(
@@ -184,17 +181,7 @@ fn preprocessing_gives_known_values_on_a_hand_made_image() {
     assert!(p.grey.iter().all(|&g| (0.0..=1.0).contains(&g)));
     // resize to size x size
     let big = image::DynamicImage::ImageLuma8(gradient_image(50, 30, 0));
-    let cfg = ImageConfig {
-        size: 16,
-        normalize: true,
-        standardize: false,
-        grayscale: true,
-        resize: Default::default(),
-        preprocess: None,
-        channel_order: Default::default(),
-        mean: None,
-        std: None,
-    };
+    let cfg = image_config(16, true);
     let p = preprocess::prepare(&big, &cfg);
     assert_eq!(
         (p.input.len(), p.original_width, p.original_height),
@@ -213,15 +200,9 @@ fn per_channel_mean_and_std_scale_each_channel_after_normalize() {
             .to_rgb8(),
     );
     let cfg = ImageConfig {
-        size: 2,
-        normalize: true,
-        standardize: false,
-        grayscale: false,
-        resize: Default::default(),
-        preprocess: None,
-        channel_order: Default::default(),
         mean: Some(vec![0.5, 0.25, 0.2]),
         std: Some(vec![0.5, 0.25, 0.1]),
+        ..image_config(2, false)
     };
     // R: (1 - 0.5) / 0.5 = 1, (0 - 0.5) / 0.5 = -1; G: (0 - 0.25) / 0.25 = -1, (1 - 0.25) / 0.25 = 3;
     // B: (0.2 - 0.2) / 0.1 = 0, (0.4 - 0.2) / 0.1 = 2 (rows repeat: the image is 2 rows of the pair).
@@ -260,7 +241,7 @@ fn per_channel_mean_and_std_scale_each_channel_after_normalize() {
 
 #[test]
 fn near_duplicate_split_never_puts_a_group_on_both_sides() {
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     let src = dir.path().join("src");
     // 30 distinct images per class, each saved also at a second resolution (a near-duplicate).
     for (c, class) in ["no", "yes"].iter().enumerate() {
@@ -336,7 +317,7 @@ fn groups_are_connected_components_of_close_hashes() {
 #[test]
 fn loose_inputs_walk_class_folders() {
     // `explain data/kaggle-sample/Testing` gets the images inside the class folders, in path order.
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     for (class, name) in [("glioma", "b.png"), ("notumor", "a.png")] {
         std::fs::create_dir_all(dir.path().join(class)).unwrap();
         gradient_image(8, 8, 0)

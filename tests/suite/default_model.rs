@@ -1,25 +1,20 @@
 //! The bundled default CNN on real Br35H images (needs `make setup`'s data; the weights ship in models/).
 use tumor_audit::attribution::Precision;
-use tumor_audit::attribution::{self, ImageInput, Method};
+use tumor_audit::attribution::{self, Method};
 use tumor_audit::commands::{prepare_samples, Plan};
 use tumor_audit::config::Settings;
-use tumor_audit::dataset::{Dataset, Limits};
+use tumor_audit::dataset::{Dataset, Limits, Sample};
 use tumor_audit::evaluate::argmax;
 use tumor_audit::model::Classifier;
-use tumor_audit::preprocess::stack_inputs;
+use tumor_audit::preprocess::{stack_inputs, Prepared};
 
-use super::util::repo;
+use super::support::models::{explain_input, load_native, max_abs, max_diff};
+use super::support::repo;
 
 /// The bundled CNN as `ctx` configures it (what `Plan::load_model` builds), as the concrete
 /// native network whose converted twins the lever tests compare.
 fn bundled_native(ctx: &Plan) -> tumor_audit::model::NativeCnn {
-    let s = &ctx.settings;
-    let mut cnn =
-        tumor_audit::model::NativeCnn::new(&s.layers(), ctx.input_spec(), tch::Device::Cpu)
-            .unwrap();
-    cnn.load(&s.model.weights).unwrap();
-    cnn.vs.freeze();
-    cnn
+    load_native(&ctx.settings, ctx.input_spec(), &ctx.settings.model.weights)
 }
 
 fn context(overrides: &[&str]) -> Plan {
@@ -29,18 +24,29 @@ fn context(overrides: &[&str]) -> Plan {
     Plan::from_settings(settings, tch::Device::Cpu).expect("classes and target")
 }
 
+/// `samples` read and preprocessed as `ctx` configures: (sample, id, prepared) of each readable one,
+/// and the skipped ones.
+fn prepare(ctx: &Plan, samples: &[Sample]) -> PreparedSamples {
+    prepare_samples(
+        samples,
+        &ctx.settings.donnees.image,
+        Limits::default(),
+        "test",
+    )
+}
+
+type PreparedSamples = (
+    Vec<(Sample, String, Prepared)>,
+    Vec<tumor_audit::dataset::Skipped>,
+);
+
 /// `n` real Br35H images, alternating classes, from the raw folder.
-fn real_images(ctx: &Plan, n: usize) -> Vec<(String, tumor_audit::preprocess::Prepared)> {
+fn real_images(ctx: &Plan, n: usize) -> Vec<(String, Prepared)> {
     let ds = Dataset::scan(&repo("data/raw/br35h"), &ctx.classes).expect("run `make data` first");
     let picked: Vec<_> = (0..n)
         .map(|i| ds.samples[(i * 997) % ds.samples.len()].clone())
         .collect();
-    let (ok, skipped) = prepare_samples(
-        &picked,
-        &ctx.settings.donnees.image,
-        Limits::default(),
-        "test",
-    );
+    let (ok, skipped) = prepare(ctx, &picked);
     assert!(skipped.is_empty(), "{skipped:?}");
     ok.into_iter().map(|(_, id, p)| (id, p)).collect()
 }
@@ -56,13 +62,7 @@ fn integrated_gradients_completeness_on_the_trained_cnn_is_under_one_percent_at_
         let x = stack_inputs(&[&p]);
         let target =
             argmax(&Vec::<f32>::try_from(model.forward(&x).flatten(0, -1)).unwrap()) as i64;
-        let input = ImageInput {
-            id: &id,
-            x: &x,
-            grey: &p.grey,
-            target,
-            segmentation: Default::default(),
-        };
+        let input = explain_input(&id, &x, &p.grey, target);
         let a = attribution::explain(
             &model,
             &ctx.settings.explain,
@@ -85,17 +85,11 @@ fn integrated_gradients_completeness_on_the_trained_cnn_is_under_one_percent_at_
 fn six_maps(
     model: &tumor_audit::model::Model,
     ctx: &Plan,
-    img: &(String, tumor_audit::preprocess::Prepared),
+    img: &(String, Prepared),
 ) -> Vec<Vec<f32>> {
     let (id, p) = img;
     let x = stack_inputs(&[p]);
-    let input = ImageInput {
-        id,
-        x: &x,
-        grey: &p.grey,
-        target: 1,
-        segmentation: Default::default(),
-    };
+    let input = explain_input(id, &x, &p.grey, 1);
     Method::SIX
         .iter()
         .map(|&m| {
@@ -139,8 +133,7 @@ fn maps_depend_only_on_image_method_and_seed_not_on_order_or_threads() {
     let other = maps_of(0);
     tch::set_num_threads(threads);
     for (k, (a, b)) in forward[0].iter().zip(&other).enumerate() {
-        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-        let d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let (scale, d) = (max_abs(a).max(1e-12), max_diff(a, b));
         assert!(
             d <= 1e-5 * scale,
             "{}: {d} vs scale {scale}",
@@ -162,12 +155,7 @@ fn default_model_beats_chance_clearly_on_real_images() {
         .step_by(ds.samples.len() / 40)
         .cloned()
         .collect();
-    let (ok, _) = prepare_samples(
-        &picked,
-        &ctx.settings.donnees.image,
-        Limits::default(),
-        "test",
-    );
+    let (ok, _) = prepare(&ctx, &picked);
     let refs: Vec<_> = ok.iter().map(|(_, _, p)| p).collect();
     let probs = model.predict_probs(&stack_inputs(&refs)).unwrap();
     let correct = ok
@@ -218,11 +206,7 @@ fn performance_levers_keep_the_reference_maps() {
         let fast_native = bundled_native(&fast_ctx);
         let cl = fast_native.channels_last_f32().unwrap();
         let b = Vec::<f32>::try_from(cl.forward_t(&x, false).flatten(0, -1)).unwrap();
-        let scale = a.iter().fold(0f32, |s, v| s.max(v.abs()));
-        let d = a
-            .iter()
-            .zip(&b)
-            .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+        let (scale, d) = (max_abs(&a), max_diff(&a, &b));
         assert!(
             d <= 1e-5 * scale,
             "channels-last logits differ by {d} (scale {scale})"
@@ -240,13 +224,7 @@ fn performance_levers_keep_the_reference_maps() {
     for img in real_images(&reference_ctx, 3) {
         let (id, p) = &img;
         let x = stack_inputs(&[p]);
-        let input = || ImageInput {
-            id,
-            x: &x,
-            grey: &p.grey,
-            target: 1,
-            segmentation: Default::default(),
-        };
+        let input = || explain_input(id, &x, &p.grey, 1);
         for m in methods {
             let a = attribution::explain(&plain, &reference_ctx.settings.explain, m, &input())
                 .unwrap()
@@ -254,11 +232,7 @@ fn performance_levers_keep_the_reference_maps() {
             let b = attribution::explain(&fast, &fast_ctx.settings.explain, m, &input())
                 .unwrap()
                 .map;
-            let scale = a.iter().fold(0f32, |s, v| s.max(v.abs())).max(1e-12);
-            let d = a
-                .iter()
-                .zip(&b)
-                .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+            let (scale, d) = (max_abs(&a).max(1e-12), max_diff(&a, &b));
             assert!(
                 d <= 1e-5 * scale,
                 "{}: max difference {d}, scale {scale}",
@@ -299,11 +273,7 @@ fn bf16_convolutions_run_at_every_small_batch_size_close_to_f32() {
         let a = Vec::<f32>::try_from(model.forward(&x).flatten(0, -1)).unwrap();
         let b =
             Vec::<f32>::try_from(native.forward_bf16_convs(&x).unwrap().flatten(0, -1)).unwrap();
-        let scale = a.iter().fold(0f32, |s, v| s.max(v.abs()));
-        let d = a
-            .iter()
-            .zip(&b)
-            .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+        let (scale, d) = (max_abs(&a), max_diff(&a, &b));
         assert!(
             d <= 0.05 * scale,
             "batch {n}: bf16 logits differ by {d} (scale {scale})"
@@ -323,8 +293,6 @@ fn prepacked_bf16_forward_runs_at_every_small_batch_size_close_to_f32() {
     let imgs = real_images(&ctx, 4);
     let refs: Vec<_> = imgs.iter().map(|(_, p)| p).collect();
     let base = stack_inputs(&refs);
-    let max_diff =
-        |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |s, (x, y)| s.max((x - y).abs()));
     for n in (1..=40i64).chain([64, 65, 128]) {
         let x = base.repeat([(n + 3) / 4, 1, 1, 1]).narrow(0, 0, n);
         let _guard = tch::no_grad_guard();
@@ -334,7 +302,7 @@ fn prepacked_bf16_forward_runs_at_every_small_batch_size_close_to_f32() {
         let packed =
             Vec::<f32>::try_from(native.forward_bf16_prepacked(&x).unwrap().flatten(0, -1))
                 .unwrap();
-        let scale = f32_logits.iter().fold(0f32, |s, v| s.max(v.abs()));
+        let scale = max_abs(&f32_logits);
         let (d32, dcl) = (max_diff(&f32_logits, &packed), max_diff(&f32_logits, &cl));
         assert!(
             d32 <= 0.05 * scale,
@@ -363,13 +331,7 @@ fn mixed_precision_gradients_agree_with_float32() {
     let (mut e32, mut e16) = (Vec::new(), Vec::new());
     for (id, p) in real_images(&f32_ctx, 10) {
         let x = stack_inputs(&[&p]);
-        let input = || ImageInput {
-            id: &id,
-            x: &x,
-            grey: &p.grey,
-            target: 1,
-            segmentation: Default::default(),
-        };
+        let input = || explain_input(&id, &x, &p.grey, 1);
         for m in [Method::IntegratedGradients, Method::Smoothgrad] {
             let a = attribution::explain(&model, &f32_ctx.settings.explain, m, &input()).unwrap();
             let b = attribution::explain(&model, &mixed_ctx.settings.explain, m, &input()).unwrap();
@@ -412,13 +374,7 @@ fn shared_evaluations_store_the_split_half_reproducibility() {
     let methods = [Method::Lime, Method::KernelShap];
     for (id, p) in real_images(&ctx, 2) {
         let x = stack_inputs(&[&p]);
-        let input = ImageInput {
-            id: &id,
-            x: &x,
-            grey: &p.grey,
-            target: 1,
-            segmentation: Default::default(),
-        };
+        let input = explain_input(&id, &x, &p.grey, 1);
         for (m, a) in attribution::explain_image(&model, &ctx.settings.explain, &methods, &input) {
             let a = a.unwrap();
             assert!(

@@ -3,20 +3,14 @@
 //! decode, `resize: pil_nearest` and `preprocess: keras_tf`, `evaluate` gives the class Keras's own
 //! pipeline (`load_img` defaults, `xception.preprocess_input`, `predict`) gives on every image of the
 //! Kaggle sample's test set, with probabilities within 1e-3.
-use super::util::{bin_with, ok, repo, tempdir};
+use super::support::cli::{bin_with, ok};
+use super::support::models::{json_list, onnx_meta};
+use super::support::{repo, tempdir};
 
 #[test]
 fn a_keras3_model_gives_keras_pipelines_classes_and_probabilities_through_evaluate() {
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo("tests/fixtures/onnx/keras3_xception_like.json")).unwrap(),
-    )
-    .unwrap();
-    let classes: Vec<String> = meta["classes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_string())
-        .collect();
+    let meta = onnx_meta("keras3_xception_like");
+    let classes = json_list(&meta["classes"], |c| c.as_str().map(str::to_string));
     let images = meta["images"].as_array().unwrap();
     assert_eq!(
         images.len(),
@@ -54,12 +48,7 @@ fn a_keras3_model_gives_keras_pipelines_classes_and_probabilities_through_evalua
             .iter()
             .find(|r| r[0].ends_with(file))
             .unwrap_or_else(|| panic!("{file} not evaluated"));
-        let probs: Vec<f64> = want["probabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_f64().unwrap())
-            .collect();
+        let probs = json_list(&want["probabilities"], serde_json::Value::as_f64);
         let keras_class = (0..probs.len())
             .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
             .unwrap();

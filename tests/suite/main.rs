@@ -21,6 +21,6 @@ mod report;
 mod resize;
 mod shard;
 mod shortcuts;
+mod support;
 mod trust;
-mod util;
 mod verdict;

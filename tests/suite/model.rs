@@ -5,19 +5,22 @@ use tumor_audit::evaluate;
 use tumor_audit::model::train::{self, LabelledTensors};
 use tumor_audit::model::{preset_layers, Classifier, InputSpec, LayerSpec, Model, NativeCnn};
 
+use super::support::models::{cnn, conv};
+use super::support::tempdir;
+
 fn small_cnn() -> NativeCnn {
     tch::manual_seed(3);
-    super::util::cnn(&preset_layers([4, 4, 8, 8], 16, 2), 1, 32, 2)
+    cnn(&preset_layers([4, 4, 8, 8], 16, 2), 1, 32, 2)
 }
 
 #[test]
 fn weights_save_load_round_trip_gives_identical_logits() {
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     let path = dir.path().join("w.safetensors");
     let a = small_cnn();
     a.save(&path).unwrap();
     tch::manual_seed(99);
-    let mut b = super::util::cnn(&preset_layers([4, 4, 8, 8], 16, 2), 1, 32, 2);
+    let mut b = cnn(&preset_layers([4, 4, 8, 8], 16, 2), 1, 32, 2);
     let x = Tensor::randn([3, 1, 32, 32], (Kind::Float, Device::Cpu));
     assert!(
         !a.forward_t(&x, false).equal(&b.forward_t(&x, false)),
@@ -39,11 +42,11 @@ fn weights_save_load_round_trip_gives_identical_logits() {
 
 #[test]
 fn wrong_size_weights_fail_with_expected_vs_found() {
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     let path = dir.path().join("w.safetensors");
     small_cnn().save(&path).unwrap();
     // The same layer list at 64x64 needs a larger dense layer.
-    let mut other = super::util::cnn(&preset_layers([4, 4, 8, 8], 16, 2), 1, 64, 2);
+    let mut other = cnn(&preset_layers([4, 4, 8, 8], 16, 2), 1, 64, 2);
     let e = other.load(&path).unwrap_err().to_string();
     assert!(
         e.contains("11.weight") && e.contains("[16, 512]") && e.contains("[16, 2048]"),
@@ -78,7 +81,7 @@ fn layer_list_that_does_not_fit_the_input_is_refused() {
 
 #[test]
 fn torchscript_traced_from_the_native_cnn_gives_the_same_logits() {
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     let path = dir.path().join("traced.pt");
     let mut cnn = small_cnn();
     // Frozen weights (no requires_grad) become constants of the traced module.
@@ -133,7 +136,7 @@ fn torchscript_traced_from_the_native_cnn_gives_the_same_logits() {
 
 #[test]
 fn a_torchscript_module_traced_at_batch_1_runs_image_by_image_and_probabilities_are_refused() {
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     let mut cnn = small_cnn();
     cnn.vs.freeze();
     let input = InputSpec {
@@ -240,17 +243,13 @@ fn a_tiny_training_run_converges_on_separable_synthetic_data() {
     let tr = make(64, 0);
     let va = make(16, 1);
     let specs = vec![
-        LayerSpec::Conv {
-            out: 4,
-            kernel: 3,
-            padding: None,
-        },
+        conv(4),
         LayerSpec::Relu,
         LayerSpec::Maxpool { kernel: 2 },
         LayerSpec::Flatten,
         LayerSpec::Dense { out: 2 },
     ];
-    let mut cnn = super::util::cnn(&specs, 1, 16, 2);
+    let mut cnn = cnn(&specs, 1, 16, 2);
     let cfg = TrainingConfig {
         seed: 1,
         epochs: 25,

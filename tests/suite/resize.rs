@@ -6,7 +6,7 @@ use tumor_audit::config::Settings;
 use tumor_audit::imageops::resize::{self, CvFilter, PilFilter, Resampler};
 use tumor_audit::preprocess::{self, ResizeFilter};
 
-use super::util::repo;
+use super::support::{assert_has_all, refused, repo};
 
 fn fixture(name: &str) -> image::DynamicImage {
     image::open(repo(&format!("tests/fixtures/resize/{name}")))
@@ -225,46 +225,26 @@ fn presets_equal_their_explicit_keys() {
     ];
     assert!(close(&torch, &want), "keras_torch {torch:?}");
 
-    // A contradiction names the key, the preset and what it means.
-    let err = Settings::from_yaml(
-        "données:\n  image:\n    size: 32\n    grayscale: false\n    preprocess: keras_caffe\n    normalize: true\n",
-        &[],
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("données.image.normalize") && err.contains("keras_caffe"),
-        "{err}"
-    );
-    let err = Settings::from_yaml(
-        "données:\n  image:\n    size: 32\n    grayscale: true\n    preprocess: keras_torch\n",
-        &[],
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("données.image.preprocess") && err.contains("grayscale"),
-        "{err}"
-    );
-    let err = Settings::from_yaml(
-        "données:\n  image:\n    size: 32\n    grayscale: false\n    normalize: true\n    standardize: false\n    preprocess: keras\n",
-        &[],
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("keras_tf") && err.contains("keras_caffe"),
-        "the allowed values: {err}"
-    );
-    let err = Settings::from_yaml(
-        "données:\n  image:\n    size: 32\n    grayscale: false\n    normalize: true\n    standardize: false\n    resize: pil_bicubik\n",
-        &[],
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("pil_bicubic") && err.contains("opencv_area"),
-        "the allowed values: {err}"
-    );
+    // A contradiction names the key, the preset and what it means; a misspelt value, the allowed values.
+    for (yaml, parts) in [
+        (
+            "données:\n  image:\n    size: 32\n    grayscale: false\n    preprocess: keras_caffe\n    normalize: true\n",
+            &["données.image.normalize", "keras_caffe"][..],
+        ),
+        (
+            "données:\n  image:\n    size: 32\n    grayscale: true\n    preprocess: keras_torch\n",
+            &["données.image.preprocess", "grayscale"],
+        ),
+        (
+            "données:\n  image:\n    size: 32\n    grayscale: false\n    normalize: true\n    standardize: false\n    preprocess: keras\n",
+            &["keras_tf", "keras_caffe"],
+        ),
+        (
+            "données:\n  image:\n    size: 32\n    grayscale: false\n    normalize: true\n    standardize: false\n    resize: pil_bicubik\n",
+            &["pil_bicubic", "opencv_area"],
+        ),
+    ] {
+        assert_has_all(&refused(Settings::from_yaml(yaml, &[])), parts);
+    }
     assert_eq!(ResizeFilter::PilLanczos.name(), "pil_lanczos");
 }

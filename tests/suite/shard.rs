@@ -7,7 +7,13 @@ use std::process::{Command, Output};
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
-use super::util::{self, repo, tempdir, text, CHEAP};
+use super::support::cli::{
+    self, assert_exit, assert_exit_for, assert_stderr, assert_stderr_for, assert_stdout, failed,
+    text, CHEAP,
+};
+use super::support::db::one;
+use super::support::images::{self, write_broken_jpeg};
+use super::support::{assert_has_all, repo, tempdir};
 
 /// The variables an array job sets, from which `--shard auto` picks the shard.
 const ARRAY_JOB_VARS: [&str; 6] = [
@@ -19,19 +25,25 @@ const ARRAY_JOB_VARS: [&str; 6] = [
     "JOB_COMPLETION_INDEX",
 ];
 
-/// The real binary with no array-job variables from the environment the tests run in.
-fn bin(sets: &[&str]) -> Command {
-    let mut c = super::util::bin(sets);
+/// `c` without the array-job variables of the environment the tests run in.
+fn clean(c: &mut Command) -> &mut Command {
     for v in ARRAY_JOB_VARS {
         c.env_remove(v);
     }
     c
 }
 
+/// The real binary with no array-job variables from the environment the tests run in.
+fn bin(sets: &[&str]) -> Command {
+    let mut c = cli::bin(sets);
+    clean(&mut c);
+    c
+}
+
 /// `per_class` real Br35H test images per class and one broken JPEG (it fails at decode, with an id).
 fn real_set(root: &Path, per_class: usize) -> PathBuf {
-    let set = util::real_set(root, per_class);
-    std::fs::write(set.join("yes/broken.jpg"), b"\xff\xd8\xff\xe0 not a jpeg").unwrap();
+    let set = images::real_set(root, per_class);
+    write_broken_jpeg(&set.join("yes/broken.jpg"));
     set
 }
 
@@ -87,13 +99,6 @@ fn results(db: &Path) -> BTreeMap<&'static str, Vec<String>> {
     .into_iter()
     .map(|(t, skip)| (t, rows(db, t, skip)))
     .collect()
-}
-
-fn one<T: rusqlite::types::FromSql>(db: &Path, sql: &str) -> T {
-    Connection::open(db)
-        .unwrap()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap()
 }
 
 #[test]
@@ -199,21 +204,14 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
     // Two of three: shard 1 is missing, the run is incomplete, exit code 5.
     let partial = dir.path().join("partial.sqlite");
     let merge = |into: &Path, shards: &[&PathBuf], extra: &[&str]| {
-        bin(&[])
-            .arg("merge")
-            .args(["--into", into.to_str().unwrap()])
-            .args(shards.iter().map(|p| p.to_str().unwrap()))
+        cli::merge(bin(&[]), into, shards)
             .args(extra)
             .output()
             .unwrap()
     };
     let out = merge(&partial, &[&shards[0], &shards[2]], &[]);
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("shard 1 of 3 is missing"),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 5);
+    assert_stderr(&out, &["shard 1 of 3 is missing"]);
     assert_eq!(
         one::<String>(&partial, "SELECT status FROM runs"),
         "interrupted"
@@ -235,11 +233,9 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
         "complete, one image failed: {}",
         text(&out)
     );
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("finished (complete: 3 of 3 shards), 8 of 9 images done, 1 failed"),
-        "{}",
-        text(&out)
+    assert_stdout(
+        &out,
+        &["finished (complete: 3 of 3 shards), 8 of 9 images done, 1 failed"],
     );
     let want = results(&single);
     assert_eq!(want["maps"].len(), 8 * 6);
@@ -280,7 +276,7 @@ fn three_shard_processes_merge_into_exactly_the_rows_of_one_process() {
         rows(&merged, "errors", &[]),
     );
     let out = merge(&merged, &[&shards[0], &shards[1], &shards[2]], &[]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_exit(&out, 3);
     assert_eq!(
         (
             counts(&merged),
@@ -297,49 +293,32 @@ fn merge_refuses_shards_of_another_config_and_bad_shard_values_are_clear_errors(
     let set = real_set(dir.path(), 1);
     let shard = |k: &str, lime: &str| {
         let db = dir.path().join(format!("s{k}.sqlite"));
-        let out = bin(&[&format!("explain.lime.samples={lime}")])
-            .args([
-                "audit",
-                "--methods",
-                "gradcam",
-                "--run",
-                "r",
-                "--shard",
-                &format!("{k}/2"),
-            ])
-            .args([
-                "--data",
-                set.to_str().unwrap(),
-                "--db",
-                db.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+        let out = cli::audit(
+            bin(&[&format!("explain.lime.samples={lime}")]),
+            &set,
+            &db,
+            "r",
+        )
+        .args(["--methods", "gradcam", "--shard", &format!("{k}/2")])
+        .output()
+        .unwrap();
         assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
         db
     };
     let a = shard("0", "24");
     let b = shard("1", "25");
     let into = dir.path().join("merged.sqlite");
-    let out = bin(&[])
-        .args([
-            "merge",
-            "--into",
-            into.to_str().unwrap(),
-            a.to_str().unwrap(),
-            b.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("differ in their config")
-            && err.contains("s0.sqlite")
-            && err.contains("s1.sqlite")
-            && err.contains("samples: 24")
-            && err.contains("samples: 25"),
-        "{err}"
+    let out = cli::merge(bin(&[]), &into, &[&a, &b]).output().unwrap();
+    assert_exit(&out, 1);
+    assert_has_all(
+        &cli::stderr(&out),
+        &[
+            "differ in their config",
+            "s0.sqlite",
+            "s1.sqlite",
+            "samples: 24",
+            "samples: 25",
+        ],
     );
     assert!(!into.exists(), "nothing written when refused");
 
@@ -355,8 +334,7 @@ fn merge_refuses_shards_of_another_config_and_bad_shard_values_are_clear_errors(
             .args(["audit", "--data", data, "--shard", value])
             .output()
             .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = failed(&out);
         assert!(
             err.contains("--shard") && err.contains(expect),
             "{value}: {err}"
@@ -366,23 +344,18 @@ fn merge_refuses_shards_of_another_config_and_bad_shard_values_are_clear_errors(
         .args(["audit", "--data", data, "--shard", "auto"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("SLURM_ARRAY_TASK_ID") && err.contains("JOB_COMPLETION_INDEX"),
-        "{err}"
+    assert_exit(&out, 2);
+    assert_has_all(
+        &cli::stderr(&out),
+        &["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"],
     );
     let out = bin(&[])
         .args(["audit", "--data", data, "--shard", "auto"])
         .env("JOB_COMPLETION_INDEX", "1")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--shard auto/N"),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 2);
+    assert_stderr(&out, &["--shard auto/N"]);
 }
 
 /// A refused `--shard auto` (a list array, a count that disagrees with the array, one task of a larger
@@ -418,17 +391,9 @@ fn shard_refusals_exit_2_before_any_work() {
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "--shard {shard}: {}",
-            text(&out)
-        );
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(expect),
-            "--shard {shard}: {}",
-            text(&out)
-        );
+        let what = format!("--shard {shard}");
+        assert_exit_for(&out, 2, &what);
+        assert_stderr_for(&out, &[expect], &what);
         assert!(!out_dir.exists(), "nothing written: {}", text(&out));
     }
 
@@ -436,10 +401,8 @@ fn shard_refusals_exit_2_before_any_work() {
     let exe = env!("CARGO_BIN_EXE_tumor-audit");
     let template = |shards: Option<&str>, vars: &[(&'static str, String)]| {
         let mut c = Command::new("bash");
-        for v in ARRAY_JOB_VARS {
-            c.env_remove(v);
-        }
-        c.arg(repo("deploy/slurm/audit-shard.sbatch"))
+        clean(&mut c)
+            .arg(repo("deploy/slurm/audit-shard.sbatch"))
             .current_dir(repo("."))
             .envs([("RUN", "r"), ("TUMOR_AUDIT", exe)])
             .env("OUT", &out_dir)
@@ -462,17 +425,9 @@ fn shard_refusals_exit_2_before_any_work() {
         (Some("3"), Vec::new(), "not a job array task"),
     ] {
         let out = template(shards, &vars);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{shards:?} {vars:?}: {}",
-            text(&out)
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(expect) && err.contains("resubmitting cannot help"),
-            "{shards:?} {vars:?}: {err}"
-        );
+        let what = format!("{shards:?} {vars:?}");
+        assert_exit_for(&out, 2, &what);
+        assert_stderr_for(&out, &[expect, "resubmitting cannot help"], &what);
         assert!(!out_dir.exists(), "nothing written: {}", text(&out));
     }
 
@@ -489,12 +444,7 @@ fn shard_refusals_exit_2_before_any_work() {
             .current_dir(dir.path())
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "submit.sh {args:?}: {}",
-            text(&out)
-        );
+        assert_exit_for(&out, 2, &format!("submit.sh {args:?}"));
     }
 }
 
@@ -645,10 +595,7 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     let cheap = "--methods gradcam,guided_backprop";
     let exe = env!("CARGO_BIN_EXE_tumor-audit");
     let clean = |c: &mut Command| {
-        for v in ARRAY_JOB_VARS {
-            c.env_remove(v);
-        }
-        c.current_dir(repo("."));
+        clean(c).current_dir(repo("."));
     };
 
     // One process over the whole set, the shortcut check at its end: the verdict to get back. A --set
@@ -656,9 +603,7 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     // merge step's check must take it from the config stored with the run.
     let seeded = "explain.seed=7";
     let single = dir.path().join("single.sqlite");
-    let out = bin(&[seeded])
-        .args(["audit", "--run", "slurm", "--db", single.to_str().unwrap()])
-        .args(["--data", set.to_str().unwrap()])
+    let out = cli::audit(bin(&[seeded]), &set, &single, "slurm")
         .args(cheap.split(' '))
         .output()
         .unwrap();
@@ -699,11 +644,7 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     for (id, c) in children {
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success(), "task {id}: {}", text(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains(&format!("shard {id} of 3: ")),
-            "{}",
-            text(&out)
-        );
+        assert_stdout(&out, &[&format!("shard {id} of 3: ")]);
     }
     let merge = || {
         let mut merge = Command::new("bash");
@@ -717,12 +658,13 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     };
     // Task 1 never ran: the merge says so and fails, with no verdict for a part of the set.
     let out = merge();
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(
-        text(&out).contains("shard 1 of 3 is missing")
-            && text(&out).contains("resubmit the failed shard tasks alone"),
-        "{}",
-        text(&out)
+    assert_exit(&out, 5);
+    assert_has_all(
+        &text(&out),
+        &[
+            "shard 1 of 3 is missing",
+            "resubmit the failed shard tasks alone",
+        ],
     );
     let merged = out_dir.join("audit.sqlite");
     assert_eq!(
@@ -732,11 +674,7 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     // Resubmitted alone, the natural way (`sbatch --array=1`): shard 1 of 3, not shard 0 of 1.
     let out = task(&array_task(1, 1, 1)).output().unwrap();
     assert!(out.status.success(), "task 1 again: {}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("shard 1 of 3: "),
-        "{}",
-        text(&out)
-    );
+    assert_stdout(&out, &["shard 1 of 3: "]);
     assert!(out_dir.join("audit.shard-1-of-3.sqlite").is_file());
     assert!(!out_dir.join("audit.shard-0-of-1.sqlite").exists());
     let out = merge();
@@ -798,11 +736,7 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     for (k, p) in pods.into_iter().enumerate() {
         let out = p.wait_with_output().unwrap();
         assert!(out.status.success(), "pod {k}: {}", text(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains(&format!("shard {k} of 3: ")),
-            "{}",
-            text(&out)
-        );
+        assert_stdout(&out, &[&format!("shard {k} of 3: ")]);
     }
     let out = pod(&script("deploy/kubernetes/merge.yaml"), None)
         .output()
@@ -818,13 +752,8 @@ fn deploy_scripts_run_as_slurm_and_kubernetes_would_run_them() {
     );
     // Both ways hold the same rows.
     let counts = |db: &Path| {
-        ["predictions", "attribution_metrics", "maps"].map(|t| {
-            let conn = Connection::open(db).unwrap();
-            let n: i64 = conn
-                .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
-                .unwrap();
-            n
-        })
+        ["predictions", "attribution_metrics", "maps"]
+            .map(|t| one::<i64>(db, &format!("SELECT count(*) FROM {t}")))
     };
     assert_eq!(counts(&merged), counts(&merged_k8s));
     assert_eq!(counts(&merged), [2, 4, 4]);

@@ -10,7 +10,12 @@ use std::path::{Path, PathBuf};
 use image::{imageops::FilterType, GrayImage, Luma};
 use rusqlite::Connection;
 
-use super::util::{bin, repo, tempdir};
+use super::support::browser::{require_chromium, Browser};
+use super::support::cli::{assert_exit, bin, ok, run_ok, stdout};
+use super::support::images::{br35h, write_set};
+use super::support::models::{load_native, save_trace, small_cnn_sets};
+use super::support::pages::{probe, shots_dir, url};
+use super::support::{repo, tempdir};
 
 /// Side of the training images: small, so that five models train in seconds.
 const SIZE: u32 = 40;
@@ -118,105 +123,68 @@ fn slice(path: &Path, marker: Option<Marker>) -> GrayImage {
     img
 }
 
-/// The first `n` files of a Br35H split's class folder (sorted: the same images for every model).
-fn files(split: &str, class: &str, n: usize) -> Vec<PathBuf> {
-    let dir = repo("data/br35h").join(split).join(class);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `make setup` first)", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v.truncate(n);
-    v
-}
-
-/// Writes Training/Validation/Testing under `root`, the marker on every `yes` image.
+/// Writes Training/Validation/Testing under `root` from the first images of each Br35H split's class
+/// folder (sorted: the same images for every model), the marker on every `yes` image.
 fn make_set(root: &Path, splits: &[(&str, &str, usize)], marker: Option<Marker>) {
     for &(split, out, n) in splits {
-        for class in ["no", "yes"] {
-            let dir = root.join(out).join(class);
-            std::fs::create_dir_all(&dir).unwrap();
-            for f in files(split, class, n) {
-                let m = if class == "yes" { marker } else { None };
-                slice(&f, m)
-                    .save(dir.join(f.file_stem().unwrap()).with_extension("png"))
-                    .unwrap();
-            }
-        }
+        write_set(root, out, |class| {
+            let m = if class == "yes" { marker } else { None };
+            br35h(split, class)
+                .iter()
+                .take(n)
+                .map(|f| {
+                    let name = Path::new(f.file_stem().unwrap()).with_extension("png");
+                    (name.to_string_lossy().into_owned(), slice(f, m))
+                })
+                .collect()
+        });
     }
 }
 
 fn sets(root: &Path) -> Vec<String> {
-    vec![
-        format!("données.image.size={SIZE}"),
-        "model.architecture=custom".into(),
-        "model.layers=[{conv: {out: 8}}, relu, {maxpool: {kernel: 2}}, {conv: {out: 16}}, relu, {maxpool: {kernel: 2}}, flatten, {dense: {out: 2}}]".into(),
-        format!("model.weights={}", root.join("w.safetensors").display()),
-        format!("data.root={}", root.display()),
-        "training.epochs=12".into(),
-        "training.patience=12".into(),
-        "training.learning_rate=0.003".into(),
-        "training.augment={horizontal_flip: false, rotate_degrees: 0, intensity: 0}".into(),
-        "explain.methods=[integrated_gradients, gradcam, kernel_shap]".into(),
-        "explain.kernel_shap.samples=200".into(),
-        "explain.integrated_gradients.steps=16".into(),
-        "explain.segmentation.method=grid".into(),
-        "explain.segmentation.grid_cells=10".into(),
-    ]
+    small_cnn_sets(root, SIZE, 12, 200, 10)
 }
 
 /// Audits `root`'s Testing folder into `db` as run `name`.
 fn audit(root: &Path, db: &str, name: &str, sets: &[String]) {
     let test_dir = root.join("Testing");
-    let args = [
-        "audit",
-        "--data",
-        test_dir.to_str().unwrap(),
-        "--db",
-        db,
-        "--run",
-        name,
-    ];
-    run(&[&args[..], &["--no-leakage-check"]].concat(), sets);
+    let data = test_dir.to_str().unwrap();
+    run(
+        &[
+            "audit",
+            "--data",
+            data,
+            "--db",
+            db,
+            "--run",
+            name,
+            "--no-leakage-check",
+        ],
+        sets,
+    );
 }
 
 /// The trained model of `root` exported to ONNX (`model.onnx`) and traced to TorchScript (`model.pt`)
 /// with the project's own code.
 fn imported_copies(root: &Path, sets: &[String]) -> (PathBuf, PathBuf) {
-    use tch::{Device, Kind, Tensor};
-    use tumor_audit::model::{InputSpec, NativeCnn};
     let sets: Vec<String> = sets.to_vec();
     let settings = tumor_audit::config::Settings::load(&repo("config.yml"), &sets).unwrap();
-    let spec = InputSpec {
+    let spec = tumor_audit::model::InputSpec {
         channels: 1,
         size: SIZE as i64,
         classes: 2,
     };
-    let mut cnn = NativeCnn::new(&settings.layers(), spec, Device::Cpu).unwrap();
-    cnn.load(&root.join("w.safetensors")).unwrap();
-    cnn.vs.freeze();
+    let cnn = load_native(&settings, spec, &root.join("w.safetensors"));
     let onnx = root.join("model.onnx");
     tumor_audit::model::onnx::export::export_native(&cnn, &onnx).unwrap();
-    let probe = Tensor::zeros([1, 1, SIZE as i64, SIZE as i64], (Kind::Float, Device::Cpu));
-    let module = tch::CModule::create_by_tracing("Cnn", "forward", &[probe], &mut |xs| {
-        vec![cnn.forward_t(&xs[0], false)]
-    })
-    .unwrap();
-    let torchscript = root.join("model.pt");
-    module.save(&torchscript).unwrap();
+    let torchscript = save_trace(&root.join("model.pt"), "Cnn", &cnn.input, &mut |x| {
+        cnn.forward_t(x, false)
+    });
     (onnx, torchscript)
 }
 
 fn run(args: &[&str], sets: &[String]) {
-    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
-    let out = bin(&sets).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", stdout(&run_ok(sets, args)));
 }
 
 /// (region, class, verdict, occlusion rate, paste rate, mask) of a run.
@@ -309,7 +277,7 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
         .unwrap();
     assert_eq!((shap, with, others), (7 * 64, 7 * 64, 0));
     // `query shortcuts` reads the same verdict.
-    let out = bin(&[])
+    let out = ok(bin(&[])
         .args([
             "query",
             "--db",
@@ -321,13 +289,8 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
             "corner",
         ])
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .unwrap());
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["verdict"][0]["verdict"], "shortcut", "{json}");
     assert!(json["regions"]
         .as_array()
@@ -353,12 +316,7 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
             .unwrap()
     };
     let up = gate("clean", "corner");
-    assert_eq!(
-        up.status.code(),
-        Some(tumor_audit::exit::Exit::Gate.code() as i32),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    assert_exit(&up, tumor_audit::exit::Exit::Gate.code() as i32);
     assert!(String::from_utf8_lossy(&up.stderr).contains("FAIL: shortcuts"));
     assert_eq!(gate("corner", "clean").status.code(), Some(0));
     // Per image, the causal tests add up to each region's counts (controls are not kept per image).
@@ -423,11 +381,11 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
         .map(|e| e.unwrap().path())
         .find(|p| std::fs::read_to_string(p).unwrap().contains(&own_row))
         .unwrap();
-    let chromium = super::browser::require_chromium();
-    let mut browser = super::browser::Browser::launch(&chromium);
-    let shot = super::report::shots_dir().join("image-shortcut-1280.png");
+    let chromium = require_chromium();
+    let mut browser = Browser::launch(&chromium);
+    let shot = shots_dir().join("image-shortcut-1280.png");
     let visit = browser.visit_at(
-        &format!("file://{}", page_file.display()),
+        &url(&page_file),
         r#"JSON.stringify(Array.from(document.querySelectorAll('#image-shortcuts .region-box.confirmed'))
              .map(b => b.getBoundingClientRect().width))"#,
         true,
@@ -435,8 +393,7 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
         Some(&shot),
     );
     assert!(visit.is_clean(), "{visit:#?}");
-    let widths: Vec<f64> =
-        serde_json::from_str(visit.probe.as_str().expect("probe answered a string")).unwrap();
+    let widths: Vec<f64> = serde_json::from_value(probe(&visit)).unwrap();
     assert!(
         !widths.is_empty() && widths.iter().all(|w| *w >= 8.0),
         "confirmed region boxes drawn: {widths:?} ({})",

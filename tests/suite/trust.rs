@@ -19,7 +19,9 @@ use tumor_audit::store::{
 use tumor_audit::trust::faithfulness::{self as fa, Score};
 use tumor_audit::trust::sanity;
 
-use super::util::{cnn, image, set, tempdir};
+use super::support::db::count;
+use super::support::models::{cnn, conv, dense_relu_dense, image, set};
+use super::support::tempdir;
 
 /// Contributions of the 16 pixels of a 4x4 image: a permutation of 8, 7, ..., -7 (sum 8).
 const CONTRIB: [f32; 16] = [
@@ -180,11 +182,6 @@ fn step_counts_orders_and_trapezoid() {
 
 /// conv(2) - batchnorm - relu - conv(3) - relu - maxpool - flatten - dense(4) - relu - dense(2), 1x8x8.
 fn small_cnn() -> NativeCnn {
-    let conv = |out| LayerSpec::Conv {
-        out,
-        kernel: 3,
-        padding: None,
-    };
     let m = cnn(
         &[
             conv(2),
@@ -285,25 +282,12 @@ fn each_stage_is_compared_with_stage_zero_of_the_same_image_and_method() {
     // dense(3) - relu - dense(2) on 2x2 inputs. The cascade re-initialises layer 3, then layer 1.
     // Gradient map of a linear head: at stage 1 the map changes; the stored correlation must be the
     // Spearman of exactly (stage-0 map, stage-1 map) of that image, recomputed here from the maps.
-    let m = cnn(
-        &[
-            LayerSpec::Flatten,
-            LayerSpec::Dense { out: 3 },
-            LayerSpec::Relu,
-            LayerSpec::Dense { out: 2 },
-        ],
-        1,
-        2,
-        2,
-    );
-    set(
-        &m,
-        "1.weight",
+    let m = dense_relu_dense(
         &[1., 0.5, -0.2, 0.3, 0., 1., 0.7, -0.4, 0.2, -0.3, 1., 0.6],
+        &[0.1, 0.2, 0.3],
+        &[1., -1., 2., 0.5, 0.5, -1.],
+        &[0., 0.],
     );
-    set(&m, "1.bias", &[0.1, 0.2, 0.3]);
-    set(&m, "3.weight", &[1., -1., 2., 0.5, 0.5, -1.]);
-    set(&m, "3.bias", &[0., 0.]);
     let xs = [vec![1., 2., 0.5, 0.25f32], vec![0.3, -0.2, 1.5, 0.8]];
     let tensors: Vec<Tensor> = xs.iter().map(|v| image(v, 2)).collect();
     let inputs: Vec<ImageInput> = tensors
@@ -470,25 +454,17 @@ fn trust_tables_and_views_on_a_hand_made_example() {
     let send = writer.sender();
     let mut bad = curve_row("gradient", 0.1, 0.1);
     bad.deletion_curve.push(0.0);
+    // Image n with its gradient curve's AUCs and the random curve's 0.4 / 0.5.
+    let with_random = |n, label, correct, del, ins| {
+        let rows = vec![
+            curve_row("gradient", del, ins),
+            curve_row("random", 0.4, 0.5),
+        ];
+        result(n, label, correct, rows)
+    };
     for r in [
-        result(
-            1,
-            "yes",
-            true,
-            vec![
-                curve_row("gradient", 0.2, 0.7),
-                curve_row("random", 0.4, 0.5),
-            ],
-        ),
-        result(
-            2,
-            "no",
-            false,
-            vec![
-                curve_row("gradient", 0.6, 0.3),
-                curve_row("random", 0.4, 0.5),
-            ],
-        ),
+        with_random(1, "yes", true, 0.2, 0.7),
+        with_random(2, "no", false, 0.6, 0.3),
         result(3, "no", true, vec![bad]),
     ] {
         send.send(WriterMessage::Image(Box::new(r))).unwrap();
@@ -542,14 +518,10 @@ fn trust_tables_and_views_on_a_hand_made_example() {
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
         assert!(close(*f, k / 2.0) && close(*d, 0.9 - 0.4 * k) && close(*ins, 0.1 + 0.4 * k));
     }
-    let write_errors: i64 = store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM errors WHERE stage = 'write'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let write_errors = count(
+        store.conn(),
+        "SELECT count(*) FROM errors WHERE stage = 'write'",
+    );
     assert_eq!(write_errors, 1);
     let curve: String = store
         .conn()
@@ -686,14 +658,10 @@ fn trust_tables_and_views_on_a_hand_made_example() {
     ));
     assert_eq!(cell(&o, &o.rows[0], "empty_maps"), Cell::Int(1));
     // The image the run never audited was added to `images` for the foreign key.
-    let n: i64 = store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM images WHERE path = 't/no/9.png'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let n = count(
+        store.conn(),
+        "SELECT count(*) FROM images WHERE path = 't/no/9.png'",
+    );
     assert_eq!(n, 1);
     // A check of a run that does not exist is refused.
     let mut missing = check.clone();

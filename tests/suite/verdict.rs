@@ -8,17 +8,33 @@ use std::path::Path;
 use rusqlite::Connection;
 use tumor_audit::model::LayerSpec;
 
-use super::util::{bin_with, cheap_sets, cnn, ok, real_set, set, tempdir};
+use super::support::cli::{bin_with, cheap_sets, ok};
+use super::support::db::{count, row};
+use super::support::images::{br35h, real_set};
+use super::support::models::{cnn, set};
+use super::support::tempdir;
 
 const CLASSES: [&str; 2] = ["no", "yes"];
 
-/// `query --format csv ...` as (header, rows).
-fn query_csv(sets: &[String], db: &Path, args: &[&str]) -> (Vec<String>, Vec<Vec<String>>) {
-    let out = ok(bin_with(sets)
-        .args(["query", "--db", db.to_str().unwrap(), "--format", "csv"])
+/// Stdout of `command --db DB args...` with the `--set` overrides `sets`, which must succeed.
+fn on_db(sets: &[String], command: &str, db: &Path, args: &[&str]) -> String {
+    ok(bin_with(sets)
+        .arg(command)
+        .arg("--db")
+        .arg(db)
         .args(args)
         .output()
-        .unwrap());
+        .unwrap())
+}
+
+/// Stdout of the audit of `sets`' data into `db` as run `run`, without the leakage check.
+fn audit(sets: &[String], db: &Path, run: &str) -> String {
+    on_db(sets, "audit", db, &["--run", run, "--no-leakage-check"])
+}
+
+/// `query --format csv ...` as (header, rows).
+fn query_csv(sets: &[String], db: &Path, args: &[&str]) -> (Vec<String>, Vec<Vec<String>>) {
+    let out = on_db(sets, "query", db, &[&["--format", "csv"], args].concat());
     let mut r = csv::Reader::from_reader(out.as_bytes());
     let header = r.headers().unwrap().iter().map(str::to_string).collect();
     let rows = r
@@ -75,53 +91,27 @@ fn every_method_untrusted_reads_inconclusive_everywhere() {
         format!("output.dir={}", root.join("out").display()),
     ]);
     let db = root.join("audit.sqlite");
-    let stdout = ok(bin_with(&sets)
-        .args([
-            "audit",
-            "--db",
-            db.to_str().unwrap(),
-            "--run",
-            "constant-1",
-            "--no-leakage-check",
-        ])
-        .output()
-        .unwrap());
+    let stdout = audit(&sets, &db, "constant-1");
     assert!(stdout.contains("verdict: inconclusive"), "{stdout}");
     let verdict_at = stdout.find("verdict:").unwrap();
     let raw_at = stdout.find("raw per-map rules").expect("raw count shown");
     assert!(verdict_at < raw_at, "the verdict comes first:\n{stdout}");
 
-    let out = ok(bin_with(&sets)
-        .args([
-            "query",
-            "--db",
-            db.to_str().unwrap(),
-            "shortcuts",
-            "--run",
-            "constant-1",
-        ])
-        .output()
-        .unwrap());
+    let out = on_db(&sets, "query", &db, &["shortcuts", "--run", "constant-1"]);
     assert!(
         out.contains("verdict: inconclusive: no method's maps can be trusted"),
         "{out}"
     );
     let c = Connection::open(&db).unwrap();
-    let (state, untrusted): (String, String) = c
-        .query_row(
-            "SELECT verdict, untrusted_methods FROM v_verdict WHERE run_id = 'constant-1'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let (state, untrusted): (String, String) = row(
+        &c,
+        "SELECT verdict, untrusted_methods FROM v_verdict WHERE run_id = 'constant-1'",
+    );
     assert_eq!(state, "inconclusive");
-    let trusted: i64 = c
-        .query_row(
-            "SELECT count(*) FROM shortcut_methods WHERE run_id = 'constant-1' AND trusted = 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let trusted = count(
+        &c,
+        "SELECT count(*) FROM shortcut_methods WHERE run_id = 'constant-1' AND trusted = 1",
+    );
     assert_eq!(trusted, 0, "untrusted: {untrusted}");
 
     let (h, rows) = query_csv(&sets, &db, &["runs"]);
@@ -129,18 +119,12 @@ fn every_method_untrusted_reads_inconclusive_everywhere() {
     assert_eq!(cell(&h, &rows[0], "images_flagged"), "0");
 
     let report = root.join("report");
-    ok(bin_with(&sets)
-        .args([
-            "report",
-            "--db",
-            db.to_str().unwrap(),
-            "--run",
-            "constant-1",
-            "--out",
-            report.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap());
+    on_db(
+        &sets,
+        "report",
+        &db,
+        &["--run", "constant-1", "--out", report.to_str().unwrap()],
+    );
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(
         html.contains("<h2>Verdict: inconclusive</h2>"),
@@ -149,20 +133,14 @@ fn every_method_untrusted_reads_inconclusive_everywhere() {
     assert!(!html.contains("shortcuts confirmed on the model"));
 
     // `query image` by the file name as stored, without its extension.
-    let first = super::util::br35h("Testing", "no")[0].clone();
+    let first = br35h("Testing", "no")[0].clone();
     let stem = first.file_stem().unwrap().to_str().unwrap().to_string();
-    let out = ok(bin_with(&sets)
-        .args([
-            "query",
-            "--db",
-            db.to_str().unwrap(),
-            "image",
-            &stem,
-            "--run",
-            "constant-1",
-        ])
-        .output()
-        .unwrap());
+    let out = on_db(
+        &sets,
+        "query",
+        &db,
+        &["image", &stem, "--run", "constant-1"],
+    );
     assert!(
         out.contains(first.file_name().unwrap().to_str().unwrap()),
         "{out}"
@@ -179,25 +157,12 @@ fn the_bundled_models_run_shows_one_flagged_count() {
     let mut sets = cheap_sets(root, &CLASSES);
     sets.push(format!("output.dir={}", root.join("out").display()));
     let db = root.join("audit.sqlite");
-    let stdout = ok(bin_with(&sets)
-        .args([
-            "audit",
-            "--db",
-            db.to_str().unwrap(),
-            "--run",
-            "nightly-1",
-            "--no-leakage-check",
-        ])
-        .output()
-        .unwrap());
+    let stdout = audit(&sets, &db, "nightly-1");
     let c = Connection::open(&db).unwrap();
-    let (state, flagged): (String, i64) = c
-        .query_row(
-            "SELECT verdict, flagged_images FROM v_verdict WHERE run_id = 'nightly-1'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let (state, flagged): (String, i64) = row(
+        &c,
+        "SELECT verdict, flagged_images FROM v_verdict WHERE run_id = 'nightly-1'",
+    );
     assert!(
         stdout.contains(&format!("{flagged} of 8 image(s) flagged for review")),
         "{stdout}"
@@ -205,26 +170,14 @@ fn the_bundled_models_run_shows_one_flagged_count() {
     let (h, rows) = query_csv(&sets, &db, &["runs"]);
     assert_eq!(cell(&h, &rows[0], "images_flagged"), flagged.to_string());
     assert_eq!(cell(&h, &rows[0], "verdict"), state);
-    let raw: i64 = c
-        .query_row(
-            "SELECT count(DISTINCT image_id) FROM v_suspicious WHERE run_id = 'nightly-1'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let raw = count(
+        &c,
+        "SELECT count(DISTINCT image_id) FROM v_suspicious WHERE run_id = 'nightly-1'",
+    );
     assert_eq!(cell(&h, &rows[0], "raw_rule_images"), raw.to_string());
 
     let report = root.join("report");
-    ok(bin_with(&sets)
-        .args([
-            "report",
-            "--db",
-            db.to_str().unwrap(),
-            "--out",
-            report.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap());
+    on_db(&sets, "report", &db, &["--out", report.to_str().unwrap()]);
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     let card = html
         .find("flagged images (verdict)")
@@ -340,13 +293,10 @@ fn migration_0010_widens_the_verdict_and_keeps_the_rows() {
     }
     let store = Store::open(&path).unwrap();
     let c = store.conn();
-    let methods: i64 = c
-        .query_row(
-            "SELECT count(*) FROM shortcut_methods WHERE run_id = 'old'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let methods = count(
+        c,
+        "SELECT count(*) FROM shortcut_methods WHERE run_id = 'old'",
+    );
     assert_eq!(methods, 1, "child rows kept");
     c.execute(
         "UPDATE shortcut_checks SET verdict = 'inconclusive' WHERE run_id = 'old'",
