@@ -395,6 +395,15 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
     })
 }
 
+/// The producer as one line, "name version": words that say nothing are dropped (tf2onnx writes its
+/// git revision after the version, Python's `None` when it has none: "1.17.0 None").
+fn producer(name: &str, version: &str) -> String {
+    (name.split_whitespace().chain(version.split_whitespace()))
+        .filter(|w| !matches!(*w, "None" | "none" | "null" | "unknown"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use onnx_protobuf::{tensor_proto::DataType, TensorProto};
@@ -430,13 +439,4 @@ mod tests {
         let e = tensor_from_proto(&floats(&[3], &[1.0])).unwrap_err();
         assert!(e.contains("1 values for shape [3]"), "{e}");
     }
-}
-
-/// The producer as one line, "name version": words that say nothing are dropped (tf2onnx writes its
-/// git revision after the version, Python's `None` when it has none: "1.17.0 None").
-fn producer(name: &str, version: &str) -> String {
-    (name.split_whitespace().chain(version.split_whitespace()))
-        .filter(|w| !matches!(*w, "None" | "none" | "null" | "unknown"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

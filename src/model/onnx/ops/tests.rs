@@ -130,7 +130,9 @@ fn shapes_from_data_beyond_the_bound_are_refused_before_allocating() {
 #[test]
 fn malformed_attributes_and_inputs_are_errors_not_panics() {
     let x = || zeros(&[1, 2, 3, 4]);
-    let cases: Vec<(&str, Vec<(&str, Attr)>, Vec<Option<Tensor>>, &str)> = vec![
+    // (operator, attributes, inputs, what the error names)
+    type Case<'a> = (&'a str, Vec<(&'a str, Attr)>, Vec<Option<Tensor>>, &'a str);
+    let cases: Vec<Case> = vec![
         ("Flatten", vec![("axis", Attr::Int(7))], vec![x()], "axis 7"),
         (
             "Softmax",
