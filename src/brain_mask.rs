@@ -166,36 +166,30 @@ pub fn brain_mask(grey: &[f32], width: usize, height: usize) -> (BrainMask, bool
     thresholds.push(otsu_threshold(&smooth));
     for thr in thresholds {
         let fg: Vec<bool> = smooth.iter().map(|&v| v >= thr).collect();
-        let closed = close(&fg, width, height, radius);
         // Fill first, then keep the largest component: a closed scalp ring then yields the whole
         // head rather than only the brain inside it.
-        let unframed = drop_frames(&closed, width, height);
-        let head = largest_component(
-            &fill_holes(&unframed, width, height),
-            width,
-            height,
-            Connectivity::Eight,
-        );
-        if ok(&head) {
-            return (
-                BrainMask {
-                    width,
-                    height,
-                    inside: head,
-                },
-                false,
-            );
-        }
+        let fill_then_largest = || {
+            let unframed = drop_frames(&close(&fg, width, height, radius), width, height);
+            largest_component(
+                &fill_holes(&unframed, width, height),
+                width,
+                height,
+                Connectivity::Eight,
+            )
+        };
         // A bright frame around the whole image makes that order fill everything: keep the
         // largest component of the raw threshold first, then close and fill.
-        let largest = largest_component(&fg, width, height, Connectivity::Eight);
-        let head = fill_holes(&close(&largest, width, height, radius), width, height);
-        if ok(&head) {
+        let largest_then_fill = || {
+            let largest = largest_component(&fg, width, height, Connectivity::Eight);
+            fill_holes(&close(&largest, width, height, radius), width, height)
+        };
+        let orders: [&dyn Fn() -> Vec<bool>; 2] = [&fill_then_largest, &largest_then_fill];
+        if let Some(inside) = orders.iter().map(|order| order()).find(|head| ok(head)) {
             return (
                 BrainMask {
                     width,
                     height,
-                    inside: head,
+                    inside,
                 },
                 false,
             );

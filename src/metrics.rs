@@ -1,6 +1,6 @@
-//! Per-image numbers computed from raw attribution maps: mass inside the brain vs background and border band, concentration, top-k placement, sparsity, agreement between methods.
+//! Per-image numbers computed from raw attribution maps: mass inside the brain vs background and border band, concentration, top-k placement, sparsity, agreement between methods; and the small statistics shared across the crate (median, Spearman, |value| shares).
 //!
-//! All functions take RAW attribution maps (f32, row-major `width x height`), never
+//! The map functions take RAW attribution maps (f32, row-major `width x height`), never
 //! display-normalised ones. Mass-based metrics use the absolute value of the map. Non-finite map
 //! values (NaN, +-inf) are read as 0 everywhere so that no metric is ever NaN.
 //!
@@ -57,6 +57,28 @@ fn mag(v: f32) -> f32 {
     } else {
         0.0
     }
+}
+
+/// Each pixel's share of the map's |value| mass (non-finite values read as 0), summing to 1; `None`
+/// when the map has no mass.
+pub fn abs_shares(map: &[f32]) -> Option<Vec<f64>> {
+    let total: f64 = map.iter().map(|&v| mag(v) as f64).sum();
+    (total > 0.0).then(|| map.iter().map(|&v| mag(v) as f64 / total).collect())
+}
+
+/// The median of `values` (the mean of the two middle ones for an even count); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut s = values.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
 }
 
 /// Metrics of one raw attribution map against a head mask `inside` and a border band `border`
@@ -313,6 +335,13 @@ pub fn downsample(map: &[f32], width: usize, height: usize, to_w: usize, to_h: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
 
     fn all_finite(m: &MapMetrics) -> bool {
         [

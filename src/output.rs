@@ -66,6 +66,31 @@ impl std::fmt::Display for Kind {
     }
 }
 
+/// A file or folder of an output that could not be made (`what`: `create`, `write`), with its path
+/// and the reason (an I/O error, or the image or plot that could not be encoded).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {what} {}", path.display())]
+pub struct FileError {
+    pub what: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl FileError {
+    pub fn new(
+        what: &'static str,
+        path: &Path,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> FileError {
+        FileError {
+            what,
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        }
+    }
+}
+
 /// Why an output will not be written into its folder; the folder is left as it was.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -450,14 +475,18 @@ fn write_manifest(dir: &Path, kind: Kind) -> Result<(), OutputError> {
         }
     }
     lines.sort();
-    let path = dir.join(kind.manifest());
+    write_new(&dir.join(kind.manifest()), &(lines.join("\n") + "\n"))
+}
+
+/// Writes `text` into the file `path`, which must not exist yet (a manifest).
+fn write_new(path: &Path, text: &str) -> Result<(), OutputError> {
     let mut f = File::options()
         .write(true)
         .create_new(true)
-        .open(&path)
-        .map_err(io("cannot create", &path))?;
-    f.write_all((lines.join("\n") + "\n").as_bytes())
-        .map_err(io("cannot write", &path))
+        .open(path)
+        .map_err(io("cannot create", path))?;
+    f.write_all(text.as_bytes())
+        .map_err(io("cannot write", path))
 }
 
 /// Links the files of another kind's output (`listing`, from the target) into the new folder, with its
@@ -494,14 +523,7 @@ fn carry(
             std::fs::copy(&src, &dst).map_err(io("cannot copy", &src))?;
         }
     }
-    let path = new.join(other.manifest());
-    let mut m = File::options()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(io("cannot create", &path))?;
-    m.write_all(listing.text.as_bytes())
-        .map_err(io("cannot write", &path))
+    write_new(&new.join(other.manifest()), &listing.text)
 }
 
 /// An output being written: a fresh folder beside its target, renamed into place by [`Staged::commit`].
@@ -614,6 +636,10 @@ pub fn rebase(path: &Path, from: &Path, to: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn read(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap()
+    }
+
     fn write(p: &Path, text: &str) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
@@ -625,6 +651,14 @@ mod tests {
             write(&s.dir().join(name), text);
         }
         s.commit()
+    }
+
+    /// A fresh temporary folder and its output `name`, written once as `kind` with `files`.
+    fn staged_once(name: &str, kind: Kind, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join(name);
+        stage(&t, kind, files).unwrap();
+        (tmp, t)
     }
 
     fn siblings(dir: &Path) -> Vec<String> {
@@ -658,14 +692,11 @@ mod tests {
 
     #[test]
     fn a_second_output_replaces_its_own_kind_and_keeps_the_other() {
-        let tmp = tempfile::tempdir().unwrap();
-        let t = tmp.path().join("run");
-        stage(
-            &t,
+        let (tmp, t) = staged_once(
+            "run",
             Kind::Export,
             &[("metrics.csv", "a"), ("mean-maps/x.png", "a")],
-        )
-        .unwrap();
+        );
         stage(
             &t,
             Kind::Report,
@@ -674,29 +705,18 @@ mod tests {
         .unwrap();
         // The second export has no mean maps: the first's are gone, the report is kept.
         stage(&t, Kind::Export, &[("metrics.csv", "b")]).unwrap();
-        assert_eq!(std::fs::read_to_string(t.join("metrics.csv")).unwrap(), "b");
+        assert_eq!(read(&t.join("metrics.csv")), "b");
         assert!(!t.join("mean-maps").exists());
-        assert_eq!(
-            std::fs::read_to_string(t.join("report.html")).unwrap(),
-            "r1"
-        );
-        assert_eq!(
-            std::fs::read_to_string(t.join("report-assets/s.svg")).unwrap(),
-            "r1"
-        );
-        assert_eq!(
-            std::fs::read_to_string(t.join(Kind::Export.manifest())).unwrap(),
-            "metrics.csv\n"
-        );
+        assert_eq!(read(&t.join("report.html")), "r1");
+        assert_eq!(read(&t.join("report-assets/s.svg")), "r1");
+        assert_eq!(read(&t.join(Kind::Export.manifest())), "metrics.csv\n");
         // Nothing left beside it.
         assert_eq!(siblings(tmp.path()), vec!["run"]);
     }
 
     #[test]
     fn a_stale_staging_folder_is_removed_and_a_missing_target_restored() {
-        let tmp = tempfile::tempdir().unwrap();
-        let t = tmp.path().join("site");
-        stage(&t, Kind::Report, &[("report.html", "first")]).unwrap();
+        let (tmp, t) = staged_once("site", Kind::Report, &[("report.html", "first")]);
         // As a run stopped between its two renames leaves it: the target moved to <staging>/old, the
         // staging lock released (its process died).
         let staging = tmp.path().join(".site.tmp-999999999");
@@ -706,7 +726,7 @@ mod tests {
         assert!(!t.exists());
         let s = Staged::begin(&t, Kind::Report).unwrap();
         assert_eq!(
-            std::fs::read_to_string(t.join("report.html")).unwrap(),
+            read(&t.join("report.html")),
             "first",
             "restored before the new output is written"
         );
@@ -716,23 +736,18 @@ mod tests {
         assert!(matches!(busy, OutputError::Busy { .. }), "{busy}");
         write(&s.dir().join("report.html"), "second");
         s.commit().unwrap();
-        assert_eq!(
-            std::fs::read_to_string(t.join("report.html")).unwrap(),
-            "second"
-        );
+        assert_eq!(read(&t.join("report.html")), "second");
         assert_eq!(siblings(tmp.path()), vec!["site"]);
     }
 
     #[test]
     fn a_dropped_output_leaves_the_previous_one() {
-        let tmp = tempfile::tempdir().unwrap();
-        let t = tmp.path().join("x");
-        stage(&t, Kind::Explain, &[("montage.png", "1")]).unwrap();
+        let (tmp, t) = staged_once("x", Kind::Explain, &[("montage.png", "1")]);
         {
             let s = Staged::begin(&t, Kind::Explain).unwrap();
             write(&s.dir().join("montage.png"), "2");
         }
-        assert_eq!(std::fs::read_to_string(t.join("montage.png")).unwrap(), "1");
+        assert_eq!(read(&t.join("montage.png")), "1");
         assert_eq!(siblings(tmp.path()), vec!["x"]);
     }
 

@@ -217,6 +217,28 @@ impl Plan {
             explains: model.explains(),
         })
     }
+
+    /// The pipeline's job for run `run_id` under this plan: the classes, preprocessing, target rule
+    /// and decoding limits, with `explain`, the faithfulness curves when given, and the images
+    /// already `done` (skipped).
+    pub fn audit_job<'a>(
+        &'a self,
+        run_id: &str,
+        explain: &'a ExplainConfig,
+        faithfulness: Option<&'a crate::trust::FaithfulnessConfig>,
+        done: std::collections::HashSet<String>,
+    ) -> crate::pipeline::AuditJob<'a> {
+        crate::pipeline::AuditJob {
+            run_id: run_id.to_string(),
+            classes: &self.classes,
+            image_cfg: &self.settings.donnees.image,
+            explain,
+            target: self.target,
+            faithfulness,
+            limits: self.limits(),
+            done,
+        }
+    }
 }
 
 /// The model under audit with the explain configuration of a run: the configured one (stored with

@@ -99,16 +99,12 @@ pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
         );
     }
     let writer = Writer::spawn(&db, 16, 64)?;
-    let job = pipeline::AuditJob {
-        run_id: run_id.clone(),
-        classes: &ctx.classes,
-        image_cfg: &ctx.settings.donnees.image,
-        explain: run_cfg,
-        target: ctx.target,
-        faithfulness: faithfulness.enabled.then_some(&faithfulness),
-        limits: ctx.limits(),
+    let job = ctx.audit_job(
+        &run_id,
+        run_cfg,
+        faithfulness.enabled.then_some(&faithfulness),
         done,
-    };
+    );
     let pb = progress(samples.len() as u64, "auditing", "images");
     let result = pipeline::run(model, &job, samples, &writer.sender(), &|| pb.inc(1));
     pb.finish_and_clear();

@@ -6,9 +6,10 @@ use anyhow::bail;
 
 use super::{prepare_samples, Plan};
 use crate::attribution::{self, ExplainConfig, Method, Precision, Profile, Subject};
-use crate::bench::{median, Peak};
+use crate::bench::Peak;
 use crate::cli::BenchArgs;
 use crate::dataset::{self, Dataset};
+use crate::metrics::median;
 use crate::model::{Classifier, Model};
 use crate::preprocess::Prepared;
 
@@ -369,16 +370,7 @@ fn bench_audit(
         )?)?;
         let t0 = Instant::now();
         let writer = Writer::spawn(&db, 16, 64)?;
-        let job = pipeline::AuditJob {
-            run_id: run_id.clone(),
-            classes: &ctx.classes,
-            image_cfg: &ctx.settings.donnees.image,
-            explain: cfg,
-            target: ctx.target,
-            faithfulness: None,
-            limits: ctx.limits(),
-            done: Default::default(),
-        };
+        let job = ctx.audit_job(&run_id, cfg, None, Default::default());
         let stats = pipeline::run(&model, &job, samples.to_vec(), &writer.sender(), &|| {})?;
         writer.finish()?;
         store.finish_run(&run_id, "finished")?;

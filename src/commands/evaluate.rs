@@ -22,17 +22,7 @@ pub fn run(ctx: &Plan, args: &EvaluateArgs) -> anyhow::Result<()> {
     };
     let model = ctx.load_model()?;
     let t0 = Instant::now();
-    let pb = super::progress(0, "loading", "images");
-    let set = crate::preprocess::labelled_set(
-        &dir,
-        &ctx.classes,
-        &ctx.settings.donnees.image,
-        ctx.limits(),
-        &|| pb.inc(1),
-    );
-    pb.finish_and_clear();
-    let set = set?;
-    super::report_skipped(&set.skipped, &set.not_images);
+    let set = super::load_labelled(ctx, &dir, "loading")?;
     let probs = model.predict_probs(&set.tensors.x)?;
     let labels = set.tensors.labels()?;
     let ev = evaluate::evaluate(&labels, &probs, &ctx.classes);

@@ -6,11 +6,11 @@ use tch::Tensor;
 
 use super::{prepare_samples, progress, Plan};
 use crate::attribution::{self, Subject};
-use crate::bench::median;
 use crate::cli::ExplainArgs;
 use crate::dataset::Dataset;
 use crate::display::{self, font, Caption, ColorBar};
 use crate::exit::Exit;
+use crate::metrics::median;
 use crate::output::{Kind, Staged};
 
 /// [`Exit::Partial`] when an input could not be read or a requested method could not run on an image

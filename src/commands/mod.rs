@@ -176,12 +176,12 @@ pub fn prepare_samples(
     out
 }
 
-/// A labelled class-folder set as tensors behind a progress bar, with the skipped files logged.
+/// A labelled class-folder set read behind a progress bar, with the skipped files logged.
 fn load_labelled(
     ctx: &Plan,
     dir: &std::path::Path,
     what: &str,
-) -> anyhow::Result<crate::preprocess::LabelledTensors> {
+) -> anyhow::Result<crate::preprocess::LabelledSet> {
     let pb = progress(0, what, "images");
     let set = crate::preprocess::labelled_set(
         dir,
@@ -193,7 +193,7 @@ fn load_labelled(
     pb.finish_and_clear();
     let set = set?;
     report_skipped(&set.skipped, &set.not_images);
-    Ok(set.tensors)
+    Ok(set)
 }
 
 fn report_skipped(skipped: &[Skipped], not_images: &[Skipped]) {

@@ -15,7 +15,7 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
             let run = query::resolve_run(conn, s.run.as_deref())?;
             // A misspelt method would count nothing and report "0 suspicious".
             if let Some(m) = &s.method {
-                let methods = query::runs::run_record(conn, &run)?.methods;
+                let methods = query::runs::run_header(conn, &run)?.record.methods;
                 if !methods.contains(m) {
                     return Err(UsageError(format!(
                         "--method {m}: run {run} has no method `{m}`; its methods: {}",

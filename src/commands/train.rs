@@ -24,8 +24,8 @@ pub fn run(ctx: &Plan, args: &TrainArgs) -> anyhow::Result<()> {
         bail!("model.torchscript or model.onnx is set: `train` trains the native CNN only");
     }
     tch::manual_seed(settings.training.seed as i64);
-    let tr = load_labelled(ctx, &root.join(&settings.data.train_dir), "training")?;
-    let va = load_labelled(ctx, &root.join(&settings.data.validation_dir), "validation")?;
+    let tr = load_labelled(ctx, &root.join(&settings.data.train_dir), "training")?.tensors;
+    let va = load_labelled(ctx, &root.join(&settings.data.validation_dir), "validation")?.tensors;
     println!(
         "training on {} images, validating on {} ({:?})",
         tr.len(),
@@ -39,7 +39,7 @@ pub fn run(ctx: &Plan, args: &TrainArgs) -> anyhow::Result<()> {
     cnn.save(&weights)?;
     let test_dir = root.join(&settings.data.test_dir);
     let test = if test_dir.is_dir() {
-        let te = load_labelled(ctx, &test_dir, "test")?;
+        let te = load_labelled(ctx, &test_dir, "test")?.tensors;
         let model = Model::new(cnn);
         let probs = model.predict_probs(&te.x)?;
         Some(evaluate::evaluate(&te.labels()?, &probs, &ctx.classes))

@@ -264,36 +264,28 @@ fn segment_lut(seg: &[(f64, f64, f64)]) -> [u8; LUT_N] {
     out
 }
 
+/// The RGB LUT of a colormap given as its red, green and blue segments.
+fn rgb_lut(
+    red: &[(f64, f64, f64)],
+    green: &[(f64, f64, f64)],
+    blue: &[(f64, f64, f64)],
+) -> [[u8; 3]; LUT_N] {
+    let (r, g, b) = (segment_lut(red), segment_lut(green), segment_lut(blue));
+    let mut lut = [[0u8; 3]; LUT_N];
+    for (i, e) in lut.iter_mut().enumerate() {
+        *e = [r[i], g[i], b[i]];
+    }
+    lut
+}
+
 fn jet_lut() -> &'static [[u8; 3]; LUT_N] {
     static LUT: OnceLock<[[u8; 3]; LUT_N]> = OnceLock::new();
-    LUT.get_or_init(|| {
-        let (r, g, b) = (
-            segment_lut(&JET_RED),
-            segment_lut(&JET_GREEN),
-            segment_lut(&JET_BLUE),
-        );
-        let mut lut = [[0u8; 3]; LUT_N];
-        for (i, e) in lut.iter_mut().enumerate() {
-            *e = [r[i], g[i], b[i]];
-        }
-        lut
-    })
+    LUT.get_or_init(|| rgb_lut(&JET_RED, &JET_GREEN, &JET_BLUE))
 }
 
 fn bwr_lut() -> &'static [[u8; 3]; LUT_N] {
     static LUT: OnceLock<[[u8; 3]; LUT_N]> = OnceLock::new();
-    LUT.get_or_init(|| {
-        let (r, g, b) = (
-            segment_lut(&BWR_RED),
-            segment_lut(&BWR_GREEN),
-            segment_lut(&BWR_BLUE),
-        );
-        let mut lut = [[0u8; 3]; LUT_N];
-        for (i, e) in lut.iter_mut().enumerate() {
-            *e = [r[i], g[i], b[i]];
-        }
-        lut
-    })
+    LUT.get_or_init(|| rgb_lut(&BWR_RED, &BWR_GREEN, &BWR_BLUE))
 }
 
 fn grey_lut() -> &'static [u8; LUT_N] {

@@ -262,11 +262,7 @@ impl NativeCnn {
     /// heuristic) for some small batch sizes, which the float32 path does not.
     pub fn forward_bf16_convs(&self, x: &Tensor) -> Result<Tensor> {
         let low = self.bf16()?;
-        let split = self
-            .specs
-            .iter()
-            .position(|s| matches!(s, LayerSpec::Flatten | LayerSpec::GlobalAvgPool))
-            .unwrap_or(self.layers.len());
+        let split = self.float_head_start();
         let a = low.infer_range(&x.to_kind(Kind::BFloat16), 0, split);
         Ok(self.infer_range(&a.to_kind(Kind::Float), split, self.layers.len()))
     }

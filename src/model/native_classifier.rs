@@ -159,11 +159,7 @@ fn layer_profile(m: &NativeCnn, batch: i64, reps: usize) -> Result<Vec<(String, 
     );
     let cl = m.channels_last_f32()?;
     let bf = m.bf16()?;
-    let split = m
-        .specs
-        .iter()
-        .position(|s| matches!(s, LayerSpec::Flatten | LayerSpec::GlobalAvgPool))
-        .unwrap_or(m.layers.len());
+    let split = m.float_head_start();
     let mut rows: Vec<(String, [f64; 3])> = m
         .specs
         .iter()

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use super::table::{Cell, Table};
 use super::QueryError;
 use crate::display;
+use crate::metrics::{abs_shares, median};
 use crate::store::maps;
 
 /// One group's values, kept whole for medians.
@@ -22,20 +23,6 @@ struct Group {
 
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    Some(if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    })
 }
 
 /// Key: (label, correct, method); label "" = unlabelled, correct None = unknown.
@@ -174,14 +161,9 @@ pub fn mean_maps(conn: &Connection, run: &str) -> rusqlite::Result<Vec<MeanMap>>
         let Some(values) = maps::decode(&encoding, r.get_ref(5)?.as_blob()?) else {
             continue;
         };
-        let total: f64 = values
-            .iter()
-            .filter(|v| v.is_finite())
-            .map(|v| v.abs() as f64)
-            .sum();
-        if total <= 0.0 {
+        let Some(shares) = abs_shares(&values) else {
             continue;
-        }
+        };
         for key in [
             (label.clone(), method.clone()),
             ("all".to_string(), method.clone()),
@@ -198,10 +180,8 @@ pub fn mean_maps(conn: &Connection, run: &str) -> rusqlite::Result<Vec<MeanMap>>
                 continue;
             }
             m.images += 1;
-            for (a, v) in m.values.iter_mut().zip(&values) {
-                if v.is_finite() {
-                    *a += (v.abs() as f64 / total) as f32;
-                }
+            for (a, share) in m.values.iter_mut().zip(&shares) {
+                *a += *share as f32;
             }
         }
     }
@@ -258,7 +238,7 @@ pub const MEAN_MAP_SCALE: &str = "Colour = the class's mean share of |attributio
 /// Writes one PNG per class x method (`<label>__<method>.png`) and a grid `mean-maps.png` (rows =
 /// classes then "all", columns = methods) into `dir`. Returns the grid's path.
 pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> Result<PathBuf, QueryError> {
-    std::fs::create_dir_all(dir).map_err(|e| QueryError::io("create", dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| QueryError::file("create", dir, e))?;
     let mut labels: Vec<String> = Vec::new();
     let mut methods: Vec<String> = Vec::new();
     for m in maps {
@@ -275,7 +255,7 @@ pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> Result<PathBuf, QueryErr
         ));
         render(m, 192)
             .save(&path)
-            .map_err(|source| QueryError::Image { path, source })?;
+            .map_err(|e| QueryError::file("write", &path, e))?;
     }
     let rows: Vec<Vec<RgbImage>> = labels
         .iter()
@@ -312,10 +292,8 @@ pub fn write_mean_maps(maps: &[MeanMap], dir: &Path) -> Result<PathBuf, QueryErr
     let bar = mean_map_colorbar().draw(grid.width().min(520));
     let grid = display::stack(&[grid, bar]);
     let path = dir.join("mean-maps.png");
-    grid.save(&path).map_err(|source| QueryError::Image {
-        path: path.clone(),
-        source,
-    })?;
+    grid.save(&path)
+        .map_err(|e| QueryError::file("write", &path, e))?;
     Ok(path)
 }
 
@@ -341,13 +319,6 @@ pub fn file_safe(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(&[]), None);
-    }
 
     #[test]
     fn file_names_are_safe() {

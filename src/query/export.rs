@@ -167,11 +167,11 @@ fn write_into(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, Quer
     for (name, t) in &tables {
         let path = dir.join(name);
         let mut f = std::io::BufWriter::new(
-            std::fs::File::create(&path).map_err(|e| QueryError::io("write", &path, e))?,
+            std::fs::File::create(&path).map_err(|e| QueryError::file("write", &path, e))?,
         );
         // Flushed here: an error in the buffered tail (a full disk) must not be lost on drop.
         (t.write(Format::Csv, &mut f).and_then(|()| f.flush()))
-            .map_err(|e| QueryError::io("write", &path, e))?;
+            .map_err(|e| QueryError::file("write", &path, e))?;
         files.push((path, t.rows.len()));
     }
     let maps = bias::mean_maps(conn, run)?;

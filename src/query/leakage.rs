@@ -4,6 +4,7 @@
 use rusqlite::Connection;
 
 use super::Table;
+use crate::store::from_row;
 
 /// The images of `run` that are done and have no leakage row yet, as (image id, path), by id: a
 /// resumed run only checks its new images.
@@ -34,14 +35,12 @@ pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<LeakageSummary>
         "SELECT count(*), coalesce(sum(near_duplicate), 0), max(max_distance), max(train_dir)
          FROM leakage WHERE run_id = ?1",
         [run],
-        |r| {
-            Ok(LeakageSummary {
-                checked: r.get(0)?,
-                near_duplicates: r.get(1)?,
-                max_distance: r.get(2)?,
-                train_dir: r.get(3)?,
-            })
-        },
+        from_row!(LeakageSummary {
+            checked,
+            near_duplicates,
+            max_distance,
+            train_dir,
+        }),
     )
 }
 

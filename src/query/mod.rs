@@ -4,7 +4,6 @@
 //! trust summaries (trust.rs), the leakage rows (leakage.rs) and the report's readers (report.rs) in
 //! their files. Everything reads through the SQL views of `migrations/`, so sqlite3, Python or R users
 //! get the same answers.
-use std::path::PathBuf;
 
 use rusqlite::{named_params, Connection};
 
@@ -74,20 +73,9 @@ pub enum QueryError {
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
 
-    #[error("cannot {what} {}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error("cannot write {}", path.display())]
-    Image {
-        path: PathBuf,
-        #[source]
-        source: image::ImageError,
-    },
+    /// A file of the export or the mean maps that could not be made.
+    #[error(transparent)]
+    File(#[from] crate::output::FileError),
 }
 
 impl QueryError {
@@ -106,12 +94,12 @@ impl QueryError {
         )
     }
 
-    pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        QueryError::Io {
-            what,
-            path: path.to_path_buf(),
-            source,
-        }
+    pub(crate) fn file(
+        what: &'static str,
+        path: &std::path::Path,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        crate::output::FileError::new(what, path, source).into()
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::Connection;
 
 use super::{export, suspicious, Cell, QueryError, Rules, Table};
-use crate::store::maps;
+use crate::store::{maps, real_or_nan, AgreementRecord};
 
 /// Class list: the run's `data.classes`, then any other label or prediction seen.
 pub fn classes(conn: &Connection, run: &str) -> rusqlite::Result<Vec<String>> {
@@ -178,18 +178,28 @@ pub fn image_metrics(
     conn: &Connection,
     run: &str,
 ) -> rusqlite::Result<HashMap<(String, String), MethodFigures>> {
-    let mut out = HashMap::new();
-    let mut stmt = conn.prepare(
+    by_image_method(
+        conn,
         "SELECT m.image_id, m.method, m.mass_background, m.mass_border, a.mean_spearman
          FROM attribution_metrics AS m
          LEFT JOIN v_method_agreement AS a USING (run_id, image_id, method)
          WHERE m.run_id = ?1",
-    )?;
-    let mut rows = stmt.query([run])?;
-    while let Some(r) = rows.next()? {
-        out.insert((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?, r.get(4)?));
-    }
-    Ok(out)
+        run,
+        |r| Ok((r.get(2)?, r.get(3)?, r.get(4)?)),
+    )
+}
+
+/// The rows of `sql` (the run as `?1`) by (image id, method), its first two columns; `value` reads
+/// the rest of a row.
+fn by_image_method<T>(
+    conn: &Connection,
+    sql: &str,
+    run: &str,
+    value: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<HashMap<(String, String), T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([run], |r| Ok(((r.get(0)?, r.get(1)?), value(r)?)))?;
+    rows.collect()
 }
 
 /// A stored map decoded: width, height, values (row-major).
@@ -220,31 +230,23 @@ pub fn image_maps(
     Ok(methods.iter().map(|m| found.remove(m)).collect())
 }
 
-/// One pair of methods on one image: Spearman of their maps and the overlap of their top 10%.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PairAgreement {
-    pub method_a: String,
-    pub method_b: String,
-    pub spearman: Option<f64>,
-    pub iou_top10: Option<f64>,
-}
-
-/// The method-agreement rows of every image of `run`, by image id.
+/// The method-agreement rows of every image of `run`, by image id (a value stored as NULL reads as
+/// NaN, as it was written).
 pub fn image_agreement(
     conn: &Connection,
     run: &str,
-) -> rusqlite::Result<HashMap<String, Vec<PairAgreement>>> {
-    let mut out: HashMap<String, Vec<PairAgreement>> = HashMap::new();
+) -> rusqlite::Result<HashMap<String, Vec<AgreementRecord>>> {
+    let mut out: HashMap<String, Vec<AgreementRecord>> = HashMap::new();
     let mut stmt = conn.prepare(
         "SELECT image_id, method_a, method_b, spearman, iou_top10 FROM agreement WHERE run_id = ?1",
     )?;
     let mut rows = stmt.query([run])?;
     while let Some(r) = rows.next()? {
-        out.entry(r.get(0)?).or_default().push(PairAgreement {
+        out.entry(r.get(0)?).or_default().push(AgreementRecord {
             method_a: r.get(1)?,
             method_b: r.get(2)?,
-            spearman: r.get(3)?,
-            iou_top10: r.get(4)?,
+            spearman: real_or_nan(r, 3)?,
+            iou_top10: real_or_nan(r, 4)?,
         });
     }
     Ok(out)
@@ -265,22 +267,18 @@ pub fn image_faithfulness(
     conn: &Connection,
     run: &str,
 ) -> rusqlite::Result<HashMap<(String, String), ImageFaithfulness>> {
-    let mut out = HashMap::new();
-    let mut stmt = conn.prepare(
+    by_image_method(
+        conn,
         "SELECT image_id, method, deletion_auc, insertion_auc, random_deletion_auc, random_insertion_auc
          FROM v_faithfulness_image WHERE run_id = ?1",
-    )?;
-    let mut rows = stmt.query([run])?;
-    while let Some(r) = rows.next()? {
-        out.insert(
-            (r.get(0)?, r.get(1)?),
-            ImageFaithfulness {
+        run,
+        |r| {
+            Ok(ImageFaithfulness {
                 deletion_auc: r.get(2)?,
                 insertion_auc: r.get(3)?,
                 random_deletion_auc: r.get(4)?,
                 random_insertion_auc: r.get(5)?,
-            },
-        );
-    }
-    Ok(out)
+            })
+        },
+    )
 }

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension as _};
 
 use super::{Cell, QueryError, Table};
+use crate::store::{from_row, real_or_nan, RunRecord};
 
 /// The run a query is about: `None` = the most recently started run; otherwise an exact run id or a
 /// prefix that matches exactly one run.
@@ -87,28 +88,46 @@ fn runs_stored(conn: &Connection) -> rusqlite::Result<Table> {
     )
 }
 
-/// What a run was begun with, as stored: enough for `sanity` to rebuild the run's model and data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredRun {
-    pub config_yaml: String,
-    pub model_path: String,
-    pub model_sha256: String,
-    pub data_root: String,
+/// The columns of `runs` (as `r`) that make a [`RunRecord`], in the order [`read_record`] reads them.
+const RECORD_COLUMNS: &str = "r.run_id, r.config_yaml, r.model_path, r.model_sha256, r.data_root, \
+     r.tool_version, r.device, r.seed, r.profile, r.methods, r.baseline_value, r.reference_value, \
+     r.images_total, r.model_description, r.explains";
+
+/// The [`RunRecord`] in the row's columns from `at` on ([`RECORD_COLUMNS`]). What a run did not
+/// record reads as not known: NULL values as NaN (the database's convention), a model description or
+/// `explains` from before they were stored as empty text, a method list that does not parse as
+/// empty.
+fn read_record(r: &rusqlite::Row, at: usize) -> rusqlite::Result<RunRecord> {
+    let methods: String = r.get(at + 9)?;
+    let text = |i: usize| -> rusqlite::Result<String> {
+        Ok(r.get::<_, Option<String>>(at + i)?.unwrap_or_default())
+    };
+    Ok(RunRecord {
+        run_id: r.get(at)?,
+        config_yaml: r.get(at + 1)?,
+        model_path: r.get(at + 2)?,
+        model_sha256: r.get(at + 3)?,
+        data_root: r.get(at + 4)?,
+        tool_version: r.get(at + 5)?,
+        device: r.get(at + 6)?,
+        seed: r.get(at + 7)?,
+        profile: r.get(at + 8)?,
+        methods: serde_json::from_str(&methods).unwrap_or_default(),
+        baseline_value: real_or_nan(r, at + 10)?,
+        reference_value: real_or_nan(r, at + 11)?,
+        images_total: r.get(at + 12)?,
+        model_description: text(13)?,
+        explains: text(14)?,
+    })
 }
 
-/// The stored config, model and data root of `run`; `None` when the database has no such run.
-pub fn stored_run(conn: &Connection, run: &str) -> rusqlite::Result<Option<StoredRun>> {
+/// What `run` was begun with, as its row in `runs` holds it (`sanity` and `shortcuts` rebuild the
+/// run's model and data from it); `None` when the database has no such run.
+pub fn stored_run(conn: &Connection, run: &str) -> rusqlite::Result<Option<RunRecord>> {
     conn.query_row(
-        "SELECT config_yaml, model_path, model_sha256, data_root FROM runs WHERE run_id = ?1",
+        &format!("SELECT {RECORD_COLUMNS} FROM runs AS r WHERE r.run_id = ?1"),
         [run],
-        |r| {
-            Ok(StoredRun {
-                config_yaml: r.get(0)?,
-                model_path: r.get(1)?,
-                model_sha256: r.get(2)?,
-                data_root: r.get(3)?,
-            })
-        },
+        |r| read_record(r, 0),
     )
     .optional()
 }
@@ -122,71 +141,47 @@ pub fn suspicious_image_count(conn: &Connection, run: &str) -> rusqlite::Result<
     )
 }
 
-/// Everything stored about one run that the report's header shows (`runs` joined with
-/// `v_run_summary`).
+/// Where a run stands: its status, and when it started and finished.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunRecord {
+pub struct RunStatus {
     pub status: String,
     pub started_at: String,
     pub finished_at: Option<String>,
     /// From start to finish (or to the start when not finished), in seconds.
     pub seconds: Option<f64>,
-    pub config_yaml: String,
-    pub model_path: String,
-    pub model_sha256: String,
-    pub data_root: String,
-    pub tool_version: String,
-    pub device: String,
-    pub seed: i64,
-    pub profile: String,
-    /// The run's methods in their configured order (empty when the stored list does not parse).
-    pub methods: Vec<String>,
-    pub baseline_value: Option<f64>,
-    pub reference_value: Option<f64>,
-    pub images_total: i64,
-    pub images_done: i64,
-    pub images_failed: i64,
-    pub errors: i64,
-    /// The model in one line and the scores the maps explain (`None` for runs recorded before
-    /// they were stored).
-    pub model_description: Option<String>,
-    pub explains: Option<String>,
 }
 
-/// The header record of `run`; an error when the run does not exist.
-pub fn run_record(conn: &Connection, run: &str) -> rusqlite::Result<RunRecord> {
+/// Everything the report's header shows about one run: what it was begun with, where it stands and
+/// its counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunHeader {
+    pub record: RunRecord,
+    pub status: RunStatus,
+    pub summary: RunSummary,
+}
+
+/// The header of `run`; an error when the run does not exist.
+pub fn run_header(conn: &Connection, run: &str) -> rusqlite::Result<RunHeader> {
+    let summary = run_summary(conn, run)?;
     conn.query_row(
-        "SELECT r.status, r.started_at, r.finished_at,
-                (julianday(coalesce(r.finished_at, r.started_at)) - julianday(r.started_at)) * 86400.0,
-                r.config_yaml, r.model_path, r.model_sha256, r.data_root, r.tool_version, r.device,
-                r.seed, r.profile, r.methods, r.baseline_value, r.reference_value, r.images_total,
-                s.images_done, s.images_failed, s.errors, r.model_description, r.explains
-         FROM runs AS r JOIN v_run_summary AS s USING (run_id) WHERE r.run_id = ?1",
+        &format!(
+            "SELECT r.status, r.started_at, r.finished_at,
+                    (julianday(coalesce(r.finished_at, r.started_at)) - julianday(r.started_at)) * 86400.0,
+                    {RECORD_COLUMNS}
+             FROM runs AS r WHERE r.run_id = ?1"
+        ),
         [run],
         |r| {
-            let methods_json: String = r.get(12)?;
-            Ok(RunRecord {
-                status: r.get(0)?,
-                started_at: r.get(1)?,
-                finished_at: r.get(2)?,
-                seconds: r.get(3)?,
-                config_yaml: r.get(4)?,
-                model_path: r.get(5)?,
-                model_sha256: r.get(6)?,
-                data_root: r.get(7)?,
-                tool_version: r.get(8)?,
-                device: display_device(&r.get::<_, String>(9)?),
-                seed: r.get(10)?,
-                profile: r.get(11)?,
-                methods: serde_json::from_str(&methods_json).unwrap_or_default(),
-                baseline_value: r.get(13)?,
-                reference_value: r.get(14)?,
-                images_total: r.get(15)?,
-                images_done: r.get(16)?,
-                images_failed: r.get(17)?,
-                errors: r.get(18)?,
-                model_description: r.get(19)?,
-                explains: r.get(20)?,
+            let status = from_row!(RunStatus {
+                status,
+                started_at,
+                finished_at,
+                seconds
+            })(r)?;
+            Ok(RunHeader {
+                record: read_record(r, 4)?,
+                status,
+                summary,
             })
         },
     )
@@ -200,20 +195,22 @@ pub struct RunSummary {
     /// Over the labelled images; `None` when none is labelled.
     pub accuracy: Option<f64>,
     pub labelled: i64,
+    /// Rows in `errors` (an image can have several).
+    pub errors: i64,
 }
 
 pub fn run_summary(conn: &Connection, run: &str) -> rusqlite::Result<RunSummary> {
     conn.query_row(
-        "SELECT images_done, images_failed, accuracy, labelled FROM v_run_summary WHERE run_id = ?1",
+        "SELECT images_done, images_failed, accuracy, labelled, errors FROM v_run_summary \
+         WHERE run_id = ?1",
         [run],
-        |r| {
-            Ok(RunSummary {
-                images_done: r.get(0)?,
-                images_failed: r.get(1)?,
-                accuracy: r.get(2)?,
-                labelled: r.get(3)?,
-            })
-        },
+        from_row!(RunSummary {
+            images_done,
+            images_failed,
+            accuracy,
+            labelled,
+            errors,
+        }),
     )
 }
 

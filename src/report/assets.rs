@@ -216,29 +216,40 @@ impl Assets {
         cfg: Option<&ImageConfig>,
         thumb: u32,
         params: &DisplayParams,
-        mut maps_of: impl FnMut(&str) -> Result<Vec<Option<StoredMap>>, ReportError>,
+        maps_of: impl FnMut(&str) -> Result<Vec<Option<StoredMap>>, ReportError>,
     ) -> Result<Vec<(String, String)>, ReportError> {
-        let mut out = Vec::with_capacity(entries.len());
-        for (c, chunk) in entries.chunks(STRIP_CHUNK).enumerate() {
-            let jobs = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, e)| Ok((c * STRIP_CHUNK + k, e, maps_of(&e.image_id)?)))
-                .collect::<Result<Vec<_>, ReportError>>()?;
-            let done = jobs
-                .into_par_iter()
-                .map(|(i, e, maps)| {
-                    let name = format!("{}.jpg", super::view::asset_name(&e.image_id, i));
-                    let (img, note) =
-                        strip(Path::new(&e.path), &e.image_id, cfg, &maps, thumb, params);
-                    save_jpeg(&img, &self.strips.join(&name))?;
-                    Ok((name, note))
-                })
-                .collect::<Result<Vec<_>, ReportError>>()?;
-            out.extend(done);
-        }
-        Ok(out)
+        in_chunks(entries, STRIP_CHUNK, maps_of, |i, e, maps| {
+            let name = format!("{}.jpg", super::view::asset_name(&e.image_id, i));
+            let (img, note) = strip(Path::new(&e.path), &e.image_id, cfg, maps, thumb, params);
+            save_jpeg(&img, &self.strips.join(&name), JPEG_QUALITY)?;
+            Ok((name, note))
+        })
     }
+}
+
+/// `work` on every entry, with its index and its stored maps, in parallel in chunks of `chunk` entries
+/// (so memory does not grow with the number of images; `maps_of` reads the maps of a chunk one entry
+/// after the other). The results in entry order.
+pub(super) fn in_chunks<T: Send>(
+    entries: &[GalleryEntry],
+    chunk: usize,
+    mut maps_of: impl FnMut(&str) -> Result<Vec<Option<StoredMap>>, ReportError>,
+    work: impl Fn(usize, &GalleryEntry, &[Option<StoredMap>]) -> Result<T, ReportError> + Sync + Send,
+) -> Result<Vec<T>, ReportError> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (c, part) in entries.chunks(chunk).enumerate() {
+        let jobs = part
+            .iter()
+            .enumerate()
+            .map(|(k, e)| Ok((c * chunk + k, e, maps_of(&e.image_id)?)))
+            .collect::<Result<Vec<_>, ReportError>>()?;
+        let done = jobs
+            .into_par_iter()
+            .map(|(i, e, maps)| work(i, e, &maps))
+            .collect::<Result<Vec<_>, ReportError>>()?;
+        out.extend(done);
+    }
+    Ok(out)
 }
 
 /// Bytes of the strips shown on one page.
@@ -410,11 +421,12 @@ fn save_png(img: &RgbImage, path: &Path) -> Result<(), ReportError> {
         .map_err(|e| ReportError::write(path, e))
 }
 
-fn save_jpeg(img: &RgbImage, path: &Path) -> Result<(), ReportError> {
+/// `img` as a JPEG file of `quality` (1-100).
+pub(super) fn save_jpeg(img: &RgbImage, path: &Path, quality: u8) -> Result<(), ReportError> {
     let f = std::io::BufWriter::new(
         std::fs::File::create(path).map_err(|e| ReportError::io("write", path, e))?,
     );
-    image::codecs::jpeg::JpegEncoder::new_with_quality(f, JPEG_QUALITY)
+    image::codecs::jpeg::JpegEncoder::new_with_quality(f, quality)
         .encode_image(img)
         .map_err(|e| ReportError::write(path, e))
 }

@@ -98,37 +98,19 @@ pub enum ReportError {
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
 
-    #[error("cannot {what} {}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// An image or plot that could not be encoded into its file.
-    #[error("cannot write {}", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// A folder, page or picture that could not be made (an image or plot that could not be encoded
+    /// into its file among them).
+    #[error(transparent)]
+    File(#[from] crate::output::FileError),
 }
 
 impl ReportError {
     fn io(what: &'static str, path: &Path, source: std::io::Error) -> ReportError {
-        ReportError::Io {
-            what,
-            path: path.to_path_buf(),
-            source,
-        }
+        crate::output::FileError::new(what, path, source).into()
     }
 
     fn write(path: &Path, source: impl std::error::Error + Send + Sync + 'static) -> ReportError {
-        ReportError::Write {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        }
+        crate::output::FileError::new("write", path, source).into()
     }
 }
 
@@ -164,7 +146,8 @@ fn write_into(
     let thumb = opts.thumb.clamp(32, 512);
     let rules = Rules::default();
     let mut assets = assets::Assets::prepare(dir)?;
-    let record = runs::run_record(conn, run)?;
+    let header = runs::run_header(conn, run)?;
+    let record = &header.record;
     let classes = rq::classes(conn, run)?;
     let methods = record.methods.clone();
     let method_titles: Vec<String> = methods.iter().map(|m| method_title(m)).collect();
@@ -313,7 +296,7 @@ fn write_into(
             &leak,
             crate::query::shortcuts::flagged_count(conn, run)?,
         ),
-        info: sections::header(run, &record),
+        info: sections::header(run, &header),
         accuracy: eval.as_ref().map(|e| pct(e.accuracy)),
         roc_auc: eval
             .as_ref()
@@ -337,7 +320,7 @@ fn write_into(
         leak_table: html_table(&leakage::near_duplicates(conn, run)?),
         errors: html_table(&rq::errors(conn, run)?),
         originals_missing,
-        config_yaml: record.config_yaml,
+        config_yaml: record.config_yaml.clone(),
     };
     let common = Common {
         run,

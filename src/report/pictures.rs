@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use image::RgbImage;
-use rayon::prelude::*;
 
+use super::assets::{in_chunks, save_jpeg};
 use super::ReportError;
 use crate::config::ImageConfig;
 use crate::dataset::{self, Limits};
@@ -54,26 +54,15 @@ pub fn write_all(
     names: &[String],
     cfg: Option<&ImageConfig>,
     params: &DisplayParams,
-    mut maps_of: impl FnMut(&str) -> Result<Vec<Option<StoredMap>>, ReportError>,
+    maps_of: impl FnMut(&str) -> Result<Vec<Option<StoredMap>>, ReportError>,
 ) -> Result<Vec<ImagePictures>, ReportError> {
     for sub in ["inputs", "heat"] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| ReportError::io("create", &d, e))?;
     }
-    let mut out = Vec::with_capacity(entries.len());
-    for (c, chunk) in entries.chunks(CHUNK).enumerate() {
-        let jobs = chunk
-            .iter()
-            .enumerate()
-            .map(|(k, e)| Ok((c * CHUNK + k, e, maps_of(&e.image_id)?)))
-            .collect::<Result<Vec<_>, ReportError>>()?;
-        let done = jobs
-            .into_par_iter()
-            .map(|(i, e, maps)| one_image(dir, e, &names[i], cfg, params, &maps))
-            .collect::<Result<Vec<_>, ReportError>>()?;
-        out.extend(done);
-    }
-    Ok(out)
+    in_chunks(entries, CHUNK, maps_of, |i, e, maps| {
+        one_image(dir, e, &names[i], cfg, params, maps)
+    })
 }
 
 fn one_image(
@@ -91,7 +80,7 @@ fn one_image(
         if d.id == e.image_id {
             let rgb = d.image.to_rgb8();
             let file = format!("inputs/{name}.jpg");
-            save_jpeg(&rgb, &dir.join(&file))?;
+            save_jpeg(&rgb, &dir.join(&file), INPUT_QUALITY)?;
             pics.original = Some((format!("{assets}/{file}"), rgb.width(), rgb.height()));
             if let Some(cfg) = cfg {
                 let prep = crate::preprocess::prepare(&d.image, cfg);
@@ -124,14 +113,5 @@ fn one_image(
 
 fn save_png(img: &RgbImage, path: &Path) -> Result<(), ReportError> {
     img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| ReportError::write(path, e))
-}
-
-fn save_jpeg(img: &RgbImage, path: &Path) -> Result<(), ReportError> {
-    let f = std::io::BufWriter::new(
-        std::fs::File::create(path).map_err(|e| ReportError::io("write", path, e))?,
-    );
-    image::codecs::jpeg::JpegEncoder::new_with_quality(f, INPUT_QUALITY)
-        .encode_image(img)
         .map_err(|e| ReportError::write(path, e))
 }

@@ -46,8 +46,11 @@ fn page_links(pages: usize, current: usize, href: impl Fn(usize) -> String) -> V
         .collect()
 }
 
-fn write(path: &Path, html: &str) -> Result<(), ReportError> {
-    std::fs::write(path, html).map_err(|e| ReportError::io("write", path, e))
+/// Writes one page and adds it to the pages `written`.
+fn write(path: PathBuf, html: &str, written: &mut Vec<PathBuf>) -> Result<(), ReportError> {
+    std::fs::write(&path, html).map_err(|e| ReportError::io("write", &path, e))?;
+    written.push(path);
+    Ok(())
 }
 
 /// Writes `report.html` (the index with the first gallery page) and one `gallery-N.html` per further
@@ -80,8 +83,7 @@ pub fn write_pages(
             common.clone(),
         ]))?;
     let path = dir.join(page_file(1));
-    write(&path, &html)?;
-    written.push(path);
+    write(path, &html, &mut written)?;
     for (k, groups) in paged.enumerate() {
         let p = k + 2;
         let html = env
@@ -95,8 +97,7 @@ pub fn write_pages(
                 ..common.clone()
             })?;
         let path = dir.join(page_file(p));
-        write(&path, &html)?;
-        written.push(path);
+        write(path, &html, &mut written)?;
     }
     Ok(written)
 }
@@ -142,8 +143,7 @@ pub fn write_views(
                         ..common.clone()
                     })?;
                 let path = dir.join(sections::view_file(&v.key, sort, p));
-                write(&path, &html)?;
-                written.push(path);
+                write(path, &html, &mut written)?;
             }
         }
     }
@@ -169,8 +169,7 @@ pub fn write_image_pages(
             p => ser(&page),
             ..common.clone()
         })?;
-        write(&path, &html)?;
-        written.push(path);
+        write(path, &html, &mut written)?;
     }
     Ok(written)
 }

@@ -17,11 +17,10 @@ use crate::config::ImageConfig;
 use crate::evaluate::{self, Evaluation};
 use crate::query::bias::MeanMap;
 use crate::query::leakage::LeakageSummary;
-use crate::query::report::{
-    GalleryEntry, ImageFaithfulness, LabelledPrediction, MethodFigures, PairAgreement,
-};
-use crate::query::runs::{RunRecord, RunSummary};
+use crate::query::report::{GalleryEntry, ImageFaithfulness, LabelledPrediction, MethodFigures};
+use crate::query::runs::{RunHeader, RunSummary};
 use crate::query::{Cell, Rules, Table};
+use crate::store::AgreementRecord;
 
 /// `données.image` of the run's config snapshot (how the gallery strips redo the model's input).
 pub fn image_config(yaml: &str) -> Option<ImageConfig> {
@@ -29,9 +28,10 @@ pub fn image_config(yaml: &str) -> Option<ImageConfig> {
     serde_yaml_ng::from_value(v.get("données")?.get("image")?.clone()).ok()
 }
 
-/// The run header: one line per fact of the run record.
-pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
-    let duration = match (rec.seconds, &rec.finished_at) {
+/// The run header: one line per fact of the run record (what the run did not record as a dash).
+pub fn header(run: &str, h: &RunHeader) -> Vec<KeyValue> {
+    let (rec, st, counts) = (&h.record, &h.status, &h.summary);
+    let duration = match (st.seconds, &st.finished_at) {
         (Some(s), Some(_)) if s >= 60.0 => {
             format!("{:.0} min {:.0} s", (s / 60.0).floor(), s % 60.0)
         }
@@ -44,31 +44,29 @@ pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
     };
     vec![
         kv("run", run.to_string()),
-        kv("status", rec.status.clone()),
-        kv("started (UTC)", rec.started_at.clone()),
+        kv("status", st.status.clone()),
+        kv("started (UTC)", st.started_at.clone()),
         kv(
             "finished (UTC)",
-            rec.finished_at.clone().unwrap_or_else(|| "–".into()),
+            st.finished_at.clone().unwrap_or_else(|| "–".into()),
         ),
         kv("duration", duration),
         kv("model", rec.model_path.clone()),
         kv("model sha256", rec.model_sha256.clone()),
         kv(
             "model description",
-            rec.model_description
-                .clone()
-                .unwrap_or_else(|| "– (not recorded by the tool version of this run)".into()),
+            or_dash(
+                &rec.model_description,
+                "– (not recorded by the tool version of this run)",
+            ),
         ),
-        kv(
-            "maps explain",
-            rec.explains.clone().unwrap_or_else(|| "–".into()),
-        ),
+        kv("maps explain", or_dash(&rec.explains, "–")),
         kv("data root", rec.data_root.clone()),
         kv(
             "images",
             format!(
                 "{} done, {} failed, of {} listed ({} error rows)",
-                rec.images_done, rec.images_failed, rec.images_total, rec.errors
+                counts.images_done, counts.images_failed, rec.images_total, counts.errors
             ),
         ),
         kv("device", crate::query::runs::display_device(&rec.device)),
@@ -98,8 +96,8 @@ pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
                     // A run recorded before pixel-space baselines used other values than its
                     // snapshot now means: then the recorded values below are what it used.
                     let now = s.explain.reference_values(c).value(0) as f64;
-                    rec.reference_value
-                        .is_none_or(|v| (v - now).abs() < 1e-6)
+                    let recorded = rec.reference_value;
+                    (recorded.is_nan() || (recorded - now).abs() < 1e-6)
                         .then(|| s.explain.describe_baseline(c))
                 })
                 .unwrap_or_else(|| "constants in model-input units: see the values below".into()),
@@ -108,11 +106,16 @@ pub fn header(run: &str, rec: &RunRecord) -> Vec<KeyValue> {
             "IG baseline / LIME-SHAP reference",
             format!(
                 "{} / {}",
-                fmt3(rec.baseline_value),
-                fmt3(rec.reference_value)
+                fmt3(Some(rec.baseline_value)),
+                fmt3(Some(rec.reference_value))
             ),
         ),
     ]
+}
+
+/// `text`, or `missing` when it is empty (not recorded).
+fn or_dash(text: &str, missing: &str) -> String {
+    if text.is_empty() { missing } else { text }.to_string()
 }
 
 /// Accuracy, per-class P/R/F1 and the confusion matrix over the labelled images (`None` without
@@ -697,12 +700,12 @@ fn agreement_style(v: Option<f64>) -> String {
 
 /// The method x method matrices of one image: Spearman of the maps and overlap of their top 10%
 /// (empty without agreement rows).
-pub fn image_matrices(methods: &[String], pairs: &[PairAgreement]) -> Vec<Matrix> {
+pub fn image_matrices(methods: &[String], pairs: &[AgreementRecord]) -> Vec<Matrix> {
     if pairs.is_empty() {
         return Vec::new();
     }
     let n = methods.len();
-    type Pick = fn(&PairAgreement) -> Option<f64>;
+    type Pick = fn(&AgreementRecord) -> f64;
     let pick: [(&str, Pick); 2] = [
         (
             "Spearman rank correlation of the maps (1 = same ranking of pixels)",
@@ -718,8 +721,8 @@ pub fn image_matrices(methods: &[String], pairs: &[PairAgreement]) -> Vec<Matrix
                     methods.iter().position(|x| *x == p.method_a),
                     methods.iter().position(|x| *x == p.method_b),
                 ) {
-                    m[i][j] = value(p);
-                    m[j][i] = value(p);
+                    m[i][j] = Some(value(p));
+                    m[j][i] = Some(value(p));
                 }
             }
             Matrix {
@@ -746,7 +749,7 @@ pub fn image_matrices(methods: &[String], pairs: &[PairAgreement]) -> Vec<Matrix
 /// What an image page needs besides the item and its pictures.
 pub struct ImageFacts<'a> {
     pub methods: &'a [String],
-    pub pairs: &'a [PairAgreement],
+    pub pairs: &'a [AgreementRecord],
     pub faithfulness: &'a HashMap<(String, String), ImageFaithfulness>,
     pub shortcuts: &'a crate::query::shortcuts::ImageShortcuts,
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{At, Store, StoreError};
+use super::{from_row, At, Store, StoreError};
 
 /// Options of [`merge_shards`].
 #[derive(Debug, Clone, Default)]
@@ -322,7 +322,7 @@ fn first_difference(a: &str, b: &str) -> (String, String) {
 }
 
 fn check_same(first: &ShardRun, other: &ShardRun) -> Result<(), MergeError> {
-    let mismatch = |field, a: String, b: String| {
+    let mismatch = |field, (a, b): (String, String)| {
         Err(MergeError::Mismatch {
             field,
             first: first.path.clone(),
@@ -331,69 +331,47 @@ fn check_same(first: &ShardRun, other: &ShardRun) -> Result<(), MergeError> {
             other_value: b,
         })
     };
+    // How the two shards' values read in the message.
+    let each = |show: &dyn Fn(&ShardRun) -> String| (show(first), show(other));
     if first.run_id != other.run_id {
-        return mismatch(
-            "run id",
-            format!("run {}", first.run_id),
-            format!("run {}", other.run_id),
-        );
+        return mismatch("run id", each(&|r| format!("run {}", r.run_id)));
     }
     if first.model_sha256 != other.model_sha256 {
-        return mismatch(
-            "model (sha256)",
-            first.model_sha256.clone(),
-            other.model_sha256.clone(),
-        );
+        return mismatch("model (sha256)", each(&|r| r.model_sha256.clone()));
     }
     if first.config_yaml != other.config_yaml {
-        let (a, b) = first_difference(&first.config_yaml, &other.config_yaml);
-        return mismatch("config", a, b);
+        let differ = first_difference(&first.config_yaml, &other.config_yaml);
+        return mismatch("config", differ);
     }
     if first.tool_version != other.tool_version {
-        return mismatch(
-            "tool version",
-            first.tool_version.clone(),
-            other.tool_version.clone(),
-        );
+        return mismatch("tool version", each(&|r| r.tool_version.clone()));
     }
     if first.count != other.count {
-        return mismatch(
-            "shard count",
-            format!("{} shards", first.count),
-            format!("{} shards", other.count),
-        );
+        return mismatch("shard count", each(&|r| format!("{} shards", r.count)));
     }
     // Shards cut from different test sets would merge into a run that looks complete but is not one
     // test set: the folder, --limit and the full image list must be the same.
     if first.data_root != other.data_root {
-        return mismatch(
-            "data root",
-            first.data_root.clone(),
-            other.data_root.clone(),
-        );
+        return mismatch("data root", each(&|r| r.data_root.clone()));
     }
-    let limit = |l: Option<i64>| match l {
-        Some(n) => format!("--limit {n}"),
-        None => "no --limit".into(),
-    };
     if first.image_limit != other.image_limit {
         return mismatch(
             "--limit",
-            limit(first.image_limit),
-            limit(other.image_limit),
+            each(&|r| match r.image_limit {
+                Some(n) => format!("--limit {n}"),
+                None => "no --limit".into(),
+            }),
         );
     }
     if (first.images_listed, &first.image_list_sha256)
         != (other.images_listed, &other.image_list_sha256)
     {
-        let list = |n: Option<i64>, sha: &Option<String>| match (n, sha) {
-            (Some(n), Some(s)) => format!("{n} images (sha256 {})", &s[..12.min(s.len())]),
-            _ => "no recorded list".into(),
-        };
         return mismatch(
             "image list (the full test set the shard was cut from)",
-            list(first.images_listed, &first.image_list_sha256),
-            list(other.images_listed, &other.image_list_sha256),
+            each(&|r| match (r.images_listed, &r.image_list_sha256) {
+                (Some(n), Some(s)) => format!("{n} images (sha256 {})", &s[..12.min(s.len())]),
+                _ => "no recorded list".into(),
+            }),
         );
     }
     Ok(())
@@ -611,16 +589,17 @@ fn report(store: &Store, run: &ShardRun, merged_now: Vec<u32>) -> Result<MergeRe
              WHERE run_id = ?1 ORDER BY shard_index",
         )
         .and_then(|mut st| {
-            st.query_map([id], |r| {
-                Ok(MergedShard {
-                    index: r.get(0)?,
-                    source: r.get(1)?,
-                    status: r.get(2)?,
-                    images_total: r.get(3)?,
-                    images_done: r.get(4)?,
-                    images_failed: r.get(5)?,
-                })
-            })?
+            st.query_map(
+                [id],
+                from_row!(MergedShard {
+                    index,
+                    source,
+                    status,
+                    images_total,
+                    images_done,
+                    images_failed,
+                }),
+            )?
             .collect()
         })
         .at(p)?;

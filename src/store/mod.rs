@@ -260,7 +260,27 @@ pub(crate) fn at(path: &Path, source: rusqlite::Error) -> StoreError {
     }
 }
 
-/// One audit run, as recorded in `runs` when it starts.
+/// The closure that reads a `$ty` from a rusqlite row whose columns are the struct's fields in
+/// order: `from_row!(RunCounts { images_total, done })` reads column 0 into `images_total` and
+/// column 1 into `done`. For rows that need no conversion beyond [`rusqlite::Row::get`].
+macro_rules! from_row {
+    ($ty:ident { $($field:ident),+ $(,)? }) => {
+        |r: &rusqlite::Row<'_>| -> rusqlite::Result<$ty> {
+            let mut column = 0usize..;
+            Ok($ty {
+                $($field: r.get(column.next().expect("an unbounded range"))?,)+
+            })
+        }
+    };
+}
+pub(crate) use from_row;
+
+/// Column `i` of a row as a float, NULL read as NaN: the other way of the store's writing NaN as NULL.
+pub(crate) fn real_or_nan(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<f64> {
+    Ok(r.get::<_, Option<f64>>(i)?.unwrap_or(f64::NAN))
+}
+
+/// One audit run, as recorded in `runs` when it starts (and as `query::runs` reads it back).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
@@ -629,15 +649,13 @@ impl Store {
                  (SELECT count(*) FROM predictions WHERE run_id = ?1 AND correct = 1) \
                  FROM runs WHERE run_id = ?1",
                 [run_id],
-                |r| {
-                    Ok(RunCounts {
-                        images_total: r.get(0)?,
-                        done: r.get(1)?,
-                        failed: r.get(2)?,
-                        labelled: r.get(3)?,
-                        correct: r.get(4)?,
-                    })
-                },
+                from_row!(RunCounts {
+                    images_total,
+                    done,
+                    failed,
+                    labelled,
+                    correct,
+                }),
             )
             .optional()
             .at(&self.path)?

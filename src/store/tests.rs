@@ -11,6 +11,25 @@ fn db_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("nested/folder/audit.sqlite")
 }
 
+/// The tables the writer fills with an image's result (the faithfulness curves aside).
+pub(crate) const RESULT_TABLES: [&str; 7] = [
+    "images",
+    "run_images",
+    "predictions",
+    "attribution_metrics",
+    "agreement",
+    "maps",
+    "errors",
+];
+
+/// Sends one image's result to the writer.
+fn send_image(writer: &Writer, result: ImageResult) {
+    writer
+        .sender()
+        .send(WriterMessage::Image(Box::new(result)))
+        .unwrap();
+}
+
 fn run_record(run_id: &str) -> RunRecord {
     RunRecord {
         run_id: run_id.into(),
@@ -277,12 +296,7 @@ fn pragmas_wal_foreign_keys_synchronous_busy_timeout() {
 fn reader_is_not_blocked_by_an_open_writer_transaction() {
     let (_dir, path, _store) = store_with_run("r1");
     let writer = Writer::spawn(&path, 100, 8).unwrap();
-    writer
-        .sender()
-        .send(WriterMessage::Image(Box::new(image_result(
-            "r1", 1, "glioma", "glioma", 0.8, 0.1,
-        ))))
-        .unwrap();
+    send_image(&writer, image_result("r1", 1, "glioma", "glioma", 0.8, 0.1));
     writer.sender().send(WriterMessage::Flush).unwrap();
     let (held_tx, held_rx) = sync_channel(1);
     let (release_tx, release_rx) = sync_channel(1);
@@ -464,18 +478,8 @@ fn writer_writes_all_rows_and_rewrites_replace() {
         "{stats:?}"
     );
 
-    let counts = |store: &Store| {
-        [
-            "images",
-            "run_images",
-            "predictions",
-            "attribution_metrics",
-            "agreement",
-            "maps",
-            "errors",
-        ]
-        .map(|t| count(store, &format!("SELECT count(*) FROM {t}")))
-    };
+    let counts =
+        |store: &Store| RESULT_TABLES.map(|t| count(store, &format!("SELECT count(*) FROM {t}")));
     let n = n as i64;
     assert_eq!(counts(&store), [n, n, n, 2 * n, n, 2 * n, n]);
     let done = store.done_images("r1").unwrap();
@@ -496,14 +500,8 @@ fn writer_writes_all_rows_and_rewrites_replace() {
     again.agreement.clear();
     again.errors.clear();
     let writer = Writer::spawn(&path, 3, 2).unwrap();
-    writer
-        .sender()
-        .send(WriterMessage::Image(Box::new(again.clone())))
-        .unwrap();
-    writer
-        .sender()
-        .send(WriterMessage::Image(Box::new(again)))
-        .unwrap();
+    send_image(&writer, again.clone());
+    send_image(&writer, again);
     assert_eq!(writer.finish().unwrap().images, 2);
     assert_eq!(
         counts(&store),
@@ -737,24 +735,13 @@ fn foreign_keys_are_enforced_and_runs_cascade() {
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 
     let writer = Writer::spawn(&path, 4, 4).unwrap();
-    writer
-        .sender()
-        .send(WriterMessage::Image(Box::new(image_result(
-            "r1", 1, "glioma", "glioma", 0.9, 0.1,
-        ))))
-        .unwrap();
+    send_image(&writer, image_result("r1", 1, "glioma", "glioma", 0.9, 0.1));
     writer.finish().unwrap();
     assert!(count(&store, "SELECT count(*) FROM maps") > 0);
     c.execute("DELETE FROM runs WHERE run_id = 'r1'", [])
         .unwrap();
-    for t in [
-        "run_images",
-        "predictions",
-        "attribution_metrics",
-        "agreement",
-        "maps",
-        "errors",
-    ] {
+    // Everything but `images` (one row per file, shared by runs) belongs to the run.
+    for t in &RESULT_TABLES[1..] {
         assert_eq!(
             count(&store, &format!("SELECT count(*) FROM {t}")),
             0,

@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::{At, Result, Store, StoreError};
+use super::{from_row, At, Result, Store, StoreError};
 
 /// A row of `faithfulness` (run and image come from the [`super::ImageResult`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,18 +237,19 @@ pub fn faithfulness_summary(
          random_insertion_auc, share_deletion_below_random, share_insertion_above_random \
          FROM v_faithfulness_summary WHERE ?1 IS NULL OR run_id = ?1 ORDER BY run_id, method",
     )?;
-    let rows = stmt.query_map([run_id], |r| {
-        Ok(FaithfulnessSummary {
-            run_id: r.get(0)?,
-            method: r.get(1)?,
-            images: r.get(2)?,
-            mean_deletion_auc: r.get(3)?,
-            random_deletion_auc: r.get(4)?,
-            mean_insertion_auc: r.get(5)?,
-            random_insertion_auc: r.get(6)?,
-            share_deletion_below_random: r.get(7)?,
-            share_insertion_above_random: r.get(8)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        [run_id],
+        from_row!(FaithfulnessSummary {
+            run_id,
+            method,
+            images,
+            mean_deletion_auc,
+            random_deletion_auc,
+            mean_insertion_auc,
+            random_insertion_auc,
+            share_deletion_below_random,
+            share_insertion_above_random,
+        }),
+    )?;
     rows.collect()
 }

@@ -2,7 +2,7 @@
 //! scikit-image's semantics and defaults (the default superpixels of LIME and Kernel SHAP).
 
 use super::disjoint::{DisjointSets, Edge};
-use super::{check_image, feature_dist2, Segmentation};
+use super::{feature_dist2, pixels, Segmentation};
 use crate::imageops::gaussian_blur;
 
 /// Felzenszwalb-Huttenlocher graph segmentation with scikit-image's semantics.
@@ -18,11 +18,9 @@ pub fn felzenszwalb(
     sigma: f32,
     min_size: usize,
 ) -> Segmentation {
-    check_image(img, width, height, channels);
-    let n = width * height;
-    if n == 0 {
+    let Some(n) = pixels(img, width, height, channels) else {
         return Segmentation::empty(width, height);
-    }
+    };
     let c = channels;
     let sm = gaussian_blur(img, width, height, c, sigma);
     let px = |p: usize| &sm[p * c..(p + 1) * c];

@@ -100,8 +100,9 @@ fn renumber(raw: &[u32]) -> (Vec<u32>, usize) {
     (labels, next as usize)
 }
 
-/// Panics on a buffer that does not hold `width * height * channels` values (a caller bug).
-fn check_image(img: &[f32], width: usize, height: usize, channels: usize) {
+/// The pixel count of an image to segment, `None` when it has none. Panics on a buffer that does
+/// not hold `width * height * channels` values (a caller bug).
+fn pixels(img: &[f32], width: usize, height: usize, channels: usize) -> Option<usize> {
     assert!(channels >= 1, "image must have at least one channel");
     assert_eq!(
         img.len(),
@@ -109,6 +110,7 @@ fn check_image(img: &[f32], width: usize, height: usize, channels: usize) {
         "image buffer has {} values for {width}x{height}x{channels}",
         img.len()
     );
+    Some(width * height).filter(|&n| n > 0)
 }
 
 /// Squared Euclidean distance between two feature vectors.

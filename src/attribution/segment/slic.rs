@@ -2,7 +2,7 @@
 //! a connectivity clean-up so every segment is one 4-connected piece.
 
 use super::disjoint::{DisjointSets, Edge};
-use super::{check_image, feature_dist2, Segmentation};
+use super::{feature_dist2, pixels, Segmentation};
 use crate::imageops::{flood_regions, gaussian_blur, Connectivity};
 
 /// sRGB in [0,1] to CIELAB (D65). scikit-image clusters colour images in Lab, and its default
@@ -44,11 +44,9 @@ pub fn slic(
     compactness: f32,
     sigma: f32,
 ) -> Segmentation {
-    check_image(img, width, height, channels);
-    let n = width * height;
-    if n == 0 {
+    let Some(n) = pixels(img, width, height, channels) else {
         return Segmentation::empty(width, height);
-    }
+    };
     let sm = gaussian_blur(img, width, height, channels, sigma);
     let (feat, c) = if channels == 3 {
         (

@@ -14,31 +14,31 @@ use tch::{Device, Kind};
 use crate::error::{Error, Result};
 use crate::model::{Layer, LayerSpec, NativeCnn};
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
+/// An attribute `name` of type `kind`; `value` fills in the field that kind uses.
+fn attribute(
+    name: &str,
+    kind: AttributeType,
+    value: impl FnOnce(&mut AttributeProto),
+) -> AttributeProto {
+    let mut a = AttributeProto {
         name: name.into(),
-        type_: EnumOrUnknown::new(AttributeType::INTS),
-        ints: v.to_vec(),
+        type_: EnumOrUnknown::new(kind),
         ..Default::default()
-    }
+    };
+    value(&mut a);
+    a
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    attribute(name, AttributeType::INTS, |a| a.ints = v.to_vec())
 }
 
 fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        type_: EnumOrUnknown::new(AttributeType::INT),
-        i: v,
-        ..Default::default()
-    }
+    attribute(name, AttributeType::INT, |a| a.i = v)
 }
 
 fn float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        type_: EnumOrUnknown::new(AttributeType::FLOAT),
-        f: v,
-        ..Default::default()
-    }
+    attribute(name, AttributeType::FLOAT, |a| a.f = v)
 }
 
 fn node(

@@ -83,34 +83,9 @@ impl Graph {
             .iter()
             .filter(|i| !initializers.contains_key(&i.name))
             .collect();
-        let input = match real_inputs.as_slice() {
-            [one] => *one,
-            other => {
-                return Err(err(format!(
-                    "expected one image input, found {} ({})",
-                    other.len(),
-                    other
-                        .iter()
-                        .map(|i| i.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
-            }
-        };
-        let output = match graph.output.as_slice() {
-            [one] => one,
-            other => {
-                return Err(err(format!(
-                    "expected one output (the class scores), found {} ({})",
-                    other.len(),
-                    other
-                        .iter()
-                        .map(|o| o.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
-            }
-        };
+        let input = only_one(&real_inputs, "one image input").map_err(err)?;
+        let outputs: Vec<_> = graph.output.iter().collect();
+        let output = only_one(&outputs, "one output (the class scores)").map_err(err)?;
         let input_dims = value_dims(input);
         let mut nodes = Vec::with_capacity(graph.node.len());
         for (i, n) in graph.node.iter().enumerate() {
@@ -246,6 +221,26 @@ impl Graph {
     }
 }
 
+/// The one value of `values`; otherwise a message that says what was `expected` and names the
+/// values found.
+fn only_one<'a>(
+    values: &[&'a onnx_protobuf::ValueInfoProto],
+    expected: &str,
+) -> std::result::Result<&'a onnx_protobuf::ValueInfoProto, String> {
+    match values {
+        [one] => Ok(*one),
+        other => Err(format!(
+            "expected {expected}, found {} ({})",
+            other.len(),
+            other
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 fn value_dims(v: &onnx_protobuf::ValueInfoProto) -> Vec<Dim> {
     use onnx_protobuf::tensor_shape_proto::dimension::Value as D;
     use onnx_protobuf::type_proto::Value as T;
@@ -270,6 +265,38 @@ fn value_dims(v: &onnx_protobuf::ValueInfoProto) -> Vec<Dim> {
     }
 }
 
+/// A tensor's `raw_data` (`size` bytes a value, little-endian), which must hold `needs` bytes when
+/// given.
+struct Values<'a> {
+    raw: &'a [u8],
+    needs: usize,
+    size: usize,
+    dims: &'a [i64],
+}
+
+impl Values<'_> {
+    /// The values read from the raw bytes by `read`, or from the typed field by `typed` when there
+    /// are none.
+    fn read<T>(
+        &self,
+        read: impl Fn(&[u8]) -> T,
+        typed: impl FnOnce() -> Vec<T>,
+    ) -> std::result::Result<Vec<T>, String> {
+        if self.raw.is_empty() {
+            return Ok(typed());
+        }
+        if self.raw.len() != self.needs {
+            return Err(format!(
+                "raw data has {} bytes, shape {:?} needs {}",
+                self.raw.len(),
+                self.dims,
+                self.needs
+            ));
+        }
+        Ok(self.raw.chunks_exact(self.size).map(read).collect())
+    }
+}
+
 /// An ONNX tensor as a CPU tch tensor. Floating point data becomes float32 (the importer computes in
 /// float32 like the native CNN), integers int64, booleans bool.
 pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<Tensor, String> {
@@ -284,15 +311,13 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
     let raw = &t.raw_data;
     let dt = DataType::from_i32(t.data_type)
         .ok_or_else(|| format!("unknown data type {}", t.data_type))?;
-    let from_raw = |size: usize| -> std::result::Result<(), String> {
-        if raw.len() != n as usize * size {
-            return Err(format!(
-                "raw data has {} bytes, shape {dims:?} needs {}",
-                raw.len(),
-                n as usize * size
-            ));
-        }
-        Ok(())
+    // The values from `raw_data` when it is given (`size` bytes each, `read` one), else from the
+    // typed field.
+    let values = |size: usize| Values {
+        raw,
+        needs: n as usize * size,
+        size,
+        dims: &dims,
     };
     let le = |c: &[u8]| -> [u8; 8] {
         let mut b = [0u8; 8];
@@ -301,36 +326,21 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
     };
     let tensor = match dt {
         DataType::FLOAT => {
-            let v: Vec<f32> = if !raw.is_empty() {
-                from_raw(4)?;
-                raw.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            } else {
-                t.float_data.clone()
-            };
+            let v = values(4).read(
+                |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+                || t.float_data.clone(),
+            )?;
             Tensor::from_slice(&v)
         }
         DataType::DOUBLE => {
-            let v: Vec<f64> = if !raw.is_empty() {
-                from_raw(8)?;
-                raw.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(le(c)))
-                    .collect()
-            } else {
-                t.double_data.clone()
-            };
+            let v = values(8).read(|c| f64::from_le_bytes(le(c)), || t.double_data.clone())?;
             Tensor::from_slice(&v).to_kind(Kind::Float)
         }
         DataType::FLOAT16 | DataType::BFLOAT16 => {
-            let bits: Vec<i16> = if !raw.is_empty() {
-                from_raw(2)?;
-                raw.chunks_exact(2)
-                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                    .collect()
-            } else {
-                t.int32_data.iter().map(|&v| v as u16 as i16).collect()
-            };
+            let bits = values(2).read(
+                |c| i16::from_le_bytes([c[0], c[1]]),
+                || t.int32_data.iter().map(|&v| v as u16 as i16).collect(),
+            )?;
             let kind = if dt == DataType::FLOAT16 {
                 Kind::Half
             } else {
@@ -341,14 +351,7 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
                 .to_kind(Kind::Float)
         }
         DataType::INT64 => {
-            let v: Vec<i64> = if !raw.is_empty() {
-                from_raw(8)?;
-                raw.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(le(c)))
-                    .collect()
-            } else {
-                t.int64_data.clone()
-            };
+            let v = values(8).read(|c| i64::from_le_bytes(le(c)), || t.int64_data.clone())?;
             Tensor::from_slice(&v)
         }
         DataType::INT32
@@ -362,20 +365,16 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
                 DataType::INT16 | DataType::UINT16 => 2,
                 _ => 1,
             };
-            let v: Vec<i64> = if !raw.is_empty() {
-                from_raw(size)?;
-                raw.chunks_exact(size)
-                    .map(|c| match dt {
-                        DataType::INT32 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64,
-                        DataType::INT16 => i16::from_le_bytes([c[0], c[1]]) as i64,
-                        DataType::UINT16 => u16::from_le_bytes([c[0], c[1]]) as i64,
-                        DataType::INT8 => c[0] as i8 as i64,
-                        _ => c[0] as i64,
-                    })
-                    .collect()
-            } else {
-                t.int32_data.iter().map(|&v| v as i64).collect()
-            };
+            let v = values(size).read(
+                |c| match dt {
+                    DataType::INT32 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64,
+                    DataType::INT16 => i16::from_le_bytes([c[0], c[1]]) as i64,
+                    DataType::UINT16 => u16::from_le_bytes([c[0], c[1]]) as i64,
+                    DataType::INT8 => c[0] as i8 as i64,
+                    _ => c[0] as i64,
+                },
+                || t.int32_data.iter().map(|&v| v as i64).collect(),
+            )?;
             let t = Tensor::from_slice(&v);
             if dt == DataType::BOOL {
                 t.to_kind(Kind::Bool)
@@ -394,6 +393,15 @@ pub fn tensor_from_proto(t: &onnx_protobuf::TensorProto) -> std::result::Result<
             e.to_string().lines().next().unwrap_or("")
         )
     })
+}
+
+/// The producer as one line, "name version": words that say nothing are dropped (tf2onnx writes its
+/// git revision after the version, Python's `None` when it has none: "1.17.0 None").
+fn producer(name: &str, version: &str) -> String {
+    (name.split_whitespace().chain(version.split_whitespace()))
+        .filter(|w| !matches!(*w, "None" | "none" | "null" | "unknown"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -431,13 +439,4 @@ mod tests {
         let e = tensor_from_proto(&floats(&[3], &[1.0])).unwrap_err();
         assert!(e.contains("1 values for shape [3]"), "{e}");
     }
-}
-
-/// The producer as one line, "name version": words that say nothing are dropped (tf2onnx writes its
-/// git revision after the version, Python's `None` when it has none: "1.17.0 None").
-fn producer(name: &str, version: &str) -> String {
-    (name.split_whitespace().chain(version.split_whitespace()))
-        .filter(|w| !matches!(*w, "None" | "none" | "null" | "unknown"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -39,19 +39,6 @@ pub fn fence(values: &[f64], k: f64, margin: f64) -> Option<f64> {
     Some((q3 + k * (q3 - q1)).max(q3 + margin))
 }
 
-pub(super) fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    Some(if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    })
-}
-
 /// One tested image: its model input (C x S x S) and the model's probabilities.
 #[derive(Clone)]
 pub(super) struct TestImage<'a> {
@@ -278,6 +265,10 @@ pub(super) fn causal_test(
     // Phase 1, the region itself; phase 2, the controls, only when a rate could confirm (a region no
     // image reacts to needs no control, and the check stays cheap on a clean model).
     let mut batch = Vec::new();
+    // The region of the `j`-th image of the class (in turn) pasted into `img` under `mask`.
+    let paste_into = |j: usize, img: &TestImage, mask: &[bool]| {
+        paste(img.input, own[j % own.len()].input, channels, size, mask)
+    };
     // Per tested image: (kind 0..4, index into own/others).
     let mut what = Vec::new();
     for (i, img) in own.iter().enumerate() {
@@ -286,13 +277,7 @@ pub(super) fn causal_test(
     }
     if !own.is_empty() {
         for (j, img) in others.iter().enumerate() {
-            batch.push(paste(
-                img.input,
-                own[j % own.len()].input,
-                channels,
-                size,
-                &mask,
-            ));
+            batch.push(paste_into(j, img, &mask));
             what.push((1, j));
         }
     }
@@ -321,14 +306,7 @@ pub(super) fn causal_test(
         }
         for (j, img) in others.iter().enumerate() {
             let (dx, dy) = control_shift(&mask, size, &mut rng);
-            let m = translate(&mask, size, dx, dy);
-            controls.push(paste(
-                img.input,
-                own[j % own.len()].input,
-                channels,
-                size,
-                &m,
-            ));
+            controls.push(paste_into(j, img, &translate(&mask, size, dx, dy)));
             what.push((3, j));
         }
         probs.extend(predict(model, &controls, channels, size)?);

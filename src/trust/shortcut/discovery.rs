@@ -2,6 +2,8 @@
 //! geometry and merging across methods (see the parent module for the method).
 
 use super::*;
+// Growing and shrinking a mask by `r` pixels (Chebyshev distance, windows clipped to the grid).
+pub use crate::imageops::{dilate, erode};
 
 /// The mean of the images' |map| scaled to sum 1 each (maps with no mass are skipped); `None` when
 /// no map has mass.
@@ -10,19 +12,12 @@ pub fn mean_abs_map(maps: &[&[f32]]) -> Option<Vec<f32>> {
     let mut acc = vec![0f64; n];
     let mut used = 0usize;
     for m in maps.iter().filter(|m| m.len() == n) {
-        let total: f64 = m
-            .iter()
-            .filter(|v| v.is_finite())
-            .map(|v| v.abs() as f64)
-            .sum();
-        if total <= 0.0 {
+        let Some(shares) = crate::metrics::abs_shares(m) else {
             continue;
-        }
+        };
         used += 1;
-        for (a, v) in acc.iter_mut().zip(m.iter()) {
-            if v.is_finite() {
-                *a += v.abs() as f64 / total;
-            }
+        for (a, share) in acc.iter_mut().zip(shares) {
+            *a += share;
         }
     }
     (used > 0).then(|| acc.iter().map(|&v| (v / used as f64) as f32).collect())
@@ -159,37 +154,6 @@ pub fn find_candidates(
     out.sort_by(|a, b| b.excess.total_cmp(&a.excess));
     out.truncate(cfg.regions_per_map);
     out
-}
-
-/// Grows a mask by `r` pixels (Chebyshev distance).
-pub fn dilate(mask: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
-    let mut rows = vec![false; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            if mask[y * w + x] {
-                for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
-                    rows[y * w + xx] = true;
-                }
-            }
-        }
-    }
-    let mut out = vec![false; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            if rows[y * w + x] {
-                for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
-                    out[yy * w + x] = true;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Shrinks a mask by `r` pixels (Chebyshev distance): the complement of the dilated complement.
-pub fn erode(mask: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
-    let outside: Vec<bool> = mask.iter().map(|&b| !b).collect();
-    dilate(&outside, w, h, r).iter().map(|&b| !b).collect()
 }
 
 /// Intersection over union of two masks.

@@ -398,13 +398,13 @@ pub fn check_run(
         };
         let t_bg = fence(&values(|m| m.mass_background), cfg.fence, cfg.min_margin);
         let t_border = fence(&values(|m| m.mass_border), cfg.fence, cfg.min_margin);
-        let mut repro: Vec<f64> = inputs
+        let repro: Vec<f64> = inputs
             .metrics
             .iter()
             .filter(|m| &m.method == method)
             .filter_map(|m| m.reproducibility)
             .collect();
-        let median_repro = median(&mut repro);
+        let median_repro = crate::metrics::median(&repro);
         let mut flagged = BTreeSet::new();
         if trusted {
             for m in inputs.metrics.iter().filter(|m| &m.method == method) {
@@ -755,29 +755,21 @@ mod tests {
             mean_shift: 0.0,
         };
         let none = Counts::default();
-        // 20 of 24 flip against 1 of 24 in the control: confirmed.
-        let strong = Causal {
-            occlusion: c(24, 20),
-            paste: none,
-            control_occlusion: c(24, 1),
-            control_paste: none,
+        // The region's occlusion and paste counts, then the random-place controls'.
+        let causal = |occlusion, paste, control_occlusion, control_paste| Causal {
+            occlusion,
+            paste,
+            control_occlusion,
+            control_paste,
         };
+        // 20 of 24 flip against 1 of 24 in the control: confirmed.
+        let strong = causal(c(24, 20), none, c(24, 1), none);
         assert_eq!(strong.verdict(0.2), "confirmed");
         // No flip in 30 either way: the model does not use it.
-        let flat = Causal {
-            occlusion: c(30, 0),
-            paste: c(30, 0),
-            control_occlusion: c(30, 0),
-            control_paste: c(30, 0),
-        };
+        let flat = causal(c(30, 0), c(30, 0), c(30, 0), c(30, 0));
         assert_eq!(flat.verdict(0.2), "artefact");
         // As many flips as the control: not significant.
-        let fragile = Causal {
-            occlusion: c(30, 10),
-            paste: c(30, 0),
-            control_occlusion: c(30, 9),
-            control_paste: c(30, 0),
-        };
+        let fragile = causal(c(30, 10), c(30, 0), c(30, 9), c(30, 0));
         assert_eq!(fragile.verdict(0.2), "not_significant");
     }
 

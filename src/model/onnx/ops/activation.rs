@@ -4,21 +4,12 @@ use tch::Tensor;
 
 use super::{axis, first_float, Call, OrMsg, R};
 
-pub(super) fn relu(c: &Call) -> R<Tensor> {
-    c.x()?.f_relu().m()
-}
-
-pub(super) fn sigmoid(c: &Call) -> R<Tensor> {
-    c.x()?.f_sigmoid().m()
-}
-
-pub(super) fn tanh(c: &Call) -> R<Tensor> {
-    c.x()?.f_tanh().m()
-}
-
-pub(super) fn hard_swish(c: &Call) -> R<Tensor> {
-    c.x()?.f_hardswish().m()
-}
+unary_ops!(
+    relu => f_relu,
+    sigmoid => f_sigmoid,
+    tanh => f_tanh,
+    hard_swish => f_hardswish,
+);
 
 pub(super) fn leaky_relu(c: &Call) -> R<Tensor> {
     let x = c.x()?;

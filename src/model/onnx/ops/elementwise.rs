@@ -6,25 +6,13 @@ use tch::{Device, Kind, Tensor};
 use super::{broadcast, check_alloc, Call, OrMsg, R};
 use crate::model::onnx::node::Node;
 
-pub(super) fn abs(c: &Call) -> R<Tensor> {
-    c.x()?.f_abs().m()
-}
-
-pub(super) fn neg(c: &Call) -> R<Tensor> {
-    c.x()?.f_neg().m()
-}
-
-pub(super) fn exp(c: &Call) -> R<Tensor> {
-    c.x()?.f_exp().m()
-}
-
-pub(super) fn sqrt(c: &Call) -> R<Tensor> {
-    c.x()?.f_sqrt().m()
-}
-
-pub(super) fn reciprocal(c: &Call) -> R<Tensor> {
-    c.x()?.f_reciprocal().m()
-}
+unary_ops!(
+    abs => f_abs,
+    neg => f_neg,
+    exp => f_exp,
+    sqrt => f_sqrt,
+    reciprocal => f_reciprocal,
+);
 
 fn cast_kind(to: i64) -> R<Kind> {
     // TensorProto.DataType: 1 float, 10 half, 11 double, 16 bfloat16 -> float32; the integers ->

@@ -9,6 +9,18 @@ use tch::{Device, Kind, Tensor};
 
 use super::node::Node;
 
+/// Operators that apply one libtorch method to their input: `function => tensor method`, each
+/// defined as `fn function(c: &Call) -> R<Tensor>`.
+macro_rules! unary_ops {
+    ($($name:ident => $method:ident),+ $(,)?) => {
+        $(
+            pub(super) fn $name(c: &Call) -> R<Tensor> {
+                c.x()?.$method().m()
+            }
+        )+
+    };
+}
+
 mod activation;
 mod constant;
 mod conv;
