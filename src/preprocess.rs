@@ -138,7 +138,7 @@ impl ResizeFilter {
 /// resize of `données.image.resize` (bilinear by default).
 pub fn prepare(img: &DynamicImage, cfg: &ImageConfig) -> Prepared {
     let size = cfg.size;
-    let resized = img.resize_exact(size, size, cfg.resize.filter());
+    let resized = resize_for_model(img, cfg);
     let grey_u8 = resized.to_luma8();
     let grey: Vec<f32> = grey_u8.as_raw().iter().map(|&v| v as f32 / 255.0).collect();
     let n = (size * size) as usize;
@@ -164,6 +164,12 @@ pub fn prepare(img: &DynamicImage, cfg: &ImageConfig) -> Prepared {
         original_width: img.width(),
         original_height: img.height(),
     }
+}
+
+/// The image at the model's side, with `données.image.resize`'s filter: the pixels [`prepare`] scales
+/// (an image already at that side is copied as it is).
+pub fn resize_for_model(img: &DynamicImage, cfg: &ImageConfig) -> DynamicImage {
+    img.resize_exact(cfg.size, cfg.size, cfg.resize.filter())
 }
 
 /// `normalize`, then the per-channel `mean` / `std`, then `standardize`, in place, on raw 0..255

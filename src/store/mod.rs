@@ -68,6 +68,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0009_model_record.sql",
         include_str!("../../migrations/0009_model_record.sql"),
     ),
+    (
+        "0012_acquisition.sql",
+        include_str!("../../migrations/0012_acquisition.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -1,0 +1,853 @@
+//! Acquisition shortcuts: a model that learned the scanner, the site or the protocol (noise, grey
+//! levels, sharpness, resolution, compression, framing) instead of the tumour. They have no place in
+//! the image, so the place-based check cannot see them; this part of the shortcut check measures and
+//! tests them on the same run.
+//!
+//! **What differs between the classes.** Every audited image (up to `measure_images` per class, by
+//! image id; classes by label, or by prediction when the run has no labels) is measured: its source
+//! file's width, height, aspect, colour mode (grey file, colour content), JPEG (and the IJG quality
+//! its luminance quantisation table implies), and, at the model's side (the image as the model's
+//! resize gives it, before scaling), the noise (Immerkaer's estimator off edges), mean grey level,
+//! contrast, sharpness (steepest edges of the median-filtered image over its grey range) and share of
+//! background. Per pair of classes and property: both classes' medians and quartiles and the rank
+//! separation P(a > b) (0.5: no difference; near 0 or 1: the property alone tells the classes apart,
+//! a confound of the data whatever the model does).
+//!
+//! **Counterfactuals.** Per ordered pair (A, B) and per kind, one transformation moves images of A
+//! toward B's acquisition, with its strength taken from the measured difference: *noise* (B noisier:
+//! Gaussian noise of sqrt(sigma_B^2 - sigma_A^2); B cleaner: an edge-preserving denoising, passes
+//! until A's median noise reaches B's), *intensity* (A's grey levels matched to B's pooled
+//! histogram), *sharpness* (B blurrier: the Gaussian blur, B sharper: the unsharp mask, whose strength
+//! brings A's median sharpness nearest B's), *resolution* (A's sources larger: down-sampled by the
+//! ratio of the median source sides and up-sampled back), *JPEG* (B mostly JPEG: A re-compressed at
+//! B's median quality), *aspect* (A's width stretched to B's median aspect), *framing* (padded or
+//! cropped to B's median background share) and a *left-right flip*. A kind whose property does not
+//! differ is not tested (and says why). The tested images are the first `test_images` images (by
+//! id) of each class that the model predicts as that class now. A flip is an A image now predicted B.
+//!
+//! **Control and confirmation.** The control is the same transformation, same strength, on the B
+//! images: it does not move them toward A (it moves them further from A, or leaves them at B's own
+//! statistics: B's noise added again, B matched to B's own histogram, B re-compressed at B's quality),
+//! so it measures how much the operation disturbs the model by itself; a control flip is a B image
+//! no longer predicted B. Rates carry 95% Wilson intervals and the rule of the place-based test:
+//! **confirmed** when the flip rate reaches `min_flip_rate` and its interval lies above the
+//! control's; **no effect** when its upper bound stays below `min_flip_rate`; **not significant**
+//! otherwise; **accepted** when confirmed and the `--reference` run had the same finding confirmed
+//! (or accepted): it is shown, it does not make the verdict. A confirmed finding is a `shortcut` of
+//! the run's verdict, named by its kind, beside the place-based regions.
+//!
+//! **Cost.** One forward pass per tested image, then one per transformed image: at most
+//! 2 x `test_images` x (kinds tested) per ordered pair of classes, 64 + 16 x 64 for a binary model.
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use image::DynamicImage;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::causal::{argmax, predict, Causal, Counts};
+use crate::attribution::rng_for_key;
+use crate::dataset::Limits;
+use crate::error::Result;
+use crate::model::Model;
+use crate::preprocess::{prepare, resize_for_model, ImageConfig};
+use crate::store::shortcuts::{
+    AcquisitionPropertyRecord, AcquisitionRecords, AcquisitionTestRecord, RunImage, RunInputs,
+    ShortcutCheck,
+};
+
+pub mod measure;
+pub mod transform;
+
+use measure::{quartiles, separation, ImageAcquisition, PROPERTIES};
+use transform::{cdf, Transform};
+
+/// The acquisition check's parameters.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AcquisitionConfig {
+    /// Images measured per class (first by id).
+    pub measure_images: usize,
+    /// Images per class the counterfactuals transform (first by id among those predicted as the class).
+    pub test_images: usize,
+    /// Smallest flip rate that counts as a shortcut (the place-based test's).
+    pub min_flip_rate: f64,
+}
+
+impl Default for AcquisitionConfig {
+    fn default() -> Self {
+        AcquisitionConfig {
+            measure_images: 200,
+            test_images: 32,
+            min_flip_rate: 0.3,
+        }
+    }
+}
+
+/// The kinds of acquisition shortcut, in the order of the flip table: (kind, in words).
+pub const KINDS: [(&str, &str); 8] = [
+    ("noise", "noise level"),
+    ("intensity", "intensity"),
+    ("sharpness", "sharpness"),
+    ("resolution", "resolution"),
+    ("jpeg", "JPEG compression"),
+    ("aspect", "aspect ratio"),
+    ("framing", "framing"),
+    ("flip", "left-right flip"),
+];
+
+/// The kind's words ("noise level").
+pub fn kind_label(kind: &str) -> &str {
+    KINDS
+        .iter()
+        .find(|k| k.0 == kind)
+        .map(|k| k.1)
+        .unwrap_or(kind)
+}
+
+/// One measured image; `source` kept for the tested ones only.
+struct Measured<'a> {
+    image: &'a RunImage,
+    acq: ImageAcquisition,
+    histogram: [f64; 256],
+    source: Option<DynamicImage>,
+}
+
+/// One class's part: its measured images, its pooled grey-level distribution, its tested images.
+struct ClassData<'a> {
+    index: usize,
+    name: &'a str,
+    measured: Vec<Measured<'a>>,
+    cdf: Vec<f64>,
+    /// (image, source, probabilities now).
+    tested: Vec<(&'a RunImage, DynamicImage, Vec<f32>)>,
+}
+
+impl ClassData<'_> {
+    fn values(&self, property: &str) -> Vec<f64> {
+        self.measured
+            .iter()
+            .filter_map(|m| m.acq.value(property))
+            .filter(|v| v.is_finite())
+            .collect()
+    }
+
+    fn median(&self, property: &str) -> Option<f64> {
+        quartiles(&self.values(property)).map(|q| q.1)
+    }
+
+    fn side(&self) -> Option<f64> {
+        let sides: Vec<f64> = self
+            .measured
+            .iter()
+            .map(|m| (m.acq.source_width * m.acq.source_height).sqrt())
+            .collect();
+        quartiles(&sides).map(|q| q.1)
+    }
+}
+
+/// Reads, checks (the id is the file's content) and measures one image; the decoded source is kept
+/// when `keep`.
+fn read_one<'a>(
+    image: &'a RunImage,
+    cfg: &ImageConfig,
+    limits: Limits,
+    keep: bool,
+) -> Option<Measured<'a>> {
+    let path = Path::new(&image.path);
+    let size = std::fs::metadata(path).ok()?.len();
+    if size == 0 || size > limits.max_file_bytes {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    if crate::dataset::content_id(&bytes) != image.image_id {
+        return None;
+    }
+    let source = crate::dataset::decode(&bytes, limits).ok()?;
+    let model_side = resize_for_model(&source, cfg);
+    let acq = measure::measure(&bytes, &source, &model_side);
+    let mut histogram = [0f64; 256];
+    for p in model_side.to_luma8().pixels() {
+        histogram[p.0[0] as usize] += 1.0;
+    }
+    Some(Measured {
+        image,
+        acq,
+        histogram,
+        source: keep.then_some(source),
+    })
+}
+
+/// The model input of a model-side image (already at the model's side: no resize).
+fn input_of(img: &DynamicImage, cfg: &ImageConfig) -> Vec<f32> {
+    prepare(img, cfg).input
+}
+
+fn png(img: &DynamicImage) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    DynamicImage::ImageLuma8(img.to_luma8())
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .ok()?;
+    Some(out)
+}
+
+/// The transformation of kind `kind` that moves `a`'s images toward `b`'s acquisition, or why there is
+/// none.
+fn plan(
+    kind: &str,
+    a: &ClassData,
+    b: &ClassData,
+    cfg: &ImageConfig,
+) -> std::result::Result<Transform, String> {
+    let (an, bn) = (a.name, b.name);
+    let med = |c: &ClassData, p: &str| {
+        c.median(p)
+            .ok_or_else(|| format!("no `{}` image has a {p} value", c.name))
+    };
+    // The strength among `candidates` whose transformed tested images' median `property` comes nearest
+    // to `target`.
+    let fit = |candidates: &[f64],
+               make: &dyn Fn(f64) -> Transform,
+               property: fn(&measure::Grey) -> f64,
+               target: f64|
+     -> f64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut best = (f64::INFINITY, candidates[0]);
+        for &c in candidates {
+            let t = make(c);
+            let v: Vec<f64> = a
+                .tested
+                .iter()
+                .map(|(_, s, _)| property(&measure::Grey::of(&t.apply(s, cfg, &mut rng))))
+                .collect();
+            let m = quartiles(&v).map(|q| q.1).unwrap_or(f64::NAN);
+            if (m - target).abs() < best.0 {
+                best = ((m - target).abs(), c);
+            }
+        }
+        best.1
+    };
+    match kind {
+        "noise" => {
+            let (sa, sb) = (med(a, "noise")?, med(b, "noise")?);
+            if sb > 1.1 * sa + 0.5 {
+                Ok(Transform::AddNoise {
+                    sigma: (sb * sb - sa * sa).sqrt(),
+                })
+            } else if sb < sa / 1.1 - 0.5 {
+                // The fewest passes that bring A's median noise to B's (3 at most).
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+                let passes = (1..=3)
+                    .find(|&k| {
+                        let t = Transform::Denoise { passes: k };
+                        let v: Vec<f64> = a
+                            .tested
+                            .iter()
+                            .map(|(_, s, _)| {
+                                measure::noise_sigma(&measure::Grey::of(&t.apply(s, cfg, &mut rng)))
+                            })
+                            .collect();
+                        quartiles(&v).is_some_and(|q| q.1 <= sb)
+                    })
+                    .unwrap_or(3);
+                Ok(Transform::Denoise { passes })
+            } else {
+                Err(format!(
+                    "noise levels match: median {sa:.1} (`{an}`) and {sb:.1} (`{bn}`) grey levels"
+                ))
+            }
+        }
+        "intensity" => {
+            let w1: f64 = a.cdf.iter().zip(&b.cdf).map(|(x, y)| (x - y).abs()).sum();
+            if w1 < 2.0 {
+                Err(format!(
+                    "grey-level distributions match: they differ by {w1:.1} grey levels (Wasserstein)"
+                ))
+            } else {
+                Ok(Transform::MatchHistogram {
+                    target_cdf: b.cdf.clone(),
+                })
+            }
+        }
+        "sharpness" => {
+            let (sa, sb) = (med(a, "sharpness")?, med(b, "sharpness")?);
+            if sb < sa / 1.1 {
+                let sigma = fit(
+                    &[0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0],
+                    &|s| Transform::Blur { sigma: s },
+                    measure::sharpness,
+                    sb,
+                );
+                Ok(Transform::Blur { sigma })
+            } else if sb > 1.1 * sa {
+                let amount = fit(
+                    &[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0],
+                    &|x| Transform::Sharpen { amount: x },
+                    measure::sharpness,
+                    sb,
+                );
+                Ok(Transform::Sharpen { amount })
+            } else {
+                Err(format!(
+                    "sharpness matches: median {sa:.1} (`{an}`) and {sb:.1} (`{bn}`) % of range per px"
+                ))
+            }
+        }
+        "resolution" => {
+            let (ra, rb) = (
+                a.side().ok_or("no source size")?,
+                b.side().ok_or("no source size")?,
+            );
+            let r = ra / rb;
+            if r > 1.1 {
+                Ok(Transform::Resample { ratio: r })
+            } else if r < 1.0 / 1.1 {
+                Err(format!(
+                    "`{an}` sources are smaller than `{bn}`'s (median side {ra:.0} against {rb:.0} px): lost detail cannot be added"
+                ))
+            } else {
+                Err(format!(
+                    "source sizes match: median side {ra:.0} (`{an}`) and {rb:.0} (`{bn}`) px"
+                ))
+            }
+        }
+        "jpeg" => {
+            let share_b = b.values("jpeg").iter().sum::<f64>() / b.measured.len().max(1) as f64;
+            let share_a = a.values("jpeg").iter().sum::<f64>() / a.measured.len().max(1) as f64;
+            if share_b < 0.5 {
+                return Err(format!(
+                    "`{bn}` images are mostly not JPEG ({:.0}%)",
+                    100.0 * share_b
+                ));
+            }
+            let qb = med(b, "jpeg_quality")?;
+            let qa = a.median("jpeg_quality");
+            if share_a >= 0.5 && qa.is_some_and(|q| (q - qb).abs() < 5.0) {
+                return Err(format!(
+                    "JPEG qualities match: median {:.0} (`{an}`) and {qb:.0} (`{bn}`)",
+                    qa.unwrap_or(0.0)
+                ));
+            }
+            Ok(Transform::Jpeg {
+                quality: qb.round().clamp(1.0, 100.0) as u8,
+            })
+        }
+        "aspect" => {
+            let (xa, xb) = (med(a, "aspect")?, med(b, "aspect")?);
+            let f = xb / xa;
+            if f.ln().abs() < 0.05 {
+                Err(format!(
+                    "aspect ratios match: median {xa:.2} (`{an}`) and {xb:.2} (`{bn}`)"
+                ))
+            } else {
+                Ok(Transform::Stretch { factor: f })
+            }
+        }
+        "framing" => {
+            let (ga, gb) = (med(a, "background")?, med(b, "background")?);
+            let s = ((1.0 - ga).max(0.01) / (1.0 - gb).max(0.01))
+                .sqrt()
+                .clamp(0.6, 1.6);
+            if (s - 1.0).abs() < 0.03 {
+                Err(format!(
+                    "background shares match: median {:.0}% (`{an}`) and {:.0}% (`{bn}`)",
+                    100.0 * ga,
+                    100.0 * gb
+                ))
+            } else {
+                Ok(Transform::Frame { scale: s })
+            }
+        }
+        "flip" => Ok(Transform::Flip),
+        other => Err(format!("unknown kind {other}")),
+    }
+}
+
+/// The counterfactual in words: "adding the `yes` images' noise (...) to `no` images".
+fn what(t: &Transform, a: &str, b: &str) -> String {
+    match t {
+        Transform::AddNoise { sigma } => format!(
+            "adding the `{b}` images' noise (Gaussian, sigma {sigma:.1} grey levels) to `{a}` images"
+        ),
+        Transform::Denoise { passes } => format!(
+            "denoising `{a}` images to the `{b}` images' noise level (edge-preserving filter, {passes} pass(es))"
+        ),
+        Transform::MatchHistogram { .. } => {
+            format!("matching the `{a}` images' grey levels to the `{b}` images' histogram")
+        }
+        Transform::Blur { sigma } => format!(
+            "blurring `{a}` images to the `{b}` images' sharpness (Gaussian, sigma {sigma:.1} px)"
+        ),
+        Transform::Sharpen { amount } => format!(
+            "sharpening `{a}` images to the `{b}` images' sharpness (unsharp mask, amount {amount:.2})"
+        ),
+        Transform::Resample { ratio } => format!(
+            "down- and up-sampling `{a}` images by the classes' source-size ratio ({ratio:.2})"
+        ),
+        Transform::Jpeg { quality } => format!(
+            "re-compressing `{a}` images at the `{b}` images' median JPEG quality ({quality})"
+        ),
+        Transform::Stretch { factor } => format!(
+            "stretching `{a}` images to the `{b}` images' aspect ratio (width x {factor:.2})"
+        ),
+        Transform::Frame { scale } => format!(
+            "{} `{a}` images to the `{b}` images' background share (side x {scale:.2})",
+            if *scale >= 1.0 { "padding" } else { "cropping" }
+        ),
+        Transform::Flip => format!("mirroring `{a}` images left-right"),
+    }
+}
+
+/// The class-difference table: one row per property and pair of classes (in the model's order).
+fn property_rows(data: &[ClassData], grouped_by: &str) -> Vec<AcquisitionPropertyRecord> {
+    let mut rows = Vec::new();
+    for (i, a) in data.iter().enumerate() {
+        for b in &data[i + 1..] {
+            for (property, unit, _) in PROPERTIES {
+                let (va, vb) = (a.values(property), b.values(property));
+                let (qa, qb) = (quartiles(&va), quartiles(&vb));
+                let mean =
+                    |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+                rows.push(AcquisitionPropertyRecord {
+                    property: property.to_string(),
+                    unit: unit.to_string(),
+                    grouped_by: grouped_by.to_string(),
+                    class_a: a.name.to_string(),
+                    class_b: b.name.to_string(),
+                    images_a: va.len() as i64,
+                    images_b: vb.len() as i64,
+                    median_a: qa.map(|q| q.1),
+                    q1_a: qa.map(|q| q.0),
+                    q3_a: qa.map(|q| q.2),
+                    mean_a: mean(&va),
+                    median_b: qb.map(|q| q.1),
+                    q1_b: qb.map(|q| q.0),
+                    q3_b: qb.map(|q| q.2),
+                    mean_b: mean(&vb),
+                    separation: separation(&va, &vb),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Measures the run's images, runs the counterfactuals on the model and returns the class-difference
+/// table and the flip table. `accepted` = (kind, from, to) confirmed or accepted in the reference run.
+#[allow(clippy::too_many_arguments)]
+pub fn check(
+    model: &Model,
+    inputs: &RunInputs,
+    classes: &[String],
+    image_cfg: &ImageConfig,
+    limits: Limits,
+    seed: u64,
+    cfg: &AcquisitionConfig,
+    accepted: &BTreeSet<(String, String, String)>,
+) -> Result<AcquisitionRecords> {
+    let t0 = std::time::Instant::now();
+    let labelled = !inputs.images.is_empty() && inputs.images.iter().all(|i| i.label.is_some());
+    let grouped_by = if labelled { "label" } else { "predicted" };
+    let group = |i: &RunImage| -> String {
+        if labelled {
+            i.label.clone().unwrap_or_default()
+        } else {
+            i.predicted.clone()
+        }
+    };
+    let mut forwards = 0usize;
+    let mut data: Vec<ClassData> = Vec::new();
+    for (index, class) in classes.iter().enumerate() {
+        let members: Vec<&RunImage> = inputs
+            .images
+            .iter()
+            .filter(|i| &group(i) == class)
+            .take(cfg.measure_images)
+            .collect();
+        // Candidates for the tests: the stored prediction agrees (checked again on the model below);
+        // twice as many as needed, in case some no longer do.
+        let candidates: BTreeSet<&str> = members
+            .iter()
+            .filter(|i| &i.predicted == class)
+            .take(2 * cfg.test_images)
+            .map(|i| i.image_id.as_str())
+            .collect();
+        let measured: Vec<Measured> = members
+            .par_iter()
+            .filter_map(|i| {
+                read_one(
+                    i,
+                    image_cfg,
+                    limits,
+                    candidates.contains(i.image_id.as_str()),
+                )
+            })
+            .collect();
+        let mut hist = [0f64; 256];
+        for m in &measured {
+            hist.iter_mut().zip(&m.histogram).for_each(|(h, v)| *h += v);
+        }
+        data.push(ClassData {
+            index,
+            name: class,
+            cdf: cdf(&hist),
+            measured,
+            tested: Vec::new(),
+        });
+    }
+    // The tested images: predicted as their class now.
+    for d in &mut data {
+        let kept: Vec<(&RunImage, DynamicImage)> = d
+            .measured
+            .iter_mut()
+            .filter_map(|m| m.source.take().map(|s| (m.image, s)))
+            .collect();
+        let batch: Vec<Vec<f32>> = kept
+            .iter()
+            .map(|(_, s)| prepare(s, image_cfg).input)
+            .collect();
+        let (channels, size) = (image_cfg.channels() as usize, image_cfg.size as usize);
+        let probs = predict(model, &batch, channels, size)?;
+        forwards += batch.len();
+        d.tested = kept
+            .into_iter()
+            .zip(probs)
+            .filter(|(_, p)| argmax(p) == d.index)
+            .map(|((i, s), p)| (i, s, p))
+            .take(cfg.test_images)
+            .collect();
+    }
+    let properties = property_rows(&data, grouped_by);
+
+    let (channels, size) = (image_cfg.channels() as usize, image_cfg.size as usize);
+    let mut tests = Vec::new();
+    for a in &data {
+        for b in &data {
+            if a.index == b.index {
+                continue;
+            }
+            for (kind, label) in KINDS {
+                let number = tests.len() as i64 + 1;
+                let planned = if a.tested.is_empty() {
+                    Err(format!("no `{}` image is predicted `{}`", a.name, a.name))
+                } else {
+                    plan(kind, a, b, image_cfg)
+                };
+                let t = match planned {
+                    Ok(t) => t,
+                    Err(reason) => {
+                        tests.push(AcquisitionTestRecord::not_tested(
+                            number, kind, a.name, b.name, &reason,
+                        ));
+                        continue;
+                    }
+                };
+                // Toward: A's tested images; control: B's.
+                let transformed = |set: &[(&RunImage, DynamicImage, Vec<f32>)]| {
+                    set.par_iter()
+                        .map(|(i, s, _)| {
+                            let mut rng = rng_for_key(
+                                &format!("{}/{kind}/{}", i.image_id, b.name),
+                                "acquisition",
+                                seed,
+                            );
+                            t.apply(s, image_cfg, &mut rng)
+                        })
+                        .collect::<Vec<DynamicImage>>()
+                };
+                let toward = transformed(&a.tested);
+                let control = transformed(&b.tested);
+                let batch: Vec<Vec<f32>> = toward
+                    .iter()
+                    .chain(&control)
+                    .map(|img| input_of(img, image_cfg))
+                    .collect();
+                let probs = predict(model, &batch, channels, size)?;
+                forwards += batch.len();
+                let (pt, pc) = probs.split_at(toward.len());
+                let flips_t: Vec<bool> = pt.iter().map(|p| argmax(p) == b.index).collect();
+                let toward_counts = Counts {
+                    images: pt.len(),
+                    flips: flips_t.iter().filter(|&&f| f).count(),
+                    mean_shift: pt
+                        .iter()
+                        .zip(&a.tested)
+                        .map(|(p, (_, _, before))| (p[b.index] - before[b.index]) as f64)
+                        .sum::<f64>()
+                        / pt.len().max(1) as f64,
+                };
+                let control_counts = Counts {
+                    images: pc.len(),
+                    flips: pc.iter().filter(|p| argmax(p) != b.index).count(),
+                    mean_shift: 0.0,
+                };
+                let causal = Causal {
+                    occlusion: toward_counts,
+                    control_occlusion: control_counts,
+                    ..Default::default()
+                };
+                let mut verdict = match causal.verdict(cfg.min_flip_rate) {
+                    "artefact" => "no_effect",
+                    v => v,
+                };
+                if verdict == "confirmed"
+                    && accepted.contains(&(
+                        kind.to_string(),
+                        a.name.to_string(),
+                        b.name.to_string(),
+                    ))
+                {
+                    verdict = "accepted";
+                }
+                // The example pair: the first image that flipped, else the first tested.
+                let ex = flips_t.iter().position(|&f| f).unwrap_or(0);
+                let (ex_img, ex_src, ex_before) = &a.tested[ex];
+                let (lo, hi) = toward_counts.interval();
+                let (_, chi) = control_counts.interval();
+                let rate = toward_counts.rate().unwrap_or(0.0);
+                let crate_ = control_counts.rate();
+                let summary = format!(
+                    "{label}: {} flips {:.0}% of {} `{}` images to `{}` (95% CI {:.0}-{:.0}%; control, the same on `{}` images: {} leave `{}`): {}",
+                    what(&t, a.name, b.name),
+                    100.0 * rate,
+                    toward_counts.images,
+                    a.name,
+                    b.name,
+                    100.0 * lo,
+                    100.0 * hi,
+                    b.name,
+                    crate_
+                        .map(|r| format!("{:.0}% of {}", 100.0 * r, control_counts.images))
+                        .unwrap_or_else(|| "none tested".into()),
+                    b.name,
+                    verdict.replace('_', " ")
+                );
+                tests.push(AcquisitionTestRecord {
+                    test: number,
+                    kind: kind.to_string(),
+                    transform: t.name().to_string(),
+                    parameter: t.describe(),
+                    strength: t.strength(),
+                    from_class: a.name.to_string(),
+                    to_class: b.name.to_string(),
+                    images: toward_counts.images as i64,
+                    flips: toward_counts.flips as i64,
+                    rate: toward_counts.rate(),
+                    low: Some(lo),
+                    high: Some(hi),
+                    mean_shift: Some(toward_counts.mean_shift),
+                    control_images: control_counts.images as i64,
+                    control_flips: control_counts.flips as i64,
+                    control_rate: crate_,
+                    control_high: (control_counts.images > 0).then_some(chi),
+                    verdict: verdict.to_string(),
+                    summary,
+                    example_image: Some(ex_img.image_id.clone()),
+                    example_before: png(&resize_for_model(ex_src, image_cfg)),
+                    example_after: png(&toward[ex]),
+                    example_prob_before: Some(ex_before[b.index] as f64),
+                    example_prob_after: Some(pt[ex][b.index] as f64),
+                });
+            }
+        }
+    }
+    Ok(AcquisitionRecords {
+        properties,
+        tests,
+        images_measured: data.iter().map(|d| d.measured.len() as i64).sum(),
+        forward_passes: forwards as i64,
+        seconds: t0.elapsed().as_secs_f64(),
+        params: serde_json::to_string(cfg).unwrap_or_default(),
+    })
+}
+
+/// How strongly a confirmed row stands out: its interval's lower bound above the control's upper.
+fn margin(t: &AcquisitionTestRecord) -> f64 {
+    t.low.unwrap_or(0.0) - t.control_high.unwrap_or(1.0)
+}
+
+/// The confirmed findings, strongest first (ties: the kinds' order, source-level causes before the
+/// model-side effects they produce: resolution and JPEG before sharpness and noise).
+pub fn confirmed(acq: &AcquisitionRecords) -> Vec<&AcquisitionTestRecord> {
+    let precedence = |k: &str| {
+        [
+            "resolution",
+            "jpeg",
+            "aspect",
+            "framing",
+            "noise",
+            "intensity",
+            "sharpness",
+            "flip",
+        ]
+        .iter()
+        .position(|x| *x == k)
+        .unwrap_or(99)
+    };
+    let mut v: Vec<&AcquisitionTestRecord> = acq
+        .tests
+        .iter()
+        .filter(|t| t.verdict == "confirmed")
+        .collect();
+    v.sort_by(|a, b| {
+        let (ma, mb) = (margin(a), margin(b));
+        if (ma - mb).abs() > 0.05 {
+            mb.total_cmp(&ma)
+        } else {
+            precedence(&a.kind).cmp(&precedence(&b.kind))
+        }
+    });
+    v
+}
+
+/// Adds the acquisition part to a run's check: its tables, its cost, and the verdict: a confirmed
+/// acquisition finding is a `shortcut`, named by its kind, beside the place-based regions.
+pub fn add_to(check: &mut ShortcutCheck, acq: AcquisitionRecords) {
+    let c = &mut check.check;
+    c.forward_passes += acq.forward_passes;
+    c.seconds += acq.seconds;
+    let found = confirmed(&acq);
+    let tested = acq.tests.iter().filter(|t| t.images > 0).count();
+    // The summary ends with "; <images flagged for review>".
+    let (head, review) = match c.summary.rfind("; ") {
+        Some(i) => (c.summary[..i].to_string(), c.summary[i..].to_string()),
+        None => (c.summary.clone(), String::new()),
+    };
+    c.summary = match found.first() {
+        Some(best) => {
+            let also: Vec<String> = found[1..]
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} `{}` -> `{}` {:.0}%",
+                        kind_label(&t.kind),
+                        t.from_class,
+                        t.to_class,
+                        100.0 * t.rate.unwrap_or(0.0)
+                    )
+                })
+                .collect();
+            let acquisition = format!(
+                "acquisition shortcut confirmed ({}): {}{}",
+                kind_label(&best.kind),
+                best.summary
+                    .split_once(": ")
+                    .map(|x| x.1)
+                    .unwrap_or(&best.summary),
+                if also.is_empty() {
+                    String::new()
+                } else {
+                    format!("; also confirmed: {}", also.join(", "))
+                }
+            );
+            if c.verdict == "shortcut" {
+                format!("{head}; {acquisition}{review}")
+            } else {
+                c.verdict = "shortcut".into();
+                format!(
+                    "{acquisition}; {}{review}",
+                    head.replacen("no shortcut found", "no place-based shortcut", 1)
+                )
+            }
+        }
+        None => {
+            let accepted = acq.tests.iter().filter(|t| t.verdict == "accepted").count();
+            format!(
+                "{head}; no acquisition shortcut ({tested} counterfactual(s) tested{}){review}",
+                if accepted > 0 {
+                    format!(", {accepted} accepted in the reference run")
+                } else {
+                    String::new()
+                }
+            )
+        }
+    };
+    check.acquisition = Some(acq);
+}
+
+/// The terminal lines of the acquisition part: the class differences that stand out, the flip table's
+/// tested rows, the cost (and its share of the audit's time when known).
+pub fn lines(acq: &AcquisitionRecords, audit_seconds: Option<f64>) -> Vec<String> {
+    let mut out = Vec::new();
+    let strong: Vec<String> = acq
+        .properties
+        .iter()
+        .filter(|p| p.separation.is_some_and(|s| (s - 0.5).abs() >= 0.25))
+        .map(|p| {
+            format!(
+                "{} {} `{}` vs {} `{}` (separation {:.2})",
+                p.property,
+                p.median_a.map(|v| format!("{v:.3}")).unwrap_or_default(),
+                p.class_a,
+                p.median_b.map(|v| format!("{v:.3}")).unwrap_or_default(),
+                p.class_b,
+                p.separation.unwrap_or(0.5)
+            )
+        })
+        .collect();
+    out.push(format!(
+        "acquisition: {} image(s) measured; class differences (median, separation far from 0.5): {}",
+        acq.images_measured,
+        if strong.is_empty() {
+            "none".into()
+        } else {
+            strong.join("; ")
+        }
+    ));
+    for t in acq.tests.iter().filter(|t| t.images > 0) {
+        out.push(format!(
+            "  {} `{}` -> `{}` ({}): {}/{} flips, control {}/{} -> {}",
+            kind_label(&t.kind),
+            t.from_class,
+            t.to_class,
+            t.parameter,
+            t.flips,
+            t.images,
+            t.control_flips,
+            t.control_images,
+            t.verdict.replace('_', " ")
+        ));
+    }
+    let share = audit_seconds
+        .filter(|s| *s > 0.0)
+        .map(|s| format!(", {:.1}% of the audit's time", 100.0 * acq.seconds / s))
+        .unwrap_or_default();
+    out.push(format!(
+        "acquisition counterfactuals: {} forward passes, {:.1} s{share}",
+        acq.forward_passes, acq.seconds
+    ));
+    out
+}
+
+/// The whole acquisition part of a run's check, added to `check`: `reference` = the accepted run
+/// whose confirmed findings are not new. Reads the reference's findings from `conn`.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    result: &mut ShortcutCheck,
+    model: &Model,
+    conn: &rusqlite::Connection,
+    inputs: &RunInputs,
+    reference: Option<&str>,
+    classes: &[String],
+    image_cfg: &ImageConfig,
+    limits: Limits,
+    seed: u64,
+) -> Result<()> {
+    let accepted = match reference {
+        Some(r) => crate::store::shortcuts::accepted_acquisition(conn, r)
+            .map_err(|e| crate::error::Error::Other(format!("reading reference run {r}: {e}")))?,
+        None => BTreeSet::new(),
+    };
+    let acq = check(
+        model,
+        inputs,
+        classes,
+        image_cfg,
+        limits,
+        seed,
+        &AcquisitionConfig::default(),
+        &accepted,
+    )?;
+    add_to(result, acq);
+    Ok(())
+}
