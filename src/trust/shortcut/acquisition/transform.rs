@@ -95,10 +95,12 @@ impl Transform {
     }
 
     /// The transformed image at the model's side (8-bit, ready for [`crate::preprocess::prepare`]).
-    /// `rng` draws the noise.
+    /// `model_side` = `source` resized to the model's side (what the pixel transformations start
+    /// from); `rng` draws the noise.
     pub fn apply(
         &self,
         source: &DynamicImage,
+        model_side: &DynamicImage,
         cfg: &ImageConfig,
         rng: &mut impl Rng,
     ) -> DynamicImage {
@@ -123,7 +125,7 @@ impl Transform {
             Transform::Frame { scale } => resize_for_model(&frame(source, *scale), cfg),
             Transform::Flip => resize_for_model(&source.fliph(), cfg),
             _ => {
-                let mut p = Pixels::of(&resize_for_model(source, cfg), cfg.grayscale);
+                let mut p = Pixels::of(model_side, cfg.grayscale);
                 match self {
                     Transform::AddNoise { sigma } => p.add_noise(*sigma, rng),
                     Transform::Denoise { passes } => {
@@ -269,6 +271,10 @@ impl Pixels {
         let g = self.grey();
         let sr = (2.5 * noise_sigma(&g)).max(1.0) as f32;
         let (w, h, c) = (self.width, self.height, self.channels);
+        // Range weights per whole grey level of difference, spatial weights per offset.
+        let range: Vec<f32> = (0..256)
+            .map(|d| (-((d * d) as f32) / (2.0 * sr * sr)).exp())
+            .collect();
         let mut out = self.values.clone();
         for y in 0..h {
             for x in 0..w {
@@ -282,9 +288,8 @@ impl Pixels {
                             continue;
                         }
                         let j = yy as usize * w + xx as usize;
-                        let d = g.values[j] - centre;
-                        let wt =
-                            (-((dx * dx + dy * dy) as f32) / 2.0 - d * d / (2.0 * sr * sr)).exp();
+                        let d = (g.values[j] - centre).abs().round().min(255.0) as usize;
+                        let wt = SPATIAL[((dy + 2) * 5 + dx + 2) as usize] * range[d];
                         wsum += wt;
                         for (ch, a) in acc.iter_mut().enumerate().take(c) {
                             *a += wt * self.values[j * c + ch];
@@ -344,6 +349,22 @@ impl Pixels {
     }
 }
 
+/// exp(-(dx^2 + dy^2) / 2) over the bilateral filter's 5 x 5 window, row-major.
+const SPATIAL: [f32; 25] = {
+    let e1 = 0.606_530_66; // exp(-1/2)
+    let e2 = 0.367_879_44; // exp(-1)
+    let e4 = 0.135_335_28; // exp(-2)
+    let e5 = 0.082_085; // exp(-5/2)
+    let e8 = 0.018_315_639; // exp(-4)
+    [
+        e8, e5, e4, e5, e8, //
+        e5, e2, e1, e2, e5, //
+        e4, e1, 1.0, e1, e4, //
+        e5, e2, e1, e2, e5, //
+        e8, e5, e4, e5, e8,
+    ]
+};
+
 /// The cumulative shares of a 256-bin histogram.
 pub fn cdf(hist: &[f64; 256]) -> Vec<f64> {
     let total: f64 = hist.iter().sum::<f64>().max(1.0);
@@ -392,10 +413,15 @@ mod tests {
         let c = cfg(64);
         let src = disc(64);
         let clean = noise_sigma(&Grey::of(&src));
-        let noisy = Transform::AddNoise { sigma: 10.0 }.apply(&src, &c, &mut rng);
+        let noisy = Transform::AddNoise { sigma: 10.0 }.apply(
+            &src,
+            &resize_for_model(&src, &c),
+            &c,
+            &mut rng,
+        );
         let s = noise_sigma(&Grey::of(&noisy));
         assert!(clean < 1.0 && (s - 10.0).abs() < 2.0, "{clean} -> {s}");
-        let back = Transform::Denoise { passes: 2 }.apply(&noisy, &c, &mut rng);
+        let back = Transform::Denoise { passes: 2 }.apply(&noisy, &noisy, &c, &mut rng);
         let d = noise_sigma(&Grey::of(&back));
         assert!(d < 0.5 * s, "denoised {d} from {s}");
     }
@@ -416,7 +442,7 @@ mod tests {
         let t = Transform::MatchHistogram {
             target_cdf: cdf(&hist),
         };
-        let out = t.apply(&src, &c, &mut rng);
+        let out = t.apply(&src, &resize_for_model(&src, &c), &c, &mut rng);
         assert_eq!(out.to_luma8(), bright.to_luma8());
     }
 
@@ -435,19 +461,33 @@ mod tests {
             Transform::Blur { sigma: 1.0 },
             Transform::Sharpen { amount: 1.0 },
         ] {
-            let out = t.apply(&src, &c, &mut rng);
+            let out = t.apply(&src, &resize_for_model(&src, &c), &c, &mut rng);
             assert_eq!((out.width(), out.height()), (32, 32), "{t:?}");
         }
         // Padding adds background, cropping takes it off.
         let dark = |img: &DynamicImage| img.to_luma8().pixels().filter(|p| p.0[0] <= 25).count();
         let base = dark(&resize_for_model(&src, &c));
-        assert!(dark(&Transform::Frame { scale: 1.4 }.apply(&src, &c, &mut rng)) > base);
-        assert!(dark(&Transform::Frame { scale: 0.8 }.apply(&src, &c, &mut rng)) < base);
+        assert!(
+            dark(&Transform::Frame { scale: 1.4 }.apply(
+                &src,
+                &resize_for_model(&src, &c),
+                &c,
+                &mut rng
+            )) > base
+        );
+        assert!(
+            dark(&Transform::Frame { scale: 0.8 }.apply(
+                &src,
+                &resize_for_model(&src, &c),
+                &c,
+                &mut rng
+            )) < base
+        );
         // A flip of a left-bright image is right-bright.
         let half = DynamicImage::ImageLuma8(GrayImage::from_fn(32, 32, |x, _| {
             Luma([if x < 16 { 200 } else { 0 }])
         }));
-        let f = Transform::Flip.apply(&half, &c, &mut rng).to_luma8();
+        let f = Transform::Flip.apply(&half, &half, &c, &mut rng).to_luma8();
         assert_eq!((f.get_pixel(0, 0).0[0], f.get_pixel(31, 0).0[0]), (0, 200));
     }
 }
