@@ -14,7 +14,7 @@ ALTER TABLE shortcut_checks ADD COLUMN acquisition_params TEXT CHECK (acquisitio
 -- file's source_width, source_height (px), aspect (w/h), grey_file, colour, jpeg (shares: the mean of a
 -- 0/1 per image), jpeg_quality (IJG quality of the luminance table, JPEG files only); at the model's
 -- side: noise (sigma, grey levels), intensity (mean grey level), contrast (std), sharpness (% of the grey
--- range per px at the steepest edges), background (share of pixels <= 25). grouped_by: 'label' or
+-- range per px at the steepest edges), background (share of pixels within 15% of the grey range above the darkest level, median-filtered). grouped_by: 'label' or
 -- 'predicted' (a run without labels).
 CREATE TABLE acquisition_properties (
     run_id      TEXT NOT NULL REFERENCES shortcut_checks (run_id) ON DELETE CASCADE,

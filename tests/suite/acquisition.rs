@@ -4,15 +4,13 @@
 //! same images. The shortcut check must confirm each planted acquisition shortcut with its kind, store
 //! the class-difference table that shows it, carry it into `query shortcuts`, the export, the report
 //! and `diff --fail-on`, and find nothing on the clean model. Nothing in the check knows what was planted.
-use std::path::Path;
-
 use image::{imageops::FilterType, GrayImage, Luma};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rusqlite::Connection;
 
 use super::shortcuts::{audit, make_set_with, run, sets, slice, SIZE};
-use super::util::{bin, tempdir};
+use super::util::{bin, ok, tempdir};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Plant {
@@ -158,6 +156,100 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
         )
         .unwrap();
     assert_eq!((w_no, w_yes), (SIZE as f64, 16.0));
+    // `query shortcuts` carries the acquisition part, the export writes it, the gate fails on it, the
+    // report shows the before / after pair and both tables.
+    let json: serde_json::Value = serde_json::from_str(&ok(bin(&[])
+        .args([
+            "query",
+            "--db",
+            &db_arg,
+            "--format",
+            "json",
+            "shortcuts",
+            "--run",
+            "noise",
+        ])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(
+        json["verdict"][0]["confirmed_acquisition"]
+            .as_i64()
+            .map(|n| n >= 1),
+        Some(true),
+        "{json}"
+    );
+    assert_eq!(json["acquisition"].as_array().unwrap().len(), 12, "{json}");
+    assert!(json["acquisition_tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["kind"] == "noise" && t["verdict"] == "confirmed"));
+    let export = dir.path().join("export-noise");
+    ok(bin(&[])
+        .args([
+            "export",
+            "--db",
+            &db_arg,
+            "--run",
+            "noise",
+            "--out",
+            export.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap());
+    let props = std::fs::read_to_string(export.join("acquisition_properties.csv")).unwrap();
+    assert!(props.lines().any(|l| l.starts_with("noise,")), "{props}");
+    let flips = std::fs::read_to_string(export.join("acquisition_tests.csv")).unwrap();
+    assert!(flips.contains(",noise,no,yes,confirmed,"), "{flips}");
+    let gate = |a: &str, b: &str| {
+        bin(&[])
+            .args(["diff", a, b, "--db", &db_arg, "--fail-on", "shortcuts up 0"])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        gate("clean", "noise").status.code(),
+        Some(tumor_audit::exit::Exit::Gate.code() as i32)
+    );
+    assert_eq!(gate("noise", "clean").status.code(), Some(0));
+    let report = dir.path().join("report-noise");
+    ok(bin(&[])
+        .args([
+            "report",
+            "--db",
+            &db_arg,
+            "--run",
+            "noise",
+            "--out",
+            report.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap());
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(
+        html.contains("id=\"acquisition\""),
+        "no acquisition section"
+    );
+    assert!(html.contains("Counterfactuals and their flips") && html.contains("Class differences"));
+    let pair = std::fs::read_dir(report.join("report-assets/shortcuts"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("acquisition-"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert!(pair >= 1, "no before / after picture");
+    let pic = image::open(
+        std::fs::read_dir(report.join("report-assets/shortcuts"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with("acquisition-"))
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    assert_eq!((pic.width(), pic.height()), (2 * 128 + 8, 128));
     for (name, plant) in &runs {
         let (verdict, summary, forwards, acq_forwards, acq_s, total_s): (
             String,

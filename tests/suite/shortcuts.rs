@@ -18,7 +18,7 @@ pub(super) const SIZE: u32 = 40;
 const GRID: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Marker {
+pub(super) enum Marker {
     Corner,
     Text,
     Frame,

@@ -50,7 +50,8 @@ pub struct ImageAcquisition {
     pub contrast: f64,
     /// Edge steepness, % of the grey range per pixel (the model's side).
     pub sharpness: f64,
-    /// Share of near-black pixels (grey <= 25, the model's side).
+    /// Share of background pixels (the model's side): at most 15% of the grey range above the darkest
+    /// level of the 3 x 3 median-filtered image.
     pub background: f64,
 }
 
@@ -95,7 +96,7 @@ pub const PROPERTIES: [(&str, &str, &str); 12] = [
     (
         "background",
         "share",
-        "share of near-black pixels (grey <= 25) at the model's side",
+        "share of background pixels at the model's side (within 15% of the grey range above the darkest level, median-filtered)",
     ),
 ];
 
@@ -143,8 +144,7 @@ pub fn measure(bytes: &[u8], source: &DynamicImage, model_side: &DynamicImage) -
         intensity,
         contrast,
         sharpness: sharpness(&g),
-        background: g.values.iter().filter(|&&v| v <= 25.0).count() as f64
-            / g.values.len().max(1) as f64,
+        background: background_share(&g),
     }
 }
 
@@ -348,6 +348,23 @@ pub fn sharpness(g: &Grey) -> f64 {
     let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize] as f64;
     let range = (q(0.99) - q(0.01)).max(1.0);
     100.0 * mean_top / range
+}
+
+/// The share of background: pixels of the 3 x 3 median-filtered image at most 15% of its grey range
+/// (1st to 99th percentile, at least 10 levels) above its 1st percentile. Relative to the image's own
+/// dark level and range, and after the median, so that another scanner's noise or grey levels do not
+/// read as another framing.
+pub fn background_share(g: &Grey) -> f64 {
+    if g.values.is_empty() {
+        return 0.0;
+    }
+    let m = median3(g);
+    let mut v = m.values.clone();
+    v.sort_by(f32::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    let (lo, hi) = (q(0.01), q(0.99));
+    let cut = lo + 0.15 * (hi - lo).max(10.0);
+    m.values.iter().filter(|&&x| x <= cut).count() as f64 / m.values.len() as f64
 }
 
 /// Median and quartiles (linear interpolation) of finite values; None without any.

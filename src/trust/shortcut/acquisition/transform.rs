@@ -30,8 +30,8 @@ pub enum Transform {
     Jpeg { quality: u8 },
     /// The source's width multiplied by `factor` (its height kept).
     Stretch { factor: f64 },
-    /// The source's sides times `scale`: padded with its border's grey above 1, cropped to the centre
-    /// below.
+    /// The source's sides times `scale`: padded with its own background above 1 (its border's grey and
+    /// noise level), cropped to the centre below.
     Frame { scale: f64 },
     /// Mirrored left-right.
     Flip,
@@ -122,7 +122,7 @@ impl Transform {
                 let s = source.resize_exact(nw, h, image::imageops::FilterType::Triangle);
                 resize_for_model(&s, cfg)
             }
-            Transform::Frame { scale } => resize_for_model(&frame(source, *scale), cfg),
+            Transform::Frame { scale } => resize_for_model(&frame(source, *scale, rng), cfg),
             Transform::Flip => resize_for_model(&source.fliph(), cfg),
             _ => {
                 let mut p = Pixels::of(model_side, cfg.grayscale);
@@ -163,8 +163,10 @@ pub fn recompress(source: &DynamicImage, quality: u8) -> DynamicImage {
     }
 }
 
-/// Padded (scale > 1, with the median of the border's pixels) or centre-cropped (scale < 1).
-fn frame(source: &DynamicImage, scale: f64) -> DynamicImage {
+/// Padded (scale > 1) with the image's own background: the median of its border's pixels plus noise of
+/// its own noise level (a flat fill would take the acquisition's noise off the padding), or
+/// centre-cropped (scale < 1).
+fn frame(source: &DynamicImage, scale: f64, rng: &mut impl Rng) -> DynamicImage {
     let rgb = source.to_rgb8();
     let (w, h) = rgb.dimensions();
     let (nw, nh) = (
@@ -179,7 +181,12 @@ fn frame(source: &DynamicImage, scale: f64) -> DynamicImage {
             .collect();
         border.sort_by_key(|p| p[0] as u32 + p[1] as u32 + p[2] as u32);
         let fill = border[border.len() / 2];
-        let mut canvas = ImageBuffer::from_pixel(nw, nh, Rgb(fill));
+        let sigma = noise_sigma(&Grey::of(source)) as f32;
+        let noise = Normal::new(0.0f32, sigma.max(1e-3)).expect("a positive sigma");
+        let mut canvas = ImageBuffer::from_fn(nw, nh, |_, _| {
+            let e = if sigma > 0.0 { noise.sample(rng) } else { 0.0 };
+            Rgb(fill.map(|v| (v as f32 + e).round().clamp(0.0, 255.0) as u8))
+        });
         image::imageops::overlay(
             &mut canvas,
             &rgb,
