@@ -53,7 +53,7 @@ use super::causal::{argmax, predict, Counts};
 use crate::attribution::rng_for_key;
 use crate::dataset::Limits;
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::Classifier;
 use crate::preprocess::{prepare, resize_for_model, ImageConfig};
 use crate::store::shortcuts::{
     AcquisitionPropertyRecord, AcquisitionRecords, AcquisitionTestRecord, RunImage, RunInputs,
@@ -458,7 +458,7 @@ fn property_rows(data: &[ClassData], grouped_by: &str) -> Vec<AcquisitionPropert
 /// table and the flip table. `accepted` = (kind, from, to) confirmed or accepted in the reference run.
 #[allow(clippy::too_many_arguments)]
 pub fn check(
-    model: &Model,
+    model: &dyn Classifier,
     inputs: &RunInputs,
     classes: &[String],
     image_cfg: &ImageConfig,
@@ -884,7 +884,7 @@ pub fn lines(acq: &AcquisitionRecords, audit_seconds: Option<f64>) -> Vec<String
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     result: &mut ShortcutCheck,
-    model: &Model,
+    model: &dyn Classifier,
     conn: &rusqlite::Connection,
     inputs: &RunInputs,
     reference: Option<&str>,
