@@ -29,7 +29,10 @@
 //! images: it does not move them toward A (it moves them further from A, or leaves them at B's own
 //! statistics: B's noise added again, B matched to B's own histogram, B re-compressed at B's quality),
 //! so it measures how much the operation disturbs the model by itself; a control flip is a B image
-//! no longer predicted B. Rates carry 95% Wilson intervals: **confirmed** when the flip rate's
+//! no longer predicted B. For the geometric kinds (aspect, framing) the control is the opposite change
+//! of the same strength on the A images (crop for pad, squeeze for stretch), a control flip an A image
+//! then predicted B: a rescale costs a small image detail in both directions (a tumour shrunk by padding
+//! is harder to see), and only the direction of the change moves toward B. Rates carry 95% Wilson intervals: **confirmed** when the flip rate's
 //! interval lies above `min_flip_rate` and above the control's interval (stricter than the place-based
 //! test, which asks the rate itself to reach the minimum: a whole-image change moves a model a little
 //! for reasons of its own); **no effect** when its upper bound stays below `min_flip_rate`; **not
@@ -576,8 +579,17 @@ pub fn check(
                         continue;
                     }
                 };
-                // Toward: A's tested images; control: B's.
-                let transformed = |set: &[Tested]| {
+                // Toward: A's tested images. Control: the same transformation on B's, or for a
+                // geometric change (aspect, framing) the opposite change of the same strength on A's
+                // (a rescale costs detail either way; only the direction moves toward B).
+                let mirrored = match &t {
+                    Transform::Stretch { factor } => Some(Transform::Stretch {
+                        factor: 1.0 / factor,
+                    }),
+                    Transform::Frame { scale } => Some(Transform::Frame { scale: 1.0 / scale }),
+                    _ => None,
+                };
+                let transformed = |set: &[Tested], t: &Transform| {
                     set.par_iter()
                         .map(|x| {
                             let mut rng = rng_for_key(
@@ -585,7 +597,7 @@ pub fn check(
                                 "acquisition",
                                 seed,
                             );
-                            x.apply(&t, image_cfg, &mut rng)
+                            x.apply(t, image_cfg, &mut rng)
                         })
                         .collect::<Vec<DynamicImage>>()
                 };
@@ -598,13 +610,16 @@ pub fn check(
                     forwards += batch.len();
                     Ok(probs)
                 };
-                let toward = transformed(&a.tested);
+                let toward = transformed(&a.tested, &t);
                 let pt = run_model(&toward)?;
                 // The control only where the rate could confirm (as the place-based test does): a
                 // transformation no image reacts to needs none, and a clean model costs half.
                 let reach = pt.iter().filter(|p| argmax(p) == b.index).count();
                 let pc = if reach as f64 >= cfg.min_flip_rate * pt.len() as f64 {
-                    run_model(&transformed(&b.tested))?
+                    match &mirrored {
+                        Some(m) => run_model(&transformed(&a.tested, m))?,
+                        None => run_model(&transformed(&b.tested, &t))?,
+                    }
                 } else {
                     Vec::new()
                 };
@@ -621,7 +636,16 @@ pub fn check(
                 };
                 let control_counts = Counts {
                     images: pc.len(),
-                    flips: pc.iter().filter(|p| argmax(p) != b.index).count(),
+                    flips: pc
+                        .iter()
+                        .filter(|p| {
+                            if mirrored.is_some() {
+                                argmax(p) == b.index
+                            } else {
+                                argmax(p) != b.index
+                            }
+                        })
+                        .count(),
                     mean_shift: 0.0,
                 };
                 let mut verdict = verdict(&toward_counts, &control_counts, cfg.min_flip_rate);
@@ -642,7 +666,7 @@ pub fn check(
                 let rate = toward_counts.rate().unwrap_or(0.0);
                 let crate_ = control_counts.rate();
                 let summary = format!(
-                    "{label}: {} flips {:.0}% of {} `{}` images to `{}` (95% CI {:.0}-{:.0}%; control, the same on `{}` images: {} leave `{}`): {}",
+                    "{label}: {} flips {:.0}% of {} `{}` images to `{}` (95% CI {:.0}-{:.0}%; control, {}: {}): {}",
                     what(&t, a.name, b.name),
                     100.0 * rate,
                     toward_counts.images,
@@ -650,11 +674,22 @@ pub fn check(
                     b.name,
                     100.0 * lo,
                     100.0 * hi,
-                    b.name,
+                    match &mirrored {
+                        Some(m) => format!("the opposite change ({}) on `{}` images", m.describe(), a.name),
+                        None => format!("the same on `{}` images", b.name),
+                    },
                     crate_
-                        .map(|r| format!("{:.0}% of {}", 100.0 * r, control_counts.images))
+                        .map(|r| format!(
+                            "{:.0}% of {} {}",
+                            100.0 * r,
+                            control_counts.images,
+                            if mirrored.is_some() {
+                                format!("go to `{}`", b.name)
+                            } else {
+                                format!("leave `{}`", b.name)
+                            }
+                        ))
                         .unwrap_or_else(|| "not run, the rate cannot confirm".into()),
-                    b.name,
                     verdict.replace('_', " ")
                 );
                 tests.push(AcquisitionTestRecord {
@@ -726,8 +761,40 @@ fn margin(t: &AcquisitionTestRecord) -> f64 {
     t.low.unwrap_or(0.0) - t.control_high.unwrap_or(1.0)
 }
 
-/// The confirmed findings, strongest first (ties: the kinds' order, source-level causes before the
-/// model-side effects they produce: resolution and JPEG before sharpness and noise).
+/// The properties of the class-difference table a kind is about.
+fn kind_properties(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "noise" => &["noise"],
+        "intensity" => &["intensity", "contrast"],
+        "sharpness" => &["sharpness"],
+        "resolution" => &["source_width", "source_height"],
+        "jpeg" => &["jpeg", "jpeg_quality"],
+        "aspect" => &["aspect"],
+        "framing" => &["background"],
+        _ => &[],
+    }
+}
+
+/// How far the kind's properties separate `from` and `to` in the class-difference table:
+/// max |separation - 0.5| (0: no difference, 0.5: the property alone tells the classes apart).
+fn kind_separation(acq: &AcquisitionRecords, t: &AcquisitionTestRecord) -> f64 {
+    acq.properties
+        .iter()
+        .filter(|p| kind_properties(&t.kind).contains(&p.property.as_str()))
+        .filter(|p| {
+            (p.class_a == t.from_class && p.class_b == t.to_class)
+                || (p.class_a == t.to_class && p.class_b == t.from_class)
+        })
+        .filter_map(|p| p.separation)
+        .map(|s| (s - 0.5).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The confirmed findings, strongest first: by how far the flip rate's interval stands above the
+/// control's; within 0.05, by how far the kind's own property separates the classes in the data (a
+/// transformation can move another property too: padding a noisy image and resizing it back also
+/// lowers its noise, so "framing" can confirm on a noise shortcut, but the noise is what differs); then
+/// causes on the file before the model-side effects they produce (resolution before sharpness).
 pub fn confirmed(acq: &AcquisitionRecords) -> Vec<&AcquisitionTestRecord> {
     let precedence = |k: &str| {
         [
@@ -751,8 +818,11 @@ pub fn confirmed(acq: &AcquisitionRecords) -> Vec<&AcquisitionTestRecord> {
         .collect();
     v.sort_by(|a, b| {
         let (ma, mb) = (margin(a), margin(b));
+        let (sa, sb) = (kind_separation(acq, a), kind_separation(acq, b));
         if (ma - mb).abs() > 0.05 {
             mb.total_cmp(&ma)
+        } else if (sa - sb).abs() > 0.01 {
+            sb.total_cmp(&sa)
         } else {
             precedence(&a.kind).cmp(&precedence(&b.kind))
         }
@@ -856,15 +926,18 @@ pub fn lines(acq: &AcquisitionRecords, audit_seconds: Option<f64>) -> Vec<String
     ));
     for t in acq.tests.iter().filter(|t| t.images > 0) {
         out.push(format!(
-            "  {} `{}` -> `{}` ({}): {}/{} flips, control {}/{} -> {}",
+            "  {} `{}` -> `{}` ({}): {}/{} flips, control {} -> {}",
             kind_label(&t.kind),
             t.from_class,
             t.to_class,
             t.parameter,
             t.flips,
             t.images,
-            t.control_flips,
-            t.control_images,
+            if t.control_images > 0 {
+                format!("{}/{}", t.control_flips, t.control_images)
+            } else {
+                "not run".into()
+            },
             t.verdict.replace('_', " ")
         ));
     }
