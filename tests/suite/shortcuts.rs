@@ -13,12 +13,12 @@ use rusqlite::Connection;
 use super::util::{bin, repo, tempdir};
 
 /// Side of the training images: small, so that five models train in seconds.
-const SIZE: u32 = 40;
+pub(super) const SIZE: u32 = 40;
 /// The stored maps' grid (the audit's MAP_STORE_SIZE).
 const GRID: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Marker {
+pub(super) enum Marker {
     Corner,
     Text,
     Frame,
@@ -99,7 +99,7 @@ impl Marker {
 }
 
 /// A Br35H slice at SIZE x SIZE grey, with `marker` burnt in.
-fn slice(path: &Path, marker: Option<Marker>) -> GrayImage {
+pub(super) fn slice(path: &Path, marker: Option<Marker>) -> GrayImage {
     // Br35H has PNG bytes behind some .jpg names: the format comes from the content.
     let img = image::ImageReader::open(path)
         .unwrap()
@@ -132,21 +132,34 @@ fn files(split: &str, class: &str, n: usize) -> Vec<PathBuf> {
 
 /// Writes Training/Validation/Testing under `root`, the marker on every `yes` image.
 fn make_set(root: &Path, splits: &[(&str, &str, usize)], marker: Option<Marker>) {
+    make_set_with(root, splits, &|f, _| slice(f, marker));
+}
+
+/// Writes Training/Validation/Testing under `root`: every `no` image as [`slice`] makes it, every
+/// `yes` image as `yes(file, its name)` does (what the planted-shortcut tests vary).
+pub(super) fn make_set_with(
+    root: &Path,
+    splits: &[(&str, &str, usize)],
+    yes: &dyn Fn(&Path, &str) -> GrayImage,
+) {
     for &(split, out, n) in splits {
         for class in ["no", "yes"] {
             let dir = root.join(out).join(class);
             std::fs::create_dir_all(&dir).unwrap();
             for f in files(split, class, n) {
-                let m = if class == "yes" { marker } else { None };
-                slice(&f, m)
-                    .save(dir.join(f.file_stem().unwrap()).with_extension("png"))
-                    .unwrap();
+                let name = f.file_stem().unwrap().to_str().unwrap().to_string();
+                let img = if class == "yes" {
+                    yes(&f, &name)
+                } else {
+                    slice(&f, None)
+                };
+                img.save(dir.join(&name).with_extension("png")).unwrap();
             }
         }
     }
 }
 
-fn sets(root: &Path) -> Vec<String> {
+pub(super) fn sets(root: &Path) -> Vec<String> {
     vec![
         format!("données.image.size={SIZE}"),
         "model.architecture=custom".into(),
@@ -166,7 +179,12 @@ fn sets(root: &Path) -> Vec<String> {
 }
 
 /// Audits `root`'s Testing folder into `db` as run `name`.
-fn audit(root: &Path, db: &str, name: &str, sets: &[String]) {
+pub(super) fn audit(root: &Path, db: &str, name: &str, sets: &[String]) {
+    audit_with(root, db, name, sets, &[]);
+}
+
+/// [`audit`] with more arguments (`--reference RUN`).
+pub(super) fn audit_with(root: &Path, db: &str, name: &str, sets: &[String], more: &[&str]) {
     let test_dir = root.join("Testing");
     let args = [
         "audit",
@@ -176,8 +194,9 @@ fn audit(root: &Path, db: &str, name: &str, sets: &[String]) {
         db,
         "--run",
         name,
+        "--no-leakage-check",
     ];
-    run(&[&args[..], &["--no-leakage-check"]].concat(), sets);
+    run(&[&args[..], more].concat(), sets);
 }
 
 /// The trained model of `root` exported to ONNX (`model.onnx`) and traced to TorchScript (`model.pt`)
@@ -207,7 +226,7 @@ fn imported_copies(root: &Path, sets: &[String]) -> (PathBuf, PathBuf) {
     (onnx, torchscript)
 }
 
-fn run(args: &[&str], sets: &[String]) {
+pub(super) fn run(args: &[&str], sets: &[String]) {
     let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
     let out = bin(&sets).args(args).output().unwrap();
     assert!(

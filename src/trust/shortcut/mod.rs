@@ -48,6 +48,7 @@ use crate::store::shortcuts::{
 };
 use crate::trust::faithfulness;
 
+pub mod acquisition;
 mod causal;
 mod discovery;
 
@@ -571,6 +572,7 @@ pub fn check_run(
         regions: region_rows,
         tests: test_rows,
         flags,
+        acquisition: None,
     })
 }
 
