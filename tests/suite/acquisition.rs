@@ -65,51 +65,96 @@ impl Plant {
     }
 }
 
-/// The acquisition rows of a run: (kind, from, to, verdict, rate, control rate, summary).
-type TestRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<f64>,
-    Option<f64>,
-    String,
-);
+/// The planted-marker models' settings with Grad-CAM alone: the place-based part runs as usual, the
+/// acquisition part needs no map.
+fn gradcam_sets(root: &std::path::Path) -> Vec<String> {
+    let mut s: Vec<String> = sets(root)
+        .into_iter()
+        .filter(|k| !k.starts_with("explain.methods"))
+        .collect();
+    s.push("explain.methods=[gradcam]".into());
+    s
+}
+
+/// One row of a run's flip table.
+#[derive(Debug)]
+struct TestRow {
+    kind: String,
+    from: String,
+    to: String,
+    verdict: String,
+    images: i64,
+    rate: Option<f64>,
+    low: Option<f64>,
+    control_images: i64,
+    control_rate: Option<f64>,
+    control_high: Option<f64>,
+}
+
+impl TestRow {
+    /// The confirmation rule, read back from the stored interval bounds: the flip rate's lower bound
+    /// at 30% or more and above the control's upper bound.
+    fn would_confirm(&self) -> bool {
+        match (self.low, self.control_high) {
+            (Some(low), Some(high)) => low >= 0.3 && self.control_images > 0 && low > high,
+            _ => false,
+        }
+    }
+}
 
 fn tests(c: &Connection, run: &str) -> Vec<TestRow> {
     c.prepare(
-        "SELECT kind, from_class, to_class, verdict, rate, control_rate, summary FROM acquisition_tests \
-         WHERE run_id = ?1 ORDER BY test",
+        "SELECT kind, from_class, to_class, verdict, images, rate, low, control_images, control_rate, \
+         control_high FROM acquisition_tests WHERE run_id = ?1 ORDER BY test",
     )
     .unwrap()
     .query_map([run], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-        ))
+        Ok(TestRow {
+            kind: r.get(0)?,
+            from: r.get(1)?,
+            to: r.get(2)?,
+            verdict: r.get(3)?,
+            images: r.get(4)?,
+            rate: r.get(5)?,
+            low: r.get(6)?,
+            control_images: r.get(7)?,
+            control_rate: r.get(8)?,
+            control_high: r.get(9)?,
+        })
     })
     .unwrap()
     .collect::<rusqlite::Result<_>>()
     .unwrap()
 }
 
-/// The class-difference table of a run: (property, median_a, median_b, separation), rounded to 3
-/// decimals as `query`, the export and the report show them, in their order.
-fn class_differences(
-    c: &Connection,
-    run: &str,
-) -> Vec<(String, Option<f64>, Option<f64>, Option<f64>)> {
+/// One row of a run's class-difference table, rounded to 3 decimals as `query`, the export and the
+/// report show it.
+#[derive(Debug)]
+struct Difference {
+    property: String,
+    images: (i64, i64),
+    median_a: Option<f64>,
+    median_b: Option<f64>,
+    separation: Option<f64>,
+}
+
+/// The class-difference table of a run, in its order.
+fn class_differences(c: &Connection, run: &str) -> Vec<Difference> {
     c.prepare(
-        "SELECT property, round(median_a, 3), round(median_b, 3), round(separation, 3) \
-         FROM acquisition_properties WHERE run_id = ?1 ORDER BY class_a, class_b, rowid",
+        "SELECT property, images_a, images_b, round(median_a, 3), round(median_b, 3), \
+         round(separation, 3) FROM acquisition_properties WHERE run_id = ?1 \
+         ORDER BY class_a, class_b, rowid",
     )
     .unwrap()
-    .query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    .query_map([run], |r| {
+        Ok(Difference {
+            property: r.get(0)?,
+            images: (r.get(1)?, r.get(2)?),
+            median_a: r.get(3)?,
+            median_b: r.get(4)?,
+            separation: r.get(5)?,
+        })
+    })
     .unwrap()
     .collect::<rusqlite::Result<_>>()
     .unwrap()
@@ -150,12 +195,7 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
                 None => img,
             }
         });
-        // Grad-CAM alone: the place-based part runs as usual, the acquisition part needs no map.
-        let mut s: Vec<String> = sets(&root)
-            .into_iter()
-            .filter(|k| !k.starts_with("explain.methods"))
-            .collect();
-        s.push("explain.methods=[gradcam]".into());
+        let s = gradcam_sets(&root);
         run(&["train"], &s);
         audit(&root, &db_arg, name, &s);
     }
@@ -229,19 +269,24 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
     );
     let exported: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(exported.len(), stored.len(), "{props}");
-    for (row, (property, median_a, median_b, sep)) in exported.iter().zip(&stored) {
-        assert_eq!((row[0], row[2], row[3]), (property.as_str(), "no", "yes"));
-        assert_eq!((row[4], row[5]), ("32", "32"), "{row:?}");
+    for (row, d) in exported.iter().zip(&stored) {
+        assert_eq!((row[0], row[2], row[3]), (d.property.as_str(), "no", "yes"));
+        let count = |text: &str| text.parse::<i64>().unwrap();
+        assert_eq!((count(row[4]), count(row[5])), d.images, "{row:?}");
         let close = |text: &str, value: &Option<f64>| match value {
             None => text.is_empty(),
             Some(v) => (text.parse::<f64>().unwrap() - v).abs() < 1e-9,
         };
         assert!(
-            close(row[6], median_a) && close(row[10], median_b),
+            close(row[6], &d.median_a) && close(row[10], &d.median_b),
             "{row:?}"
         );
-        assert!(close(row[14], sep), "{row:?}");
+        assert!(close(row[14], &d.separation), "{row:?}");
     }
+    // Every image measured; JPEG quality only on JPEG files (these are PNG).
+    let images = |p: &str| stored.iter().find(|d| d.property == p).unwrap().images;
+    assert_eq!(images("noise"), (32, 32));
+    assert_eq!(images("jpeg_quality"), (0, 0));
     let flips = std::fs::read_to_string(export.join("acquisition_tests.csv")).unwrap();
     assert!(flips.contains(",noise,no,yes,confirmed,"), "{flips}");
     let gate = |a: &str, b: &str| {
@@ -278,7 +323,8 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
     let table = &html[html.find("<summary>Class differences</summary>").unwrap()..];
     let table = &table[..table.find("</table>").unwrap()];
     let cell = |v: &Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
-    for (property, median_a, median_b, sep) in &stored {
+    for d in &stored {
+        let property = &d.property;
         let row = table
             .split("<tr>")
             .find(|r| r.starts_with(&format!("<td class=\"wrap\">{property}</td>")))
@@ -288,11 +334,19 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
             .filter_map(|c| c.split_once('>').map(|x| x.1))
             .collect();
         assert_eq!(
+            (cells[4], cells[5]),
+            (
+                d.images.0.to_string().as_str(),
+                d.images.1.to_string().as_str()
+            ),
+            "{property}: {row}"
+        );
+        assert_eq!(
             (cells[6], cells[10], cells[14]),
             (
-                cell(median_a).as_str(),
-                cell(median_b).as_str(),
-                cell(sep).as_str()
+                cell(&d.median_a).as_str(),
+                cell(&d.median_b).as_str(),
+                cell(&d.separation).as_str()
             ),
             "{property}: {row}"
         );
@@ -347,8 +401,12 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
         for r in &rows {
             eprintln!(
                 "  {} {} -> {}: {} (rate {:?}, control {:?})",
-                r.0, r.1, r.2, r.3, r.4, r.5
+                r.kind, r.from, r.to, r.verdict, r.rate, r.control_rate
             );
+        }
+        // The stored verdicts follow the stored intervals.
+        for r in &rows {
+            assert_eq!(r.verdict == "confirmed", r.would_confirm(), "{name}: {r:?}");
         }
         // Cost, exactly: one pass per candidate (per class the images labelled and predicted so, at most
         // 2 x 32), then one per transformed image, the toward test's and the control's.
@@ -364,7 +422,7 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
             .unwrap();
         assert_eq!(acq_forwards, candidates + transformed, "{name}");
         assert!(acq_forwards < forwards, "{name}");
-        let confirmed: Vec<&TestRow> = rows.iter().filter(|r| r.3 == "confirmed").collect();
+        let confirmed: Vec<&TestRow> = rows.iter().filter(|r| r.verdict == "confirmed").collect();
         match plant {
             None => {
                 eprintln!("KNOWN ANSWER {name}: {summary}");
@@ -375,15 +433,15 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
                 assert_eq!(verdict, "shortcut", "{name}: {summary}");
                 let hit = confirmed
                     .iter()
-                    .find(|r| r.0 == p.kind())
+                    .find(|r| r.kind == p.kind())
                     .unwrap_or_else(|| panic!("{name}: {} not confirmed: {rows:?}", p.kind()));
                 eprintln!(
                     "KNOWN ANSWER {name}: {} `{}` -> `{}` flips {:.0}% (control {:.0}%); verdict: {summary}",
-                    hit.0,
-                    hit.1,
-                    hit.2,
-                    100.0 * hit.4.unwrap_or(0.0),
-                    100.0 * hit.5.unwrap_or(0.0)
+                    hit.kind,
+                    hit.from,
+                    hit.to,
+                    100.0 * hit.rate.unwrap_or(0.0),
+                    100.0 * hit.control_rate.unwrap_or(0.0)
                 );
                 // The verdict names the planted kind first.
                 let label = tumor_audit::trust::shortcut::acquisition::kind_label(p.kind());
@@ -397,58 +455,64 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
     // `--reference`: the noise model audited again against its own first run. What the reference had
     // confirmed is `accepted` now and no longer makes the verdict; anything else confirmed still would.
     let root = dir.path().join("noise");
-    let mut s: Vec<String> = sets(&root)
-        .into_iter()
-        .filter(|k| !k.starts_with("explain.methods"))
-        .collect();
-    s.push("explain.methods=[gradcam]".into());
-    audit_with(&root, &db_arg, "noise-again", &s, &["--reference", "noise"]);
+    let s = gradcam_sets(&root);
+    let printed = audit_with(&root, &db_arg, "noise-again", &s, &["--reference", "noise"]);
+    let key = |r: &TestRow| (r.kind.clone(), r.from.clone(), r.to.clone());
     let before: Vec<(String, String, String)> = tests(&c, "noise")
-        .into_iter()
-        .filter(|r| r.3 == "confirmed")
-        .map(|r| (r.0, r.1, r.2))
+        .iter()
+        .filter(|r| r.verdict == "confirmed")
+        .map(key)
         .collect();
-    let again: Vec<(String, String, String, String, f64, f64)> = c
-        .prepare(
-            "SELECT kind, from_class, to_class, verdict, coalesce(low, 0), coalesce(control_high, 0) \
-             FROM acquisition_tests WHERE run_id = 'noise-again' AND images > 0 ORDER BY test",
-        )
-        .unwrap()
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-        })
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+    let again: Vec<TestRow> = tests(&c, "noise-again")
+        .into_iter()
+        .filter(|r| r.images > 0)
+        .collect();
     let mut accepted = 0;
-    for (kind, from, to, verdict, low, control_high) in &again {
-        // The confirmation rule, read back from the stored interval bounds.
-        let holds = *low >= 0.3 && low > control_high;
-        let known = before.contains(&(kind.clone(), from.clone(), to.clone()));
-        let expected = match (holds, known) {
+    for r in &again {
+        let expected = match (r.would_confirm(), before.contains(&key(r))) {
             (true, true) => "accepted",
             (true, false) => "confirmed",
-            _ => verdict.as_str(),
+            _ => r.verdict.as_str(),
         };
-        assert_eq!(verdict, expected, "{kind} {from} -> {to}: {again:?}");
+        assert_eq!(r.verdict, expected, "{r:?}");
         assert!(
-            verdict != "accepted" || holds,
-            "{kind}: accepted without confirmation"
+            r.verdict != "accepted" || r.would_confirm(),
+            "accepted without confirmation: {r:?}"
         );
-        accepted += usize::from(verdict == "accepted");
+        accepted += usize::from(r.verdict == "accepted");
     }
     assert!(
-        again.iter().any(|r| r.0 == "noise" && r.3 == "accepted"),
+        again
+            .iter()
+            .any(|r| r.kind == "noise" && r.verdict == "accepted"),
         "the reference's noise finding is not accepted: {again:?}"
     );
-    let (confirmed_again, summary_again): (i64, String) = c
+    let (confirmed_again, summary_again, passes): (i64, String, i64) = c
         .query_row(
-            "SELECT confirmed_acquisition, summary FROM v_verdict WHERE run_id = 'noise-again'",
+            "SELECT confirmed_acquisition, summary, acquisition_forward_passes FROM v_verdict \
+             WHERE run_id = 'noise-again'",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    let new = again.iter().filter(|r| r.3 == "confirmed").count() as i64;
+    // The audit prints the part's cost: its forward passes as stored, and its share of the audit's time.
+    let cost = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("acquisition counterfactuals: "))
+        .unwrap_or_else(|| panic!("no cost line in {printed}"));
+    assert!(
+        cost.starts_with(&format!("{passes} forward passes, ")),
+        "{cost}"
+    );
+    let share: f64 = cost
+        .split(", ")
+        .last()
+        .and_then(|x| x.strip_suffix("% of the audit's time"))
+        .unwrap_or_else(|| panic!("no share in {cost}"))
+        .parse()
+        .unwrap();
+    assert!(share > 0.0 && share < 100.0, "{cost}");
+    let new = again.iter().filter(|r| r.verdict == "confirmed").count() as i64;
     assert_eq!(confirmed_again, new, "{summary_again}");
     if new == 0 {
         assert!(

@@ -183,8 +183,14 @@ pub(super) fn audit(root: &Path, db: &str, name: &str, sets: &[String]) {
     audit_with(root, db, name, sets, &[]);
 }
 
-/// [`audit`] with more arguments (`--reference RUN`).
-pub(super) fn audit_with(root: &Path, db: &str, name: &str, sets: &[String], more: &[&str]) {
+/// [`audit`] with more arguments (`--reference RUN`); returns what it printed.
+pub(super) fn audit_with(
+    root: &Path,
+    db: &str,
+    name: &str,
+    sets: &[String],
+    more: &[&str],
+) -> String {
     let test_dir = root.join("Testing");
     let args = [
         "audit",
@@ -196,7 +202,7 @@ pub(super) fn audit_with(root: &Path, db: &str, name: &str, sets: &[String], mor
         name,
         "--no-leakage-check",
     ];
-    run(&[&args[..], more].concat(), sets);
+    run(&[&args[..], more].concat(), sets)
 }
 
 /// The trained model of `root` exported to ONNX (`model.onnx`) and traced to TorchScript (`model.pt`)
@@ -226,7 +232,8 @@ fn imported_copies(root: &Path, sets: &[String]) -> (PathBuf, PathBuf) {
     (onnx, torchscript)
 }
 
-pub(super) fn run(args: &[&str], sets: &[String]) {
+/// Runs the tool, which must succeed; returns its standard output.
+pub(super) fn run(args: &[&str], sets: &[String]) -> String {
     let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
     let out = bin(&sets).args(args).output().unwrap();
     assert!(
@@ -235,7 +242,9 @@ pub(super) fn run(args: &[&str], sets: &[String]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{stdout}");
+    stdout
 }
 
 /// (region, class, verdict, occlusion rate, paste rate, mask) of a run.

@@ -799,6 +799,10 @@ mod tests {
         // A constant distribution: Q3 + margin.
         assert_eq!(fence(&[0.4; 8], 3.0, 0.05), Some(0.45));
         assert_eq!(fence(&[], 3.0, 0.05), None);
+        assert_eq!(
+            causal::quartiles(&[5.0, 1.0, f64::NAN, 3.0, 2.0, 4.0]),
+            Some((2.0, 3.0, 4.0))
+        );
     }
 
     #[test]

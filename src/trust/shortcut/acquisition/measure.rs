@@ -367,21 +367,6 @@ pub fn background_share(g: &Grey) -> f64 {
     m.values.iter().filter(|&&x| x <= cut).count() as f64 / m.values.len() as f64
 }
 
-/// Median and quartiles (linear interpolation) of finite values; None without any.
-pub fn quartiles(values: &[f64]) -> Option<(f64, f64, f64)> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| {
-        let pos = p * (v.len() - 1) as f64;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-    };
-    Some((q(0.25), q(0.5), q(0.75)))
-}
-
 /// The rank separation of two samples: P(a > b) + P(a = b) / 2 over all pairs (the AUC of the
 /// property as a classifier of the two classes): 0.5 = no difference, 0 or 1 = the property alone
 /// tells the classes apart. None when a sample is empty.
@@ -505,6 +490,5 @@ mod tests {
         assert_eq!(separation(&[1.0, 3.0], &[2.0, 2.0]), Some(0.5));
         assert_eq!(separation(&[1.0], &[1.0]), Some(0.5));
         assert_eq!(separation(&[], &[1.0]), None);
-        assert_eq!(quartiles(&[1.0, 2.0, 3.0, 4.0, 5.0]), Some((2.0, 3.0, 4.0)));
     }
 }

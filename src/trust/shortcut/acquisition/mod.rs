@@ -52,7 +52,7 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::causal::{argmax, predict, Counts};
+use super::causal::{argmax, predict, quartiles, Counts};
 use crate::attribution::rng_for_key;
 use crate::dataset::Limits;
 use crate::error::Result;
@@ -66,7 +66,7 @@ use crate::store::shortcuts::{
 pub mod measure;
 pub mod transform;
 
-use measure::{quartiles, separation, ImageAcquisition, PROPERTIES};
+use measure::{separation, ImageAcquisition, PROPERTIES};
 use transform::{cdf, Transform};
 
 /// The acquisition check's parameters.

@@ -502,23 +502,13 @@ mod tests {
         }
         // Padding adds background, cropping takes it off.
         let dark = |img: &DynamicImage| img.to_luma8().pixels().filter(|p| p.0[0] <= 25).count();
-        let base = dark(&resize_for_model(&src, &c));
-        assert!(
-            dark(&Transform::Frame { scale: 1.4 }.apply(
-                &src,
-                &resize_for_model(&src, &c),
-                &c,
-                &mut rng
-            )) > base
-        );
-        assert!(
-            dark(&Transform::Frame { scale: 0.8 }.apply(
-                &src,
-                &resize_for_model(&src, &c),
-                &c,
-                &mut rng
-            )) < base
-        );
+        let side = resize_for_model(&src, &c);
+        let framed = |scale: f64, rng: &mut rand_chacha::ChaCha8Rng| {
+            dark(&Transform::Frame { scale }.apply(&src, &side, &c, rng))
+        };
+        let base = dark(&side);
+        assert!(framed(1.4, &mut rng) > base);
+        assert!(framed(0.8, &mut rng) < base);
         // A flip of a left-bright image is right-bright.
         let half = DynamicImage::ImageLuma8(GrayImage::from_fn(32, 32, |x, _| {
             Luma([if x < 16 { 200 } else { 0 }])
