@@ -488,6 +488,21 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
             );
         }
         let confirmed: Vec<&RegionRow> = rows.iter().filter(|r| r.2 == "confirmed").collect();
+        // The acquisition part: a marker on one side of the image moves to the other side when the
+        // image is mirrored (these models train without flips), so the left-right flip of `yes`
+        // images is confirmed; the dot sits near the middle, and the clean model has nothing to move.
+        let flip: (String, Option<f64>, Option<f64>) = c
+            .query_row(
+                "SELECT verdict, rate, control_rate FROM acquisition_tests WHERE run_id = ?1 \
+                 AND kind = 'flip' AND from_class = 'yes'",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        eprintln!("  flip `yes` -> `no`: {flip:?}");
+        if matches!(marker, Some(Marker::Corner | Marker::Text | Marker::Frame)) {
+            assert_eq!(flip.0, "confirmed", "{name}: {flip:?}");
+        }
         match &planted {
             None => {
                 eprintln!("KNOWN ANSWER {name}: {summary}");
