@@ -224,7 +224,7 @@ fn reopening_applies_nothing_twice() {
 #[test]
 fn a_database_of_schema_10_takes_the_acquisition_migration_with_its_checks_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let path = db_path(&dir);
+    let path = dir.path().join("old.sqlite");
     // A database as the build before the acquisition part left it: migrations 1-10, a run and its
     // (inconclusive) shortcut check with one candidate region.
     let before = MIGRATIONS
