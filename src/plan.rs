@@ -299,7 +299,7 @@ impl Plan {
             let d = crate::dataset::read_image(Path::new(&img.path), limits).ok()?;
             (d.id == img.image_id).then(|| crate::preprocess::prepare(&d.image, image_cfg))
         };
-        let result = shortcut::check_run(
+        let mut result = shortcut::check_run(
             model,
             run_id,
             &inputs,
@@ -310,6 +310,17 @@ impl Plan {
             explain,
             &ShortcutConfig::default(),
             &decode,
+        )?;
+        shortcut::acquisition::run(
+            &mut result,
+            model,
+            store.conn(),
+            &inputs,
+            reference,
+            &self.classes,
+            image_cfg,
+            limits,
+            explain.seed,
         )?;
         store.write_shortcut_check(&result)?;
         Ok(result)

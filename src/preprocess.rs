@@ -460,34 +460,7 @@ impl ImageConfig {
 pub fn prepare(img: &DynamicImage, cfg: &ImageConfig) -> Prepared {
     let size = cfg.size;
     let n = (size * size) as usize;
-    let (grey_u8, rgb): (Vec<u8>, Option<Vec<u8>>) = match cfg.resize.resampler() {
-        None => {
-            let resized = img.resize_exact(size, size, cfg.resize.filter());
-            let grey = resized.to_luma8().into_raw();
-            let rgb = (!cfg.grayscale).then(|| resized.to_rgb8().into_raw());
-            (grey, rgb)
-        }
-        Some(r) => {
-            let (w, h) = (img.width() as usize, img.height() as usize);
-            let s = size as usize;
-            let src = img.to_rgb8().into_raw();
-            let luma = match r {
-                Resampler::Pil(_) => resize::pil_luma,
-                Resampler::OpenCv(_) => resize::opencv_luma,
-            };
-            if cfg.grayscale {
-                // A grey source (L) converts to RGB and back unchanged: R = G = B.
-                let grey = match img {
-                    DynamicImage::ImageLuma8(g) => g.as_raw().clone(),
-                    _ => luma(&src),
-                };
-                (resize::resize_plane(&grey, w, h, s, s, r), None)
-            } else {
-                let rgb = resize::resize_channels(&src, w, h, 3, s, s, r);
-                (luma(&rgb), Some(rgb))
-            }
-        }
-    };
+    let (grey_u8, rgb) = resized_planes(img, cfg);
     let grey: Vec<f32> = grey_u8.iter().map(|&v| v as f32 / 255.0).collect();
     let mut input: Vec<f32> = match &rgb {
         None => grey_u8.iter().map(|&v| v as f32).collect(),
@@ -514,6 +487,52 @@ pub fn prepare(img: &DynamicImage, cfg: &ImageConfig) -> Prepared {
         size: size as usize,
         original_width: img.width(),
         original_height: img.height(),
+    }
+}
+
+/// The image at the model's side, with `données.image.resize`'s resampler: the pixels [`prepare`]
+/// scales (an image already at that side is copied as it is), grey (L) when the model takes grey, else
+/// RGB.
+pub fn resize_for_model(img: &DynamicImage, cfg: &ImageConfig) -> DynamicImage {
+    let side = cfg.size;
+    match resized_planes(img, cfg) {
+        (_, Some(rgb)) => image::RgbImage::from_raw(side, side, rgb).map(DynamicImage::ImageRgb8),
+        (grey, None) => image::GrayImage::from_raw(side, side, grey).map(DynamicImage::ImageLuma8),
+    }
+    .expect("the resize returns side x side pixels")
+}
+
+/// The resize of [`prepare`]: the grey plane at the model's side, and the RGB pixels (interleaved)
+/// when the model takes colour.
+fn resized_planes(img: &DynamicImage, cfg: &ImageConfig) -> (Vec<u8>, Option<Vec<u8>>) {
+    let size = cfg.size;
+    match cfg.resize.resampler() {
+        None => {
+            let resized = img.resize_exact(size, size, cfg.resize.filter());
+            let grey = resized.to_luma8().into_raw();
+            let rgb = (!cfg.grayscale).then(|| resized.to_rgb8().into_raw());
+            (grey, rgb)
+        }
+        Some(r) => {
+            let (w, h) = (img.width() as usize, img.height() as usize);
+            let s = size as usize;
+            let src = img.to_rgb8().into_raw();
+            let luma = match r {
+                Resampler::Pil(_) => resize::pil_luma,
+                Resampler::OpenCv(_) => resize::opencv_luma,
+            };
+            if cfg.grayscale {
+                // A grey source (L) converts to RGB and back unchanged: R = G = B.
+                let grey = match img {
+                    DynamicImage::ImageLuma8(g) => g.as_raw().clone(),
+                    _ => luma(&src),
+                };
+                (resize::resize_plane(&grey, w, h, s, s, r), None)
+            } else {
+                let rgb = resize::resize_channels(&src, w, h, 3, s, s, r);
+                (luma(&rgb), Some(rgb))
+            }
+        }
     }
 }
 

@@ -116,7 +116,6 @@ pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
         (_, Err(w)) => return Err(fail_run(&store, &run_id, w.into())),
         (Err(r), Ok(_)) => return Err(fail_run(&store, &run_id, r.into())),
     };
-    let audit_seconds = t0.elapsed().as_secs_f64();
     // The run is finished only once the leakage check and the shortcut check have stored their rows:
     // a kill during either leaves it 'running', and the rerun does them again.
     if !args.no_leakage_check {
@@ -222,7 +221,8 @@ pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
     // after it and says what it is.
     println!("results in {}", db.display());
     if let Some(v) = &verdict {
-        super::print_verdict(v, Some(audit_seconds));
+        // Shares of the whole audit: the images, the leakage check and the shortcut check.
+        super::print_verdict(v, Some(secs));
     }
     println!(
         "raw per-map rules (not the verdict: one fixed threshold, every method, untrusted ones too): \

@@ -145,6 +145,11 @@ pub fn print_verdict(result: &ShortcutCheck, audit_seconds: Option<f64>) {
             r.verdict.replace('_', " ")
         );
     }
+    if let Some(a) = &result.acquisition {
+        crate::trust::shortcut::acquisition::lines(a, audit_seconds)
+            .iter()
+            .for_each(|l| println!("{l}"));
+    }
     let cost = audit_seconds
         .filter(|s| *s > 0.0)
         .map(|s| format!(", {:.1}% of the audit's time", 100.0 * c.seconds / s))

@@ -150,6 +150,14 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
                     "reproducibility",
                     query::shortcuts::reproducibility(conn, &run)?,
                 ),
+                (
+                    "acquisition",
+                    query::shortcuts::acquisition_properties(conn, &run)?,
+                ),
+                (
+                    "acquisition_tests",
+                    query::shortcuts::acquisition_tests(conn, &run)?,
+                ),
             ];
             if args.format != Format::Table {
                 return print_sections(&sections, args.format);
@@ -168,7 +176,7 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
                 println!("verdict: {s}");
             }
             // The terminal view: the columns a person reads first; CSV / JSON get them all.
-            let keep: [&[&str]; 5] = [
+            let keep: [&[&str]; 7] = [
                 &[
                     "verdict",
                     "images",
@@ -180,6 +188,8 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
                     "reference_run",
                     "forward_passes",
                     "seconds",
+                    "confirmed_acquisition",
+                    "acquisition_forward_passes",
                 ],
                 &[
                     "region",
@@ -212,6 +222,27 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
                 ],
                 &["path", "label", "predicted", "confidence", "reasons"],
                 &["method", "images", "median", "lowest", "share_below_level"],
+                &[
+                    "property",
+                    "class_a",
+                    "class_b",
+                    "median_a",
+                    "median_b",
+                    "mean_a",
+                    "mean_b",
+                    "separation",
+                ],
+                &[
+                    "kind",
+                    "from_class",
+                    "to_class",
+                    "verdict",
+                    "parameter",
+                    "images",
+                    "rate",
+                    "low",
+                    "control_rate",
+                ],
             ];
             for ((name, t), keep) in sections.iter().zip(keep) {
                 println!("\n{name}:");

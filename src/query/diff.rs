@@ -57,9 +57,15 @@ fn load(conn: &Connection, run: &str) -> rusqlite::Result<RunData> {
         .optional()?;
     let verdict = match flagged_share {
         Some((share, state)) => {
+            // Place-based regions by their class, acquisition findings by the class they push toward.
             let mut confirmed: BTreeMap<String, usize> = conn
                 .prepare(
-                    "SELECT class, count(*) FROM shortcut_regions WHERE run_id = ?1 AND verdict = 'confirmed'
+                    "SELECT class, sum(n) FROM (
+                       SELECT class, count(*) AS n FROM shortcut_regions
+                       WHERE run_id = ?1 AND verdict = 'confirmed' GROUP BY class
+                       UNION ALL
+                       SELECT to_class, count(*) FROM acquisition_tests
+                       WHERE run_id = ?1 AND verdict = 'confirmed' GROUP BY to_class)
                      GROUP BY class",
                 )?
                 .query_map([run], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?
@@ -96,7 +102,8 @@ const METHOD_METRICS: [&str; 4] = [
 ];
 const CLASS_METRICS: [&str; 3] = ["precision", "recall", "f1"];
 /// From the run's verdict (whole run, not only the common images): `shortcuts` = confirmed shortcut
-/// regions (scope "" = all, or a class), `flagged_share` = % of images flagged by trusted methods,
+/// regions and confirmed acquisition findings (scope "" = all, or a class: a region's class, the class
+/// an acquisition finding pushes toward), `flagged_share` = % of images flagged by trusted methods,
 /// `inconclusive` = 1 when the verdict is inconclusive, else 0 (`inconclusive up 0` fails a nightly
 /// whose verdict became inconclusive).
 const VERDICT_METRICS: [&str; 3] = ["shortcuts", "flagged_share", "inconclusive"];

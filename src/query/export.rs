@@ -122,9 +122,11 @@ pub struct Exported {
 /// Writes `metrics.csv`, `predictions.csv`, `agreement.csv`, `bias_summary.csv`, `errors.csv`, the
 /// trust checks (`faithfulness.csv`, `faithfulness_summary.csv`, `faithfulness_curves.csv`,
 /// `sanity_curve.csv`), the verdict (`verdict.csv`, `shortcuts.csv`, `shortcut_methods.csv`,
-/// `shortcut_flags.csv`, `shortcut_tests.csv`: each tested image's outcome) and `mean-maps/` into `dir`,
-/// which then holds this export and no file of an earlier one (see [`crate::output`] for what else it may
-/// hold and what is refused). Returns each file with its row count.
+/// `shortcut_flags.csv`, `shortcut_tests.csv`: each tested image's outcome, `acquisition_properties.csv`:
+/// the class-difference table, `acquisition_tests.csv`: the acquisition counterfactuals) and
+/// `mean-maps/` into `dir`, which then holds this export and no file of an earlier one (see
+/// [`crate::output`] for what else it may hold and what is refused). Returns each file with its row
+/// count.
 pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, QueryError> {
     let staged = crate::output::Staged::begin(dir, crate::output::Kind::Export)?;
     let work = staged.dir().to_path_buf();
@@ -162,6 +164,15 @@ fn write_into(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, Quer
         ),
         ("shortcut_flags.csv", super::shortcuts::flagged(conn, run)?),
         ("shortcut_tests.csv", super::shortcuts::tests(conn, run)?),
+        // The acquisition part: what differs between the classes, the counterfactuals' flip table.
+        (
+            "acquisition_properties.csv",
+            super::shortcuts::acquisition_properties(conn, run)?,
+        ),
+        (
+            "acquisition_tests.csv",
+            super::shortcuts::acquisition_tests(conn, run)?,
+        ),
     ];
     let mut files = Vec::new();
     for (name, t) in &tables {

@@ -1,6 +1,8 @@
 //! The shortcut check of a run (issue 15), read from the tables and views of
-//! `migrations/0007_verdicts.sql`: the verdict, the candidate regions with their causal test, each
-//! method's trust and calibrated thresholds, the flagged images, and the maps' reproducibility.
+//! `migrations/0007_verdicts.sql` and `0011_acquisition.sql`: the verdict, the candidate regions with
+//! their causal test, each method's trust and calibrated thresholds, the flagged images, the maps'
+//! reproducibility, and the acquisition part (the class-difference table, the counterfactuals' flip
+//! table with their before / after examples).
 //! `query shortcuts` and `export` read them from here.
 use rusqlite::Connection;
 
@@ -12,7 +14,8 @@ pub fn verdict(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
         conn,
         "SELECT verdict, summary, images, flagged_images, round(flagged_share, 4) AS flagged_share,
                 confirmed_regions, candidate_regions, untrusted_methods, reference_run, forward_passes,
-                round(seconds, 1) AS seconds
+                round(seconds, 1) AS seconds, confirmed_acquisition, acquisition_kinds,
+                acquisition_forward_passes, round(acquisition_seconds, 1) AS acquisition_seconds
          FROM v_verdict WHERE run_id = ?1",
         [run],
     )
@@ -278,4 +281,91 @@ pub fn image_shortcuts(conn: &Connection, run: &str) -> rusqlite::Result<ImageSh
         out.flags.entry(id).or_default().push(f);
     }
     Ok(out)
+}
+
+/// The class-difference table of the acquisition part: per property and pair of classes, both
+/// classes' medians, quartiles and means and the rank separation (0.5: no difference).
+pub fn acquisition_properties(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT property, unit, class_a, class_b, images_a, images_b,
+                round(median_a, 3) AS median_a, round(q1_a, 3) AS q1_a, round(q3_a, 3) AS q3_a,
+                round(mean_a, 3) AS mean_a,
+                round(median_b, 3) AS median_b, round(q1_b, 3) AS q1_b, round(q3_b, 3) AS q3_b,
+                round(mean_b, 3) AS mean_b,
+                round(separation, 3) AS separation, grouped_by
+         FROM acquisition_properties WHERE run_id = ?1
+         ORDER BY class_a, class_b, rowid",
+        [run],
+    )
+}
+
+/// The acquisition counterfactuals' flip table: confirmed first, then by flip rate; the kinds not
+/// tested last, with why.
+pub fn acquisition_tests(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT test, kind, from_class, to_class, verdict, parameter, images, flips,
+                round(rate, 3) AS rate, round(low, 3) AS low, round(high, 3) AS high,
+                round(mean_shift, 3) AS mean_shift, control_images, control_flips,
+                round(control_rate, 3) AS control_rate, round(control_high, 3) AS control_high,
+                example_image, summary
+         FROM acquisition_tests WHERE run_id = ?1
+         ORDER BY verdict <> 'confirmed', verdict = 'not_tested', coalesce(rate, 0) DESC, test",
+        [run],
+    )
+}
+
+/// One counterfactual's example pair, for pictures: the image at the model's side before and after
+/// (grey PNG) and its `to_class` probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcquisitionExample {
+    pub test: i64,
+    pub kind: String,
+    pub from_class: String,
+    pub to_class: String,
+    pub verdict: String,
+    pub parameter: String,
+    pub rate: Option<f64>,
+    pub control_rate: Option<f64>,
+    pub image_id: String,
+    pub path: Option<String>,
+    pub before: Vec<u8>,
+    pub after: Vec<u8>,
+    pub prob_before: Option<f64>,
+    pub prob_after: Option<f64>,
+}
+
+/// The tested counterfactuals' example pairs, confirmed first, then by flip rate.
+pub fn acquisition_examples(
+    conn: &Connection,
+    run: &str,
+) -> rusqlite::Result<Vec<AcquisitionExample>> {
+    conn.prepare(
+        "SELECT t.test, t.kind, t.from_class, t.to_class, t.verdict, t.parameter, t.rate, t.control_rate,
+                t.example_image, (SELECT path FROM images WHERE image_id = t.example_image),
+                t.example_before, t.example_after, t.example_prob_before, t.example_prob_after
+         FROM acquisition_tests AS t
+         WHERE t.run_id = ?1 AND t.example_before IS NOT NULL AND t.example_after IS NOT NULL
+         ORDER BY t.verdict <> 'confirmed', coalesce(t.rate, 0) DESC, t.test",
+    )?
+    .query_map([run], |r| {
+        Ok(AcquisitionExample {
+            test: r.get(0)?,
+            kind: r.get(1)?,
+            from_class: r.get(2)?,
+            to_class: r.get(3)?,
+            verdict: r.get(4)?,
+            parameter: r.get(5)?,
+            rate: r.get(6)?,
+            control_rate: r.get(7)?,
+            image_id: r.get(8)?,
+            path: r.get(9)?,
+            before: r.get(10)?,
+            after: r.get(11)?,
+            prob_before: r.get(12)?,
+            prob_after: r.get(13)?,
+        })
+    })?
+    .collect()
 }

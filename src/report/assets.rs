@@ -124,6 +124,45 @@ impl Assets {
         Ok(out)
     }
 
+    /// One picture per acquisition counterfactual: its example before (left) and after (right) the
+    /// transformation, as the model sees it (grey, at least 128 px, nearest-neighbour enlarged).
+    pub fn acquisition_pictures(
+        &mut self,
+        examples: &[crate::query::shortcuts::AcquisitionExample],
+    ) -> Result<Vec<String>, ReportError> {
+        const SIDE: u32 = 128;
+        let dir = self.dir.join("shortcuts");
+        std::fs::create_dir_all(&dir).map_err(|e| ReportError::io("create", &dir, e))?;
+        let mut out = Vec::new();
+        for e in examples {
+            let side = |png: &[u8]| {
+                image::load_from_memory(png)
+                    .map(|img| {
+                        let g = img.to_luma8();
+                        let s = SIDE.max(g.width());
+                        image::DynamicImage::ImageLuma8(image::imageops::resize(
+                            &g,
+                            s,
+                            s,
+                            image::imageops::FilterType::Nearest,
+                        ))
+                        .to_rgb8()
+                    })
+                    .unwrap_or_else(|_| RgbImage::new(SIDE, SIDE))
+            };
+            let (before, after) = (side(&e.before), side(&e.after));
+            let mut pic = RgbImage::new(before.width() + 8 + after.width(), before.height());
+            image::imageops::replace(&mut pic, &before, 0, 0);
+            image::imageops::replace(&mut pic, &after, (before.width() + 8) as i64, 0);
+            let name = format!("acquisition-{}.png", e.test);
+            let p = dir.join(&name);
+            save_png(&pic, &p)?;
+            self.first_page.push(p);
+            out.push(format!("{ASSETS}/shortcuts/{name}"));
+        }
+        Ok(out)
+    }
+
     /// `hist-background.svg` and `hist-border.svg`, the thresholds of `rules` marked.
     pub fn histograms(
         &mut self,

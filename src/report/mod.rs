@@ -249,6 +249,40 @@ fn write_into(
                 ),
                 })
                 .collect();
+        // The acquisition part: both tables, and the example pairs (confirmed first, at most four).
+        let acquisition = crate::query::shortcuts::acquisition_properties(conn, run)?;
+        if !acquisition.rows.is_empty() {
+            verdict.acquisition = Some(html_table(&acquisition));
+            verdict.acquisition_tests = Some(html_table(
+                &crate::query::shortcuts::acquisition_tests(conn, run)?,
+            ));
+        }
+        let examples: Vec<_> = crate::query::shortcuts::acquisition_examples(conn, run)?
+            .into_iter()
+            .take(4)
+            .collect();
+        let pictures = assets.acquisition_pictures(&examples)?;
+        verdict.acquisition_pictures = pictures
+            .into_iter()
+            .zip(&examples)
+            .map(|(src, e)| RegionPicture {
+                src,
+                caption: format!(
+                    "{} `{}` -> `{}` ({}): before / after ({}), `{}` probability {} -> {}; flips {} of the `{}` images (control {})",
+                    crate::trust::shortcut::acquisition::kind_label(&e.kind),
+                    e.from_class,
+                    e.to_class,
+                    e.verdict.replace('_', " "),
+                    e.parameter,
+                    e.to_class,
+                    e.prob_before.map_or("–".into(), |v| format!("{v:.2}")),
+                    e.prob_after.map_or("–".into(), |v| format!("{v:.2}")),
+                    e.rate.map_or("–".into(), |v| format!("{:.0}%", 100.0 * v)),
+                    e.from_class,
+                    e.control_rate.map_or("not run".into(), |v| format!("{:.0}%", 100.0 * v)),
+                ),
+            })
+            .collect();
     }
 
     // Gallery: the maps are read here (one connection), the strips made in parallel.

@@ -278,6 +278,11 @@ pub struct VerdictSection {
     pub regions: Option<HtmlTable>,
     pub methods: Option<HtmlTable>,
     pub pictures: Vec<RegionPicture>,
+    /// The acquisition part: the class-difference table, the counterfactuals' flip table, and the
+    /// before / after pairs of the confirmed ones and of the strongest others.
+    pub acquisition: Option<HtmlTable>,
+    pub acquisition_tests: Option<HtmlTable>,
+    pub acquisition_pictures: Vec<RegionPicture>,
 }
 
 /// One region's picture and caption.

@@ -72,6 +72,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0010_inconclusive_verdict.sql",
         include_str!("../../migrations/0010_inconclusive_verdict.sql"),
     ),
+    (
+        "0011_acquisition.sql",
+        include_str!("../../migrations/0011_acquisition.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.

@@ -1,7 +1,7 @@
 //! Rows of the shortcut check (migration 0006): what the check reads from a run (its images,
 //! predictions, stored maps, metrics and trust-check summaries) and the rows it writes back (the check,
 //! each method's trust and thresholds, the candidate regions with their causal test, the calibrated
-//! flags), all of one run replaced in one transaction. `query shortcuts` reads them through
+//! flags, the acquisition part's class differences and counterfactuals: migration 0011), all of one run replaced in one transaction. `query shortcuts` reads them through
 //! [`crate::query::shortcuts`].
 use std::collections::BTreeMap;
 
@@ -252,6 +252,127 @@ pub struct ShortcutCheck {
     /// Per image: what each region's occlusion or paste did (the report's image pages show them).
     pub tests: Vec<ShortcutTestRecord>,
     pub flags: Vec<ShortcutFlagRecord>,
+    /// The acquisition part (migration 0011): what differs between the classes, the counterfactuals.
+    #[serde(default)]
+    pub acquisition: Option<AcquisitionRecords>,
+}
+
+/// A row of `acquisition_properties`: one measured property of two classes' images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcquisitionPropertyRecord {
+    pub property: String,
+    pub unit: String,
+    /// `label` or `predicted`: how the images were put in classes.
+    pub grouped_by: String,
+    pub class_a: String,
+    pub class_b: String,
+    pub images_a: i64,
+    pub images_b: i64,
+    pub median_a: Option<f64>,
+    pub q1_a: Option<f64>,
+    pub q3_a: Option<f64>,
+    pub mean_a: Option<f64>,
+    pub median_b: Option<f64>,
+    pub q1_b: Option<f64>,
+    pub q3_b: Option<f64>,
+    pub mean_b: Option<f64>,
+    /// P(a > b) + P(a = b) / 2 over image pairs.
+    pub separation: Option<f64>,
+}
+
+/// A row of `acquisition_tests`: one counterfactual (kind, from one class toward another) and its
+/// control, or a kind not tested (images 0, the reason in `summary`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcquisitionTestRecord {
+    pub test: i64,
+    pub kind: String,
+    pub transform: String,
+    /// The transformation and its strength in words.
+    pub parameter: String,
+    pub strength: Option<f64>,
+    pub from_class: String,
+    pub to_class: String,
+    pub images: i64,
+    pub flips: i64,
+    pub rate: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    /// Mean rise of the `to_class` probability.
+    pub mean_shift: Option<f64>,
+    pub control_images: i64,
+    pub control_flips: i64,
+    pub control_rate: Option<f64>,
+    pub control_high: Option<f64>,
+    /// `confirmed`, `accepted`, `not_significant`, `no_effect` or `not_tested`.
+    pub verdict: String,
+    pub summary: String,
+    pub example_image: Option<String>,
+    /// The example at the model's side before and after, grey PNG.
+    #[serde(skip)]
+    pub example_before: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub example_after: Option<Vec<u8>>,
+    /// The `to_class` probability of the example before and after.
+    pub example_prob_before: Option<f64>,
+    pub example_prob_after: Option<f64>,
+}
+
+impl AcquisitionTestRecord {
+    /// A kind not tested for this pair, and why.
+    pub fn not_tested(test: i64, kind: &str, from: &str, to: &str, reason: &str) -> Self {
+        AcquisitionTestRecord {
+            test,
+            kind: kind.into(),
+            transform: String::new(),
+            parameter: String::new(),
+            strength: None,
+            from_class: from.into(),
+            to_class: to.into(),
+            images: 0,
+            flips: 0,
+            rate: None,
+            low: None,
+            high: None,
+            mean_shift: None,
+            control_images: 0,
+            control_flips: 0,
+            control_rate: None,
+            control_high: None,
+            verdict: "not_tested".into(),
+            summary: reason.into(),
+            example_image: None,
+            example_before: None,
+            example_after: None,
+            example_prob_before: None,
+            example_prob_after: None,
+        }
+    }
+}
+
+/// The acquisition part of a check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcquisitionRecords {
+    pub properties: Vec<AcquisitionPropertyRecord>,
+    pub tests: Vec<AcquisitionTestRecord>,
+    pub images_measured: i64,
+    pub forward_passes: i64,
+    pub seconds: f64,
+    /// Its parameters, JSON.
+    pub params: String,
+}
+
+/// (kind, from, to) of the acquisition findings confirmed or accepted in run `run`: what a run
+/// checked against it as `--reference` does not count as new.
+pub fn accepted_acquisition(
+    conn: &Connection,
+    run: &str,
+) -> rusqlite::Result<std::collections::BTreeSet<(String, String, String)>> {
+    conn.prepare(
+        "SELECT kind, from_class, to_class FROM acquisition_tests
+         WHERE run_id = ?1 AND verdict IN ('confirmed', 'accepted')",
+    )?
+    .query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    .collect()
 }
 
 fn real(x: Option<f64>) -> Option<f64> {
@@ -385,6 +506,86 @@ fn write_all(conn: &Connection, s: &ShortcutCheck) -> rusqlite::Result<()> {
             f.reason,
             f.value,
             f.threshold
+        ])?;
+    }
+    if let Some(a) = &s.acquisition {
+        write_acquisition(conn, run, a)?;
+    }
+    Ok(())
+}
+
+fn write_acquisition(conn: &Connection, run: &str, a: &AcquisitionRecords) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE shortcut_checks SET acquisition_images = ?2, acquisition_forward_passes = ?3, \
+         acquisition_seconds = ?4, acquisition_params = ?5 WHERE run_id = ?1",
+        params![
+            run,
+            a.images_measured,
+            a.forward_passes,
+            real(Some(a.seconds)),
+            a.params
+        ],
+    )?;
+    let mut stmt = conn.prepare(
+        "INSERT INTO acquisition_properties (run_id, property, class_a, class_b, unit, grouped_by, \
+         images_a, images_b, median_a, q1_a, q3_a, mean_a, median_b, q1_b, q3_b, mean_b, separation) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?;
+    for p in &a.properties {
+        stmt.execute(params![
+            run,
+            p.property,
+            p.class_a,
+            p.class_b,
+            p.unit,
+            p.grouped_by,
+            p.images_a,
+            p.images_b,
+            real(p.median_a),
+            real(p.q1_a),
+            real(p.q3_a),
+            real(p.mean_a),
+            real(p.median_b),
+            real(p.q1_b),
+            real(p.q3_b),
+            real(p.mean_b),
+            real(p.separation)
+        ])?;
+    }
+    let mut stmt = conn.prepare(
+        "INSERT INTO acquisition_tests (run_id, test, kind, transform, parameter, strength, from_class, \
+         to_class, images, flips, rate, low, high, mean_shift, control_images, control_flips, control_rate, \
+         control_high, verdict, summary, example_image, example_before, example_after, example_prob_before, \
+         example_prob_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+    )?;
+    for t in &a.tests {
+        stmt.execute(params![
+            run,
+            t.test,
+            t.kind,
+            t.transform,
+            t.parameter,
+            real(t.strength),
+            t.from_class,
+            t.to_class,
+            t.images,
+            t.flips,
+            real(t.rate),
+            real(t.low),
+            real(t.high),
+            real(t.mean_shift),
+            t.control_images,
+            t.control_flips,
+            real(t.control_rate),
+            real(t.control_high),
+            t.verdict,
+            t.summary,
+            t.example_image,
+            t.example_before,
+            t.example_after,
+            real(t.example_prob_before),
+            real(t.example_prob_after)
         ])?;
     }
     Ok(())

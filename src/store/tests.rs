@@ -241,6 +241,75 @@ fn reopening_applies_nothing_twice() {
 }
 
 #[test]
+fn a_database_of_schema_10_takes_the_acquisition_migration_with_its_checks_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    // A database as the build before the acquisition part left it: migrations 1-10, a run and its
+    // (inconclusive) shortcut check with one candidate region.
+    let before = MIGRATIONS
+        .iter()
+        .position(|(name, _)| *name == "0011_acquisition.sql")
+        .unwrap();
+    assert_eq!(before, 10);
+    {
+        let conn = Connection::open(&path).unwrap();
+        for (_, sql) in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (run_id, config_yaml, model_path, model_sha256, data_root, tool_version, \
+               device, seed, profile, methods, images_total) \
+             VALUES ('old', '{}', 'm.safetensors', 'abc', 'data', '0', 'cpu', 1, 'default', '[]', 4); \
+             INSERT INTO shortcut_checks (run_id, images, verdict, summary, flagged_images, \
+               min_reproducibility, params, forward_passes, seconds) \
+             VALUES ('old', 4, 'inconclusive', 'inconclusive: too few images', 0, 0.9, '{}', 10, 1.5);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, before as i64 + 1);
+    // The old check reads through the new view: no acquisition part, nothing confirmed.
+    let row: (String, i64, String, Option<i64>, Option<f64>) = store
+        .conn()
+        .query_row(
+            "SELECT verdict, confirmed_acquisition, acquisition_kinds, acquisition_forward_passes, \
+             acquisition_seconds FROM v_verdict WHERE run_id = 'old'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("inconclusive".into(), 0, "[]".into(), None, None));
+    // The new tables take the old run's rows, and the verdict's CHECK of migration 10 still holds.
+    store
+        .conn()
+        .execute_batch(
+            "INSERT INTO acquisition_tests (run_id, test, kind, transform, parameter, from_class, \
+               to_class, images, flips, control_images, control_flips, verdict, summary) \
+             VALUES ('old', 1, 'noise', 'add_noise', 'sigma 9', 'no', 'yes', 32, 31, 32, 0, \
+               'confirmed', 'noise'); \
+             UPDATE shortcut_checks SET acquisition_forward_passes = 96 WHERE run_id = 'old';",
+        )
+        .unwrap();
+    assert_eq!(
+        count(
+            &store,
+            "SELECT confirmed_acquisition FROM v_verdict WHERE run_id = 'old'"
+        ),
+        1
+    );
+    assert!(store
+        .conn()
+        .execute(
+            "UPDATE shortcut_checks SET verdict = 'unknown' WHERE run_id = 'old'",
+            []
+        )
+        .is_err());
+}
+
+#[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);

@@ -1,4 +1,5 @@
 //! Integration tests: real libtorch, small real or synthetic inputs.
+mod acquisition;
 mod attribution;
 mod audit;
 mod baseline;

@@ -18,12 +18,12 @@ use super::support::pages::{probe, shots_dir, url};
 use super::support::{repo, tempdir};
 
 /// Side of the training images: small, so that five models train in seconds.
-const SIZE: u32 = 40;
+pub(super) const SIZE: u32 = 40;
 /// The stored maps' grid (the audit's MAP_STORE_SIZE).
 const GRID: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Marker {
+pub(super) enum Marker {
     Corner,
     Text,
     Frame,
@@ -104,7 +104,7 @@ impl Marker {
 }
 
 /// A Br35H slice at SIZE x SIZE grey, with `marker` burnt in.
-fn slice(path: &Path, marker: Option<Marker>) -> GrayImage {
+pub(super) fn slice(path: &Path, marker: Option<Marker>) -> GrayImage {
     // Br35H has PNG bytes behind some .jpg names: the format comes from the content.
     let img = image::ImageReader::open(path)
         .unwrap()
@@ -126,42 +126,65 @@ fn slice(path: &Path, marker: Option<Marker>) -> GrayImage {
 /// Writes Training/Validation/Testing under `root` from the first images of each Br35H split's class
 /// folder (sorted: the same images for every model), the marker on every `yes` image.
 fn make_set(root: &Path, splits: &[(&str, &str, usize)], marker: Option<Marker>) {
+    make_set_with(root, splits, &|f, _| slice(f, marker));
+}
+
+/// Writes Training/Validation/Testing under `root`: every `no` image as [`slice`] makes it, every
+/// `yes` image as `yes(file, its name)` does (what the planted-shortcut tests vary).
+pub(super) fn make_set_with(
+    root: &Path,
+    splits: &[(&str, &str, usize)],
+    yes: &dyn Fn(&Path, &str) -> GrayImage,
+) {
     for &(split, out, n) in splits {
         write_set(root, out, |class| {
-            let m = if class == "yes" { marker } else { None };
             br35h(split, class)
                 .iter()
                 .take(n)
                 .map(|f| {
-                    let name = Path::new(f.file_stem().unwrap()).with_extension("png");
-                    (name.to_string_lossy().into_owned(), slice(f, m))
+                    let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+                    let img = if class == "yes" {
+                        yes(f, &name)
+                    } else {
+                        slice(f, None)
+                    };
+                    (format!("{name}.png"), img)
                 })
                 .collect()
         });
     }
 }
 
-fn sets(root: &Path) -> Vec<String> {
+pub(super) fn sets(root: &Path) -> Vec<String> {
     small_cnn_sets(root, SIZE, 12, 200, 10)
 }
 
 /// Audits `root`'s Testing folder into `db` as run `name`.
-fn audit(root: &Path, db: &str, name: &str, sets: &[String]) {
+pub(super) fn audit(root: &Path, db: &str, name: &str, sets: &[String]) {
+    audit_with(root, db, name, sets, &[]);
+}
+
+/// [`audit`] with more arguments (`--reference RUN`); returns what it printed.
+pub(super) fn audit_with(
+    root: &Path,
+    db: &str,
+    name: &str,
+    sets: &[String],
+    more: &[&str],
+) -> String {
     let test_dir = root.join("Testing");
     let data = test_dir.to_str().unwrap();
-    run(
-        &[
-            "audit",
-            "--data",
-            data,
-            "--db",
-            db,
-            "--run",
-            name,
-            "--no-leakage-check",
-        ],
-        sets,
-    );
+    let args = [
+        "audit",
+        "--data",
+        data,
+        "--db",
+        db,
+        "--run",
+        name,
+        "--no-leakage-check",
+    ];
+    run(&[&args[..], more].concat(), sets)
 }
 
 /// The trained model of `root` exported to ONNX (`model.onnx`) and traced to TorchScript (`model.pt`)
@@ -183,8 +206,11 @@ fn imported_copies(root: &Path, sets: &[String]) -> (PathBuf, PathBuf) {
     (onnx, torchscript)
 }
 
-fn run(args: &[&str], sets: &[String]) {
-    eprintln!("{}", stdout(&run_ok(sets, args)));
+/// Runs the tool, which must succeed; returns its standard output (printed too).
+pub(super) fn run(args: &[&str], sets: &[String]) -> String {
+    let out = stdout(&run_ok(sets, args));
+    eprintln!("{out}");
+    out
 }
 
 /// (region, class, verdict, occlusion rate, paste rate, mask) of a run.
@@ -417,6 +443,21 @@ fn planted_shortcuts_of_four_shapes_are_confirmed_at_their_place_and_a_clean_mod
             );
         }
         let confirmed: Vec<&RegionRow> = rows.iter().filter(|r| r.2 == "confirmed").collect();
+        // The acquisition part: a marker on one side of the image moves to the other side when the
+        // image is mirrored (these models train without flips), so the left-right flip of `yes`
+        // images is confirmed; the dot sits near the middle, and the clean model has nothing to move.
+        let flip: (String, Option<f64>, Option<f64>) = c
+            .query_row(
+                "SELECT verdict, rate, control_rate FROM acquisition_tests WHERE run_id = ?1 \
+                 AND kind = 'flip' AND from_class = 'yes'",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        eprintln!("  flip `yes` -> `no`: {flip:?}");
+        if matches!(marker, Some(Marker::Corner | Marker::Text | Marker::Frame)) {
+            assert_eq!(flip.0, "confirmed", "{name}: {flip:?}");
+        }
         match &planted {
             None => {
                 eprintln!("KNOWN ANSWER {name}: {summary}");

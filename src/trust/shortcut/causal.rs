@@ -25,6 +25,13 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 /// Tukey's far-out fence of `values`: Q3 + k IQR, at least Q3 + margin (quartiles by linear
 /// interpolation); `None` without values.
 pub fn fence(values: &[f64], k: f64, margin: f64) -> Option<f64> {
+    let (q1, _, q3) = quartiles(values)?;
+    Some((q3 + k * (q3 - q1)).max(q3 + margin))
+}
+
+/// Lower quartile, median and upper quartile (linear interpolation) of the finite values; `None`
+/// without any.
+pub fn quartiles(values: &[f64]) -> Option<(f64, f64, f64)> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
@@ -35,8 +42,7 @@ pub fn fence(values: &[f64], k: f64, margin: f64) -> Option<f64> {
         let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
         v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
     };
-    let (q1, q3) = (q(0.25), q(0.75));
-    Some((q3 + k * (q3 - q1)).max(q3 + margin))
+    Some((q(0.25), q(0.5), q(0.75)))
 }
 
 /// One tested image: its model input (C x S x S) and the model's probabilities.

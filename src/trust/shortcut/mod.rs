@@ -48,6 +48,7 @@ use crate::store::shortcuts::{
 };
 use crate::trust::faithfulness;
 
+pub mod acquisition;
 mod causal;
 mod discovery;
 
@@ -571,6 +572,7 @@ pub fn check_run(
         regions: region_rows,
         tests: test_rows,
         flags,
+        acquisition: None,
     })
 }
 
@@ -789,6 +791,10 @@ mod tests {
         // A constant distribution: Q3 + margin.
         assert_eq!(fence(&[0.4; 8], 3.0, 0.05), Some(0.45));
         assert_eq!(fence(&[], 3.0, 0.05), None);
+        assert_eq!(
+            causal::quartiles(&[5.0, 1.0, f64::NAN, 3.0, 2.0, 4.0]),
+            Some((2.0, 3.0, 4.0))
+        );
     }
 
     #[test]
