@@ -378,6 +378,7 @@ fn bench_audit(
             faithfulness: None,
             limits: ctx.limits(),
             done: Default::default(),
+            outlines: &crate::outline::Outlines::none(),
         };
         let stats = pipeline::run(&model, &job, samples.to_vec(), &writer.sender(), &|| {})?;
         writer.finish()?;

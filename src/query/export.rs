@@ -104,6 +104,17 @@ pub fn agreement(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
     )
 }
 
+/// Per image x method with a ground-truth outline: where the map's evidence lies against it.
+pub fn localisation(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT run_id, image_id, path, label, predicted, correct, method, outline_area, mass_on_tumor,
+                tumor_concentration, pointing_hit, energy_pointing, iou_top_area
+         FROM v_localisation WHERE run_id = ?1 ORDER BY image_id, method",
+        [run],
+    )
+}
+
 /// Everything that went wrong in the run.
 pub fn errors(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
     Table::query(
@@ -122,7 +133,8 @@ pub struct Exported {
 /// Writes `metrics.csv`, `predictions.csv`, `agreement.csv`, `bias_summary.csv`, `errors.csv`, the
 /// trust checks (`faithfulness.csv`, `faithfulness_summary.csv`, `faithfulness_curves.csv`,
 /// `sanity_curve.csv`), the verdict (`verdict.csv`, `shortcuts.csv`, `shortcut_methods.csv`,
-/// `shortcut_flags.csv`, `shortcut_tests.csv`: each tested image's outcome) and `mean-maps/` into `dir`,
+/// `shortcut_flags.csv`, `shortcut_tests.csv`: each tested image's outcome), the localisation figures
+/// (`localisation.csv`, `localisation_summary.csv`) and `mean-maps/` into `dir`,
 /// which then holds this export and no file of an earlier one (see [`crate::output`] for what else it may
 /// hold and what is refused). Returns each file with its row count.
 pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, QueryError> {
@@ -162,6 +174,12 @@ fn write_into(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, Quer
         ),
         ("shortcut_flags.csv", super::shortcuts::flagged(conn, run)?),
         ("shortcut_tests.csv", super::shortcuts::tests(conn, run)?),
+        // Ground-truth outlines (empty, header only, when the run has none).
+        ("localisation.csv", localisation(conn, run)?),
+        (
+            "localisation_summary.csv",
+            super::localisation::summary(conn, run)?,
+        ),
     ];
     let mut files = Vec::new();
     for (name, t) in &tables {
