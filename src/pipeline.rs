@@ -208,7 +208,13 @@ pub fn audit_image(
     ) {
         Ok(o) => o,
         Err(message) => {
-            errors.push(failure(job, sample, Some(id), "outline".into(), message));
+            errors.push(failure(
+                job,
+                sample,
+                Some(id),
+                "metrics".into(),
+                format!("outline: {message}"),
+            ));
             None
         }
     };

@@ -130,7 +130,9 @@ pub fn side_by_side(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
         ],
         None => vec![Cell::Int(0), Cell::Null, Cell::Null, Cell::Null, Cell::Null],
     };
-    Ok(right_wrong(&groups(conn, run)?, &columns, cells, |_, _| Vec::new()))
+    Ok(right_wrong(&groups(conn, run)?, &columns, cells, |_, _| {
+        Vec::new()
+    }))
 }
 
 /// One row per class x method of `all`: label, method, `cells` of the correct predictions' group,

@@ -148,7 +148,11 @@ pub fn side_by_side(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
         None => vec![Cell::Int(0), Cell::Null, Cell::Null, Cell::Null],
     };
     let area = |a: Option<&Group>, b: Option<&Group>| {
-        let all: Vec<f64> = [a, b].into_iter().flatten().flat_map(|g| g.area.clone()).collect();
+        let all: Vec<f64> = [a, b]
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g.area.clone())
+            .collect();
         vec![Cell::opt_real(median(&all))]
     };
     Ok(right_wrong(&groups(conn, run)?, &columns, cells, area))

@@ -439,7 +439,7 @@ pub fn add_localisation(
     if let Some(v) = crate::query::bias::median(&masses) {
         item.tumor_mass_value = Some(v);
         item.tumor_mass = format!(
-            "{:.0}% of the maps' mass on the tumour (median; chance {})",
+            "the maps put a median {:.1}% of their mass on the tumour (chance {})",
             100.0 * v,
             outline_area.map_or_else(|| "–".into(), |a| format!("{:.1}%", 100.0 * a))
         );
