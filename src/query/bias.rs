@@ -85,12 +85,8 @@ const LONG_COLUMNS: [&str; 11] = [
 
 /// Tidy bias summary: one row per class x correctness x method.
 pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
-    let mut t = Table::new(LONG_COLUMNS);
-    for ((label, correct, method), g) in groups(conn, run)? {
-        t.push(vec![
-            Cell::Text(label),
-            correct.map_or(Cell::Null, Cell::Int),
-            Cell::Text(method),
+    let cells = |g: &Group| {
+        vec![
             Cell::Int(g.flagged.len() as i64),
             Cell::opt_real(mean(&g.background)),
             Cell::opt_real(median(&g.background)),
@@ -99,9 +95,28 @@ pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
             Cell::opt_real(mean(&g.flagged)),
             Cell::opt_real(mean(&g.agreement)),
             Cell::opt_real(median(&g.agreement)),
-        ]);
+        ]
+    };
+    Ok(long_table(groups(conn, run)?, &LONG_COLUMNS, cells))
+}
+
+/// One row per class x correctness x method of `all`: label, correct, method, then `cells`.
+pub(crate) fn long_table<G>(
+    all: BTreeMap<Key, G>,
+    columns: &[&str],
+    cells: impl Fn(&G) -> Vec<Cell>,
+) -> Table {
+    let mut t = Table::new(columns.iter().copied());
+    for ((label, correct, method), g) in all {
+        let mut row = vec![
+            Cell::Text(label),
+            correct.map_or(Cell::Null, Cell::Int),
+            Cell::Text(method),
+        ];
+        row.extend(cells(&g));
+        t.push(row);
     }
-    Ok(t)
+    t
 }
 
 /// Correct vs incorrect side by side: one row per class x method.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use super::bias::{mean, median, right_wrong, Key};
+use super::bias::{long_table, mean, median, right_wrong, Key};
 use super::table::{Cell, Table};
 
 /// One image x method.
@@ -94,7 +94,7 @@ fn groups(conn: &Connection, run: &str) -> rusqlite::Result<BTreeMap<Key, Group>
 
 /// Tidy summary: one row per class x correctness x method (images with an outline only).
 pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
-    let mut t = Table::new([
+    let columns = [
         "label",
         "correct",
         "method",
@@ -105,12 +105,9 @@ pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
         "pointing_rate",
         "mean_energy_pointing",
         "mean_iou_top_area",
-    ]);
-    for ((label, correct, method), g) in groups(conn, run)? {
-        t.push(vec![
-            Cell::Text(label),
-            correct.map_or(Cell::Null, Cell::Int),
-            Cell::Text(method),
+    ];
+    let cells = |g: &Group| {
+        vec![
             Cell::Int(g.images() as i64),
             Cell::opt_real(median(&g.area)),
             Cell::opt_real(mean(&g.mass)),
@@ -118,9 +115,9 @@ pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
             Cell::opt_real(mean(&g.hit)),
             Cell::opt_real(mean(&g.energy)),
             Cell::opt_real(mean(&g.iou)),
-        ]);
-    }
-    Ok(t)
+        ]
+    };
+    Ok(long_table(groups(conn, run)?, &columns, cells))
 }
 
 /// Correct vs incorrect side by side: one row per class x method.
