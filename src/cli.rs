@@ -221,6 +221,11 @@ pub enum QueryWhat {
         /// Tidy long format instead of the side-by-side table.
         #[arg(long)]
         long: bool,
+        /// Only the localisation figures (images with a ground-truth outline, `data.masks`): share of
+        /// the maps' mass on the tumour, pointing game, IoU with the outline. The terminal view shows
+        /// them after the bias table whenever the run has them.
+        #[arg(long)]
+        localisation: bool,
     },
     /// Trust checks of a run: faithfulness per method (deletion / insertion AUC against the random
     /// pixel order, correct vs incorrect, by class) from `audit --faithfulness`, and the

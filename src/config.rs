@@ -34,6 +34,10 @@ pub struct DataConfig {
     /// Decompression-bomb limits: files bigger than this many bytes or images with more pixels are skipped.
     pub max_file_bytes: u64,
     pub max_image_pixels: u64,
+    /// Ground-truth tumour outlines (`layout: tree` or `suffix`): the localisation figures.
+    /// Written into the run's snapshot only when set, so older snapshots stay as they were.
+    #[serde(skip_serializing_if = "crate::outline::MaskConfig::is_default")]
+    pub masks: crate::outline::MaskConfig,
 }
 
 impl Default for DataConfig {
@@ -46,6 +50,7 @@ impl Default for DataConfig {
             classes: Vec::new(),
             max_file_bytes: 64 * 1024 * 1024,
             max_image_pixels: 64 * 1024 * 1024,
+            masks: Default::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod imageops;
 pub mod leakage;
 pub mod metrics;
 pub mod model;
+pub mod outline;
 pub mod output;
 pub mod pipeline;
 pub mod plan;

@@ -151,7 +151,12 @@ fn top_count(n: usize, frac: f32) -> usize {
 
 /// Indices of the top `frac` values of `abs` (non-negative, finite), ties by lower index.
 fn top_indices(abs: &[f32], frac: f32) -> Vec<usize> {
-    let k = top_count(abs.len(), frac);
+    top_k(abs, top_count(abs.len(), frac))
+}
+
+/// Indices of the `k` largest values of `abs` (non-negative, finite), ties by lower index.
+fn top_k(abs: &[f32], k: usize) -> Vec<usize> {
+    let k = k.min(abs.len());
     if k == 0 {
         return Vec::new();
     }
@@ -327,6 +332,105 @@ pub fn downsample(map: &[f32], width: usize, height: usize, to_w: usize, to_h: u
         for ox in 0..to_w {
             let v: f64 = ws.iter().map(|&(j, w)| w * tmp[j * to_w + ox]).sum();
             out[oy * to_w + ox] = v as f32;
+        }
+    }
+    out
+}
+
+/// The pointing game's tolerance on a `side x side` grid: 15 pixels at 224, the usual tolerance
+/// of the pointing game, scaled to the grid (9 pixels at 128, 2 at 32), at least 1.
+pub fn pointing_tolerance(side: usize) -> usize {
+    ((side as f64 * 15.0 / 224.0).round() as usize).max(1)
+}
+
+/// Where one raw map's evidence lies against a ground-truth outline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Localisation {
+    /// Share of |map| inside the outline, in [0, 1]; 0 when the map is empty.
+    pub mass_on_tumor: f32,
+    /// The pointing game: the map's maximum of |map| lies within `tolerance` pixels of the outline
+    /// (when several pixels share the maximum, at least half of them must). An empty map misses.
+    pub pointing_hit: bool,
+    /// The energy-based pointing game: share of |map| inside the outline's bounding box.
+    pub energy_pointing: f32,
+    /// IoU of the top-k pixels of |map| with the outline, k = the outline's own pixel count.
+    pub iou_top_area: f32,
+}
+
+/// The localisation figures of a raw map (row-major `side x side`) against an outline of the same
+/// grid, with the pointing game's `tolerance` in pixels. `None` when the outline has no pixel.
+/// Panics when the lengths differ from `side * side`.
+pub fn localisation(
+    map: &[f32],
+    outline: &[bool],
+    side: usize,
+    tolerance: usize,
+) -> Option<Localisation> {
+    let n = side * side;
+    assert_eq!(map.len(), n, "map length is not side x side");
+    assert_eq!(outline.len(), n, "outline length is not side x side");
+    let area = outline.iter().filter(|&&b| b).count();
+    if area == 0 {
+        return None;
+    }
+    let abs: Vec<f32> = map.iter().map(|&v| mag(v)).collect();
+    let (mut x0, mut x1, mut y0, mut y1) = (side, 0, side, 0);
+    for (i, _) in outline.iter().enumerate().filter(|(_, &b)| b) {
+        let (x, y) = (i % side, i / side);
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    let (mut total, mut inside, mut in_box) = (0.0f64, 0.0f64, 0.0f64);
+    for (i, &v) in abs.iter().enumerate() {
+        let v = v as f64;
+        total += v;
+        if outline[i] {
+            inside += v;
+        }
+        let (x, y) = (i % side, i / side);
+        if (x0..=x1).contains(&x) && (y0..=y1).contains(&y) {
+            in_box += v;
+        }
+    }
+    if total <= 0.0 || !total.is_finite() {
+        return Some(Localisation {
+            mass_on_tumor: 0.0,
+            pointing_hit: false,
+            energy_pointing: 0.0,
+            iou_top_area: 0.0,
+        });
+    }
+    // The pointing game: the pixels at the maximum, each within `tolerance` of an outline pixel.
+    let max = abs.iter().copied().fold(0.0f32, f32::max);
+    let near = dilate(outline, side, tolerance);
+    let at_max: Vec<usize> = (0..n).filter(|&i| abs[i] == max).collect();
+    let hits = at_max.iter().filter(|&&i| near[i]).count();
+    let top = top_k(&abs, area);
+    let inter = top.iter().filter(|&&i| outline[i]).count();
+    Some(Localisation {
+        mass_on_tumor: (inside / total).clamp(0.0, 1.0) as f32,
+        pointing_hit: 2 * hits >= at_max.len(),
+        energy_pointing: (in_box / total).clamp(0.0, 1.0) as f32,
+        iou_top_area: inter as f32 / (2 * area - inter) as f32,
+    })
+}
+
+/// The pixels within Euclidean distance `r` of a true pixel of `mask` (`side x side`).
+fn dilate(mask: &[bool], side: usize, r: usize) -> Vec<bool> {
+    let mut out = mask.to_vec();
+    let r2 = (r * r) as i64;
+    let ri = r as i64;
+    let offsets: Vec<(i64, i64)> = (-ri..=ri)
+        .flat_map(|dy| (-ri..=ri).map(move |dx| (dx, dy)))
+        .filter(|(dx, dy)| dx * dx + dy * dy <= r2)
+        .collect();
+    let s = side as i64;
+    for (i, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
+        let (x, y) = ((i % side) as i64, (i / side) as i64);
+        for &(dx, dy) in &offsets {
+            let (nx, ny) = (x + dx, y + dy);
+            if (0..s).contains(&nx) && (0..s).contains(&ny) {
+                out[(ny * s + nx) as usize] = true;
+            }
         }
     }
     out
@@ -561,5 +665,55 @@ mod tests {
         // (1 * 1 + 2 * 0.5) / 1.5 = 4/3 and (2 * 0.5 + 3 * 1) / 1.5 = 8/3.
         let out = downsample(&[1.0, 2.0, 3.0], 3, 1, 2, 1);
         assert!((out[0] - 4.0 / 3.0).abs() < 1e-6 && (out[1] - 8.0 / 3.0).abs() < 1e-6);
+    }
+    #[test]
+    fn localisation_known_answers() {
+        // 8x8 grid, outline = the 2x2 square at (2..4, 2..4).
+        let side = 8;
+        let outline: Vec<bool> = (0..64)
+            .map(|i| (2..4).contains(&(i % 8)) && (2..4).contains(&(i / 8)))
+            .collect();
+        // All mass on the outline: mass 1, hit, energy 1, IoU 1.
+        let on: Vec<f32> = outline
+            .iter()
+            .map(|&b| if b { -3.0 } else { 0.0 })
+            .collect();
+        let l = localisation(&on, &outline, side, 1).unwrap();
+        assert_eq!(
+            (
+                l.mass_on_tumor,
+                l.pointing_hit,
+                l.energy_pointing,
+                l.iou_top_area
+            ),
+            (1.0, true, 1.0, 1.0)
+        );
+        // One bright pixel far away (7, 7) plus a little on the outline: miss, mass 4 / 104.
+        let mut off = on.iter().map(|v| v.abs() / 3.0).collect::<Vec<f32>>();
+        off[63] = 100.0;
+        let l = localisation(&off, &outline, side, 1).unwrap();
+        assert!(!l.pointing_hit);
+        assert!((l.mass_on_tumor - 4.0 / 104.0).abs() < 1e-6);
+        // Top-4 = the far pixel + 3 outline pixels (ties by lower index): IoU 3 / 5.
+        assert!((l.iou_top_area - 0.6).abs() < 1e-6);
+        // The maximum one pixel beside the outline is a hit with tolerance 1, a miss with 0.
+        let mut beside = vec![0.0f32; 64];
+        beside[3 * 8 + 4] = 1.0;
+        assert!(
+            localisation(&beside, &outline, side, 1)
+                .unwrap()
+                .pointing_hit
+        );
+        assert!(
+            !localisation(&beside, &outline, side, 0)
+                .unwrap()
+                .pointing_hit
+        );
+        // An empty map misses everything; an empty outline has no figures.
+        let l = localisation(&[f32::NAN; 64], &outline, side, 1).unwrap();
+        assert_eq!((l.mass_on_tumor, l.pointing_hit), (0.0, false));
+        assert!(localisation(&on, &[false; 64], side, 1).is_none());
+        assert_eq!(pointing_tolerance(224), 15);
+        assert_eq!(pointing_tolerance(128), 9);
     }
 }

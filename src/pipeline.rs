@@ -17,10 +17,11 @@ use crate::dataset::{self, Limits, Sample};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::model::Classifier;
+use crate::outline::{Outline, Outlines};
 use crate::preprocess::{self, ImageConfig, Prepared};
 use crate::store::{
-    AgreementRecord, ErrorRecord, FaithfulnessRecord, ImageRecord, ImageResult, MapRecord,
-    MetricRecord, PredictionRecord, WriterMessage,
+    AgreementRecord, ErrorRecord, FaithfulnessRecord, ImageRecord, ImageResult, LocalisationRecord,
+    MapRecord, MetricRecord, OutlineRecord, PredictionRecord, WriterMessage,
 };
 use crate::trust::{self, FaithfulnessConfig};
 
@@ -62,6 +63,8 @@ pub struct AuditJob<'a> {
     pub faithfulness: Option<&'a FaithfulnessConfig>,
     pub limits: Limits,
     pub done: HashSet<String>,
+    /// The test set's ground-truth outlines (`data.masks`); empty when there are none.
+    pub outlines: &'a Outlines,
 }
 
 /// Per-invocation counters for the summary.
@@ -195,12 +198,46 @@ pub fn audit_image(
     let faithfulness_on = job.faithfulness.is_some();
     let mut full: Vec<(Method, Vec<f32>)> = Vec::new();
     let mut errors = Vec::new();
+    // The ground-truth outline on the map grid; a mask that cannot be used is this image's error.
+    let outline = match job.outlines.outline(
+        sample,
+        prep.original_width,
+        prep.original_height,
+        size,
+        job.limits,
+    ) {
+        Ok(o) => o,
+        Err(message) => {
+            errors.push(failure(
+                job,
+                sample,
+                Some(id),
+                "metrics".into(),
+                format!("outline: {message}"),
+            ));
+            None
+        }
+    };
+    let tolerance = metrics::pointing_tolerance(size);
+    let mut localisation = Vec::new();
     for (method, result) in
         attribution::explain_image(model, job.explain, &job.explain.methods, &input)
     {
         match result {
             Ok(a) => {
                 let m = metrics::map_metrics(&a.map, &mask.inside, &border);
+                if let Some(l) = outline
+                    .as_ref()
+                    .and_then(|o| metrics::localisation(&a.map, &o.inside, size, tolerance))
+                {
+                    localisation.push(LocalisationRecord {
+                        method: method.name().to_string(),
+                        mass_on_tumor: l.mass_on_tumor as f64,
+                        pointing_hit: l.pointing_hit,
+                        energy_pointing: l.energy_pointing as f64,
+                        iou_top_area: l.iou_top_area as f64,
+                    });
+                }
                 let e = stats.method_seconds.entry(method.name()).or_default();
                 e.0 += a.seconds;
                 e.1 += 1;
@@ -319,9 +356,28 @@ pub fn audit_image(
         agreement,
         maps,
         faithfulness,
+        outline: outline.as_ref().map(|o| outline_record(o, tolerance)),
+        localisation,
         errors,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// The stored form of an outline: its figures and its coverage pooled to the stored maps' grid.
+fn outline_record(o: &Outline, tolerance: usize) -> OutlineRecord {
+    let cover: Vec<f32> = o.inside.iter().map(|&b| b as u8 as f32).collect();
+    let pooled = metrics::downsample(&cover, o.side, o.side, MAP_STORE_SIZE, MAP_STORE_SIZE);
+    OutlineRecord {
+        mask_path: dataset::path_text(&o.mask_path),
+        grid: o.side as i64,
+        area_fraction: o.area_fraction(),
+        tolerance_px: tolerance as i64,
+        outline_size: MAP_STORE_SIZE as i64,
+        outline: pooled
+            .iter()
+            .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect(),
+    }
 }
 
 /// The error record of a failed step, logged at once (with its path and reason) so that no failure is
@@ -439,15 +495,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The samples of a class-folder test set (paths only: decoding happens in the stream), and the entries
-/// that are not candidate images (hidden files, other extensions, nested folders) with the reason.
+/// The samples of a class-folder test set (paths only: decoding happens in the stream), the entries
+/// that are not candidate images (hidden files, other extensions, nested folders) with the reason, and
+/// the images' ground-truth outlines as `masks` (`data.masks`) finds them.
 pub fn test_samples(
     dir: &Path,
     classes: &[String],
     limit: Option<usize>,
-) -> Result<(Vec<Sample>, Vec<dataset::Skipped>)> {
+    masks: &crate::outline::MaskConfig,
+) -> Result<(Vec<Sample>, Vec<dataset::Skipped>, Outlines)> {
     let ds = dataset::Dataset::scan(dir, classes)?;
-    let mut samples = ds.samples;
+    // Mask files beside the images are not images; masks are paired before `limit` picks.
+    let (mut samples, outlines) = Outlines::discover(masks, dir, classes, ds.samples)?;
     if let Some(n) = limit {
         // Keep classes balanced in a limited run: take round robin over classes.
         let mut by_class: Vec<Vec<Sample>> = vec![Vec::new(); classes.len()];
@@ -468,7 +527,7 @@ pub fn test_samples(
         }
         samples = out;
     }
-    Ok((samples, ds.skipped))
+    Ok((samples, ds.skipped, outlines))
 }
 
 #[cfg(test)]

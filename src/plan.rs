@@ -226,6 +226,7 @@ impl Plan {
         run_id: &str,
         explain: &'a ExplainConfig,
         faithfulness: Option<&'a crate::trust::FaithfulnessConfig>,
+        outlines: &'a crate::outline::Outlines,
         done: std::collections::HashSet<String>,
     ) -> crate::pipeline::AuditJob<'a> {
         crate::pipeline::AuditJob {
@@ -237,6 +238,7 @@ impl Plan {
             faithfulness,
             limits: self.limits(),
             done,
+            outlines,
         }
     }
 }

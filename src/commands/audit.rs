@@ -33,7 +33,18 @@ pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
     // the memory budget leaves run; the run record keeps the configured ones.
     let plan = ctx.model_plan(&args.methods)?;
     let (model, cfg, run_cfg) = (&plan.model, &plan.configured, &plan.explain);
-    let (samples, not_images) = pipeline::test_samples(&dir, &ctx.classes, args.limit)?;
+    let (samples, not_images, outlines) =
+        pipeline::test_samples(&dir, &ctx.classes, args.limit, &ctx.settings.data.masks)?;
+    if ctx.settings.data.masks.layout != crate::outline::MaskLayout::None {
+        let with = samples
+            .iter()
+            .filter(|s| outlines.mask_of(&s.path).is_some())
+            .count();
+        println!(
+            "outlines: {with} of {} images have a mask (data.masks)",
+            samples.len()
+        );
+    }
     // Not images, so not failures: said once each, and the run goes on.
     for s in &not_images {
         tracing::info!("skipped {}: {}", s.path.display(), s.reason);
@@ -103,6 +114,7 @@ pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
         &run_id,
         run_cfg,
         faithfulness.enabled.then_some(&faithfulness),
+        &outlines,
         done,
     );
     let pb = progress(samples.len() as u64, "auditing", "images");
@@ -224,6 +236,7 @@ pub fn run(ctx: &Plan, args: &AuditArgs) -> anyhow::Result<Exit> {
         // Shares of the whole audit: the images, the leakage check and the shortcut check.
         super::print_verdict(v, Some(secs));
     }
+    super::print_localisation(store.conn(), &run_id)?;
     println!(
         "raw per-map rules (not the verdict: one fixed threshold, every method, untrusted ones too): \
          {flagged} image(s) in v_suspicious"

@@ -370,7 +370,8 @@ fn bench_audit(
         )?)?;
         let t0 = Instant::now();
         let writer = Writer::spawn(&db, 16, 64)?;
-        let job = ctx.audit_job(&run_id, cfg, None, Default::default());
+        let no_outlines = crate::outline::Outlines::none();
+        let job = ctx.audit_job(&run_id, cfg, None, &no_outlines, Default::default());
         let stats = pipeline::run(&model, &job, samples.to_vec(), &writer.sender(), &|| {})?;
         writer.finish()?;
         store.finish_run(&run_id, "finished")?;

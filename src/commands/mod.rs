@@ -160,6 +160,14 @@ pub fn print_verdict(result: &ShortcutCheck, audit_seconds: Option<f64>) {
     );
 }
 
+/// The run's localisation line (images with a ground-truth outline), when it has any.
+pub fn print_localisation(conn: &rusqlite::Connection, run: &str) -> anyhow::Result<()> {
+    if let Some(l) = crate::query::localisation::run_line(conn, run)? {
+        println!("localisation: {}", l.line());
+    }
+    Ok(())
+}
+
 /// A progress bar on stderr, or periodic log lines when stderr is not a terminal (see [`Progress`]).
 fn progress(len: u64, what: &str, unit: &str) -> Progress {
     Progress::new(len, what, unit)

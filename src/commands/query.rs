@@ -71,8 +71,25 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
             }
             print_sections(&sections, args.format)
         }
-        QueryWhat::Bias { run, long } => {
+        QueryWhat::Bias {
+            run,
+            long,
+            localisation,
+        } => {
             let run = query::resolve_run(conn, run.as_deref())?;
+            let located = || -> rusqlite::Result<query::Table> {
+                if *long {
+                    query::localisation::summary(conn, &run)
+                } else {
+                    query::localisation::side_by_side(conn, &run)
+                }
+            };
+            if *localisation {
+                if args.format == Format::Table {
+                    println!("run {run}: {LOCALISATION_HEADER}");
+                }
+                return print(&located()?, args.format);
+            }
             let t = if *long {
                 bias::summary(conn, &run)?
             } else {
@@ -81,7 +98,13 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
             if args.format == Format::Table {
                 println!("run {run}: right = correct predictions, wrong = incorrect (bg = background mass)");
             }
-            print(&t, args.format)
+            print(&t, args.format)?;
+            if args.format == Format::Table && query::localisation::has_figures(conn, &run)? {
+                println!("\n{LOCALISATION_HEADER}");
+                print(&located()?, args.format)?;
+                super::print_localisation(conn, &run)?;
+            }
+            Ok(())
         }
         QueryWhat::Trust { run } => {
             let run = query::resolve_run(conn, run.as_deref())?;
@@ -175,6 +198,7 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
             if let query::Cell::Text(s) = summary {
                 println!("verdict: {s}");
             }
+            super::print_localisation(conn, &run)?;
             // The terminal view: the columns a person reads first; CSV / JSON get them all.
             let keep: [&[&str]; 7] = [
                 &[
@@ -260,6 +284,11 @@ pub fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<()> {
 
 /// Named tables: one JSON object keyed by name, CSV blocks each after a `# name` line, or aligned
 /// tables each under its name.
+/// What the localisation tables hold.
+const LOCALISATION_HEADER: &str = "localisation on images with a ground-truth outline (data.masks): \
+    tumor_mass = median share of |map| on the tumour (chance = outline_area), pointing = share of maps \
+    whose maximum is on it, iou = top-k pixels vs the outline; right / wrong = correct / incorrect";
+
 fn print_sections<N: AsRef<str>>(sections: &[(N, Table)], format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => {

@@ -154,7 +154,8 @@ fn pick_images(
     dir: &Path,
     n: usize,
 ) -> anyhow::Result<Vec<Picked>> {
-    let (samples, _) = crate::pipeline::test_samples(dir, &ctx.classes, None)?;
+    let (samples, _, _) =
+        crate::pipeline::test_samples(dir, &ctx.classes, None, &ctx.settings.data.masks)?;
     let mut ids: Vec<(String, dataset::Sample)> = samples
         .par_iter()
         .filter_map(|s| {

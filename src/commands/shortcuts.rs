@@ -36,6 +36,7 @@ pub fn run(ctx: &Plan, args: &crate::cli::ShortcutsArgs) -> anyhow::Result<()> {
         &explain,
     )?;
     super::print_verdict(&result, None);
+    super::print_localisation(store.conn(), &args.run)?;
     Ok(())
 }
 

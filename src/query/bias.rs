@@ -21,12 +21,12 @@ struct Group {
     agreement: Vec<f64>,
 }
 
-fn mean(v: &[f64]) -> Option<f64> {
+pub(crate) fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 /// Key: (label, correct, method); label "" = unlabelled, correct None = unknown.
-type Key = (String, Option<i64>, String);
+pub(crate) type Key = (String, Option<i64>, String);
 
 fn groups(conn: &Connection, run: &str) -> rusqlite::Result<BTreeMap<Key, Group>> {
     let mut out: BTreeMap<Key, Group> = BTreeMap::new();
@@ -72,12 +72,8 @@ const LONG_COLUMNS: [&str; 11] = [
 
 /// Tidy bias summary: one row per class x correctness x method.
 pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
-    let mut t = Table::new(LONG_COLUMNS);
-    for ((label, correct, method), g) in groups(conn, run)? {
-        t.push(vec![
-            Cell::Text(label),
-            correct.map_or(Cell::Null, Cell::Int),
-            Cell::Text(method),
+    let cells = |g: &Group| {
+        vec![
             Cell::Int(g.flagged.len() as i64),
             Cell::opt_real(mean(&g.background)),
             Cell::opt_real(median(&g.background)),
@@ -86,21 +82,33 @@ pub fn summary(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
             Cell::opt_real(mean(&g.flagged)),
             Cell::opt_real(mean(&g.agreement)),
             Cell::opt_real(median(&g.agreement)),
-        ]);
+        ]
+    };
+    Ok(long_table(groups(conn, run)?, &LONG_COLUMNS, cells))
+}
+
+/// One row per class x correctness x method of `all`: label, correct, method, then `cells`.
+pub(crate) fn long_table<G>(
+    all: BTreeMap<Key, G>,
+    columns: &[&str],
+    cells: impl Fn(&G) -> Vec<Cell>,
+) -> Table {
+    let mut t = Table::new(columns.iter().copied());
+    for ((label, correct, method), g) in all {
+        let mut row = vec![
+            Cell::Text(label),
+            correct.map_or(Cell::Null, Cell::Int),
+            Cell::Text(method),
+        ];
+        row.extend(cells(&g));
+        t.push(row);
     }
-    Ok(t)
+    t
 }
 
 /// Correct vs incorrect side by side: one row per class x method.
 pub fn side_by_side(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
-    let all = groups(conn, run)?;
-    // The map is ordered by (label, correct, method): sort before dedup, or a class with both right
-    // and wrong predictions would get each method twice.
-    let mut keys: Vec<(String, String)> =
-        all.keys().map(|(l, _, m)| (l.clone(), m.clone())).collect();
-    keys.sort();
-    keys.dedup();
-    let mut t = Table::new([
+    let columns = [
         "label",
         "method",
         "n_right",
@@ -113,24 +121,46 @@ pub fn side_by_side(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
         "bg_median_wrong",
         "border_mean_wrong",
         "flagged_wrong",
-    ]);
+    ];
+    let cells = |g: Option<&Group>| match g {
+        Some(g) => vec![
+            Cell::Int(g.flagged.len() as i64),
+            Cell::opt_real(mean(&g.background)),
+            Cell::opt_real(median(&g.background)),
+            Cell::opt_real(mean(&g.border)),
+            Cell::opt_real(mean(&g.flagged)),
+        ],
+        None => vec![Cell::Int(0), Cell::Null, Cell::Null, Cell::Null, Cell::Null],
+    };
+    Ok(right_wrong(&groups(conn, run)?, &columns, cells, |_, _| {
+        Vec::new()
+    }))
+}
+
+/// One row per class x method of `all`: label, method, `cells` of the correct predictions' group,
+/// then of the incorrect ones' (`None` where there is none), then `extra` of both.
+pub(crate) fn right_wrong<G>(
+    all: &BTreeMap<Key, G>,
+    columns: &[&str],
+    cells: impl Fn(Option<&G>) -> Vec<Cell>,
+    extra: impl Fn(Option<&G>, Option<&G>) -> Vec<Cell>,
+) -> Table {
+    // The map is ordered by (label, correct, method): sort before dedup, or a class with both right
+    // and wrong predictions would get each method twice.
+    let mut keys: Vec<(String, String)> =
+        all.keys().map(|(l, _, m)| (l.clone(), m.clone())).collect();
+    keys.sort();
+    keys.dedup();
+    let mut t = Table::new(columns.iter().copied());
     for (label, method) in keys {
+        let get = |c: i64| all.get(&(label.clone(), Some(c), method.clone()));
         let mut row = vec![Cell::Text(label.clone()), Cell::Text(method.clone())];
-        for correct in [1, 0] {
-            match all.get(&(label.clone(), Some(correct), method.clone())) {
-                Some(g) => row.extend([
-                    Cell::Int(g.flagged.len() as i64),
-                    Cell::opt_real(mean(&g.background)),
-                    Cell::opt_real(median(&g.background)),
-                    Cell::opt_real(mean(&g.border)),
-                    Cell::opt_real(mean(&g.flagged)),
-                ]),
-                None => row.extend([Cell::Int(0), Cell::Null, Cell::Null, Cell::Null, Cell::Null]),
-            }
-        }
+        row.extend(cells(get(1)));
+        row.extend(cells(get(0)));
+        row.extend(extra(get(1), get(0)));
         t.push(row);
     }
-    Ok(t)
+    t
 }
 
 /// The mean attribution map of one class x method: each image's |map| is scaled to sum 1 (its

@@ -104,6 +104,17 @@ pub fn agreement(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
     )
 }
 
+/// Per image x method with a ground-truth outline: where the map's evidence lies against it.
+pub fn localisation(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
+    Table::query(
+        conn,
+        "SELECT run_id, image_id, path, label, predicted, correct, method, outline_area, mass_on_tumor,
+                tumor_concentration, pointing_hit, energy_pointing, iou_top_area
+         FROM v_localisation WHERE run_id = ?1 ORDER BY image_id, method",
+        [run],
+    )
+}
+
 /// Everything that went wrong in the run.
 pub fn errors(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
     Table::query(
@@ -123,10 +134,10 @@ pub struct Exported {
 /// trust checks (`faithfulness.csv`, `faithfulness_summary.csv`, `faithfulness_curves.csv`,
 /// `sanity_curve.csv`), the verdict (`verdict.csv`, `shortcuts.csv`, `shortcut_methods.csv`,
 /// `shortcut_flags.csv`, `shortcut_tests.csv`: each tested image's outcome, `acquisition_properties.csv`:
-/// the class-difference table, `acquisition_tests.csv`: the acquisition counterfactuals) and
-/// `mean-maps/` into `dir`, which then holds this export and no file of an earlier one (see
-/// [`crate::output`] for what else it may hold and what is refused). Returns each file with its row
-/// count.
+/// the class-difference table, `acquisition_tests.csv`: the acquisition counterfactuals), the
+/// localisation figures (`localisation.csv`, `localisation_summary.csv`) and `mean-maps/` into `dir`,
+/// which then holds this export and no file of an earlier one (see [`crate::output`] for what else it
+/// may hold and what is refused). Returns each file with its row count.
 pub fn export_run(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, QueryError> {
     let staged = crate::output::Staged::begin(dir, crate::output::Kind::Export)?;
     let work = staged.dir().to_path_buf();
@@ -172,6 +183,12 @@ fn write_into(conn: &Connection, run: &str, dir: &Path) -> Result<Exported, Quer
         (
             "acquisition_tests.csv",
             super::shortcuts::acquisition_tests(conn, run)?,
+        ),
+        // Ground-truth outlines (empty, header only, when the run has none).
+        ("localisation.csv", localisation(conn, run)?),
+        (
+            "localisation_summary.csv",
+            super::localisation::summary(conn, run)?,
         ),
     ];
     let mut files = Vec::new();

@@ -11,6 +11,7 @@ pub mod bias;
 pub mod diff;
 pub mod export;
 pub mod leakage;
+pub mod localisation;
 pub mod report;
 pub mod runs;
 pub mod shortcuts;

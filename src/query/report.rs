@@ -282,3 +282,111 @@ pub fn image_faithfulness(
         },
     )
 }
+
+/// One image's ground-truth outline as stored: the side of its pooled grid, the coverage bytes
+/// (0 outside .. 255 inside, row-major) and its area share of the map grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOutline {
+    pub size: usize,
+    pub coverage: Vec<u8>,
+    pub area: f64,
+}
+
+/// The outline of every image of `run` that has one.
+pub fn outlines(conn: &Connection, run: &str) -> rusqlite::Result<HashMap<String, StoredOutline>> {
+    let mut out = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT image_id, outline_size, outline, area_fraction FROM outlines WHERE run_id = ?1",
+    )?;
+    let mut rows = stmt.query([run])?;
+    while let Some(r) = rows.next()? {
+        let size = r.get::<_, i64>(1)? as usize;
+        let coverage: Vec<u8> = r.get(2)?;
+        if coverage.len() == size * size {
+            out.insert(
+                r.get(0)?,
+                StoredOutline {
+                    size,
+                    coverage,
+                    area: r.get(3)?,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// One image's localisation for one method: share of |map| on the tumour, the pointing game, the
+/// IoU of the map's top-k pixels with the outline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageLocalisation {
+    pub mass_on_tumor: Option<f64>,
+    pub pointing_hit: bool,
+    pub iou_top_area: Option<f64>,
+}
+
+/// [`ImageLocalisation`] per (image id, method) of `run` (empty without outlines).
+pub fn image_localisation(
+    conn: &Connection,
+    run: &str,
+) -> rusqlite::Result<HashMap<(String, String), ImageLocalisation>> {
+    let mut out = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT image_id, method, mass_on_tumor, pointing_hit, iou_top_area
+         FROM localisation WHERE run_id = ?1",
+    )?;
+    let mut rows = stmt.query([run])?;
+    while let Some(r) = rows.next()? {
+        out.insert(
+            (r.get(0)?, r.get(1)?),
+            ImageLocalisation {
+                mass_on_tumor: r.get(2)?,
+                pointing_hit: r.get::<_, i64>(3)? == 1,
+                iou_top_area: r.get(4)?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The mean outline density per class (label `unlabelled` for images without one): the mean of the
+/// stored coverage over the class's images with an outline, in [0, 1], as a [`super::bias::MeanMap`]
+/// of method `outline`.
+pub fn mean_outlines(conn: &Connection, run: &str) -> rusqlite::Result<Vec<super::bias::MeanMap>> {
+    let mut acc: BTreeMap<String, super::bias::MeanMap> = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT coalesce(i.label, 'unlabelled'), o.outline_size, o.outline
+         FROM outlines AS o JOIN images AS i USING (image_id) WHERE o.run_id = ?1",
+    )?;
+    let mut rows = stmt.query([run])?;
+    while let Some(r) = rows.next()? {
+        let label: String = r.get(0)?;
+        let size = r.get::<_, i64>(1)? as usize;
+        let coverage: Vec<u8> = r.get(2)?;
+        let m = acc
+            .entry(label.clone())
+            .or_insert_with(|| super::bias::MeanMap {
+                label,
+                method: "outline".into(),
+                images: 0,
+                width: size,
+                height: size,
+                values: vec![0.0; size * size],
+            });
+        if coverage.len() != m.values.len() {
+            continue;
+        }
+        m.images += 1;
+        for (a, &c) in m.values.iter_mut().zip(&coverage) {
+            *a += c as f32 / 255.0;
+        }
+    }
+    Ok(acc
+        .into_values()
+        .map(|mut m| {
+            let n = m.images.max(1) as f32;
+            m.values.iter_mut().for_each(|v| *v /= n);
+            m
+        })
+        .collect())
+}

@@ -159,8 +159,20 @@ fn write_into(
         None => None,
     };
     let maps = bias::mean_maps(conn, run)?;
-    let (mean_rows, mean_files) = sections::mean_map_rows(&maps, &methods);
+    let (mut mean_rows, mean_files) = sections::mean_map_rows(&maps, &methods);
     assets.mean_maps(&maps, &mean_files)?;
+    // Beside each class's mean maps: where its ground-truth outlines lie (their mean density).
+    let density = rq::mean_outlines(conn, run)?;
+    let mut density_files = Vec::new();
+    for (i, row) in mean_rows.iter_mut().enumerate() {
+        if let Some(k) = density.iter().position(|d| d.label == row.label) {
+            let name = format!("outline-{i}.png");
+            row.outline = Some((format!("{ASSETS}/mean-maps/{name}"), density[k].images));
+            density_files.push((k, name));
+        }
+    }
+    assets.mean_maps(&density, &density_files)?;
+    let has_outlines = !density_files.is_empty();
     let mean_bar = bias::mean_map_colorbar();
     let mean_legend = Legend {
         colorbar: pictures::write_colorbar(&assets.dir, "mean-maps/scale.png", &mean_bar.params)?,
@@ -294,9 +306,14 @@ fn write_into(
         Ok(rq::image_maps(conn, run, id, &methods)?)
     })?;
     let originals_missing = strips.iter().filter(|s| !s.1.is_empty()).count();
+    let outlines = rq::outlines(conn, run)?;
+    let localisation = rq::image_localisation(conn, run)?;
     let items: Vec<view::GalleryItem> = (entries.iter().zip(strips).enumerate())
         .map(|(i, (e, (name, note)))| {
-            sections::gallery_item(i, e, &name, note, &figures, &methods, &rules)
+            let mut item = sections::gallery_item(i, e, &name, note, &figures, &methods, &rules);
+            let area = outlines.get(&e.image_id).map(|o| o.area);
+            sections::add_localisation(&mut item, &e.image_id, &methods, &localisation, area);
+            item
         })
         .collect();
     let views = sections::views(&items, &classes, &method_titles);
@@ -311,6 +328,7 @@ fn write_into(
         &names,
         image_cfg.as_ref(),
         &params,
+        &outlines,
         |id| Ok(rq::image_maps(conn, run, id, &methods)?),
     )?;
     let colorbar = pictures::write_colorbar(&assets.dir, "colorbar.png", &params)?;
@@ -340,7 +358,10 @@ fn write_into(
         per_class: eval.as_ref().map(sections::per_class),
         confusion_svg,
         bias: bias_html(&bias::side_by_side(conn, run)?),
+        localisation_table: html_table(&crate::query::localisation::side_by_side(conn, run)?),
         mean_rows,
+        has_outlines,
+        localisation: crate::query::localisation::run_line(conn, run)?.map(|l| l.line()),
         mean_legend,
         has_metrics,
         has_agreement,
@@ -380,7 +401,12 @@ fn write_into(
             }
         }
     }
-    let nav = sections::view_nav(&views, "all", sections::SORTS[0].0);
+    let nav = sections::view_nav(
+        &views,
+        "all",
+        sections::SORTS[0].0,
+        &sections::sorts(&items),
+    );
     let pages = render::write_pages(dir, &common, &index, paged, &nav)?;
     let view_pages = render::write_views(dir, &common, &items, &views, per_page)?;
     let agreement_rows = rq::image_agreement(conn, run)?;
@@ -411,6 +437,8 @@ fn write_into(
                     .map_or(&[], |v| v.as_slice()),
                 faithfulness: &faithfulness,
                 shortcuts: &shortcuts,
+                localisation: &localisation,
+                outline_area: outlines.get(&e.image_id).map(|o| o.area),
             },
             Link {
                 label: format!("gallery page {page}"),

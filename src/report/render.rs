@@ -118,7 +118,8 @@ pub fn write_views(
     let mut written = Vec::new();
     // A view without images has no pages: the view bar shows it greyed, without a link.
     for v in views.iter().filter(|v| !v.members.is_empty()) {
-        for (sort, _) in sections::SORTS {
+        let sorts = sections::sorts(items);
+        for &(sort, _) in &sorts {
             if v.key == "all" && sort == sections::SORTS[0].0 {
                 continue;
             }
@@ -128,7 +129,7 @@ pub fn write_views(
                 .collect();
             let paged = sections::gallery_pages(chosen, per_page);
             let pages = paged.len();
-            let nav = sections::view_nav(views, &v.key, sort);
+            let nav = sections::view_nav(views, &v.key, sort, &sorts);
             for (k, groups) in paged.into_iter().enumerate() {
                 let p = k + 1;
                 let html = env

@@ -9,15 +9,17 @@ use super::plots::Line;
 use super::view::{
     asset_name, fmt2, fmt3, html_table, method_title, methods_html, pct, FaithCell, GalleryGroup,
     GalleryItem, Glance, ImageFlag, ImagePage, ImageShortcuts, ImageTest, KeyValue, Link,
-    MapFigure, Matrix, MatrixCell, MeanMapRow, MethodCell, TrustSection, ViewFacet, ViewLink,
-    ViewNav,
+    MapFigure, Matrix, MatrixCell, MeanMapRow, MethodCell, TrustSection, TumorCell, ViewFacet,
+    ViewLink, ViewNav,
 };
 use super::ASSETS;
 use crate::config::ImageConfig;
 use crate::evaluate::{self, Evaluation};
 use crate::query::bias::MeanMap;
 use crate::query::leakage::LeakageSummary;
-use crate::query::report::{GalleryEntry, ImageFaithfulness, LabelledPrediction, MethodFigures};
+use crate::query::report::{
+    GalleryEntry, ImageFaithfulness, ImageLocalisation, LabelledPrediction, MethodFigures,
+};
 use crate::query::runs::{RunHeader, RunSummary};
 use crate::query::{Cell, Rules, Table};
 use crate::store::AgreementRecord;
@@ -182,6 +184,7 @@ pub fn mean_map_rows(
             label: label.to_string(),
             images: 0,
             tiles: Vec::new(),
+            outline: None,
         };
         for (mi, method) in methods.iter().enumerate() {
             match maps
@@ -418,6 +421,32 @@ pub fn gallery_item(
         label_value: e.label.clone(),
         confidence_value: e.confidence,
         flagged,
+        tumor_mass: String::new(),
+        tumor_mass_value: None,
+    }
+}
+
+/// Adds an item's localisation: the median over its methods of the share of |map| on the tumour,
+/// beside the outline's area share (nothing when the image has no outline).
+pub fn add_localisation(
+    item: &mut GalleryItem,
+    image_id: &str,
+    methods: &[String],
+    figures: &HashMap<(String, String), ImageLocalisation>,
+    outline_area: Option<f64>,
+) {
+    let masses: Vec<f64> = methods
+        .iter()
+        .filter_map(|m| figures.get(&(image_id.to_string(), m.clone())))
+        .filter_map(|f| f.mass_on_tumor)
+        .collect();
+    if let Some(v) = crate::query::bias::median(&masses) {
+        item.tumor_mass_value = Some(v);
+        item.tumor_mass = format!(
+            "the maps put a median {:.1}% of their mass on the tumour (chance {})",
+            100.0 * v,
+            outline_area.map_or_else(|| "–".into(), |a| format!("{:.1}%", 100.0 * a))
+        );
     }
 }
 
@@ -542,10 +571,21 @@ pub struct View {
 }
 
 /// The orders of the gallery: key and words.
-pub const SORTS: [(&str, &str); 2] = [
+pub const SORTS: [(&str, &str); 3] = [
     ("score", "most suspicious first"),
     ("confidence", "least confident first"),
+    ("tumor_mass", "least mass on the tumour first"),
 ];
+
+/// The orders offered: the mass-on-tumour order only when some image has an outline.
+pub fn sorts(items: &[GalleryItem]) -> Vec<(&'static str, &'static str)> {
+    let outlined = items.iter().any(|i| i.tumor_mass_value.is_some());
+    SORTS
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "tumor_mass" || outlined)
+        .collect()
+}
 
 /// The gallery's filters, one facet at a time: every image, by correctness, flagged by any rule, by
 /// true class (the classes that occur as labels), by the method a rule flags. Names used in file
@@ -580,6 +620,15 @@ pub fn views(items: &[GalleryItem], classes: &[String], method_titles: &[String]
             members: keep(&|i| i.score > 0),
         },
     ];
+    let outlined = keep(&|i| i.tumor_mass_value.is_some());
+    if !outlined.is_empty() {
+        out.push(View {
+            key: "outlined".into(),
+            label: "with a ground-truth outline".into(),
+            facet: "Show",
+            members: outlined,
+        });
+    }
     let unlabelled = keep(&|i| i.label_value.is_none());
     if !unlabelled.is_empty() {
         out.push(View {
@@ -611,16 +660,19 @@ pub fn views(items: &[GalleryItem], classes: &[String], method_titles: &[String]
     out
 }
 
-/// `members` in the order `sort` names: the gallery's own order (suspicion) or confidence, lowest
-/// first (ties keep the gallery's order).
+/// `members` in the order `sort` names: the gallery's own order (suspicion), or confidence or the
+/// median mass on the tumour, lowest first (images without one last; ties keep the gallery's order).
 pub fn sorted(items: &[GalleryItem], members: &[usize], sort: &str) -> Vec<usize> {
     let mut m = members.to_vec();
-    if sort == "confidence" {
-        m.sort_by(|&a, &b| {
-            let c = |i: usize| items[i].confidence_value.unwrap_or(f64::INFINITY);
-            c(a).total_cmp(&c(b)).then(a.cmp(&b))
-        });
-    }
+    let key = |i: usize| match sort {
+        "confidence" => items[i].confidence_value,
+        "tumor_mass" => items[i].tumor_mass_value,
+        _ => Some(0.0),
+    };
+    m.sort_by(|&a, &b| {
+        let c = |i: usize| key(i).unwrap_or(f64::INFINITY);
+        c(a).total_cmp(&c(b)).then(a.cmp(&b))
+    });
     m
 }
 
@@ -643,8 +695,13 @@ pub fn view_file(key: &str, sort: &str, p: usize) -> String {
     }
 }
 
-/// The view bar of the pages of view `current` in order `sort`.
-pub fn view_nav(views: &[View], current: &str, sort: &str) -> ViewNav {
+/// The view bar of the pages of view `current` in order `sort`, offering the orders `sorts`.
+pub fn view_nav(
+    views: &[View],
+    current: &str,
+    sort: &str,
+    sorts: &[(&'static str, &'static str)],
+) -> ViewNav {
     let mut facets: Vec<ViewFacet> = Vec::new();
     for v in views {
         let link = ViewLink {
@@ -663,7 +720,7 @@ pub fn view_nav(views: &[View], current: &str, sort: &str) -> ViewNav {
     }
     let here = views.iter().find(|v| v.key == current);
     let count = here.map_or(0, |v| v.members.len());
-    let sorts = SORTS
+    let links = sorts
         .iter()
         .map(|(k, label)| ViewLink {
             label: label.to_string(),
@@ -681,7 +738,7 @@ pub fn view_nav(views: &[View], current: &str, sort: &str) -> ViewNav {
     };
     ViewNav {
         facets,
-        sorts,
+        sorts: links,
         title: format!("{title} ({count}), {sort_words}"),
     }
 }
@@ -752,6 +809,9 @@ pub struct ImageFacts<'a> {
     pub pairs: &'a [AgreementRecord],
     pub faithfulness: &'a HashMap<(String, String), ImageFaithfulness>,
     pub shortcuts: &'a crate::query::shortcuts::ImageShortcuts,
+    pub localisation: &'a HashMap<(String, String), ImageLocalisation>,
+    /// The image's outline area share of the map grid, when it has an outline.
+    pub outline_area: Option<f64>,
 }
 
 /// The image's flags and causal tests from the run's shortcut check, for its page.
@@ -853,6 +913,19 @@ pub fn image_page(
                 heat: heat.map(|h| h.0),
                 cell: item.cells.get(k).cloned().flatten(),
                 faithfulness: f,
+                tumor: facts
+                    .localisation
+                    .get(&(image_id.to_string(), m.clone()))
+                    .map(|l| TumorCell {
+                        mass: l
+                            .mass_on_tumor
+                            .map_or_else(|| "–".into(), |v| format!("{:.1}%", 100.0 * v)),
+                        chance: facts
+                            .outline_area
+                            .map_or_else(|| "–".into(), |v| format!("{:.1}%", 100.0 * v)),
+                        hit: l.pointing_hit,
+                        iou: fmt2(l.iou_top_area),
+                    }),
             }
         })
         .collect();
@@ -862,6 +935,7 @@ pub fn image_page(
         model_input: pics.model_input,
         model_size: pics.model_size,
         model_input_words: pics.model_input_words,
+        outline: pics.outline,
         big: 320,
         maps,
         agreement: image_matrices(facts.methods, facts.pairs),

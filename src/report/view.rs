@@ -46,6 +46,8 @@ pub struct MeanMapRow {
     pub label: String,
     pub images: usize,
     pub tiles: Vec<Option<String>>,
+    /// The class's mean ground-truth outline density and its image count, when it has outlines.
+    pub outline: Option<(String, usize)>,
 }
 
 /// One method's figures for one gallery image, with the rules that fire marked.
@@ -84,6 +86,11 @@ pub struct GalleryItem {
     pub confidence_value: Option<f64>,
     #[serde(skip)]
     pub flagged: Vec<usize>,
+    /// With a ground-truth outline: the median share of the methods' |map| on the tumour, in words
+    /// (empty without an outline), and as a number for the views.
+    pub tumor_mass: String,
+    #[serde(skip)]
+    pub tumor_mass_value: Option<f64>,
 }
 
 /// A link of the gallery's view bar: a filter or an order, with the images it holds.
@@ -133,6 +140,20 @@ pub struct MapFigure {
     pub high: String,
     pub cell: Option<MethodCell>,
     pub faithfulness: Option<FaithCell>,
+    /// Against the ground-truth outline, when the image has one.
+    pub tumor: Option<TumorCell>,
+}
+
+/// One map against the image's ground-truth outline.
+#[derive(Serialize)]
+pub struct TumorCell {
+    /// Share of |map| on the tumour, and the outline's area share (what an even map would put there).
+    pub mass: String,
+    pub chance: String,
+    /// The map's maximum on the tumour (within the tolerance).
+    pub hit: bool,
+    /// IoU of the map's top-k pixels with the outline.
+    pub iou: String,
 }
 
 /// One image's faithfulness for one method, against the random order.
@@ -183,6 +204,8 @@ pub struct ImagePage {
     /// Side of the large overlays on the page, in CSS pixels.
     pub big: u32,
     pub maps: Vec<MapFigure>,
+    /// `outline/<id>.png`, the ground-truth outline drawn over the input and each map.
+    pub outline: Option<String>,
     pub agreement: Vec<Matrix>,
     /// The run's shortcut check as it concerns this image.
     pub shortcuts: ImageShortcuts,
@@ -325,7 +348,13 @@ pub struct IndexPage {
     pub per_class: Option<HtmlTable>,
     pub confusion_svg: Option<String>,
     pub bias: HtmlTable,
+    /// Localisation against the ground-truth outlines per class x method, right / wrong side by side.
+    pub localisation_table: HtmlTable,
     pub mean_rows: Vec<MeanMapRow>,
+    /// Some class has a mean outline density (an extra column of the mean maps).
+    pub has_outlines: bool,
+    /// The run's localisation line (images with a ground-truth outline), for the verdict section.
+    pub localisation: Option<String>,
     /// The mean maps' colour bar (jet, each map on its own maximum).
     pub mean_legend: Legend,
     pub has_metrics: bool,

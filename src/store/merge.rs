@@ -443,6 +443,8 @@ const IMAGE_TABLES: &[&str] = &[
     "maps",
     "leakage",
     "faithfulness",
+    "outlines",
+    "localisation",
 ];
 
 /// Copies one shard into the target in one transaction (the shard is attached for the duration).

@@ -76,6 +76,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0011_acquisition.sql",
         include_str!("../../migrations/0011_acquisition.sql"),
     ),
+    (
+        "0012_outlines.sql",
+        include_str!("../../migrations/0012_outlines.sql"),
+    ),
 ];
 
 /// The schema version this build writes and understands.
@@ -398,8 +402,38 @@ pub struct ImageResult {
     /// Deletion/insertion curves per method and the random baseline (empty unless the run asks for them).
     #[serde(default)]
     pub faithfulness: Vec<FaithfulnessRecord>,
+    /// The image's ground-truth outline, when it has one (`data.masks`).
+    #[serde(default)]
+    pub outline: Option<OutlineRecord>,
+    /// Localisation figures per method against that outline (empty without one).
+    #[serde(default)]
+    pub localisation: Vec<LocalisationRecord>,
     pub errors: Vec<ErrorRecord>,
     pub seconds: f64,
+}
+
+/// A row of `outlines` (migration 0012_outlines.sql).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutlineRecord {
+    pub mask_path: String,
+    /// Side of the map grid the mask was resized to.
+    pub grid: i64,
+    pub area_fraction: f64,
+    pub tolerance_px: i64,
+    /// Side of `outline`.
+    pub outline_size: i64,
+    /// Coverage bytes, row-major `outline_size x outline_size` (0 outside .. 255 inside).
+    pub outline: Vec<u8>,
+}
+
+/// A row of `localisation`: one method's map against the image's outline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalisationRecord {
+    pub method: String,
+    pub mass_on_tumor: f64,
+    pub pointing_hit: bool,
+    pub energy_pointing: f64,
+    pub iou_top_area: f64,
 }
 
 /// The full image list a shard was cut from (after `--limit`, before sharding); shards of one run must

@@ -116,6 +116,8 @@ fn image_result(
             })
             .collect(),
         faithfulness: vec![],
+        outline: None,
+        localisation: vec![],
         errors: vec![ErrorRecord {
             run_id: run_id.into(),
             image_id: Some(id),
@@ -203,6 +205,10 @@ fn migrations_apply_and_set_user_version() {
         "v_sanity_curve",
         "v_sanity_verdict",
         "v_sanity_other_class",
+        "outlines",
+        "localisation",
+        "v_localisation",
+        "v_localisation_summary",
     ] {
         assert!(
             objects.iter().any(|o| o == want),
@@ -875,4 +881,87 @@ fn bias_side_by_side_has_one_row_per_class_and_method() {
     // n_right and n_wrong on the same row.
     assert_eq!(glioma_ig[2], crate::query::Cell::Int(1));
     assert_eq!(glioma_ig[7], crate::query::Cell::Int(1));
+}
+
+#[test]
+fn outline_rows_are_written_replaced_and_summarised() {
+    let (_dir, path, store) = store_with_run("r1");
+    let with_outline = |n: usize, label: &str, predicted: &str, mass: f64, hit: bool| {
+        let mut r = image_result("r1", n, label, predicted, 0.8, 0.2);
+        r.errors.clear();
+        r.outline = Some(OutlineRecord {
+            mask_path: format!("data/masks/Testing/{label}/img{n}.png"),
+            grid: 128,
+            area_fraction: 0.05,
+            tolerance_px: 9,
+            outline_size: 2,
+            outline: vec![0, 255, 0, 128],
+        });
+        r.localisation = ["saliency", "integrated_gradients"]
+            .iter()
+            .map(|m| LocalisationRecord {
+                method: m.to_string(),
+                mass_on_tumor: mass,
+                pointing_hit: hit,
+                energy_pointing: mass + 0.1,
+                iou_top_area: mass / 2.0,
+            })
+            .collect();
+        r
+    };
+    let writer = Writer::spawn(&path, 4, 4).unwrap();
+    let send = writer.sender();
+    for r in [
+        with_outline(1, "yes", "yes", 0.6, true),
+        with_outline(2, "yes", "yes", 0.2, false),
+        with_outline(3, "yes", "no", 0.1, false),
+        // No outline: no rows.
+        image_result("r1", 4, "no", "no", 0.9, 0.1),
+    ] {
+        send.send(WriterMessage::Image(Box::new(r))).unwrap();
+    }
+    // Written again without its outline: the image's outline rows go.
+    let mut again = with_outline(2, "yes", "yes", 0.2, false);
+    again.outline = None;
+    again.localisation.clear();
+    send.send(WriterMessage::Image(Box::new(again))).unwrap();
+    drop(send);
+    writer.finish().unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM outlines"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM localisation"), 4);
+    let rows: Vec<(Option<i64>, String, i64, f64, f64, f64)> = store
+        .conn()
+        .prepare(
+            "SELECT correct, method, images, mean_mass_on_tumor, pointing_rate, mean_outline_area \
+             FROM v_localisation_summary WHERE run_id = 'r1' AND label = 'yes' ORDER BY correct, method",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(
+        rows[0],
+        (Some(0), "integrated_gradients".into(), 1, 0.1, 0.0, 0.05)
+    );
+    assert_eq!(rows[3], (Some(1), "saliency".into(), 1, 0.6, 1.0, 0.05));
+    let concentration: f64 = store
+        .conn()
+        .query_row(
+            "SELECT tumor_concentration FROM v_localisation WHERE method = 'saliency' AND correct = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!((concentration - 12.0).abs() < 1e-9, "{concentration}");
+    // An outline without tumour pixels is refused by the schema.
+    let e = store.conn().execute(
+        "INSERT INTO outlines (run_id, image_id, mask_path, grid, area_fraction, tolerance_px, \
+         outline_size, outline) SELECT 'r1', image_id, 'm.png', 128, 0.0, 9, 1, x'00' FROM images LIMIT 1",
+        [],
+    );
+    assert!(e.is_err(), "area 0 must be refused");
 }

@@ -213,6 +213,8 @@ fn delete_image_rows(conn: &Connection, run_id: &str, image_id: &str) -> rusqlit
         "agreement",
         "maps",
         "faithfulness",
+        "localisation",
+        "outlines",
         "errors",
     ] {
         conn.prepare_cached(&format!(
@@ -314,6 +316,37 @@ fn write_image(conn: &Connection, r: &ImageResult) -> rusqlite::Result<usize> {
         ])?;
     }
     super::trust::insert_faithfulness(conn, run, id, &r.faithfulness)?;
+    if let Some(o) = &r.outline {
+        conn.prepare_cached(
+            "INSERT INTO outlines (run_id, image_id, mask_path, grid, area_fraction, tolerance_px, \
+             outline_size, outline) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            run,
+            id,
+            o.mask_path,
+            o.grid,
+            o.area_fraction,
+            o.tolerance_px,
+            o.outline_size,
+            o.outline
+        ])?;
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO localisation (run_id, image_id, method, mass_on_tumor, pointing_hit, \
+             energy_pointing, iou_top_area) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for l in &r.localisation {
+            stmt.execute(params![
+                run,
+                id,
+                l.method,
+                real(l.mass_on_tumor),
+                l.pointing_hit,
+                real(l.energy_pointing),
+                real(l.iou_top_area)
+            ])?;
+        }
+    }
     // The errors of an image belong to it, whatever run/image the records carry.
     for e in &r.errors {
         insert_error(conn, run, Some(id), e)?;

@@ -14,6 +14,7 @@ mod model;
 mod onnx;
 mod onnx_audit;
 mod onnx_kaggle;
+mod outlines;
 mod outputs;
 mod planted_bias;
 mod query;

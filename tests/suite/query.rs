@@ -108,12 +108,14 @@ fn query_sql_is_read_only_and_the_database_is_unchanged() {
 }
 
 /// The documented columns of each export file (README, "Export files").
-const EXPORT_COLUMNS: [(&str, &str); 5] = [
+const EXPORT_COLUMNS: [(&str, &str); 7] = [
     ("metrics.csv", "run_id,image_id,path,label,predicted,confidence,correct,method,mass_inside,mass_background,mass_border,concentration_inside,concentration_border,top1_inside,top5_inside,gini,empty,completeness_error,segments,agreement,flagged,seconds"),
     ("predictions.csv", "run_id,image_id,path,label,predicted,confidence,target,correct,width,height,brain_area_fraction,mask_fallback,train_distance,near_duplicate,train_nearest_path,p_no,p_=yes"),
     ("agreement.csv", "run_id,image_id,path,label,method_a,method_b,spearman,iou_top10"),
     ("bias_summary.csv", "label,correct,method,images,mean_mass_background,median_mass_background,mean_mass_border,median_mass_border,share_flagged,mean_agreement,median_agreement"),
     ("errors.csv", "run_id,image_id,path,stage,message,at"),
+    ("localisation.csv", "run_id,image_id,path,label,predicted,correct,method,outline_area,mass_on_tumor,tumor_concentration,pointing_hit,energy_pointing,iou_top_area"),
+    ("localisation_summary.csv", "label,correct,method,images,median_outline_area,mean_mass_on_tumor,median_mass_on_tumor,pointing_rate,mean_energy_pointing,mean_iou_top_area"),
 ];
 
 #[test]
@@ -141,6 +143,8 @@ fn export_writes_documented_csvs_with_the_databases_row_counts() {
             "SELECT count(*) FROM (SELECT DISTINCT label, correct, method FROM v_image_method)",
         ),
         count(&c, "SELECT count(*) FROM errors"),
+        count(&c, "SELECT count(*) FROM localisation"),
+        count(&c, "SELECT count(*) FROM v_localisation_summary"),
     ];
     assert_eq!(expected_rows[..3], [36, 6, 90]);
     for ((name, columns), rows) in EXPORT_COLUMNS.iter().zip(expected_rows) {

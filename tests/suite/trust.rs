@@ -436,6 +436,8 @@ fn result(n: usize, label: &str, correct: bool, rows: Vec<FaithfulnessRecord>) -
         agreement: vec![],
         maps: vec![],
         faithfulness: rows,
+        outline: None,
+        localisation: Vec::new(),
         errors: vec![],
         seconds: 0.1,
     }

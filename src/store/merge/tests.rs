@@ -107,6 +107,8 @@ fn result(run_id: &str, n: usize) -> ImageResult {
         },
         seconds: 1.0,
         faithfulness: Vec::new(),
+        outline: None,
+        localisation: Vec::new(),
     }
 }
 
