@@ -440,7 +440,7 @@ pub fn add_localisation(
         .filter_map(|m| figures.get(&(image_id.to_string(), m.clone())))
         .filter_map(|f| f.mass_on_tumor)
         .collect();
-    if let Some(v) = crate::query::bias::median(&masses) {
+    if let Some(v) = crate::metrics::median(&masses) {
         item.tumor_mass_value = Some(v);
         item.tumor_mass = format!(
             "the maps put a median {:.1}% of their mass on the tumour (chance {})",

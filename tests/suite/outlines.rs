@@ -10,7 +10,10 @@ use image::{GrayImage, Luma};
 use rusqlite::Connection;
 use tumor_audit::model::LayerSpec;
 
-use super::util::{bin_with, cnn, count, ok, repo, set, tempdir, text};
+use super::support::cli::{bin_with, ok, text};
+use super::support::db::count;
+use super::support::models::{cnn, set};
+use super::support::{repo, tempdir};
 
 const SIZE: u32 = 32;
 /// The tumour blob: a disk of radius 3 around (21, 11).
