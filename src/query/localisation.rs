@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 
 use super::bias::{long_table, mean, right_wrong, Key};
-use crate::metrics::median;
 use super::table::{Cell, Table};
+use crate::metrics::median;
 
 /// One image x method.
 struct Row {

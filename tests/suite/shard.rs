@@ -561,11 +561,16 @@ fn deploy_templates_agree_with_each_other_and_with_the_binary() {
 /// The rows of `run`'s shortcut check (its verdict), timings and creation times left out.
 fn verdict(db: &Path, run: &str) -> BTreeMap<&'static str, Vec<String>> {
     [
-        ("shortcut_checks", &["created_at", "seconds"][..]),
+        (
+            "shortcut_checks",
+            &["created_at", "seconds", "acquisition_seconds"][..],
+        ),
         ("shortcut_methods", &[][..]),
         ("shortcut_regions", &[][..]),
         ("shortcut_flags", &[][..]),
         ("shortcut_tests", &[][..]),
+        ("acquisition_properties", &[][..]),
+        ("acquisition_tests", &[][..]),
     ]
     .into_iter()
     .map(|(t, skip)| (t, run_rows(db, t, skip, run)))
