@@ -265,9 +265,11 @@ fn write_into(
         let acquisition = crate::query::shortcuts::acquisition_properties(conn, run)?;
         if !acquisition.rows.is_empty() {
             verdict.acquisition = Some(html_table(&acquisition));
-            verdict.acquisition_tests = Some(html_table(
-                &crate::query::shortcuts::acquisition_tests(conn, run)?,
-            ));
+            // The example's image id (a sha256) is the export's; the page shows the example pairs.
+            verdict.acquisition_tests = Some(
+                html_table(&crate::query::shortcuts::acquisition_tests(conn, run)?)
+                    .without("example_image"),
+            );
         }
         let examples: Vec<_> = crate::query::shortcuts::acquisition_examples(conn, run)?
             .into_iter()

@@ -385,6 +385,20 @@ pub fn pct(v: f64) -> String {
     format!("{:.2}%", v * 100.0)
 }
 
+impl HtmlTable {
+    /// The table without the column `name` (when it has one): what a reader of the page does not need
+    /// while the export keeps it.
+    pub fn without(mut self, name: &str) -> HtmlTable {
+        if let Some(k) = self.columns.iter().position(|c| c == name) {
+            self.columns.remove(k);
+            for r in &mut self.rows {
+                r.remove(k);
+            }
+        }
+        self
+    }
+}
+
 pub fn html_table(t: &Table) -> HtmlTable {
     HtmlTable {
         groups: Vec::new(),

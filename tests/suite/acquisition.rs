@@ -320,6 +320,12 @@ fn planted_acquisition_shortcuts_are_confirmed_with_their_kind_and_a_clean_model
         "no acquisition section"
     );
     assert!(html.contains("Counterfactuals and their flips") && html.contains("Class differences"));
+    // The page's flip table leaves the example's image id (a sha256) to the export, keeps the summary.
+    let flips_table = &html[html.find("Counterfactuals and their flips").unwrap()..];
+    let flips_table = &flips_table[..flips_table.find("</table>").unwrap()];
+    assert!(
+        !flips_table.contains("<th>example_image</th>") && flips_table.contains("<th>summary</th>")
+    );
     // Each row of the class-difference table, with its medians and separation as stored.
     let table = &html[html.find("<summary>Class differences</summary>").unwrap()..];
     let table = &table[..table.find("</table>").unwrap()];
