@@ -139,8 +139,9 @@ compare_py=$(
 import sqlite3, sys
 a, b, run = sys.argv[1], sys.argv[2], sys.argv[3]
 tables = {"run_images": ["seconds"], "predictions": [], "attribution_metrics": ["seconds"], "agreement": [],
-          "maps": [], "errors": ["id", "at"], "shortcut_checks": ["created_at", "seconds"],
-          "shortcut_methods": [], "shortcut_regions": [], "shortcut_flags": [], "shortcut_tests": []}
+          "maps": [], "errors": ["id", "at"], "shortcut_checks": ["created_at", "seconds", "acquisition_seconds"],
+          "shortcut_methods": [], "shortcut_regions": [], "shortcut_flags": [], "shortcut_tests": [],
+          "acquisition_properties": [], "acquisition_tests": []}
 def rows(db, table, skip):
     c = sqlite3.connect(db)
     cols = [r[1] for r in c.execute(f"PRAGMA table_info({table})") if r[1] not in skip]
