@@ -138,10 +138,10 @@ pub fn print_verdict(result: &ShortcutCheck, audit_seconds: Option<f64>) {
             r.y0,
             r.y1,
             r.methods.join(", "),
-            r.occlusion_flips,
-            r.occluded_images,
-            r.paste_flips,
-            r.pasted_images,
+            r.occlusion.flips,
+            r.occlusion.images,
+            r.paste.flips,
+            r.paste.images,
             r.verdict.replace('_', " ")
         );
     }

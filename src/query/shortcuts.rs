@@ -7,6 +7,7 @@
 use rusqlite::Connection;
 
 use super::table::Table;
+use crate::store::shortcuts::AcquisitionTestRecord;
 
 /// The run's verdict (`v_verdict`): one row, or none when the check did not run.
 pub fn verdict(conn: &Connection, run: &str) -> rusqlite::Result<Table> {
@@ -316,56 +317,17 @@ pub fn acquisition_tests(conn: &Connection, run: &str) -> rusqlite::Result<Table
     )
 }
 
-/// One counterfactual's example pair, for pictures: the image at the model's side before and after
-/// (grey PNG) and its `to_class` probability.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AcquisitionExample {
-    pub test: i64,
-    pub kind: String,
-    pub from_class: String,
-    pub to_class: String,
-    pub verdict: String,
-    pub parameter: String,
-    pub rate: Option<f64>,
-    pub control_rate: Option<f64>,
-    pub image_id: String,
-    pub path: Option<String>,
-    pub before: Vec<u8>,
-    pub after: Vec<u8>,
-    pub prob_before: Option<f64>,
-    pub prob_after: Option<f64>,
-}
-
-/// The tested counterfactuals' example pairs, confirmed first, then by flip rate.
+/// The tested counterfactuals that kept an example pair (the image at the model's side before and
+/// after, grey PNG, with its `to_class` probability), for pictures: confirmed first, then by flip rate.
 pub fn acquisition_examples(
     conn: &Connection,
     run: &str,
-) -> rusqlite::Result<Vec<AcquisitionExample>> {
+) -> rusqlite::Result<Vec<AcquisitionTestRecord>> {
     conn.prepare(
-        "SELECT t.test, t.kind, t.from_class, t.to_class, t.verdict, t.parameter, t.rate, t.control_rate,
-                t.example_image, (SELECT path FROM images WHERE image_id = t.example_image),
-                t.example_before, t.example_after, t.example_prob_before, t.example_prob_after
-         FROM acquisition_tests AS t
-         WHERE t.run_id = ?1 AND t.example_before IS NOT NULL AND t.example_after IS NOT NULL
-         ORDER BY t.verdict <> 'confirmed', coalesce(t.rate, 0) DESC, t.test",
+        "SELECT * FROM acquisition_tests
+         WHERE run_id = ?1 AND example_before IS NOT NULL AND example_after IS NOT NULL
+         ORDER BY verdict <> 'confirmed', coalesce(rate, 0) DESC, test",
     )?
-    .query_map([run], |r| {
-        Ok(AcquisitionExample {
-            test: r.get(0)?,
-            kind: r.get(1)?,
-            from_class: r.get(2)?,
-            to_class: r.get(3)?,
-            verdict: r.get(4)?,
-            parameter: r.get(5)?,
-            rate: r.get(6)?,
-            control_rate: r.get(7)?,
-            image_id: r.get(8)?,
-            path: r.get(9)?,
-            before: r.get(10)?,
-            after: r.get(11)?,
-            prob_before: r.get(12)?,
-            prob_after: r.get(13)?,
-        })
-    })?
+    .query_map([run], AcquisitionTestRecord::read)?
     .collect()
 }

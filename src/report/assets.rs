@@ -128,7 +128,7 @@ impl Assets {
     /// transformation, as the model sees it (grey, at least 128 px, nearest-neighbour enlarged).
     pub fn acquisition_pictures(
         &mut self,
-        examples: &[crate::query::shortcuts::AcquisitionExample],
+        examples: &[crate::store::shortcuts::AcquisitionTestRecord],
     ) -> Result<Vec<String>, ReportError> {
         const SIDE: u32 = 128;
         let dir = self.dir.join("shortcuts");
@@ -150,7 +150,10 @@ impl Assets {
                     })
                     .unwrap_or_else(|_| RgbImage::new(SIDE, SIDE))
             };
-            let (before, after) = (side(&e.before), side(&e.after));
+            let (before, after) = (
+                side(e.example_before.as_deref().unwrap_or_default()),
+                side(e.example_after.as_deref().unwrap_or_default()),
+            );
             let mut pic = RgbImage::new(before.width() + 8 + after.width(), before.height());
             image::imageops::replace(&mut pic, &before, 0, 0);
             image::imageops::replace(&mut pic, &after, (before.width() + 8) as i64, 0);

@@ -289,11 +289,11 @@ fn write_into(
                     e.verdict.replace('_', " "),
                     e.parameter,
                     e.to_class,
-                    e.prob_before.map_or("–".into(), |v| format!("{v:.2}")),
-                    e.prob_after.map_or("–".into(), |v| format!("{v:.2}")),
-                    e.rate.map_or("–".into(), |v| format!("{:.0}%", 100.0 * v)),
+                    e.example_prob_before.map_or("–".into(), |v| format!("{v:.2}")),
+                    e.example_prob_after.map_or("–".into(), |v| format!("{v:.2}")),
+                    e.toward.rate.map_or("–".into(), |v| format!("{:.0}%", 100.0 * v)),
                     e.from_class,
-                    e.control_rate.map_or("not run".into(), |v| format!("{:.0}%", 100.0 * v)),
+                    e.control.rate.map_or("not run".into(), |v| format!("{:.0}%", 100.0 * v)),
                 ),
             })
             .collect();

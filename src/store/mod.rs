@@ -283,6 +283,35 @@ macro_rules! from_row {
 }
 pub(crate) use from_row;
 
+/// One column of a row to insert: its name and its value.
+pub(crate) type Column<'a> = (&'static str, &'a dyn rusqlite::ToSql);
+
+/// The [`Column`]s of a record's fields whose columns bear the fields' names:
+/// `columns!(f: image_id, value)` is `[("image_id", &f.image_id), ("value", &f.value)]`.
+macro_rules! columns {
+    ($r:ident: $($field:ident),+ $(,)?) => {
+        [$((stringify!($field), &$r.$field as &dyn rusqlite::ToSql)),+]
+    };
+}
+pub(crate) use columns;
+
+/// Inserts one row into `table`, its columns given in parts, each column named beside its value: no
+/// list of `?N` has to line up with a list of values. The statement is cached per column list. A NaN
+/// is stored as NULL (SQLite binds it so).
+pub(crate) fn insert(conn: &Connection, table: &str, parts: &[&[Column]]) -> rusqlite::Result<()> {
+    let row: Vec<&Column> = parts.iter().flat_map(|p| p.iter()).collect();
+    let names: Vec<&str> = row.iter().map(|c| c.0).collect();
+    let marks: Vec<String> = (1..=row.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        names.join(", "),
+        marks.join(", ")
+    );
+    conn.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(row.iter().map(|c| c.1)))?;
+    Ok(())
+}
+
 /// Column `i` of a row as a float, NULL read as NaN: the other way of the store's writing NaN as NULL.
 pub(crate) fn real_or_nan(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<f64> {
     Ok(r.get::<_, Option<f64>>(i)?.unwrap_or(f64::NAN))

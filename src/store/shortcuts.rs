@@ -5,10 +5,10 @@
 //! [`crate::query::shortcuts`].
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, ToSql, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::{At, Result, Store};
+use super::{columns, insert, At, Column, Result, Store};
 
 /// One audited image of a run, with its prediction.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,24 +196,81 @@ pub struct ShortcutRegionRecord {
     pub mask: Vec<u8>,
     pub mass_share: f64,
     pub lift: f64,
-    pub occluded_images: i64,
-    pub occlusion_flips: i64,
-    pub occlusion_rate: Option<f64>,
-    pub occlusion_low: Option<f64>,
-    pub occlusion_high: Option<f64>,
-    pub occlusion_drop: Option<f64>,
-    pub pasted_images: i64,
-    pub paste_flips: i64,
-    pub paste_rate: Option<f64>,
-    pub paste_low: Option<f64>,
-    pub paste_high: Option<f64>,
-    pub paste_gain: Option<f64>,
-    pub control_occlusion_rate: Option<f64>,
-    pub control_occlusion_high: Option<f64>,
-    pub control_paste_rate: Option<f64>,
-    pub control_paste_high: Option<f64>,
+    /// Occluding the region in images of its class (`shift`: the class's mean probability drop).
+    pub occlusion: FlipCount,
+    /// Pasting it into images of the other classes (`shift`: the class's mean probability gain).
+    pub paste: FlipCount,
+    /// The controls, the same tests with a random region of the same size (rate and upper bound
+    /// stored).
+    pub control_occlusion: FlipCount,
+    pub control_paste: FlipCount,
     /// `confirmed`, `artefact` or `not_significant`.
     pub verdict: String,
+}
+
+/// What one causal test or counterfactual did: images tested, predictions flipped, the flip rate
+/// with its 95% Wilson interval and the mean shift of the probability it moves (`None` without
+/// images). Region and acquisition rows keep one per test and per control.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlipCount {
+    pub images: i64,
+    pub flips: i64,
+    pub rate: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub shift: Option<f64>,
+}
+
+impl FlipCount {
+    /// Its parts (images, flips, rate, low, high, shift) under a table's column names; an empty name
+    /// leaves that part out of the table.
+    fn columns<'a>(&'a self, names: [&'static str; 6]) -> Vec<Column<'a>> {
+        let values: [&dyn ToSql; 6] = [
+            &self.images,
+            &self.flips,
+            &self.rate,
+            &self.low,
+            &self.high,
+            &self.shift,
+        ];
+        names
+            .into_iter()
+            .zip(values)
+            .filter(|c| !c.0.is_empty())
+            .collect()
+    }
+
+    /// The parts a row holds under those names (the others 0 or `None`).
+    fn read(r: &rusqlite::Row<'_>, names: [&'static str; 6]) -> rusqlite::Result<FlipCount> {
+        let int = |n: &str| if n.is_empty() { Ok(0) } else { r.get(n) };
+        let real = |n: &str| if n.is_empty() { Ok(None) } else { r.get(n) };
+        Ok(FlipCount {
+            images: int(names[0])?,
+            flips: int(names[1])?,
+            rate: real(names[2])?,
+            low: real(names[3])?,
+            high: real(names[4])?,
+            shift: real(names[5])?,
+        })
+    }
+}
+
+/// One class's values of a measured property: how many, quartiles and mean (`None` without values).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub images: i64,
+    pub median: Option<f64>,
+    pub q1: Option<f64>,
+    pub q3: Option<f64>,
+    pub mean: Option<f64>,
+}
+
+impl Distribution {
+    /// Its parts (images, median, q1, q3, mean) under a table's column names.
+    fn columns<'a>(&'a self, names: [&'static str; 5]) -> Vec<Column<'a>> {
+        let values: [&dyn ToSql; 5] = [&self.images, &self.median, &self.q1, &self.q3, &self.mean];
+        names.into_iter().zip(values).collect()
+    }
 }
 
 /// A row of `shortcut_flags`.
@@ -266,16 +323,8 @@ pub struct AcquisitionPropertyRecord {
     pub grouped_by: String,
     pub class_a: String,
     pub class_b: String,
-    pub images_a: i64,
-    pub images_b: i64,
-    pub median_a: Option<f64>,
-    pub q1_a: Option<f64>,
-    pub q3_a: Option<f64>,
-    pub mean_a: Option<f64>,
-    pub median_b: Option<f64>,
-    pub q1_b: Option<f64>,
-    pub q3_b: Option<f64>,
-    pub mean_b: Option<f64>,
+    pub a: Distribution,
+    pub b: Distribution,
     /// P(a > b) + P(a = b) / 2 over image pairs.
     pub separation: Option<f64>,
 }
@@ -292,17 +341,11 @@ pub struct AcquisitionTestRecord {
     pub strength: Option<f64>,
     pub from_class: String,
     pub to_class: String,
-    pub images: i64,
-    pub flips: i64,
-    pub rate: Option<f64>,
-    pub low: Option<f64>,
-    pub high: Option<f64>,
-    /// Mean rise of the `to_class` probability.
-    pub mean_shift: Option<f64>,
-    pub control_images: i64,
-    pub control_flips: i64,
-    pub control_rate: Option<f64>,
-    pub control_high: Option<f64>,
+    /// The counterfactual on `from_class` images (`shift`: the mean rise of the `to_class`
+    /// probability).
+    pub toward: FlipCount,
+    /// Its control (images, flips, rate and upper bound stored).
+    pub control: FlipCount,
     /// `confirmed`, `accepted`, `not_significant`, `no_effect` or `not_tested`.
     pub verdict: String,
     pub summary: String,
@@ -328,16 +371,8 @@ impl AcquisitionTestRecord {
             strength: None,
             from_class: from.into(),
             to_class: to.into(),
-            images: 0,
-            flips: 0,
-            rate: None,
-            low: None,
-            high: None,
-            mean_shift: None,
-            control_images: 0,
-            control_flips: 0,
-            control_rate: None,
-            control_high: None,
+            toward: FlipCount::default(),
+            control: FlipCount::default(),
             verdict: "not_tested".into(),
             summary: reason.into(),
             example_image: None,
@@ -375,8 +410,65 @@ pub fn accepted_acquisition(
     .collect()
 }
 
-fn real(x: Option<f64>) -> Option<f64> {
-    x.filter(|v| !v.is_nan())
+/// The columns of a region's four tests in `shortcut_regions`.
+const OCCLUSION: [&str; 6] = [
+    "occluded_images",
+    "occlusion_flips",
+    "occlusion_rate",
+    "occlusion_low",
+    "occlusion_high",
+    "occlusion_drop",
+];
+const PASTE: [&str; 6] = [
+    "pasted_images",
+    "paste_flips",
+    "paste_rate",
+    "paste_low",
+    "paste_high",
+    "paste_gain",
+];
+const CONTROL_OCCLUSION: [&str; 6] = [
+    "",
+    "",
+    "control_occlusion_rate",
+    "",
+    "control_occlusion_high",
+    "",
+];
+const CONTROL_PASTE: [&str; 6] = ["", "", "control_paste_rate", "", "control_paste_high", ""];
+/// The columns of a counterfactual and its control in `acquisition_tests`.
+const TOWARD: [&str; 6] = ["images", "flips", "rate", "low", "high", "mean_shift"];
+const CONTROL: [&str; 6] = [
+    "control_images",
+    "control_flips",
+    "control_rate",
+    "",
+    "control_high",
+    "",
+];
+
+impl AcquisitionTestRecord {
+    /// Reads a row of `acquisition_tests` (every column, by name).
+    pub fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<AcquisitionTestRecord> {
+        Ok(AcquisitionTestRecord {
+            test: r.get("test")?,
+            kind: r.get("kind")?,
+            transform: r.get("transform")?,
+            parameter: r.get("parameter")?,
+            strength: r.get("strength")?,
+            from_class: r.get("from_class")?,
+            to_class: r.get("to_class")?,
+            toward: FlipCount::read(r, TOWARD)?,
+            control: FlipCount::read(r, CONTROL)?,
+            verdict: r.get("verdict")?,
+            summary: r.get("summary")?,
+            example_image: r.get("example_image")?,
+            example_before: r.get("example_before")?,
+            example_after: r.get("example_after")?,
+            example_prob_before: r.get("example_prob_before")?,
+            example_prob_after: r.get("example_prob_after")?,
+        })
+    }
 }
 
 impl Store {
@@ -393,200 +485,94 @@ impl Store {
 fn write_all(conn: &Connection, s: &ShortcutCheck) -> rusqlite::Result<()> {
     let c = &s.check;
     let run = c.run_id.as_str();
+    let run_id: [Column; 1] = [("run_id", &run)];
     // The check's child rows go with it (ON DELETE CASCADE).
     conn.execute("DELETE FROM shortcut_checks WHERE run_id = ?1", [run])?;
-    conn.execute(
-        "INSERT INTO shortcut_checks (run_id, reference_run, images, verdict, summary, flagged_images, \
-         min_reproducibility, params, forward_passes, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            run,
-            c.reference_run,
-            c.images,
-            c.verdict,
-            c.summary,
-            c.flagged_images,
-            c.min_reproducibility,
-            c.params,
-            c.forward_passes,
-            real(Some(c.seconds))
-        ],
-    )?;
-    let mut stmt = conn.prepare(
-        "INSERT INTO shortcut_methods (run_id, method, trusted, reason, trust_source, trust_images, deletion_auc, \
-         random_deletion_auc, sanity_verdict, median_reproducibility, threshold_background, threshold_border, \
-         threshold_source, flagged_images) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?;
+    let check = columns!(c: run_id, reference_run, images, verdict, summary, flagged_images,
+        min_reproducibility, params, forward_passes, seconds);
+    insert(conn, "shortcut_checks", &[&check])?;
     for m in &s.methods {
-        stmt.execute(params![
-            run,
-            m.method,
-            m.trusted,
-            m.reason,
-            m.trust_source,
-            m.trust_images,
-            real(m.deletion_auc),
-            real(m.random_deletion_auc),
-            m.sanity_verdict,
-            real(m.median_reproducibility),
-            real(m.threshold_background),
-            real(m.threshold_border),
-            m.threshold_source,
-            m.flagged_images
-        ])?;
+        let method = columns!(m: method, trusted, reason, trust_source, trust_images, deletion_auc,
+            random_deletion_auc, sanity_verdict, median_reproducibility, threshold_background,
+            threshold_border, threshold_source, flagged_images);
+        insert(conn, "shortcut_methods", &[&run_id, &method])?;
     }
-    let mut stmt = conn.prepare(
-        "INSERT INTO shortcut_regions (run_id, region, class, methods, x0, y0, x1, y1, area, grid, mask, \
-         mass_share, lift, occluded_images, occlusion_flips, occlusion_rate, occlusion_low, occlusion_high, \
-         occlusion_drop, pasted_images, paste_flips, paste_rate, paste_low, paste_high, paste_gain, \
-         control_occlusion_rate, control_occlusion_high, control_paste_rate, control_paste_high, verdict) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-         ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
-    )?;
     for r in &s.regions {
         let methods = serde_json::to_string(&r.methods).expect("a list of strings serializes");
-        stmt.execute(params![
-            run,
-            r.region,
-            r.class,
-            methods,
-            r.x0,
-            r.y0,
-            r.x1,
-            r.y1,
-            r.area,
-            r.grid,
-            r.mask,
-            real(Some(r.mass_share)),
-            real(Some(r.lift)),
-            r.occluded_images,
-            r.occlusion_flips,
-            real(r.occlusion_rate),
-            real(r.occlusion_low),
-            real(r.occlusion_high),
-            real(r.occlusion_drop),
-            r.pasted_images,
-            r.paste_flips,
-            real(r.paste_rate),
-            real(r.paste_low),
-            real(r.paste_high),
-            real(r.paste_gain),
-            real(r.control_occlusion_rate),
-            real(r.control_occlusion_high),
-            real(r.control_paste_rate),
-            real(r.control_paste_high),
-            r.verdict
-        ])?;
+        let region =
+            columns!(r: region, class, x0, y0, x1, y1, area, grid, mask, mass_share, lift, verdict);
+        insert(
+            conn,
+            "shortcut_regions",
+            &[
+                &run_id,
+                &region,
+                &[("methods", &methods)],
+                &r.occlusion.columns(OCCLUSION),
+                &r.paste.columns(PASTE),
+                &r.control_occlusion.columns(CONTROL_OCCLUSION),
+                &r.control_paste.columns(CONTROL_PASTE),
+            ],
+        )?;
     }
-    let mut stmt = conn.prepare(
-        "INSERT INTO shortcut_tests (run_id, region, image_id, test, donor, class_before, class_after, \
-         predicted_after, flipped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
     for t in &s.tests {
-        stmt.execute(params![
-            run,
-            t.region,
-            t.image_id,
-            t.test,
-            t.donor,
-            real(Some(t.class_before)),
-            real(Some(t.class_after)),
-            t.predicted_after,
-            t.flipped
-        ])?;
+        let test = columns!(t: region, image_id, test, donor, class_before, class_after,
+            predicted_after, flipped);
+        insert(conn, "shortcut_tests", &[&run_id, &test])?;
     }
-    let mut stmt = conn.prepare(
-        "INSERT INTO shortcut_flags (run_id, image_id, method, reason, value, threshold) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
     for f in &s.flags {
-        stmt.execute(params![
-            run,
-            f.image_id,
-            f.method,
-            f.reason,
-            f.value,
-            f.threshold
-        ])?;
+        let flag = columns!(f: image_id, method, reason, value, threshold);
+        insert(conn, "shortcut_flags", &[&run_id, &flag])?;
     }
     if let Some(a) = &s.acquisition {
-        write_acquisition(conn, run, a)?;
+        write_acquisition(conn, &run_id, a)?;
     }
     Ok(())
 }
 
-fn write_acquisition(conn: &Connection, run: &str, a: &AcquisitionRecords) -> rusqlite::Result<()> {
+fn write_acquisition(
+    conn: &Connection,
+    run_id: &[Column; 1],
+    a: &AcquisitionRecords,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE shortcut_checks SET acquisition_images = ?2, acquisition_forward_passes = ?3, \
          acquisition_seconds = ?4, acquisition_params = ?5 WHERE run_id = ?1",
         params![
-            run,
+            run_id[0].1,
             a.images_measured,
             a.forward_passes,
-            real(Some(a.seconds)),
+            a.seconds,
             a.params
         ],
     )?;
-    let mut stmt = conn.prepare(
-        "INSERT INTO acquisition_properties (run_id, property, class_a, class_b, unit, grouped_by, \
-         images_a, images_b, median_a, q1_a, q3_a, mean_a, median_b, q1_b, q3_b, mean_b, separation) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    )?;
     for p in &a.properties {
-        stmt.execute(params![
-            run,
-            p.property,
-            p.class_a,
-            p.class_b,
-            p.unit,
-            p.grouped_by,
-            p.images_a,
-            p.images_b,
-            real(p.median_a),
-            real(p.q1_a),
-            real(p.q3_a),
-            real(p.mean_a),
-            real(p.median_b),
-            real(p.q1_b),
-            real(p.q3_b),
-            real(p.mean_b),
-            real(p.separation)
-        ])?;
+        let property = columns!(p: property, class_a, class_b, unit, grouped_by, separation);
+        insert(
+            conn,
+            "acquisition_properties",
+            &[
+                run_id,
+                &property,
+                &p.a.columns(["images_a", "median_a", "q1_a", "q3_a", "mean_a"]),
+                &p.b.columns(["images_b", "median_b", "q1_b", "q3_b", "mean_b"]),
+            ],
+        )?;
     }
-    let mut stmt = conn.prepare(
-        "INSERT INTO acquisition_tests (run_id, test, kind, transform, parameter, strength, from_class, \
-         to_class, images, flips, rate, low, high, mean_shift, control_images, control_flips, control_rate, \
-         control_high, verdict, summary, example_image, example_before, example_after, example_prob_before, \
-         example_prob_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
-    )?;
     for t in &a.tests {
-        stmt.execute(params![
-            run,
-            t.test,
-            t.kind,
-            t.transform,
-            t.parameter,
-            real(t.strength),
-            t.from_class,
-            t.to_class,
-            t.images,
-            t.flips,
-            real(t.rate),
-            real(t.low),
-            real(t.high),
-            real(t.mean_shift),
-            t.control_images,
-            t.control_flips,
-            real(t.control_rate),
-            real(t.control_high),
-            t.verdict,
-            t.summary,
-            t.example_image,
-            t.example_before,
-            t.example_after,
-            real(t.example_prob_before),
-            real(t.example_prob_after)
-        ])?;
+        let test = columns!(t: test, kind, transform, parameter, strength, from_class, to_class,
+            verdict, summary, example_image, example_before, example_after, example_prob_before,
+            example_prob_after);
+        insert(
+            conn,
+            "acquisition_tests",
+            &[
+                run_id,
+                &test,
+                &t.toward.columns(TOWARD),
+                &t.control.columns(CONTROL),
+            ],
+        )?;
     }
     Ok(())
 }

@@ -975,3 +975,128 @@ fn outline_rows_are_written_replaced_and_summarised() {
     );
     assert!(e.is_err(), "area 0 must be refused");
 }
+
+/// A shortcut check written and read back: each test's counts land in their own columns (a region's
+/// occlusion in `occlusion_*`, its paste in `paste_*`, the controls' rate and upper bound), a NaN
+/// becomes NULL, and an acquisition row reads back as the record that was written.
+#[test]
+fn a_shortcut_check_round_trips_column_by_column() {
+    use shortcuts::*;
+    let (_dir, _path, store) = store_with_run("r1");
+    let flips = |images, flips, shift| FlipCount {
+        images,
+        flips,
+        rate: Some(flips as f64 / images as f64),
+        low: Some(0.1),
+        high: Some(0.9),
+        shift,
+    };
+    let toward = AcquisitionTestRecord {
+        toward: flips(32, 31, Some(0.4)),
+        control: FlipCount {
+            low: None,
+            shift: None,
+            ..flips(32, 1, None)
+        },
+        verdict: "confirmed".into(),
+        example_image: None,
+        example_before: Some(vec![1, 2, 3]),
+        example_after: Some(vec![4, 5]),
+        example_prob_before: Some(0.2),
+        example_prob_after: Some(0.7),
+        transform: "noise".into(),
+        parameter: "sigma 12".into(),
+        strength: Some(12.0),
+        ..AcquisitionTestRecord::not_tested(1, "noise", "no", "yes", "31 of 32 flip")
+    };
+    let check = ShortcutCheck {
+        check: ShortcutCheckRecord {
+            run_id: "r1".into(),
+            reference_run: None,
+            images: 64,
+            verdict: "shortcut".into(),
+            summary: "s".into(),
+            flagged_images: 0,
+            min_reproducibility: 0.5,
+            params: "{}".into(),
+            forward_passes: 10,
+            seconds: f64::NAN,
+        },
+        methods: Vec::new(),
+        regions: vec![ShortcutRegionRecord {
+            region: 1,
+            class: "yes".into(),
+            methods: vec!["saliency".into()],
+            x0: 0.0,
+            y0: 0.0,
+            x1: 0.25,
+            y1: 0.25,
+            area: 0.0625,
+            grid: 2,
+            mask: vec![1, 0, 0, 0],
+            mass_share: 0.5,
+            lift: 3.0,
+            occlusion: flips(20, 18, Some(0.6)),
+            paste: flips(40, 10, Some(0.2)),
+            control_occlusion: flips(20, 1, None),
+            control_paste: flips(40, 2, None),
+            verdict: "confirmed".into(),
+        }],
+        tests: Vec::new(),
+        flags: Vec::new(),
+        acquisition: Some(AcquisitionRecords {
+            properties: Vec::new(),
+            tests: vec![
+                toward.clone(),
+                AcquisitionTestRecord::not_tested(2, "jpeg", "no", "yes", "all PNG"),
+            ],
+            images_measured: 64,
+            forward_passes: 96,
+            seconds: 1.5,
+            params: "{}".into(),
+        }),
+    };
+    store.write_shortcut_check(&check).unwrap();
+    let region: (i64, i64, f64, f64, i64, f64, f64, f64) = store
+        .conn()
+        .query_row(
+            "SELECT occluded_images, occlusion_flips, occlusion_drop, paste_gain, pasted_images,
+                    paste_rate, control_occlusion_rate, control_paste_high
+             FROM shortcut_regions WHERE run_id = 'r1'",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(region, (20, 18, 0.6, 0.2, 40, 0.25, 0.05, 0.9));
+    let seconds: Option<f64> = store
+        .conn()
+        .query_row("SELECT seconds FROM shortcut_checks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seconds, None, "NaN -> NULL");
+    let back = crate::query::shortcuts::acquisition_examples(store.conn(), "r1").unwrap();
+    assert_eq!(
+        back,
+        vec![toward],
+        "only the row with an example pair, as written"
+    );
+    let untested: (i64, Option<f64>, i64) = store
+        .conn()
+        .query_row(
+            "SELECT images, rate, control_images FROM acquisition_tests WHERE test = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(untested, (0, None, 0));
+}

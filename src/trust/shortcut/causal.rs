@@ -6,6 +6,7 @@ use tch::Tensor;
 use crate::attribution::rng_for_key;
 use crate::error::Result;
 use crate::model::Classifier;
+use crate::store::shortcuts::FlipCount;
 
 use super::*;
 
@@ -69,6 +70,19 @@ impl Counts {
     }
     pub fn interval(&self) -> (f64, f64) {
         wilson(self.flips, self.images)
+    }
+    /// As stored: the rate, its interval and the mean shift only where images were tested.
+    pub fn record(&self) -> FlipCount {
+        let tested = self.images > 0;
+        let (low, high) = self.interval();
+        FlipCount {
+            images: self.images as i64,
+            flips: self.flips as i64,
+            rate: self.rate(),
+            low: tested.then_some(low),
+            high: tested.then_some(high),
+            shift: tested.then_some(self.mean_shift),
+        }
     }
 }
 

@@ -323,10 +323,6 @@ pub fn check_run(
         }));
         forwards += n;
         let (x0, y0, x1, y1) = bbox(&region.candidate.mask, grid);
-        let rate = |c: &Counts| c.rate();
-        let lo = |c: &Counts| (c.images > 0).then(|| c.interval().0);
-        let hi = |c: &Counts| (c.images > 0).then(|| c.interval().1);
-        let shift = |c: &Counts| (c.images > 0).then_some(c.mean_shift);
         region_rows.push(ShortcutRegionRecord {
             region: k as i64 + 1,
             class: region.class.clone(),
@@ -340,22 +336,10 @@ pub fn check_run(
             mask: region.candidate.mask.iter().map(|&b| b as u8).collect(),
             mass_share: region.candidate.mass_share,
             lift: region.candidate.lift,
-            occluded_images: causal.occlusion.images as i64,
-            occlusion_flips: causal.occlusion.flips as i64,
-            occlusion_rate: rate(&causal.occlusion),
-            occlusion_low: lo(&causal.occlusion),
-            occlusion_high: hi(&causal.occlusion),
-            occlusion_drop: shift(&causal.occlusion),
-            pasted_images: causal.paste.images as i64,
-            paste_flips: causal.paste.flips as i64,
-            paste_rate: rate(&causal.paste),
-            paste_low: lo(&causal.paste),
-            paste_high: hi(&causal.paste),
-            paste_gain: shift(&causal.paste),
-            control_occlusion_rate: rate(&causal.control_occlusion),
-            control_occlusion_high: hi(&causal.control_occlusion),
-            control_paste_rate: rate(&causal.control_paste),
-            control_paste_high: hi(&causal.control_paste),
+            occlusion: causal.occlusion.record(),
+            paste: causal.paste.record(),
+            control_occlusion: causal.control_occlusion.record(),
+            control_paste: causal.control_paste.record(),
             verdict: causal.verdict(cfg.min_flip_rate).to_string(),
         });
     }
@@ -462,9 +446,10 @@ pub fn check_run(
         .filter(|r| r.verdict == "confirmed")
         .max_by(|a, b| {
             let key = |r: &ShortcutRegionRecord| {
-                r.occlusion_rate
+                r.occlusion
+                    .rate
                     .unwrap_or(0.0)
-                    .max(r.paste_rate.unwrap_or(0.0))
+                    .max(r.paste.rate.unwrap_or(0.0))
             };
             key(a).total_cmp(&key(b))
         });
@@ -483,7 +468,7 @@ pub fn check_run(
     let starved: Vec<&ShortcutRegionRecord> = region_rows
         .iter()
         .filter(|r| r.verdict == "not_significant")
-        .filter(|r| (r.occluded_images.max(r.pasted_images) as usize) < needed)
+        .filter(|r| (r.occlusion.images.max(r.paste.images) as usize) < needed)
         .collect();
     let no_trusted = !method_rows.is_empty() && untrusted.len() == method_rows.len();
     let (verdict, summary) = match strongest {
@@ -498,11 +483,11 @@ pub fn check_run(
                 r.y0,
                 r.y1,
                 r.class,
-                100.0 * r.occlusion_rate.unwrap_or(0.0),
-                r.occluded_images,
+                100.0 * r.occlusion.rate.unwrap_or(0.0),
+                r.occlusion.images,
                 r.class,
-                100.0 * r.paste_rate.unwrap_or(0.0),
-                r.pasted_images,
+                100.0 * r.paste.rate.unwrap_or(0.0),
+                r.paste.images,
                 review
             ),
         ),
@@ -538,7 +523,7 @@ pub fn check_run(
                     .iter()
                     .map(|r| format!(
                         "region {} of class {}: {} to occlude, {} to paste into",
-                        r.region, r.class, r.occluded_images, r.pasted_images
+                        r.region, r.class, r.occlusion.images, r.paste.images
                     ))
                     .collect::<Vec<_>>()
                     .join("; "),

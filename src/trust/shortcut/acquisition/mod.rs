@@ -59,8 +59,8 @@ use crate::error::Result;
 use crate::model::Classifier;
 use crate::preprocess::{prepare, resize_for_model, ImageConfig};
 use crate::store::shortcuts::{
-    AcquisitionPropertyRecord, AcquisitionRecords, AcquisitionTestRecord, RunImage, RunInputs,
-    ShortcutCheck,
+    AcquisitionPropertyRecord, AcquisitionRecords, AcquisitionTestRecord, Distribution, RunImage,
+    RunInputs, ShortcutCheck,
 };
 
 pub mod measure;
@@ -423,6 +423,18 @@ fn what(t: &Transform, a: &str, b: &str) -> String {
     }
 }
 
+/// How many values, their quartiles and mean.
+fn distribution(values: &[f64]) -> Distribution {
+    let q = quartiles(values);
+    Distribution {
+        images: values.len() as i64,
+        median: q.map(|q| q.1),
+        q1: q.map(|q| q.0),
+        q3: q.map(|q| q.2),
+        mean: (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64),
+    }
+}
+
 /// The class-difference table: one row per property and pair of classes (in the model's order).
 fn property_rows(data: &[ClassData], grouped_by: &str) -> Vec<AcquisitionPropertyRecord> {
     let mut rows = Vec::new();
@@ -430,25 +442,14 @@ fn property_rows(data: &[ClassData], grouped_by: &str) -> Vec<AcquisitionPropert
         for b in &data[i + 1..] {
             for (property, unit, _) in PROPERTIES {
                 let (va, vb) = (a.values(property), b.values(property));
-                let (qa, qb) = (quartiles(&va), quartiles(&vb));
-                let mean =
-                    |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
                 rows.push(AcquisitionPropertyRecord {
                     property: property.to_string(),
                     unit: unit.to_string(),
                     grouped_by: grouped_by.to_string(),
                     class_a: a.name.to_string(),
                     class_b: b.name.to_string(),
-                    images_a: va.len() as i64,
-                    images_b: vb.len() as i64,
-                    median_a: qa.map(|q| q.1),
-                    q1_a: qa.map(|q| q.0),
-                    q3_a: qa.map(|q| q.2),
-                    mean_a: mean(&va),
-                    median_b: qb.map(|q| q.1),
-                    q1_b: qb.map(|q| q.0),
-                    q3_b: qb.map(|q| q.2),
-                    mean_b: mean(&vb),
+                    a: distribution(&va),
+                    b: distribution(&vb),
                     separation: separation(&va, &vb),
                 });
             }
@@ -662,7 +663,6 @@ pub fn check(
                 let ex = flips_t.iter().position(|&f| f).unwrap_or(0);
                 let example = &a.tested[ex];
                 let (lo, hi) = toward_counts.interval();
-                let (_, chi) = control_counts.interval();
                 let rate = toward_counts.rate().unwrap_or(0.0);
                 let crate_ = control_counts.rate();
                 let summary = format!(
@@ -700,16 +700,8 @@ pub fn check(
                     strength: t.strength(),
                     from_class: a.name.to_string(),
                     to_class: b.name.to_string(),
-                    images: toward_counts.images as i64,
-                    flips: toward_counts.flips as i64,
-                    rate: toward_counts.rate(),
-                    low: Some(lo),
-                    high: Some(hi),
-                    mean_shift: Some(toward_counts.mean_shift),
-                    control_images: control_counts.images as i64,
-                    control_flips: control_counts.flips as i64,
-                    control_rate: crate_,
-                    control_high: (control_counts.images > 0).then_some(chi),
+                    toward: toward_counts.record(),
+                    control: control_counts.record(),
                     verdict: verdict.to_string(),
                     summary,
                     example_image: Some(example.image.image_id.clone()),
@@ -724,7 +716,7 @@ pub fn check(
     tracing::info!(
         "acquisition: {} image(s) read and measured in {measured_s:.1} s; {} counterfactual(s) in {:.1} s, {model_s:.1} s of it in the model",
         data.iter().map(|d| d.measured.len()).sum::<usize>(),
-        tests.iter().filter(|t| t.images > 0).count(),
+        tests.iter().filter(|t| t.toward.images > 0).count(),
         t0.elapsed().as_secs_f64() - measured_s
     );
     Ok(AcquisitionRecords {
@@ -758,7 +750,7 @@ pub fn verdict(toward: &Counts, control: &Counts, min_flip_rate: f64) -> &'stati
 
 /// How strongly a confirmed row stands out: its interval's lower bound above the control's upper.
 fn margin(t: &AcquisitionTestRecord) -> f64 {
-    t.low.unwrap_or(0.0) - t.control_high.unwrap_or(1.0)
+    t.toward.low.unwrap_or(0.0) - t.control.high.unwrap_or(1.0)
 }
 
 /// The properties of the class-difference table a kind is about.
@@ -837,7 +829,7 @@ pub fn add_to(check: &mut ShortcutCheck, acq: AcquisitionRecords) {
     c.forward_passes += acq.forward_passes;
     c.seconds += acq.seconds;
     let found = confirmed(&acq);
-    let tested = acq.tests.iter().filter(|t| t.images > 0).count();
+    let tested = acq.tests.iter().filter(|t| t.toward.images > 0).count();
     // The summary ends with "; <images flagged for review>".
     let (head, review) = match c.summary.rfind("; ") {
         Some(i) => (c.summary[..i].to_string(), c.summary[i..].to_string()),
@@ -853,7 +845,7 @@ pub fn add_to(check: &mut ShortcutCheck, acq: AcquisitionRecords) {
                         kind_label(&t.kind),
                         t.from_class,
                         t.to_class,
-                        100.0 * t.rate.unwrap_or(0.0)
+                        100.0 * t.toward.rate.unwrap_or(0.0)
                     )
                 })
                 .collect();
@@ -908,9 +900,9 @@ pub fn lines(acq: &AcquisitionRecords, audit_seconds: Option<f64>) -> Vec<String
             format!(
                 "{} {} `{}` vs {} `{}` (separation {:.2})",
                 p.property,
-                p.median_a.map(|v| format!("{v:.3}")).unwrap_or_default(),
+                p.a.median.map(|v| format!("{v:.3}")).unwrap_or_default(),
                 p.class_a,
-                p.median_b.map(|v| format!("{v:.3}")).unwrap_or_default(),
+                p.b.median.map(|v| format!("{v:.3}")).unwrap_or_default(),
                 p.class_b,
                 p.separation.unwrap_or(0.5)
             )
@@ -925,17 +917,17 @@ pub fn lines(acq: &AcquisitionRecords, audit_seconds: Option<f64>) -> Vec<String
             strong.join("; ")
         }
     ));
-    for t in acq.tests.iter().filter(|t| t.images > 0) {
+    for t in acq.tests.iter().filter(|t| t.toward.images > 0) {
         out.push(format!(
             "  {} `{}` -> `{}` ({}): {}/{} flips, control {} -> {}",
             kind_label(&t.kind),
             t.from_class,
             t.to_class,
             t.parameter,
-            t.flips,
-            t.images,
-            if t.control_images > 0 {
-                format!("{}/{}", t.control_flips, t.control_images)
+            t.toward.flips,
+            t.toward.images,
+            if t.control.images > 0 {
+                format!("{}/{}", t.control.flips, t.control.images)
             } else {
                 "not run".into()
             },
@@ -1021,13 +1013,13 @@ mod tests {
             acquisition: None,
         };
         let mut found = AcquisitionTestRecord::not_tested(1, "noise", "no", "yes", "");
-        found.images = 32;
-        found.flips = 31;
-        found.rate = Some(31.0 / 32.0);
-        found.low = Some(0.84);
-        found.control_images = 32;
-        found.control_rate = Some(0.0);
-        found.control_high = Some(0.11);
+        found.toward.images = 32;
+        found.toward.flips = 31;
+        found.toward.rate = Some(31.0 / 32.0);
+        found.toward.low = Some(0.84);
+        found.control.images = 32;
+        found.control.rate = Some(0.0);
+        found.control.high = Some(0.11);
         found.verdict = "confirmed".into();
         found.summary = "noise level: adding noise flips 97% of 32 `no` images: confirmed".into();
         let records = |tests: Vec<AcquisitionTestRecord>| AcquisitionRecords {
