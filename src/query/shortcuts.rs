@@ -4,9 +4,12 @@
 //! reproducibility, and the acquisition part (the class-difference table, the counterfactuals' flip
 //! table with their before / after examples).
 //! `query shortcuts` and `export` read them from here.
+use std::collections::HashMap;
+
 use rusqlite::Connection;
 
 use super::table::Table;
+use crate::store::from_row;
 use crate::store::shortcuts::AcquisitionTestRecord;
 
 /// The run's verdict (`v_verdict`): one row, or none when the check did not run.
@@ -217,69 +220,72 @@ pub struct ImageFlag {
 #[derive(Debug, Default)]
 pub struct ImageShortcuts {
     pub checked: bool,
-    pub tests: std::collections::HashMap<String, Vec<ImageTest>>,
-    pub flags: std::collections::HashMap<String, Vec<ImageFlag>>,
+    pub tests: HashMap<String, Vec<ImageTest>>,
+    pub flags: HashMap<String, Vec<ImageFlag>>,
 }
 
 pub fn image_shortcuts(conn: &Connection, run: &str) -> rusqlite::Result<ImageShortcuts> {
-    let mut out = ImageShortcuts {
-        checked: conn.query_row(
-            "SELECT count(*) FROM shortcut_checks WHERE run_id = ?1",
-            [run],
-            |r| r.get::<_, i64>(0),
-        )? > 0,
-        ..Default::default()
-    };
-    let mut stmt = conn.prepare(
-        "SELECT t.image_id, t.region, r.class, r.verdict, r.x0, r.y0, r.x1, r.y1, t.test,
+    let checked = conn.query_row(
+        "SELECT count(*) FROM shortcut_checks WHERE run_id = ?1",
+        [run],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    let tests = by_image(
+        conn,
+        "SELECT t.region, r.class, r.verdict, r.x0, r.y0, r.x1, r.y1, t.test,
                 (SELECT path FROM images WHERE image_id = t.donor), t.class_before, t.class_after,
-                t.predicted_after, t.flipped
+                t.predicted_after, t.flipped, t.image_id
          FROM shortcut_tests AS t
          JOIN shortcut_regions AS r ON r.run_id = t.run_id AND r.region = t.region
          WHERE t.run_id = ?1 ORDER BY t.image_id, t.region, t.test",
+        run,
+        from_row!(ImageTest {
+            region,
+            class,
+            region_verdict,
+            x0,
+            y0,
+            x1,
+            y1,
+            test,
+            donor_path,
+            class_before,
+            class_after,
+            predicted_after,
+            flipped,
+        }),
     )?;
-    let rows = stmt.query_map([run], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            ImageTest {
-                region: r.get(1)?,
-                class: r.get(2)?,
-                region_verdict: r.get(3)?,
-                x0: r.get(4)?,
-                y0: r.get(5)?,
-                x1: r.get(6)?,
-                y1: r.get(7)?,
-                test: r.get(8)?,
-                donor_path: r.get(9)?,
-                class_before: r.get(10)?,
-                class_after: r.get(11)?,
-                predicted_after: r.get(12)?,
-                flipped: r.get::<_, i64>(13)? != 0,
-            },
-        ))
-    })?;
-    for row in rows {
-        let (id, t) = row?;
-        out.tests.entry(id).or_default().push(t);
-    }
-    let mut stmt = conn.prepare(
-        "SELECT image_id, method, reason, value, threshold FROM shortcut_flags
+    let flags = by_image(
+        conn,
+        "SELECT method, reason, value, threshold, image_id FROM shortcut_flags
          WHERE run_id = ?1 ORDER BY image_id, value / threshold DESC",
+        run,
+        from_row!(ImageFlag {
+            method,
+            reason,
+            value,
+            threshold
+        }),
     )?;
-    let rows = stmt.query_map([run], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            ImageFlag {
-                method: r.get(1)?,
-                reason: r.get(2)?,
-                value: r.get(3)?,
-                threshold: r.get(4)?,
-            },
-        ))
-    })?;
-    for row in rows {
-        let (id, f) = row?;
-        out.flags.entry(id).or_default().push(f);
+    Ok(ImageShortcuts {
+        checked,
+        tests,
+        flags,
+    })
+}
+
+/// The rows of `sql` (the run bound to `?1`), each read by `read`, grouped by their column `image_id`.
+fn by_image<T>(
+    conn: &Connection,
+    sql: &str,
+    run: &str,
+    read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<HashMap<String, Vec<T>>> {
+    let mut out: HashMap<String, Vec<T>> = HashMap::new();
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query([run])?;
+    while let Some(r) = rows.next()? {
+        out.entry(r.get("image_id")?).or_default().push(read(r)?);
     }
     Ok(out)
 }

@@ -31,8 +31,8 @@ mod view;
 
 pub use assets::JPEG_QUALITY;
 use view::{
-    asset_name, bias_html, html_table, method_title, pct, Common, IndexPage, Legend, Link,
-    RegionPicture, Thresholds, VerdictSection,
+    asset_name, bias_html, html_table, method_title, pct, AcquisitionView, Common, IndexPage,
+    Legend, Link, RegionPicture, Thresholds, VerdictSection,
 };
 
 /// Folder of the assets, beside the pages.
@@ -261,42 +261,7 @@ fn write_into(
                 ),
                 })
                 .collect();
-        // The acquisition part: both tables, and the example pairs (confirmed first, at most four).
-        let acquisition = crate::query::shortcuts::acquisition_properties(conn, run)?;
-        if !acquisition.rows.is_empty() {
-            verdict.acquisition = Some(html_table(&acquisition));
-            // The example's image id (a sha256) is the export's; the page shows the example pairs.
-            verdict.acquisition_tests = Some(
-                html_table(&crate::query::shortcuts::acquisition_tests(conn, run)?)
-                    .without("example_image"),
-            );
-        }
-        let examples: Vec<_> = crate::query::shortcuts::acquisition_examples(conn, run)?
-            .into_iter()
-            .take(4)
-            .collect();
-        let pictures = assets.acquisition_pictures(&examples)?;
-        verdict.acquisition_pictures = pictures
-            .into_iter()
-            .zip(&examples)
-            .map(|(src, e)| RegionPicture {
-                src,
-                caption: format!(
-                    "{} `{}` -> `{}` ({}): before / after ({}), `{}` probability {} -> {}; flips {} of the `{}` images (control {})",
-                    crate::trust::shortcut::acquisition::kind_label(&e.kind),
-                    e.from_class,
-                    e.to_class,
-                    e.verdict.replace('_', " "),
-                    e.parameter,
-                    e.to_class,
-                    e.example_prob_before.map_or("–".into(), |v| format!("{v:.2}")),
-                    e.example_prob_after.map_or("–".into(), |v| format!("{v:.2}")),
-                    e.toward.rate.map_or("–".into(), |v| format!("{:.0}%", 100.0 * v)),
-                    e.from_class,
-                    e.control.rate.map_or("not run".into(), |v| format!("{:.0}%", 100.0 * v)),
-                ),
-            })
-            .collect();
+        verdict.acquisition = acquisition_view(conn, run, &mut assets)?;
     }
 
     // Gallery: the maps are read here (one connection), the strips made in parallel.
@@ -475,4 +440,49 @@ fn write_into(
         image_pages: image_pages.len(),
         pages,
     })
+}
+
+/// The verdict's acquisition part: both tables, and the example pairs (confirmed first, at most
+/// four); `None` when the check measured no class difference.
+fn acquisition_view(
+    conn: &Connection,
+    run: &str,
+    assets: &mut assets::Assets,
+) -> Result<Option<AcquisitionView>, ReportError> {
+    let differences = crate::query::shortcuts::acquisition_properties(conn, run)?;
+    if differences.rows.is_empty() {
+        return Ok(None);
+    }
+    let examples: Vec<_> = crate::query::shortcuts::acquisition_examples(conn, run)?
+        .into_iter()
+        .take(4)
+        .collect();
+    let pictures = assets.acquisition_pictures(&examples)?;
+    Ok(Some(AcquisitionView {
+        differences: html_table(&differences),
+        // The example's image id (a sha256) is the export's; the page shows the example pairs.
+        tests: html_table(&crate::query::shortcuts::acquisition_tests(conn, run)?)
+            .without("example_image"),
+        pictures: pictures
+            .into_iter()
+            .zip(&examples)
+            .map(|(src, e)| RegionPicture {
+                src,
+                caption: format!(
+                    "{} `{}` -> `{}` ({}): before / after ({}), `{}` probability {} -> {}; flips {} of the `{}` images (control {})",
+                    crate::trust::shortcut::acquisition::kind_label(&e.kind),
+                    e.from_class,
+                    e.to_class,
+                    e.verdict.replace('_', " "),
+                    e.parameter,
+                    e.to_class,
+                    e.example_prob_before.map_or("–".into(), |v| format!("{v:.2}")),
+                    e.example_prob_after.map_or("–".into(), |v| format!("{v:.2}")),
+                    e.toward.rate.map_or("–".into(), |v| format!("{:.0}%", 100.0 * v)),
+                    e.from_class,
+                    e.control.rate.map_or("not run".into(), |v| format!("{:.0}%", 100.0 * v)),
+                ),
+            })
+            .collect(),
+    }))
 }

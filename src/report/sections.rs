@@ -594,49 +594,28 @@ pub fn views(items: &[GalleryItem], classes: &[String], method_titles: &[String]
     let keep = |f: &dyn Fn(&GalleryItem) -> bool| -> Vec<usize> {
         (0..items.len()).filter(|&i| f(&items[i])).collect()
     };
-    let mut out = vec![
-        View {
-            key: "all".into(),
-            label: "all images".into(),
-            facet: "Show",
-            members: (0..items.len()).collect(),
-        },
-        View {
-            key: "wrong".into(),
-            label: "wrong predictions".into(),
-            facet: "Show",
-            members: keep(&|i| i.correct == Some(false)),
-        },
-        View {
-            key: "right".into(),
-            label: "right predictions".into(),
-            facet: "Show",
-            members: keep(&|i| i.correct == Some(true)),
-        },
-        View {
-            key: "flagged".into(),
-            label: "flagged by a raw per-map rule".into(),
-            facet: "Show",
-            members: keep(&|i| i.score > 0),
-        },
+    // The "Show" facet: (key, label, member test, shown even when empty).
+    type Test<'a> = &'a dyn Fn(&GalleryItem) -> bool;
+    #[rustfmt::skip]
+    let show: [(&str, &str, Test, bool); 6] = [
+        ("all", "all images", &|_| true, true),
+        ("wrong", "wrong predictions", &|i| i.correct == Some(false), true),
+        ("right", "right predictions", &|i| i.correct == Some(true), true),
+        ("flagged", "flagged by a raw per-map rule", &|i| i.score > 0, true),
+        ("outlined", "with a ground-truth outline", &|i| i.tumor_mass_value.is_some(), false),
+        ("unlabelled", "unlabelled", &|i| i.label_value.is_none(), false),
     ];
-    let outlined = keep(&|i| i.tumor_mass_value.is_some());
-    if !outlined.is_empty() {
-        out.push(View {
-            key: "outlined".into(),
-            label: "with a ground-truth outline".into(),
-            facet: "Show",
-            members: outlined,
-        });
-    }
-    let unlabelled = keep(&|i| i.label_value.is_none());
-    if !unlabelled.is_empty() {
-        out.push(View {
-            key: "unlabelled".into(),
-            label: "unlabelled".into(),
-            facet: "Show",
-            members: unlabelled,
-        });
+    let mut out = Vec::new();
+    for (key, label, test, always) in show {
+        let members = keep(test);
+        if always || !members.is_empty() {
+            out.push(View {
+                key: key.into(),
+                label: label.into(),
+                facet: "Show",
+                members,
+            });
+        }
     }
     for (k, c) in classes.iter().enumerate() {
         let members = keep(&|i| i.label_value.as_deref() == Some(c.as_str()));

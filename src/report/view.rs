@@ -301,11 +301,17 @@ pub struct VerdictSection {
     pub regions: Option<HtmlTable>,
     pub methods: Option<HtmlTable>,
     pub pictures: Vec<RegionPicture>,
-    /// The acquisition part: the class-difference table, the counterfactuals' flip table, and the
-    /// before / after pairs of the confirmed ones and of the strongest others.
-    pub acquisition: Option<HtmlTable>,
-    pub acquisition_tests: Option<HtmlTable>,
-    pub acquisition_pictures: Vec<RegionPicture>,
+    /// The acquisition part, when the check measured the classes.
+    pub acquisition: Option<AcquisitionView>,
+}
+
+/// The acquisition part of the verdict: the class-difference table, the counterfactuals' flip table,
+/// and the before / after pairs of the confirmed ones and of the strongest others.
+#[derive(Serialize)]
+pub struct AcquisitionView {
+    pub differences: HtmlTable,
+    pub tests: HtmlTable,
+    pub pictures: Vec<RegionPicture>,
 }
 
 /// One region's picture and caption.

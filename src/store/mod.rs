@@ -295,6 +295,19 @@ macro_rules! columns {
 }
 pub(crate) use columns;
 
+/// `names` beside `values`, an empty name leaving its value out: the columns of a part of a record
+/// (a count, a distribution) under the names one table gives them.
+pub(crate) fn named<'a, const N: usize>(
+    names: [&'static str; N],
+    values: [&'a dyn rusqlite::ToSql; N],
+) -> Vec<Column<'a>> {
+    names
+        .into_iter()
+        .zip(values)
+        .filter(|c| !c.0.is_empty())
+        .collect()
+}
+
 /// Inserts one row into `table`, its columns given in parts, each column named beside its value: no
 /// list of `?N` has to line up with a list of values. The statement is cached per column list. A NaN
 /// is stored as NULL (SQLite binds it so).

@@ -5,10 +5,10 @@
 //! [`crate::query::shortcuts`].
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, ToSql, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::{columns, insert, At, Column, Result, Store};
+use super::{columns, from_row, insert, named, At, Column, Result, Store};
 
 /// One audited image of a run, with its prediction.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,15 +68,16 @@ pub fn read_inputs(conn: &Connection, run_id: &str) -> rusqlite::Result<RunInput
              WHERE r.run_id = ?1 AND r.status = 'done'
              ORDER BY i.image_id",
         )?
-        .query_map([run_id], |r| {
-            Ok(RunImage {
-                image_id: r.get(0)?,
-                path: r.get(1)?,
-                label: r.get(2)?,
-                predicted: r.get(3)?,
-                target: r.get(4)?,
-            })
-        })?
+        .query_map(
+            [run_id],
+            from_row!(RunImage {
+                image_id,
+                path,
+                label,
+                predicted,
+                target
+            }),
+        )?
         .collect::<rusqlite::Result<_>>()?;
     let mut out = RunInputs {
         images,
@@ -103,15 +104,16 @@ pub fn read_inputs(conn: &Connection, run_id: &str) -> rusqlite::Result<RunInput
             "SELECT image_id, method, mass_background, mass_border, reproducibility
              FROM attribution_metrics WHERE run_id = ?1 ORDER BY image_id, method",
         )?
-        .query_map([run_id], |r| {
-            Ok(MetricRow {
-                image_id: r.get(0)?,
-                method: r.get(1)?,
-                mass_background: r.get(2)?,
-                mass_border: r.get(3)?,
-                reproducibility: r.get(4)?,
-            })
-        })?
+        .query_map(
+            [run_id],
+            from_row!(MetricRow {
+                image_id,
+                method,
+                mass_background,
+                mass_border,
+                reproducibility
+            }),
+        )?
         .collect::<rusqlite::Result<_>>()?;
     out.faithfulness = conn
         .prepare(
@@ -119,15 +121,16 @@ pub fn read_inputs(conn: &Connection, run_id: &str) -> rusqlite::Result<RunInput
              FROM v_faithfulness_summary
              WHERE run_id = ?1 AND mean_deletion_auc IS NOT NULL AND random_deletion_auc IS NOT NULL",
         )?
-        .query_map([run_id], |r| {
-            Ok(FaithRow {
-                method: r.get(0)?,
-                images: r.get(1)?,
-                deletion_auc: r.get(2)?,
-                random_deletion_auc: r.get(3)?,
-                share_below_random: r.get(4)?,
-            })
-        })?
+        .query_map(
+            [run_id],
+            from_row!(FaithRow {
+                method,
+                images,
+                deletion_auc,
+                random_deletion_auc,
+                share_below_random
+            }),
+        )?
         .collect::<rusqlite::Result<_>>()?;
     out.sanity = conn
         .prepare("SELECT method, verdict FROM v_sanity_verdict WHERE run_id = ?1")?
@@ -225,19 +228,17 @@ impl FlipCount {
     /// Its parts (images, flips, rate, low, high, shift) under a table's column names; an empty name
     /// leaves that part out of the table.
     fn columns<'a>(&'a self, names: [&'static str; 6]) -> Vec<Column<'a>> {
-        let values: [&dyn ToSql; 6] = [
-            &self.images,
-            &self.flips,
-            &self.rate,
-            &self.low,
-            &self.high,
-            &self.shift,
-        ];
-        names
-            .into_iter()
-            .zip(values)
-            .filter(|c| !c.0.is_empty())
-            .collect()
+        named(
+            names,
+            [
+                &self.images,
+                &self.flips,
+                &self.rate,
+                &self.low,
+                &self.high,
+                &self.shift,
+            ],
+        )
     }
 
     /// The parts a row holds under those names (the others 0 or `None`).
@@ -268,8 +269,10 @@ pub struct Distribution {
 impl Distribution {
     /// Its parts (images, median, q1, q3, mean) under a table's column names.
     fn columns<'a>(&'a self, names: [&'static str; 5]) -> Vec<Column<'a>> {
-        let values: [&dyn ToSql; 5] = [&self.images, &self.median, &self.q1, &self.q3, &self.mean];
-        names.into_iter().zip(values).collect()
+        named(
+            names,
+            [&self.images, &self.median, &self.q1, &self.q3, &self.mean],
+        )
     }
 }
 

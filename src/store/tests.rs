@@ -139,6 +139,11 @@ fn store_with_run(run_id: &str) -> (tempfile::TempDir, PathBuf, Store) {
 }
 
 fn count(store: &Store, sql: &str) -> i64 {
+    scalar(store, sql)
+}
+
+/// The first column of the query's one row.
+fn scalar<T: rusqlite::types::FromSql>(store: &Store, sql: &str) -> T {
     store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
@@ -278,15 +283,8 @@ fn a_database_of_schema_10_takes_the_acquisition_migration_with_its_checks_kept(
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     // The migrations after it applied too (the outlines' 0012 follows the acquisition's 0011).
     assert!(SCHEMA_VERSION > before as i64);
-    let localisation: i64 = store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'v_localisation'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(localisation, 1);
+    let localisation = "SELECT count(*) FROM sqlite_master WHERE name = 'v_localisation'";
+    assert_eq!(count(&store, localisation), 1);
     // The old check reads through the new view: no acquisition part, nothing confirmed.
     let row: (String, i64, String, Option<i64>, Option<f64>) = store
         .conn()
@@ -958,14 +956,10 @@ fn outline_rows_are_written_replaced_and_summarised() {
         (Some(0), "integrated_gradients".into(), 1, 0.1, 0.0, 0.05)
     );
     assert_eq!(rows[3], (Some(1), "saliency".into(), 1, 0.6, 1.0, 0.05));
-    let concentration: f64 = store
-        .conn()
-        .query_row(
-            "SELECT tumor_concentration FROM v_localisation WHERE method = 'saliency' AND correct = 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let concentration: f64 = scalar(
+        &store,
+        "SELECT tumor_concentration FROM v_localisation WHERE method = 'saliency' AND correct = 1",
+    );
     assert!((concentration - 12.0).abs() < 1e-9, "{concentration}");
     // An outline without tumour pixels is refused by the schema.
     let e = store.conn().execute(
@@ -1057,32 +1051,16 @@ fn a_shortcut_check_round_trips_column_by_column() {
         }),
     };
     store.write_shortcut_check(&check).unwrap();
-    let region: (i64, i64, f64, f64, i64, f64, f64, f64) = store
-        .conn()
-        .query_row(
-            "SELECT occluded_images, occlusion_flips, occlusion_drop, paste_gain, pasted_images,
-                    paste_rate, control_occlusion_rate, control_paste_high
-             FROM shortcut_regions WHERE run_id = 'r1'",
-            [],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            },
-        )
-        .unwrap();
-    assert_eq!(region, (20, 18, 0.6, 0.2, 40, 0.25, 0.05, 0.9));
-    let seconds: Option<f64> = store
-        .conn()
-        .query_row("SELECT seconds FROM shortcut_checks", [], |r| r.get(0))
-        .unwrap();
+    let region_where = "SELECT count(*) FROM shortcut_regions WHERE run_id = 'r1'
+        AND occluded_images = 20 AND occlusion_flips = 18 AND occlusion_rate = 0.9
+        AND occlusion_drop = 0.6 AND pasted_images = 40 AND paste_flips = 10 AND paste_rate = 0.25
+        AND paste_gain = 0.2 AND control_occlusion_rate = 0.05 AND control_paste_high = 0.9";
+    assert_eq!(
+        count(&store, region_where),
+        1,
+        "each test in its own columns"
+    );
+    let seconds: Option<f64> = scalar(&store, "SELECT seconds FROM shortcut_checks");
     assert_eq!(seconds, None, "NaN -> NULL");
     let back = crate::query::shortcuts::acquisition_examples(store.conn(), "r1").unwrap();
     assert_eq!(
