@@ -107,21 +107,13 @@ fn all_names() -> Vec<&'static str> {
     v
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct IgConfig {
     /// Path points including both ends; `None` = from the profile.
     pub steps: Option<usize>,
-    /// Constant baseline image, in model-input space (after preprocessing).
+    /// Constant baseline image, in model-input space (after preprocessing); 0 by default.
     pub baseline_value: f32,
-}
-impl Default for IgConfig {
-    fn default() -> Self {
-        IgConfig {
-            steps: None,
-            baseline_value: 0.0,
-        }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

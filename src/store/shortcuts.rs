@@ -31,7 +31,8 @@ pub struct MetricRow {
     pub reproducibility: Option<f64>,
 }
 
-/// A run's faithfulness summary for one method (`v_faithfulness_summary`).
+/// A method's deletion evidence, as the trust rule reads it: a run's faithfulness summary
+/// ([`super::trust::FaithfulnessSummary`] with both AUCs measured) or the check's own probe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaithRow {
     pub method: String,
@@ -115,23 +116,19 @@ pub fn read_inputs(conn: &Connection, run_id: &str) -> rusqlite::Result<RunInput
             }),
         )?
         .collect::<rusqlite::Result<_>>()?;
-    out.faithfulness = conn
-        .prepare(
-            "SELECT method, images, mean_deletion_auc, random_deletion_auc, share_deletion_below_random
-             FROM v_faithfulness_summary
-             WHERE run_id = ?1 AND mean_deletion_auc IS NOT NULL AND random_deletion_auc IS NOT NULL",
-        )?
-        .query_map(
-            [run_id],
-            from_row!(FaithRow {
-                method,
-                images,
-                deletion_auc,
-                random_deletion_auc,
-                share_below_random
-            }),
-        )?
-        .collect::<rusqlite::Result<_>>()?;
+    // The methods whose deletion curves were measured on both orders.
+    out.faithfulness = super::trust::faithfulness_summary(conn, Some(run_id))?
+        .into_iter()
+        .filter_map(|f| {
+            Some(FaithRow {
+                deletion_auc: f.mean_deletion_auc?,
+                random_deletion_auc: f.random_deletion_auc?,
+                share_below_random: f.share_deletion_below_random?,
+                method: f.method,
+                images: f.images,
+            })
+        })
+        .collect();
     out.sanity = conn
         .prepare("SELECT method, verdict FROM v_sanity_verdict WHERE run_id = ?1")?
         .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
