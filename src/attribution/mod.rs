@@ -1,6 +1,6 @@
 //! The attribution engine: the notebook's six methods (Guided Backprop, Integrated Gradients,
 //! SmoothGrad, Grad-CAM, LIME, Kernel SHAP) plus the plain gradient, with Xplique's semantics and
-//! defaults (see the README's "Attribution methods"). Explained score = the target class's logit; maps are H x W (channels
+//! defaults (see docs/methods.md). Explained score = the target class's logit; maps are H x W (channels
 //! reduced by the mean), in model-input resolution, raw (never display-normalised).
 use std::time::Instant;
 

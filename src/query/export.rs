@@ -1,7 +1,7 @@
 //! `export`: a run's results as CSV files for pandas / R / spreadsheets (RFC 4180, UTF-8, header row,
 //! spreadsheet-safe text, see [`super::table::spreadsheet_safe`]) plus the mean-map pictures, written
 //! into a fresh folder that replaces the previous export when complete ([`crate::output`]). The
-//! columns are documented in the README ("Export files").
+//! columns are documented in docs/database.md ("Export files").
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 

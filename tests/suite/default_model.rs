@@ -175,7 +175,7 @@ fn default_model_beats_chance_clearly_on_real_images() {
 /// float rounding; and the LIME / SHAP batch size and evaluating duplicate masks once give the same
 /// maps (< 1e-5 of the map's scale) for the same seeds. bf16 forwards are the one lever
 /// that changes numbers: for them the same seed gives maps whose ranks agree far better than two
-/// seeds of the reference do (the statistical comparison on 20 images is in the README).
+/// seeds of the reference do (the statistical comparison on 20 images is in docs/performance.md).
 #[test]
 fn performance_levers_keep_the_reference_maps() {
     use tumor_audit::model::Model;
@@ -318,7 +318,7 @@ fn prepacked_bf16_forward_runs_at_every_small_batch_size_close_to_f32() {
 
 /// Mixed precision for Integrated Gradients and SmoothGrad (bf16 convolutions, float32 head, gradients
 /// and maps): on real images the maps rank pixels as the float32 maps do (Spearman > 0.95; the
-/// distribution on 20 images is in the README), and IG's completeness error stays that of the
+/// distribution on 20 images is in docs/performance.md), and IG's completeness error stays that of the
 /// float32 path within half a percentage point (median over 10 images).
 #[test]
 fn mixed_precision_gradients_agree_with_float32() {

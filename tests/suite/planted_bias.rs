@@ -407,7 +407,7 @@ fn a_model_biased_by_a_background_marker_is_caught_by_the_audit() {
         &["--run", "biased", "--out", export_dir.to_str().unwrap()],
     );
     assert!(export_dir.join("mean-maps/yes__gradcam.png").is_file());
-    // The trust files' documented columns (README, "Export files").
+    // The trust files' documented columns (docs/database.md, "Export files").
     for (name, columns) in [
         ("faithfulness.csv", "run_id,image_id,path,label,predicted,correct,method,steps,score,deletion_auc,insertion_auc,random_deletion_auc,random_insertion_auc"),
         ("faithfulness_summary.csv", "label,correct,method,images,mean_deletion_auc,random_deletion_auc,mean_insertion_auc,random_insertion_auc"),

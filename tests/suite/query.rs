@@ -107,7 +107,7 @@ fn query_sql_is_read_only_and_the_database_is_unchanged() {
     assert_eq!(v[0]["n"], serde_json::json!(36));
 }
 
-/// The documented columns of each export file (README, "Export files").
+/// The documented columns of each export file (docs/database.md, "Export files").
 const EXPORT_COLUMNS: [(&str, &str); 7] = [
     ("metrics.csv", "run_id,image_id,path,label,predicted,confidence,correct,method,mass_inside,mass_background,mass_border,concentration_inside,concentration_border,top1_inside,top5_inside,gini,empty,completeness_error,segments,agreement,flagged,seconds"),
     ("predictions.csv", "run_id,image_id,path,label,predicted,confidence,target,correct,width,height,brain_area_fraction,mask_fallback,train_distance,near_duplicate,train_nearest_path,p_no,p_=yes"),

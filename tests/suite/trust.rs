@@ -175,7 +175,7 @@ fn step_counts_orders_and_trapezoid() {
     let mut o = fa::random_order(100, &mut r);
     o.sort();
     assert_eq!(o, (0..100).collect::<Vec<_>>());
-    // Cost stated in the README: (K + 1) x 2 x (methods + 1).
+    // Cost stated in docs/verdict.md: (K + 1) x 2 x (methods + 1).
     let f = fa::FaithfulnessConfig::default();
     assert_eq!(f.forward_passes(6), 17 * 2 * 7);
 }
