@@ -66,6 +66,11 @@ pub fn abs_shares(map: &[f32]) -> Option<Vec<f64>> {
     (total > 0.0).then(|| map.iter().map(|&v| mag(v) as f64 / total).collect())
 }
 
+/// The mean of `values`; `None` when empty.
+pub fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
 /// The median of `values` (the mean of the two middle ones for an even count); `None` when empty.
 pub fn median(values: &[f64]) -> Option<f64> {
     if values.is_empty() {

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::table::{Cell, Table};
 use super::QueryError;
 use crate::display;
-use crate::metrics::{abs_shares, median};
+use crate::metrics::{abs_shares, mean, median};
 use crate::store::maps;
 
 /// One group's values, kept whole for medians.
@@ -19,10 +19,6 @@ struct Group {
     border: Vec<f64>,
     flagged: Vec<f64>,
     agreement: Vec<f64>,
-}
-
-pub(crate) fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 /// Key: (label, correct, method); label "" = unlabelled, correct None = unknown.

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use super::bias::{long_table, mean, right_wrong, Key};
+use super::bias::{long_table, right_wrong, Key};
 use super::table::{Cell, Table};
-use crate::metrics::median;
+use crate::metrics::{mean, median};
 
 /// One image x method.
 struct Row {

@@ -431,7 +431,7 @@ fn distribution(values: &[f64]) -> Distribution {
         median: q.map(|q| q.1),
         q1: q.map(|q| q.0),
         q3: q.map(|q| q.2),
-        mean: (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64),
+        mean: crate::metrics::mean(values),
     }
 }
 
