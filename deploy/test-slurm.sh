@@ -114,8 +114,11 @@ ln -s "$repo/config.yml" "$jobs_dir/config.yml"
 ln -s "$repo/models" "$jobs_dir/models"
 for class in no yes; do
     mkdir -p "$work/data/Testing/$class"
-    find "$repo/data/br35h/Testing/$class" -maxdepth 1 -type f | sort | head -n 3 \
-        | while read -r f; do cp "$f" "$work/data/Testing/$class/"; done
+    # The whole listing is read (no `head` in the pipe): under pipefail, a reader that stops early
+    # makes the writer die of SIGPIPE and the script exit 141 at random.
+    mapfile -t files < <(find "$repo/data/br35h/Testing/$class" -maxdepth 1 -type f | sort)
+    [ "${#files[@]}" -ge 3 ] || fail "fewer than 3 test images in data/br35h/Testing/$class"
+    cp "${files[@]:0:3}" "$work/data/Testing/$class/"
 done
 audit_args="--data $work/data/Testing --methods gradcam,guided_backprop --no-leakage-check"
 export TUMOR_AUDIT=$BIN AUDIT_ARGS=$audit_args
@@ -132,7 +135,7 @@ wait_jobs() {
     fail "jobs still queued after ${1:-300} s"
 }
 exit_code() { # job id -> "N:M" while the controller remembers the job
-    scontrol show job "$1" | tr ' ' '\n' | awk -F= '$1 == "ExitCode" { print $2; exit }'
+    scontrol show job "$1" | tr ' ' '\n' | awk -F= '$1 == "ExitCode" && !done { print $2; done = 1 }'
 }
 compare_py=$(
     cat << 'PY'

@@ -156,7 +156,8 @@ resolve() {
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:?}")
   arch=$(dpkg --print-architecture)
   local index
-  index=$(find "$state/lists" -maxdepth 1 -name "*_dists_${codename}_main_binary-${arch}_Packages*" | head -n 1)
+  # The first of the listing, read whole: a `head` in the pipe can kill `find` with SIGPIPE under pipefail.
+  index=$(find "$state/lists" -maxdepth 1 -name "*_dists_${codename}_main_binary-${arch}_Packages*" | sed -n 1p)
   [ -n "$index" ] || die "no package index of $codename/main for $arch in the machine's Debian sources"
   /usr/lib/apt/apt-helper cat-file "$index" > "$state/index.txt"
   "$python" - "$state/index.txt" <<'PY'
@@ -218,7 +219,7 @@ installed_pins=("${pins[@]}")
 deb_of() {
   local spec=${1%% *}
   local name=${spec%%=*} version=${spec#*=}
-  find "$debs" -maxdepth 1 -name "${name}_${version//:/%3a}_*.deb" | head -n 1
+  find "$debs" -maxdepth 1 -name "${name}_${version//:/%3a}_*.deb" | sed -n 1p
 }
 # Downloads the pins not already here with their checksum (one apt-get call), then checks each;
 # the pins that the archive no longer holds go into the array `missing`.
@@ -239,7 +240,7 @@ fetch() { # "package=version sha256"...
   if ! (cd "$debs" && apt-get "${apt_opts[@]}" download "${wanted[@]}" > "$state/download.log" 2>&1); then
     local known=()
     for p in "${wanted[@]}"; do
-      if apt-cache "${apt_opts[@]}" show "$p" 2> /dev/null | grep -q '^Package:'; then
+      if apt-cache "${apt_opts[@]}" show "$p" 2> /dev/null | grep '^Package:' > /dev/null; then
         known+=("$p")
       fi
     done
