@@ -16,7 +16,7 @@ use crate::metrics;
 /// Side of the grid the half maps are compared on (the agreement grid of the audit).
 pub use crate::metrics::AGREEMENT_SIZE;
 
-/// Below this figure a map raises no flag of its own (see [`crate::trust::shortcut`]): two runs with
+/// Below this figure a map raises no flag of its own (the shortcut check reads it): two runs with
 /// different seeds would rank its pixels too differently for its location to mean anything.
 pub const MIN_REPRODUCIBILITY: f64 = 0.5;
 
